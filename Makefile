@@ -1,0 +1,29 @@
+# Wraps CMake. Every target installs missing dependencies first
+# (tools/deps.sh is idempotent and fast once everything is present).
+BUILD ?= build
+TEST_BUILD ?= build/asan
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps build test test-fast demo bench bench-quick clean
+
+all: build
+
+deps:
+	@tools/deps.sh all
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# The test suite runs on a sanitizer build (ASan and UBSan).
+test: deps
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSANDLOT_SANITIZE=ON >/dev/null
+	@cmake --build $(TEST_BUILD) -j $(JOBS)
+	@cd $(TEST_BUILD) && ctest --output-on-failure $(CTEST_ARGS)
+
+demo: build
+	@$(BUILD)/sandlot run examples/demo.lua
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,46 @@
+/* The error contract of the C core.
+ *
+ * Every fallible function takes a `sl_error *err` as its last argument,
+ * returns a negative errno (`-code`) on failure and fills `err`. Callers
+ * that pass the failure up add context with sl_error_wrap(), so a message
+ * reads from the outermost operation inward:
+ *
+ *     "snapshot sb-1a2b: criu dump failed: exit status 1"
+ *
+ * `err` may be NULL when the caller only needs the return value. */
+#ifndef SANDLOT_ERROR_H
+#define SANDLOT_ERROR_H
+
+#include <stdarg.h>
+
+#define SL_ERROR_MSG_MAX 1024
+
+typedef struct sl_error {
+  int code;                   /* positive errno value, 0 when no error */
+  char msg[SL_ERROR_MSG_MAX]; /* "message: subject", without the errno name */
+} sl_error;
+
+/* Set `err` to (code, formatted message). Returns -code so that callers can
+ * write `return sl_error_set(err, ENOENT, "sandbox not found: %s", id);`.
+ * A code <= 0 is treated as EIO. */
+int sl_error_set(sl_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Like sl_error_set() with the text of strerror(code) appended after ": ". */
+int sl_error_errno(sl_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prepend "context: " to the message in `err`, keeping its code. Returns
+ * -err->code (or -EIO when `err` holds no error). */
+int sl_error_wrap(sl_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+void sl_error_clear(sl_error *err);
+
+/* Symbolic name of an errno value ("ENOENT"), or "EIO" for unknown codes. */
+const char *sl_errname(int code);
+
+/* Inverse of sl_errname(): the errno for "ENOENT", or 0 when unknown. */
+int sl_errcode(const char *name);
+
+#endif
