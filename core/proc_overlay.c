@@ -95,11 +95,6 @@ static int under_prefix(const char *path, const char *prefix) {
   return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 
-static int deeper_first(const void *a, const void *b) {
-  size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
-  return la < lb ? 1 : la > lb ? -1 : 0;
-}
-
 char **sl_mounts_below(const char *mountinfo, const char *prefix, size_t *count) {
   size_t cap = 8, n = 0;
   char **out = calloc(cap + 1, sizeof *out);
@@ -127,7 +122,13 @@ char **sl_mounts_below(const char *mountinfo, const char *prefix, size_t *count)
     out[n] = NULL;
   }
   free(copy);
-  qsort(out, n, sizeof *out, deeper_first);
+  /* mountinfo lists a mount after the one it sits on, so the reverse
+   * order unmounts children first. */
+  for (size_t i = 0; i < n / 2; i++) {
+    char *t = out[i];
+    out[i] = out[n - 1 - i];
+    out[n - 1 - i] = t;
+  }
   *count = n;
   return out;
 }
