@@ -29,7 +29,6 @@ extern char **environ;
 
 #define DEFAULT_MEMORY (1ULL << 30)
 #define DEFAULT_PIDS 1024
-#define DEFAULT_CPU_SHARES 1024
 /* Template build and import happen before the monitor starts; this only
  * bounds cgroups, mounts and the agent's start. */
 #define READY_TIMEOUT_MS 60000
@@ -60,7 +59,7 @@ static void fill_record(const sl_sandboxes *h, const sl_create_spec *spec, const
   info->memory_bytes = DEFAULT_MEMORY;
   if (spec->memory) sl_parse_size(spec->memory, &info->memory_bytes, NULL);
   info->pids_max = spec->pids ? spec->pids : DEFAULT_PIDS;
-  info->cpu_shares = spec->cpu_shares ? spec->cpu_shares : DEFAULT_CPU_SHARES;
+  info->cpu_shares = spec->cpu_shares; /* 0 keeps the kernel's default weight */
   info->cpus = spec->cpus;
   info->auto_kill = spec->auto_kill;
   join_labels(spec->labels, info->labels, sizeof info->labels);
@@ -149,8 +148,8 @@ static int spawn_monitor(const char *monitor, const char *home, const char *id, 
   return ready[0];
 }
 
-/* Read the monitor's one-line answer: 0 on "ok", its error on "err", EIO
- * when it exited without answering. */
+/* Read the monitor's one-line ready message: 0 on "ok", its error on
+ * "err", EIO when it exited without writing one. */
 static int await_ready(int fd, sl_error *err) {
   char buf[SL_ERROR_MSG_MAX + 64];
   size_t used = 0;
@@ -173,8 +172,8 @@ static int await_ready(int fd, sl_error *err) {
   return sl_monitor_parse_reply(buf, NULL, 0, err);
 }
 
-/* After a failed start: release whatever the monitor left (it normally
- * cleans up before answering) and drop the row. */
+/* After a failed start, release whatever the monitor left (it normally
+ * cleans up before it reports) and drop the row. */
 static void discard(sl_sandboxes *h, const char *id) {
   sl_sandbox_info info;
   sl_error ignored = {0};

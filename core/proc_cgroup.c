@@ -156,8 +156,9 @@ static void add_write(sl_cgroup_write *out, size_t max, size_t *n, sl_cgroup_con
   (*n)++;
 }
 
-/* cpu.shares (2..262144, default 1024) to cpu.weight (1..10000, default
- * 100), the mapping the kernel documents and container runtimes use. */
+/* Map cpu.shares (2..262144) linearly onto cpu.weight (1..10000). The v1
+ * default 1024 maps to 39, not to the v2 default 100, which is why an
+ * unset cpu_shares writes nothing. */
 static int64_t shares_to_weight(int64_t shares) { return 1 + ((shares - 2) * 9999) / 262142; }
 
 #define CPU_PERIOD_US 100000

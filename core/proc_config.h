@@ -1,6 +1,7 @@
-/* What the creator hands a process sandbox's monitor: the file
- * sandboxes/<id>/config, "key=value" lines with backslash and newline
- * escaped in values; repeated keys (lower, env) form lists in order. */
+/* The monitor config of a process sandbox, written by the creator to
+ * sandboxes/<id>/config. Its lines are "key=value" with backslash and
+ * newline escaped in values, and repeated keys (lower, env) form lists
+ * in order. */
 #ifndef SANDLOT_PROC_CONFIG_H
 #define SANDLOT_PROC_CONFIG_H
 

@@ -70,8 +70,11 @@ __attribute__((format(printf, 2, 3))) _Noreturn static void fail(int code, const
 
 static void mount_or_fail(const char *src, const char *target, const char *type,
                           unsigned long flags, const char *data) {
-  if (mount(src, target, type, flags, data) < 0)
-    fail(errno, "mount %s on %s", type ? type : src ? src : "(remount)", target);
+  if (mount(src, target, type, flags, data) < 0) {
+    const char *what = type;
+    if (what == NULL) what = src != NULL ? src : "(remount)";
+    fail(errno, "mount %s on %s", what, target);
+  }
 }
 
 static void path_in_root(char *buf, size_t len, const char *sub) {

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-/* Where the agent lives inside the sandbox: its own read-only layer. */
+/* Paths of the agent inside the sandbox, in its own read-only layer. */
 #define SL_AGENT_DIR "/.sandlot"
 #define SL_AGENT_PATH "/.sandlot/agent"
 /* Socket the agent serves, inside the sandbox; on the overlay, so the host

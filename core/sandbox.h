@@ -6,10 +6,10 @@
  * sandbox's backend ("process" now); backend code lives in its own files
  * (proc_*.c for process sandboxes).
  *
- * Errors: an unknown sandbox or template fails with ENOENT, an invalid
- * spec with EINVAL naming the value, a call that needs a live sandbox on
- * one that has ended with ESRCH, and a call that finds another operation
- * in progress on the sandbox with EBUSY. */
+ * Errors: an unknown sandbox or template fails with ENOENT, and an
+ * invalid spec with EINVAL naming the value. A call that needs a live
+ * sandbox fails with ESRCH on one that has ended, and with EBUSY when
+ * another operation holds the sandbox for too long. */
 #ifndef SANDLOT_SANDBOX_H
 #define SANDLOT_SANDBOX_H
 
@@ -33,7 +33,9 @@ typedef struct sl_create_spec {
                                 supported by the process backend yet */
   const char *memory;        /* memory limit, "512M", "1G"; default "1G" */
   int64_t pids;              /* max processes and threads; default 1024 */
-  int64_t cpu_shares;        /* relative CPU weight, 2..262144; default 1024 */
+  int64_t cpu_shares;        /* relative CPU weight on the cpu.shares scale,
+                                2..262144 (1024 is a v1 default); 0 leaves
+                                the kernel's default */
   double cpus;               /* CPU time quota in CPUs (0.5 = half of one);
                                 0: no quota */
   const char *const *env;    /* "NAME=value" entries, NULL-terminated: the
@@ -114,11 +116,12 @@ int sl_sandbox_thaw(sl_sandboxes *h, const char *id, sl_error *err);
 /* Set the timeout to `seconds` from now; 0 removes it. */
 int sl_sandbox_set_timeout(sl_sandboxes *h, const char *id, int64_t seconds, sl_error *err);
 
-/* Clean up what a crashed host or monitor left: for every sandbox whose
- * monitor is gone, kill its processes, unmount its root, remove its
- * cgroups and mark it dead ("monitor_lost"); drop rows stuck in
- * "creating"; unmount stale mounts under the store. Writes the number of
- * sandboxes cleaned to `cleaned` (may be NULL). */
+/* Clean up what a crashed host or monitor left. For every sandbox whose
+ * monitor is gone, kill its processes, unmount what is mounted below its
+ * directory, remove its cgroups and mark it dead ("monitor_lost"). Rows
+ * stuck in "creating" without a monitor for 60 s are dropped, and dead
+ * sandboxes with mounts or cgroups left are released again. Writes the
+ * number of sandboxes cleaned to `cleaned` (may be NULL). */
 int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err);
 
 /* Check `spec` without creating anything: backend, template name, sizes,

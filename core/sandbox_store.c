@@ -67,7 +67,9 @@ static const field fields[] = {
 static size_t escape_into(const char *value, char *buf, size_t len) {
   size_t n = 0;
   for (const char *p = value; *p; p++) {
-    const char *rep = *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : NULL;
+    const char *rep = NULL;
+    if (*p == '\\') rep = "\\\\";
+    if (*p == '\n') rep = "\\n";
     size_t add = rep ? 2 : 1;
     if (n + add < len) memcpy(buf + n, rep ? rep : p, add);
     n += add;

@@ -271,8 +271,8 @@ static int same_file_system(const char *a, const char *b) {
 }
 
 /* Copy the cached root into a fresh directory under layers/ and rename it
- * into place; a concurrent importer that wins the rename makes ours
- * redundant, and it is removed. */
+ * into place. When a concurrent importer wins the rename, our copy is
+ * redundant and is removed. */
 static int import_layer(const char *rootfs, const char *layers, const sl_template_layer *out,
                         sl_error *err) {
   char tmp[PATH_MAX], src[PATH_MAX];

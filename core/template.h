@@ -2,12 +2,12 @@
  *
  * A template spec lists what goes into a Debian root file system built by
  * mmdebstrap: suite, mirror, variant, extra packages and shell commands run
- * in the finished root (chroot) before it is sealed. The spec's canonical
- * text is hashed; the digest keys a machine-wide cache
- * ($SANDLOT_TEMPLATE_CACHE, default /var/cache/sandlot) so each spec is
- * built once per machine, and a store imports the built root as a
- * read-only layer (hardlinks when the cache and the store share a file
- * system, reflinks or a copy otherwise). */
+ * in the finished root (chroot) before it is sealed. The digest of the
+ * spec's canonical text keys a machine-wide cache
+ * ($SANDLOT_TEMPLATE_CACHE, default /var/cache/sandlot), so each spec is
+ * built once per machine. A store imports the built root as a read-only
+ * layer, with hardlinks when the cache and the store share a file system
+ * and with reflinks or a copy otherwise. */
 #ifndef SANDLOT_TEMPLATE_H
 #define SANDLOT_TEMPLATE_H
 
@@ -62,9 +62,9 @@ void sl_argv_free(char **argv);
  * default). */
 const char *sl_template_cache_dir(void);
 
-/* Make sure the cache holds the built root of `spec`, building it with
- * mmdebstrap under a lock when it does not (minutes; each output line goes
- * to `progress`, which may be NULL). Writes the cached root's path. */
+/* Build the root of `spec` into the cache with mmdebstrap, under a lock,
+ * unless the cache has it. A build takes minutes, and each output line
+ * goes to `progress` (may be NULL). Writes the cached root's path. */
 int sl_template_ensure_cached(const sl_template_spec *spec, sl_line_fn progress,
                               void *data, char *rootfs, size_t len, sl_error *err);
 

@@ -58,7 +58,7 @@ static void status(sl_monitor *m, int fd) {
   reply(fd, line);
 }
 
-/* Returns 1 when the connection is kept to be answered later. */
+/* Returns 1 when the connection stays open for a reply sent later. */
 static int handle(sl_monitor *m, int fd, char *request) {
   sl_error err = {0};
   char out[128];

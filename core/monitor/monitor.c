@@ -319,7 +319,8 @@ static void finish(sl_monitor *m) {
   SL_INFO("monitor.stop", "sandbox=%s reason=%s", m->cfg.id, m->end_reason);
 }
 
-/* Undo a failed setup: the same release as at the end, then the answer. */
+/* Undo a failed setup with the same release as at the end, then report
+ * the error to the creator. */
 static int fail_setup(sl_monitor *m, sl_error *err) {
   SL_ERROR("monitor.setup_failed", "sandbox=%s error=\"%s: %s\"", m->cfg.id, sl_errname(err->code),
            err->msg);

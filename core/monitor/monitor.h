@@ -5,10 +5,10 @@
  *
  *     sandlot-monitor --home HOME --id ID --ready-fd 3 [--creator-pidfd 4]
  *
- * and it reads sandboxes/<id>/config. It is a child subreaper; it creates
+ * and it reads sandboxes/<id>/config. It is a child subreaper. It creates
  * the cgroups, mounts the overlay, launches PID 1, waits for the agent's
- * socket, marks the record running and writes "ok" (or "err ENAME
- * message" after undoing its work) to the ready fd. Then it serves
+ * socket, marks the record running and writes "ok" to the ready fd. On a
+ * failure it undoes its work and writes "err ENAME message". Then it serves
  * monitor.sock (see monitor_client.h), enforces the timeout, kills the
  * sandbox when the creator exits (auto_kill), and when PID 1 ends records
  * the exit status, releases mounts and cgroups and exits. */
@@ -32,7 +32,7 @@ typedef struct sl_monitor {
   char dir[PATH_MAX];       /* sandboxes/<id> */
   char socket_path[PATH_MAX];
   sl_cgroup cgroup;
-  int ready_fd;             /* to the creator; -1 once answered */
+  int ready_fd;             /* to the creator; -1 once reported */
   int creator_pidfd;        /* -1 unless auto_kill */
   int signal_fd, listen_fd, timer_fd;
   pid_t init_pid;
@@ -41,7 +41,7 @@ typedef struct sl_monitor {
   int init_done;            /* PID 1 has been reaped */
   int exit_status, exit_signal;
   const char *end_reason;   /* set once the sandbox is ending */
-  int waiters[SL_MONITOR_MAX_WAITERS]; /* kill requests to answer at the end */
+  int waiters[SL_MONITOR_MAX_WAITERS]; /* kill requests, replied to at the end */
   int nwaiters;
 } sl_monitor;
 

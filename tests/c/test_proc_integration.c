@@ -294,7 +294,8 @@ static void sandbox_outlives_creator(void) {
     CHECK_INT(read(ids[0], id, sizeof id), ==, (int)sizeof id);
     int status;
     CHECK_INT(waitpid(pid, &status, 0), ==, pid);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(WIFEXITED(status));
+    CHECK_INT(WEXITSTATUS(status), ==, 0);
 
     sl_sandbox_info after;
     sl_error err = {0};
@@ -333,11 +334,11 @@ static void gc_cleans_after_monitor_crash(void) {
   int cleaned = -1;
   CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
   CHECK_INT(cleaned, ==, 1);
-  sl_sandbox_info gone;
-  CHECK_OK(sl_sandbox_get(h, info.id, &gone, &err), &err);
-  CHECK_INT(gone.state, ==, SL_SANDBOX_DEAD);
-  CHECK_STR(gone.end_reason, "monitor_lost");
-  CHECK(nothing_left(h, &gone));
+  sl_sandbox_info collected;
+  CHECK_OK(sl_sandbox_get(h, info.id, &collected, &err), &err);
+  CHECK_INT(collected.state, ==, SL_SANDBOX_DEAD);
+  CHECK_STR(collected.end_reason, "monitor_lost");
+  CHECK(nothing_left(h, &collected));
 
   sl_sandbox_info alive;
   CHECK_OK(sl_sandbox_get(h, after.id, &alive, &err), &err);
@@ -511,7 +512,8 @@ static void cgroup_v2_freeze_and_kill(void) {
   CHECK_OK(sl_cgroup_kill_all(&cg, 5000, &err), &err);
   int status;
   CHECK_INT(waitpid(pid, &status, 0), ==, pid);
-  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  CHECK(WIFSIGNALED(status));
+  CHECK_INT(WTERMSIG(status), ==, SIGKILL);
   CHECK_OK(sl_cgroup_destroy(&cg, &err), &err);
   CHECK(!sl_cgroup_exists(&cg));
   close(counter[0]);
