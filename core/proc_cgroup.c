@@ -396,6 +396,19 @@ static int set_frozen(const sl_cgroup *cg, int frozen, sl_error *err) {
 int sl_cgroup_freeze(const sl_cgroup *cg, sl_error *err) { return set_frozen(cg, 1, err); }
 int sl_cgroup_thaw(const sl_cgroup *cg, sl_error *err) { return set_frozen(cg, 0, err); }
 
+long sl_cgroup_oom_kills(const sl_cgroup *cg) {
+  const char *dir = cg->mode == SL_CGROUP_V2 ? cg->dirs[SL_CG_UNIFIED] : cg->dirs[SL_CG_MEMORY];
+  const char *file = cg->mode == SL_CGROUP_V2 ? "memory.events" : "memory.oom_control";
+  if (!dir[0]) return 0;
+  char path[SL_CGROUP_PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  char *text = read_text(path, 1024);
+  const char *line = text ? strstr(text, "oom_kill ") : NULL;
+  long kills = line ? atol(line + strlen("oom_kill ")) : 0;
+  free(text);
+  return kills;
+}
+
 /* Read cgroup.procs into `pids`; returns the count or a negative errno. */
 static int read_procs(const sl_cgroup *cg, pid_t *pids, int max, sl_error *err) {
   char path[SL_CGROUP_PATH_MAX + 32];

@@ -95,6 +95,10 @@ int sl_cgroup_add(const sl_cgroup *cg, pid_t pid, sl_error *err);
 int sl_cgroup_freeze(const sl_cgroup *cg, sl_error *err);
 int sl_cgroup_thaw(const sl_cgroup *cg, sl_error *err);
 
+/* How many processes the OOM killer has killed in the cgroup (v1
+ * memory.oom_control or v2 memory.events, "oom_kill"); 0 when unknown. */
+long sl_cgroup_oom_kills(const sl_cgroup *cg);
+
 /* Number of processes in the sandbox's cgroup, or a negative errno. */
 int sl_cgroup_count_procs(const sl_cgroup *cg, sl_error *err);
 

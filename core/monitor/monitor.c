@@ -196,6 +196,9 @@ static void record_exit(sl_monitor *m, int status) {
   m->init_done = 1;
   m->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   m->exit_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  /* The cgroup's OOM killer ends PID 1 with SIGKILL, like a kill would. */
+  if (m->end_reason == NULL && m->exit_signal == SIGKILL && sl_cgroup_oom_kills(&m->cgroup) > 0)
+    m->end_reason = "oom";
   if (m->end_reason == NULL) m->end_reason = "exited";
   SL_INFO("monitor.init_exit", "sandbox=%s pid=%d exit_status=%d signal=%d reason=%s", m->cfg.id,
           (int)m->init_pid, m->exit_status, m->exit_signal, m->end_reason);
