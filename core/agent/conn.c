@@ -231,8 +231,32 @@ static void handle_frame(conn *c, const sl_frame *f) {
   }
 }
 
-static void on_malformed(conn *c, const sl_error *err) {
+/* Log malformed input at most PROTOCOL_WARN_BURST times per minute, so a
+ * misbehaving client cannot flood the log; the rest are counted. */
+#define PROTOCOL_WARN_BURST 10
+
+static void warn_malformed(conn *c, const sl_error *err) {
+  static int64_t window_start;
+  static int logged;
+  static unsigned long suppressed;
+  int64_t now = now_ms();
+  if (now - window_start >= 60000) {
+    if (suppressed > 0)
+      SL_WARN("agent.protocol", "suppressed=%lu reason=rate limit", suppressed);
+    window_start = now;
+    logged = 0;
+    suppressed = 0;
+  }
+  if (logged >= PROTOCOL_WARN_BURST) {
+    suppressed++;
+    return;
+  }
+  logged++;
   SL_WARN("agent.protocol", "conn=%lu error=%s", c->serial, err->msg);
+}
+
+static void on_malformed(conn *c, const sl_error *err) {
+  warn_malformed(c, err);
   if (!c->stream) {
     conn_kill(c, "malformed frame");
     return;
