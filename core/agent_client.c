@@ -56,6 +56,7 @@ struct sl_agent {
   int attempts;
   uint32_t next_id;
   uint8_t nonce[SL_PROTO_SYNC_NONCE];
+  uint64_t sync_deadline; /* uv_now() value */
   sl_parser in;
   pending *pending;
   queued *queue;
@@ -359,10 +360,26 @@ static void on_ready(sl_agent *a) {
   notify_waiters(a, NULL);
 }
 
+/* Resend the marker every SYNC_RESEND_MS: a stale partial frame from an
+ * earlier session may swallow the first ones. */
+#define SYNC_RESEND_MS 250
+
+static void send_sync_marker(sl_agent *a) {
+  sl_buf b = {0};
+  sl_proto_put_sync(&b, a->nonce);
+  if (!b.failed) write_bytes(a, b.data, b.len);
+  sl_buf_free(&b);
+}
+
 static void on_timer(uv_timer_t *t) {
   sl_agent *a = t->data;
   if (a->state == ST_IDLE) {
     start_connect(a); /* the reconnect delay ended */
+    return;
+  }
+  if (a->state == ST_SYNCING && uv_now(a->loop) < a->sync_deadline) {
+    send_sync_marker(a);
+    uv_timer_start(&a->timer, on_timer, SYNC_RESEND_MS, 0);
     return;
   }
   sl_error err;
@@ -395,10 +412,9 @@ static void on_connect(uv_connect_t *req, int status) {
   if (getrandom(a->nonce, sizeof a->nonce, 0) != (ssize_t)sizeof a->nonce)
     for (size_t i = 0; i < sizeof a->nonce; i++) a->nonce[i] = (uint8_t)rand();
   sl_parser_resync(&a->in);
-  sl_buf b = {0};
-  sl_proto_put_sync(&b, a->nonce);
-  if (!b.failed) write_bytes(a, b.data, b.len);
-  sl_buf_free(&b);
+  a->sync_deadline = uv_now(a->loop) + (uint64_t)a->opts.connect_timeout_ms;
+  send_sync_marker(a);
+  uv_timer_start(&a->timer, on_timer, SYNC_RESEND_MS, 0);
 }
 
 static void start_connect(sl_agent *a) {

@@ -162,6 +162,9 @@ typedef struct sl_agent_conn {
  * ECONNREFUSED or ETIMEDOUT like sl_agent_connect(). */
 int sl_agent_conn_open(sl_agent_conn *c, const char *path, int timeout_ms, int sync,
                        sl_error *err);
+/* Use an fd that is already connected (a socketpair, a chardev socket).
+ * The connection owns it afterwards, except when this fails. */
+int sl_agent_conn_attach_fd(sl_agent_conn *c, int fd, int timeout_ms, int sync, sl_error *err);
 void sl_agent_conn_close(sl_agent_conn *c);
 
 /* Send one request (built with id 0) and wait for its final reply, which is

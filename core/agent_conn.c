@@ -84,35 +84,65 @@ static int connect_socket(const char *path, int *out, sl_error *err) {
   return 0;
 }
 
+/* Send sync markers every SYNC_RESEND_MS until the agent answers ours. A
+ * stale partial frame from an earlier session may swallow the first ones. */
+#define SYNC_RESEND_MS 250
+
+static int send_sync(sl_agent_conn *c, const uint8_t *nonce, int64_t deadline, sl_error *err) {
+  sl_buf b = {0};
+  sl_proto_put_sync(&b, nonce);
+  int rc = b.failed ? sl_error_set(err, ENOMEM, "out of memory")
+                    : send_all(c, b.data, b.len, deadline, err);
+  sl_buf_free(&b);
+  return rc;
+}
+
 static int sync_stream(sl_agent_conn *c, int64_t deadline, sl_error *err) {
   uint8_t nonce[SL_PROTO_SYNC_NONCE];
   if (getrandom(nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce)
     return sl_error_errno(err, errno, "getrandom");
-  sl_buf b = {0};
-  sl_proto_put_sync(&b, nonce);
-  int rc = b.failed ? sl_error_set(err, ENOMEM, "out of memory") : send_all(c, b.data, b.len, deadline, err);
-  sl_buf_free(&b);
+  sl_parser_reset(&c->in);
   sl_parser_resync(&c->in);
-  sl_frame f;
+  int rc = 0;
   while (rc == 0) {
-    rc = next_frame(c, &f, deadline, err);
-    if (rc < 0) break;
-    if (f.type == SL_MSG_SYNC && memcmp(f.body, nonce, sizeof nonce) == 0) return 0;
-    sl_parser_resync(&c->in); /* an older session's bytes */
+    int64_t attempt_end = monotonic_ms() + SYNC_RESEND_MS;
+    if (attempt_end > deadline) attempt_end = deadline;
+    rc = send_sync(c, nonce, deadline, err);
+    sl_frame f;
+    while (rc == 0) {
+      rc = next_frame(c, &f, attempt_end, err);
+      if (rc == 0 && f.type == SL_MSG_SYNC && memcmp(f.body, nonce, sizeof nonce) == 0)
+        return 0;
+      if (rc == 0) sl_parser_resync(&c->in); /* an older session's bytes */
+    }
+    if (rc == -ETIMEDOUT && monotonic_ms() < deadline) rc = 0;
   }
   return sl_error_wrap(err, "sync with the agent");
+}
+
+int sl_agent_conn_attach_fd(sl_agent_conn *c, int fd, int timeout_ms, int sync, sl_error *err) {
+  memset(c, 0, sizeof *c);
+  c->fd = fd;
+  c->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+  c->next_id = 1;
+  sl_parser_init(&c->in, SL_PROTO_MAX_FRAME);
+  int rc = sync ? sync_stream(c, monotonic_ms() + c->timeout_ms, err) : 0;
+  if (rc < 0) {
+    sl_parser_free(&c->in);
+    c->fd = -1;
+  }
+  return rc;
 }
 
 int sl_agent_conn_open(sl_agent_conn *c, const char *path, int timeout_ms, int sync,
                        sl_error *err) {
   memset(c, 0, sizeof *c);
   c->fd = -1;
-  c->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
-  c->next_id = 1;
-  sl_parser_init(&c->in, SL_PROTO_MAX_FRAME);
-  int rc = connect_socket(path, &c->fd, err);
-  if (rc == 0 && sync) rc = sync_stream(c, monotonic_ms() + c->timeout_ms, err);
-  if (rc < 0) sl_agent_conn_close(c);
+  int fd = -1;
+  int rc = connect_socket(path, &fd, err);
+  if (rc == 0) rc = sl_agent_conn_attach_fd(c, fd, timeout_ms, sync, err);
+  if (rc < 0 && fd >= 0) close(fd);
+  if (rc < 0) c->fd = -1;
   return rc;
 }
 

@@ -27,19 +27,19 @@ typedef struct harness {
   pid_t pid;
 } harness;
 
-static const char *agent_binary(void) {
+static inline const char *agent_binary(void) {
   static char path[512];
   const char *build = getenv("SANDLOT_BUILD_DIR");
   snprintf(path, sizeof path, "%s/sandlot-agent", build ? build : ".");
   return path;
 }
 
-static void sleep_ms(int ms) {
+static inline void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
   nanosleep(&ts, NULL);
 }
 
-static int socket_ready(const char *path) {
+static inline int socket_ready(const char *path) {
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
   snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -48,13 +48,18 @@ static int socket_ready(const char *path) {
   return ok;
 }
 
-/* Start the agent with --listen DIR/agent.sock and `extra` arguments.
- * `keep_fd`, when >= 0, is passed to the agent as fd 3. */
-static int harness_start_with(harness *h, const char *const *extra, int keep_fd) {
+/* Create the temporary folder; harness_launch() starts the agent. */
+static inline int harness_init(harness *h) {
   memset(h, 0, sizeof *h);
   snprintf(h->dir, sizeof h->dir, "/tmp/sandlot-agent-test-XXXXXX");
   if (mkdtemp(h->dir) == NULL) return -1;
   snprintf(h->sock, sizeof h->sock, "%s/agent.sock", h->dir);
+  return 0;
+}
+
+/* Start the agent with --listen DIR/agent.sock and `extra` arguments.
+ * `keep_fd`, when >= 0, is passed to the agent as fd 3. */
+static inline int harness_launch(harness *h, const char *const *extra, int keep_fd) {
   const char *argv[32] = {agent_binary(), "--listen", h->sock};
   int argc = 3;
   for (; extra != NULL && *extra != NULL && argc < 31; extra++) argv[argc++] = *extra;
@@ -89,16 +94,21 @@ static int harness_start_with(harness *h, const char *const *extra, int keep_fd)
   return -1;
 }
 
-static int harness_start(harness *h) { return harness_start_with(h, NULL, -1); }
+static inline int harness_start_with(harness *h, const char *const *extra, int keep_fd) {
+  return harness_init(h) < 0 ? -1 : harness_launch(h, extra, keep_fd);
+}
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+static inline int harness_start(harness *h) { return harness_start_with(h, NULL, -1); }
+
+static inline int remove_entry(const char *path, const struct stat *st, int type,
+                               struct FTW *ftw) {
   (void)st, (void)ftw;
   return type == FTW_DP ? rmdir(path) : unlink(path);
 }
 
 /* Stop the agent (SIGTERM, then SIGKILL) and remove the folder. Returns
  * the agent's wait status. */
-static int harness_stop(harness *h) {
+static inline int harness_stop(harness *h) {
   int status = -1;
   if (h->pid > 0) {
     kill(h->pid, SIGTERM);
@@ -120,7 +130,7 @@ typedef struct collected {
   int events;
 } collected;
 
-static void collect_event(const sl_frame *f, void *data) {
+static inline void collect_event(const sl_frame *f, void *data) {
   collected *c = data;
   c->events++;
   if (f->type != SL_MSG_OUTPUT) return;
@@ -132,17 +142,17 @@ static void collect_event(const sl_frame *f, void *data) {
     sl_buf_append(&c->out[fd], bytes, len);
 }
 
-static void collected_free(collected *c) {
+static inline void collected_free(collected *c) {
   sl_buf_free(&c->out[1]);
   sl_buf_free(&c->out[2]);
 }
 
 /* 1 when the two byte ranges are equal. */
-static int bytes_equal(const sl_buf *b, const void *expected, size_t len) {
+static inline int bytes_equal(const sl_buf *b, const void *expected, size_t len) {
   return b->len == len && (len == 0 || memcmp(b->data, expected, len) == 0);
 }
 
-static int64_t field_i64(const sl_frame *f, uint8_t key, int64_t def) {
+static inline int64_t field_i64(const sl_frame *f, uint8_t key, int64_t def) {
   int64_t v = def;
   sl_frame_get_i64(f, key, &v, NULL);
   return v;
