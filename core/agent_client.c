@@ -272,7 +272,7 @@ static void on_ready(sl_agent *a);
 static void handle_sync_frame(sl_agent *a, const sl_frame *f) {
   if (a->state != ST_SYNCING) return;
   if (memcmp(f->body, a->nonce, SL_PROTO_SYNC_NONCE) != 0) {
-    sl_parser_resync(&a->in); /* an older session's answer */
+    sl_parser_resync(&a->in); /* a reply to an older session's marker */
     return;
   }
   on_ready(a);

@@ -50,8 +50,8 @@ typedef void (*sl_agent_reply_cb)(sl_agent *a, const sl_frame *msg, const sl_err
 sl_agent *sl_agent_new(uv_loop_t *loop, const char *path, const sl_agent_options *opts);
 
 /* Connect now (requests connect on their own too). `cb` gets ENOENT when
- * the socket does not exist, ECONNREFUSED when nobody listens on it, and
- * ETIMEDOUT when connecting or syncing takes longer than the timeout. */
+ * the socket does not exist, ECONNREFUSED when no process listens on it,
+ * and ETIMEDOUT when connecting or syncing takes longer than the timeout. */
 void sl_agent_connect(sl_agent *a, sl_agent_done_cb cb, void *data);
 
 /* Drop the connection and stop reconnecting until sl_agent_resume(); new
@@ -158,7 +158,7 @@ typedef struct sl_agent_conn {
 } sl_agent_conn;
 
 /* Connect to the agent socket at `path`. `sync` sends a sync marker first
- * and skips any stale bytes before the agent's answer. Fails with ENOENT,
+ * and skips any stale bytes before the agent's reply. Fails with ENOENT,
  * ECONNREFUSED or ETIMEDOUT like sl_agent_connect(). */
 int sl_agent_conn_open(sl_agent_conn *c, const char *path, int timeout_ms, int sync,
                        sl_error *err);

@@ -84,7 +84,7 @@ static int connect_socket(const char *path, int *out, sl_error *err) {
   return 0;
 }
 
-/* Send sync markers every SYNC_RESEND_MS until the agent answers ours. A
+/* Send sync markers every SYNC_RESEND_MS until the agent returns ours. A
  * stale partial frame from an earlier session may swallow the first ones. */
 #define SYNC_RESEND_MS 250
 

@@ -191,7 +191,7 @@ typedef struct sl_field {
 } sl_field;
 
 /* Parse one complete frame in `bytes` (length field included). Returns the
- * number of bytes it took, 0 when `bytes` holds less than a frame, or
+ * number of bytes it took, 0 when `bytes` contains less than a frame, or
  * -EPROTO for malformed input. Sync markers are reported as SL_MSG_SYNC. */
 long sl_frame_parse(const uint8_t *bytes, size_t len, size_t max_frame, sl_frame *out,
                     sl_error *err);

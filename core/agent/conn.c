@@ -167,7 +167,7 @@ reply reply_begin(conn *c, uint8_t type, uint32_t id) {
 void reply_end(reply *r) {
   uint32_t id = 0;
   if (r->b->len >= r->start + SL_PROTO_HEADER)
-    memcpy(&id, r->b->data + r->start + 5, 4); /* the id bytes, to answer an error */
+    memcpy(&id, r->b->data + r->start + 5, 4); /* the id bytes, for an error reply */
   sl_error err = {0};
   int rc = sl_frame_end(r->b, r->start, &err);
   if (r->b == &discard_buf) {

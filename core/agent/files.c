@@ -13,7 +13,7 @@
 
 #include "agent.h"
 
-/* Answer a failed file operation in the error contract's words. */
+/* Reply to a failed file operation in the error contract's words. */
 static void reply_file_error(conn *c, uint32_t id, int code, const char *op, const char *path) {
   switch (code) {
   case ENOENT: reply_error(c, id, code, "no such file: %s", path); break;

@@ -156,7 +156,7 @@ static void handle_exec(conn *c, const sl_frame *f) {
   exec_request_free(&r);
 }
 
-/* Find the process named by the PROC field or answer ENOENT. */
+/* Find the process named by the PROC field or reply ENOENT. */
 static proc *request_proc(conn *c, const sl_frame *f) {
   int64_t id = 0;
   sl_error err = {0};

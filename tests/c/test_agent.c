@@ -229,7 +229,7 @@ static void timeout_kills_process_group(void) {
   collected out = {0};
   sl_buf reply = {0};
   sl_frame f;
-  /* The background sleep holds stdout open; the timeout must end it too. */
+  /* The background sleep keeps stdout open; the timeout must end it too. */
   CHECK_OK(run(&c, NULL, "sleep 60 & echo started; sleep 60", NULL, 0, 300, &out, &reply, &f,
                &err),
            &err);
@@ -627,9 +627,13 @@ static void two_connections_at_once(void) {
   const uint8_t *data;
   size_t len;
   CHECK_OK(proc_call(&a, SL_MSG_READ, pa, &reply, &f, &err, SL_F_FD, 1), &err);
-  CHECK(sl_frame_get_bytes(&f, SL_F_DATA, &data, &len) && len == 4 && !memcmp(data, "a:y\n", 4));
+  CHECK(sl_frame_get_bytes(&f, SL_F_DATA, &data, &len));
+  CHECK_INT(len, ==, 4);
+  CHECK(memcmp(data, "a:y\n", 4) == 0);
   CHECK_OK(proc_call(&b, SL_MSG_READ, pb, &reply, &f, &err, SL_F_FD, 1), &err);
-  CHECK(sl_frame_get_bytes(&f, SL_F_DATA, &data, &len) && len == 4 && !memcmp(data, "b:x\n", 4));
+  CHECK(sl_frame_get_bytes(&f, SL_F_DATA, &data, &len));
+  CHECK_INT(len, ==, 4);
+  CHECK(memcmp(data, "b:x\n", 4) == 0);
   sl_buf_free(&req);
   sl_buf_free(&reply);
   sl_agent_conn_close(&a);
@@ -642,7 +646,7 @@ static void missing_agent_is_reported(void) {
   char path[100];
   snprintf(path, sizeof path, "%s/no-such.sock", H.dir);
   CHECK_INT(sl_agent_conn_open(&c, path, 1000, 0, &err), ==, -ENOENT);
-  /* A socket file nobody listens on. */
+  /* A socket file that no process listens on. */
   snprintf(path, sizeof path, "%s/dead.sock", H.dir);
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   struct sockaddr_un addr = {.sun_family = AF_UNIX};

@@ -233,7 +233,10 @@ static void stdin_streams_to_process(void) {
              &err);
   CHECK_OK(sl_agent_close_stdin(a, r.proc, on_reply, &w[2], &err), &err);
   CHECK(run_until(&r.done, 10000));
-  for (int i = 0; i < 3; i++) CHECK(w[i].done && !w[i].failed);
+  for (int i = 0; i < 3; i++) {
+    CHECK(w[i].done);
+    CHECK(!w[i].failed);
+  }
   CHECK(bytes_equal(&r.out[1], "alpha\nbeta\n", 11));
   CHECK_INT(r.st.exit_code, ==, 0);
   result_free(&r);
@@ -252,7 +255,8 @@ static void signal_ends_process(void) {
   reply_state s = {0};
   CHECK_OK(sl_agent_signal(a, r.proc, SIGKILL, on_reply, &s, &err), &err);
   CHECK(run_until(&r.done, 10000));
-  CHECK(s.done && !s.failed);
+  CHECK(s.done);
+  CHECK(!s.failed);
   CHECK_INT(r.st.exited, ==, 0);
   CHECK_INT(r.st.signal, ==, SIGKILL);
   result_free(&r);
@@ -398,7 +402,7 @@ static void missing_agent_fails_cleanly(void) {
   CHECK(strstr(r.err.msg, "absent.sock") != NULL);
   close_client(a);
 
-  /* A bound socket that nobody accepts on. */
+  /* A bound socket that no process accepts on. */
   snprintf(path, sizeof path, "%s/refused.sock", H.dir);
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -411,7 +415,7 @@ static void missing_agent_fails_cleanly(void) {
   CHECK_INT(refused.code, ==, ECONNREFUSED);
   close_client(a);
 
-  /* Listening but never answering the sync marker: ETIMEDOUT. */
+  /* Listening but never replying to the sync marker: ETIMEDOUT. */
   CHECK_INT(listen(fd, 4), ==, 0);
   sl_agent_options opts = {.connect_timeout_ms = 200, .sync = 1};
   a = sl_agent_new(&loop, path, &opts);

@@ -1,7 +1,7 @@
-/* The agent as PID 1 of new PID and UTS namespaces (clone), as in
- * a process sandbox: it leads its session, reaps orphans, attributes exits
- * to its own processes, holds no inherited fd, and stops on SIGTERM, which
- * PID 1 would ignore without a handler. Needs root. */
+/* The agent as PID 1 of new PID and UTS namespaces (clone), as in a
+ * process sandbox. It leads its session, reaps orphans, attributes exits
+ * to its own processes and keeps no inherited fd. It stops on SIGTERM,
+ * which PID 1 would ignore without a handler. Needs root. */
 #include <dirent.h>
 #include <sched.h>
 

@@ -46,7 +46,7 @@ static int host_file_equals(const char *path, const char *text) {
   return strcmp(buf, text) == 0;
 }
 
-/* Every test that writes first checks that the agent sees the root as "/",
+/* Every test that writes first checks that the agent resolves "/" to the root,
  * so a broken chroot cannot make it write to the host's own "/". */
 #define REQUIRE_CHROOT()                                          \
   do {                                                            \
@@ -101,7 +101,7 @@ static void symlinked_folder_stays_inside(void) {
   CHECK_INT(symlink(H.dir, link), ==, 0);
   CHECK_INT(file_request(SL_MSG_LIST_DIR, "/dir-link", NULL, -1), ==, -ENOENT);
   CHECK_INT(file_request(SL_MSG_FILE_WRITE, "/dir-link/new.txt", "x", -1), ==, -ENOENT);
-  /* Removing the tree that holds the link leaves its target alone. */
+  /* Removing the tree that contains the link leaves its target alone. */
   CHECK_OK(file_request(SL_MSG_MKDIR, "/tree", NULL, -1), &E);
   char inner[200];
   snprintf(inner, sizeof inner, "%s/tree/up", root);
@@ -140,7 +140,7 @@ static int write_host_file(const char *path, const char *text) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   if (geteuid() != 0) SKIP("--root needs root (chroot); run as root");
-  /* The harness folder holds the socket, the secret and the root. */
+  /* The harness folder contains the socket, the secret and the root. */
   if (harness_init(&H) < 0) return 1;
   snprintf(root, sizeof root, "%s/root", H.dir);
   snprintf(secret, sizeof secret, "%s/secret.txt", H.dir);

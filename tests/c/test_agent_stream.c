@@ -1,8 +1,8 @@
 /* Stream mode (--stream-fd) over a socketpair, the way the agent serves a
- * virtio-serial port: sessions start with a sync marker, a new session may
- * follow stale bytes of an old one, malformed input resynchronises instead
- * of dropping the stream, and a hangup leaves the agent serving its other
- * socket with no busy loop. */
+ * virtio-serial port. Sessions start with a sync marker, and a new session
+ * may follow stale bytes of an old one. Malformed input resynchronises
+ * instead of dropping the stream. After a hangup the agent keeps serving
+ * its other socket, with no busy loop. */
 #include <sys/socket.h>
 
 #include "agent_harness.h"
