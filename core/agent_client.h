@@ -152,6 +152,7 @@ int sl_agent_write_file(sl_agent *a, const char *path, const void *bytes, size_t
 
 typedef struct sl_agent_conn {
   int fd;
+  int is_socket;  /* send/recv; otherwise read/write (a tty or a pipe) */
   int timeout_ms; /* per call */
   uint32_t next_id;
   sl_parser in;
@@ -170,8 +171,9 @@ void sl_agent_conn_close(sl_agent_conn *c);
 /* Send one request (built with id 0) and wait for its final reply, which is
  * copied into `reply` (a caller-owned buffer, frame bytes from the length
  * field on) and parsed into `final` (pointing into `reply`). Events before
- * it go to `on_event` when given. An ERROR reply becomes the return value
- * and `err`. */
+ * it go to `on_event` when given; each OUTPUT event is acknowledged, so
+ * streamed output never stalls on a full agent buffer. An ERROR reply
+ * becomes the return value and `err`. */
 int sl_agent_conn_call(sl_agent_conn *c, const sl_buf *request,
                        void (*on_event)(const sl_frame *f, void *data), void *data,
                        sl_buf *reply, sl_frame *final, sl_error *err);

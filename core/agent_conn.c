@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,7 +35,8 @@ static int send_all(sl_agent_conn *c, const uint8_t *bytes, size_t len, int64_t 
                     sl_error *err) {
   size_t done = 0;
   while (done < len) {
-    ssize_t n = send(c->fd, bytes + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = c->is_socket ? send(c->fd, bytes + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT)
+                             : write(c->fd, bytes + done, len - done);
     if (n >= 0) {
       done += (size_t)n;
       continue;
@@ -56,7 +58,7 @@ static int next_frame(sl_agent_conn *c, sl_frame *f, int64_t deadline, sl_error 
     if (rc < 0) return rc;
     uint8_t *space = sl_parser_space(&c->in, 65536);
     if (space == NULL) return sl_error_set(err, ENOMEM, "out of memory");
-    ssize_t n = recv(c->fd, space, 65536, MSG_DONTWAIT);
+    ssize_t n = c->is_socket ? recv(c->fd, space, 65536, MSG_DONTWAIT) : read(c->fd, space, 65536);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) return sl_error_errno(err, errno, "reading from the agent failed");
     if (n == 0) return sl_error_set(err, ECONNRESET, "connection to the agent closed");
@@ -123,6 +125,8 @@ static int sync_stream(sl_agent_conn *c, int64_t deadline, sl_error *err) {
 int sl_agent_conn_attach_fd(sl_agent_conn *c, int fd, int timeout_ms, int sync, sl_error *err) {
   memset(c, 0, sizeof *c);
   c->fd = fd;
+  struct stat st;
+  c->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
   c->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
   c->next_id = 1;
   sl_parser_init(&c->in, SL_PROTO_MAX_FRAME);
@@ -152,6 +156,26 @@ void sl_agent_conn_close(sl_agent_conn *c) {
   sl_parser_free(&c->in);
 }
 
+/* Release streamed output up to the end of an OUTPUT event. */
+static int ack_output(sl_agent_conn *c, const sl_frame *f, int64_t deadline, sl_error *err) {
+  int64_t proc = 0, fd = 0, offset = 0;
+  const uint8_t *data;
+  size_t len = 0;
+  sl_frame_get_i64(f, SL_F_PROC, &proc, NULL);
+  sl_frame_get_i64(f, SL_F_FD, &fd, NULL);
+  sl_frame_get_i64(f, SL_F_OFFSET, &offset, NULL);
+  sl_frame_get_bytes(f, SL_F_DATA, &data, &len);
+  if (fd != 1 && fd != 2) return 0;
+  sl_buf b = {0};
+  size_t start = sl_frame_begin(&b, SL_MSG_ACK, 0);
+  sl_frame_put_i64(&b, SL_F_PROC, proc);
+  sl_frame_put_i64(&b, fd == 1 ? SL_F_STDOUT_OFFSET : SL_F_STDERR_OFFSET, offset + (int64_t)len);
+  int rc = sl_frame_end(&b, start, err);
+  if (rc == 0) rc = send_all(c, b.data, b.len, deadline, err);
+  sl_buf_free(&b);
+  return rc;
+}
+
 int sl_agent_conn_call(sl_agent_conn *c, const sl_buf *request,
                        void (*on_event)(const sl_frame *f, void *data), void *data,
                        sl_buf *reply, sl_frame *final, sl_error *err) {
@@ -167,6 +191,7 @@ int sl_agent_conn_call(sl_agent_conn *c, const sl_buf *request,
     if (rc < 0 || f.id != id) continue;
     if (!sl_msg_is_final(f.type)) {
       if (on_event != NULL) on_event(&f, data);
+      if (f.type == SL_MSG_OUTPUT) rc = ack_output(c, &f, deadline, err);
       continue;
     }
     if (f.type == SL_MSG_ERROR) {

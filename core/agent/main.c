@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -199,6 +200,13 @@ static int open_stream(const agent_options *o) {
       fprintf(stderr, "sandlot-agent: cannot open %s: %s\n", o->serial_path, strerror(errno));
       return -1;
     }
+  }
+  /* A console (hvc, ttyS) is a tty: make it carry bytes unchanged. A
+   * virtio-serial port is not a tty and needs nothing. */
+  struct termios tio;
+  if (isatty(fd) && tcgetattr(fd, &tio) == 0) {
+    cfmakeraw(&tio);
+    tcsetattr(fd, TCSANOW, &tio);
   }
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||

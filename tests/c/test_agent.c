@@ -124,6 +124,51 @@ static void exec_passes_binary_bytes(void) {
   sl_agent_conn_close(&c);
 }
 
+/* Stdin larger than a pipe's buffer is written as the child reads it. */
+static void large_stdin_reaches_process(void) {
+  sl_agent_conn c;
+  sl_error err = {0};
+  CHECK_OK(open_conn(&c, &err), &err);
+  size_t size = 3u << 20;
+  uint8_t *data = malloc(size);
+  CHECK(data != NULL);
+  for (size_t i = 0; i < size; i++) data[i] = (uint8_t)(i % 251);
+  collected out = {0};
+  sl_buf reply = {0};
+  sl_frame f;
+  CHECK_OK(run(&c, (const char *[]){"cat", NULL}, NULL, data, size, 0, &out, &reply, &f, &err),
+           &err);
+  CHECK(bytes_equal(&out.out[1], data, size));
+  free(data);
+  collected_free(&out);
+  sl_buf_free(&reply);
+  sl_agent_conn_close(&c);
+}
+
+static void invalid_options_exit_2(void) {
+  static const char *const cases[][4] = {
+      {"--buffer-size", "1", NULL},
+      {"--stream-fd", "x", NULL},
+      {"--no-such-option", "1", NULL},
+      {"--listen", NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+      int devnull = open("/dev/null", O_WRONLY);
+      dup2(devnull, 2);
+      const char *argv[5] = {agent_binary(), cases[i][0], cases[i][1], NULL};
+      execv(argv[0], (char **)argv);
+      _exit(127);
+    }
+    int status = 0;
+    CHECK_INT(waitpid(pid, &status, 0), ==, pid);
+    CHECK(WIFEXITED(status));
+    CHECK_INT(WEXITSTATUS(status), ==, 2);
+  }
+}
+
 static void exec_uses_env_and_cwd(void) {
   sl_agent_conn c;
   sl_error err = {0};
@@ -669,6 +714,8 @@ int main(void) {
   RUN(exec_separates_stdout_and_stderr);
   RUN(exec_passes_binary_bytes);
   RUN(exec_uses_env_and_cwd);
+  RUN(large_stdin_reaches_process);
+  RUN(invalid_options_exit_2);
   RUN(missing_program_is_enoent);
   RUN(missing_cwd_is_enoent);
   RUN(invalid_exec_requests_are_einval);

@@ -3,6 +3,8 @@
  * may follow stale bytes of an old one. Malformed input resynchronises
  * instead of dropping the stream. After a hangup the agent keeps serving
  * its other socket, with no busy loop. */
+#include <fcntl.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 #include "agent_harness.h"
@@ -138,6 +140,38 @@ static void hangup_keeps_agent_serving(void) {
   sl_agent_conn_close(&c);
 }
 
+/* --serial on a pty, standing in for a console: the agent switches the
+ * tty to raw mode, so every byte value passes unchanged both ways. */
+static void serial_tty_passes_all_bytes(void) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  CHECK(master >= 0);
+  CHECK_INT(grantpt(master), ==, 0);
+  CHECK_INT(unlockpt(master), ==, 0);
+  const char *slave = ptsname(master);
+  CHECK(slave != NULL);
+  harness tty;
+  CHECK_INT(harness_start_with(&tty, (const char *[]){"--serial", slave, NULL}, -1), ==, 0);
+  /* The socket appears after the tty was opened and set up. */
+  sl_agent_conn c;
+  CHECK_OK(sl_agent_conn_attach_fd(&c, master, 5000, 1, &E), &E);
+  uint8_t all[512];
+  for (size_t i = 0; i < sizeof all; i++) all[i] = (uint8_t)i;
+  sl_buf b = {0};
+  size_t start = sl_frame_begin(&b, SL_MSG_EXEC, 0);
+  sl_frame_put_strv(&b, SL_F_ARGV, (const char *[]){"cat", NULL});
+  sl_frame_put_bytes(&b, SL_F_STDIN, all, sizeof all);
+  sl_frame_put_i64(&b, SL_F_STREAM, 1);
+  sl_frame_end(&b, start, NULL);
+  collected out = {0};
+  CHECK_OK(sl_agent_conn_call(&c, &b, collect_event, &out, &reply, &F, &E), &E);
+  sl_buf_free(&b);
+  CHECK_INT(F.type, ==, SL_MSG_EXIT);
+  CHECK(bytes_equal(&out.out[1], all, sizeof all));
+  collected_free(&out);
+  sl_agent_conn_close(&c);
+  harness_stop(&tty);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   int sp[2];
@@ -149,6 +183,7 @@ int main(void) {
   RUN(new_session_after_stale_partial_frame);
   RUN(malformed_input_resynchronises);
   RUN(hangup_keeps_agent_serving);
+  RUN(serial_tty_passes_all_bytes);
   if (S.fd >= 0) sl_agent_conn_close(&S);
   sl_buf_free(&reply);
   harness_stop(&H);
