@@ -105,6 +105,28 @@ static int make_parent_dirs(const char *path) {
   return rc;
 }
 
+/* Open a regular file for a read request; replies on error. */
+static int open_for_read(conn *c, uint32_t id, const char *path, struct stat *st) {
+  /* O_NONBLOCK: opening a FIFO must not hang the agent. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0 || fstat(fd, st) < 0) {
+    reply_file_error(c, id, errno, "read", path);
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  if (S_ISDIR(st->st_mode)) {
+    reply_file_error(c, id, EISDIR, "read", path);
+    close(fd);
+    return -1;
+  }
+  if (!S_ISREG(st->st_mode)) {
+    reply_error(c, id, EINVAL, "not a regular file: %s", path);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 static void handle_read(conn *c, const sl_frame *f, const char *path) {
   int64_t offset = get_i64_or(f, SL_F_OFFSET, 0);
   int64_t length = get_i64_or(f, SL_F_LENGTH, SL_PROTO_CHUNK);
@@ -113,20 +135,10 @@ static void handle_read(conn *c, const sl_frame *f, const char *path) {
     return;
   }
   if (length > SL_PROTO_CHUNK) length = SL_PROTO_CHUNK;
-  /* O_NONBLOCK: opening a FIFO must not hang the agent. */
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   struct stat st;
-  if (fd < 0 || fstat(fd, &st) < 0) {
-    reply_file_error(c, f->id, errno, "read", path);
-    if (fd >= 0) close(fd);
-    return;
-  }
-  if (S_ISDIR(st.st_mode) || !S_ISREG(st.st_mode)) {
-    reply_error(c, f->id, S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "%s: %s",
-                S_ISDIR(st.st_mode) ? "is a folder" : "not a regular file", path);
-    close(fd);
-    return;
-  }
+  int fd = open_for_read(c, f->id, path, &st);
+  if (fd < 0) return;
+
   uint8_t *data = malloc(length ? (size_t)length : 1);
   ssize_t n = data ? pread(fd, data, (size_t)length, offset) : -1;
   int code = data ? errno : ENOMEM;
@@ -156,6 +168,32 @@ static int write_all(int fd, const uint8_t *data, size_t len, int64_t offset, in
   return 0;
 }
 
+/* Open `path` for a write request with SL_FILE_* flags; replies on error. */
+static int open_for_write(conn *c, uint32_t id, const char *path, int64_t flags, mode_t mode) {
+  if ((flags & SL_FILE_PARENTS) && make_parent_dirs(path) < 0) {
+    reply_file_error(c, id, errno, "write", path);
+    return -1;
+  }
+  int oflags = O_WRONLY | O_CLOEXEC | O_NONBLOCK;
+  if (flags & SL_FILE_CREATE) oflags |= O_CREAT;
+  if (flags & SL_FILE_TRUNCATE) oflags |= O_TRUNC;
+  if (flags & SL_FILE_APPEND) oflags |= O_APPEND;
+  if (flags & SL_FILE_EXCL) oflags |= O_EXCL | O_CREAT;
+  int fd = open(path, oflags, mode);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    reply_file_error(c, id, errno, "write", path);
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    reply_error(c, id, EINVAL, "not a regular file: %s", path);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 static void handle_write(conn *c, const sl_frame *f, const char *path) {
   int64_t flags = get_i64_or(f, SL_F_FLAGS, SL_FILE_CREATE | SL_FILE_TRUNCATE);
   int64_t mode = get_i64_or(f, SL_F_MODE, 0644);
@@ -167,27 +205,9 @@ static void handle_write(conn *c, const sl_frame *f, const char *path) {
     reply_error(c, f->id, EINVAL, "invalid offset or mode for %s", path);
     return;
   }
-  if ((flags & SL_FILE_PARENTS) && make_parent_dirs(path) < 0) {
-    reply_file_error(c, f->id, errno, "write", path);
-    return;
-  }
-  int oflags = O_WRONLY | O_CLOEXEC | O_NONBLOCK;
-  if (flags & SL_FILE_CREATE) oflags |= O_CREAT;
-  if (flags & SL_FILE_TRUNCATE) oflags |= O_TRUNC;
-  if (flags & SL_FILE_APPEND) oflags |= O_APPEND;
-  if (flags & SL_FILE_EXCL) oflags |= O_EXCL | O_CREAT;
-  int fd = open(path, oflags, (mode_t)mode);
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) < 0) {
-    reply_file_error(c, f->id, errno, "write", path);
-    if (fd >= 0) close(fd);
-    return;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    reply_error(c, f->id, EINVAL, "not a regular file: %s", path);
-    close(fd);
-    return;
-  }
+  int fd = open_for_write(c, f->id, path, flags, (mode_t)mode);
+  if (fd < 0) return;
+
   int rc = write_all(fd, data, len, offset, (flags & SL_FILE_APPEND) != 0);
   int code = errno;
   if (close(fd) < 0 && rc == 0) {

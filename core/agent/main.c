@@ -279,6 +279,10 @@ static void handle_signals(void) {
   while (read(g_agent.signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
     if (si.ssi_signo == SIGCHLD) {
       children = 1;
+    } else if (si.ssi_signo == SIGHUP) {
+      /* A stray hangup must not end the sandbox; it is caught here rather
+       * than ignored, because an ignored signal stays ignored in children. */
+      SL_INFO("agent.signal", "signal=%u action=ignored", si.ssi_signo);
     } else {
       SL_INFO("agent.stop", "signal=%u", si.ssi_signo);
       g_agent.quit = 1;

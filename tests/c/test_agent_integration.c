@@ -183,6 +183,15 @@ static void post_restore_hooks_run(void) {
   sl_agent_conn_close(&c);
 }
 
+static void sighup_is_ignored(void) {
+  CHECK_INT(kill(agent_pid, SIGHUP), ==, 0);
+  sleep_ms(100);
+  sl_agent_conn c;
+  CHECK_OK(sl_agent_conn_open(&c, H.sock, 5000, 0, &E), &E);
+  CHECK_OK(call_simple(&c, SL_MSG_PING, 0, 0), &E);
+  sl_agent_conn_close(&c);
+}
+
 static void sigterm_stops_pid_1(void) {
   CHECK_INT(kill(agent_pid, SIGTERM), ==, 0);
   int status = 0;
@@ -211,6 +220,7 @@ int main(void) {
   RUN(orphans_are_reaped);
   RUN(quiesce_then_serve_again);
   RUN(post_restore_hooks_run);
+  RUN(sighup_is_ignored);
   RUN(sigterm_stops_pid_1);
   sl_buf_free(&reply);
   harness_stop(&H);
