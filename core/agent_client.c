@@ -743,6 +743,44 @@ int sl_agent_exec_attach(sl_agent *a, int64_t proc, uint64_t stdout_offset,
   return 0;
 }
 
+static void send_detach(sl_agent *a, int64_t proc) {
+  sl_buf b = {0};
+  size_t start = sl_frame_begin(&b, SL_MSG_DETACH, 0);
+  sl_frame_put_i64(&b, SL_F_PROC, proc);
+  if (sl_frame_end(&b, start, NULL) == 0) request(a, &b, ignore_reply, NULL, NULL, NULL);
+  sl_buf_free(&b);
+}
+
+/* Follows an exec cancelled before its process id arrived: detach as soon
+ * as it does, so the agent stops streaming to a request nobody reads. */
+static void detach_when_started(sl_agent *a, const sl_frame *msg, const sl_error *err,
+                                void *data) {
+  (void)err, (void)data;
+  int64_t proc = 0;
+  if (msg != NULL && msg->type == SL_MSG_STARTED &&
+      sl_frame_get_i64(msg, SL_F_PROC, &proc, NULL) == 1)
+    send_detach(a, proc);
+}
+
+void sl_agent_exec_cancel(sl_agent_exec *x) {
+  sl_agent *a = x->a;
+  for (pending *p = a->pending; p != NULL; p = p->next) {
+    if (p->exec != x) continue;
+    if (x->proc == 0) {
+      p->exec = NULL;
+      p->cb = detach_when_started;
+    } else {
+      remove_pending(a, p);
+      free(p);
+      send_detach(a, x->proc);
+    }
+    break;
+  }
+  sl_error err;
+  sl_error_set(&err, ECANCELED, "exec cancelled");
+  exec_finish(x, NULL, &err);
+}
+
 int64_t sl_agent_exec_proc(const sl_agent_exec *x) { return x->proc; }
 
 static int proc_request(sl_agent *a, uint8_t type, int64_t proc, const void *bytes, size_t len,

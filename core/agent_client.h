@@ -123,6 +123,11 @@ int sl_agent_exec_attach(sl_agent *a, int64_t proc, uint64_t stdout_offset,
                          uint64_t stderr_offset, const sl_exec_callbacks *cbs, void *data,
                          sl_agent_exec **out, sl_error *err);
 
+/* Stop following the process: on_exit runs now with ECANCELED, and the
+ * handle is freed. The process keeps running in the agent, its output
+ * kept for a later sl_agent_exec_attach(). */
+void sl_agent_exec_cancel(sl_agent_exec *x);
+
 /* The agent process id, or 0 before on_start. */
 int64_t sl_agent_exec_proc(const sl_agent_exec *x);
 

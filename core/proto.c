@@ -22,6 +22,7 @@ static const struct {
     {SL_MSG_WAIT, "wait"},
     {SL_MSG_LIST, "list"},
     {SL_MSG_RELEASE, "release"},
+    {SL_MSG_DETACH, "detach"},
     {SL_MSG_FILE_READ, "file_read"},
     {SL_MSG_FILE_WRITE, "file_write"},
     {SL_MSG_LIST_DIR, "list_dir"},

@@ -53,6 +53,7 @@ enum sl_msg_type {
   SL_MSG_WAIT = 0x17,
   SL_MSG_LIST = 0x18,
   SL_MSG_RELEASE = 0x19,
+  SL_MSG_DETACH = 0x1a,
 
   SL_MSG_FILE_READ = 0x20,
   SL_MSG_FILE_WRITE = 0x21,

@@ -119,6 +119,7 @@ typedef struct agent {
   int nprocs;
   int64_t next_proc_id;
   unsigned long next_conn_serial;
+  int64_t listen_resume_ms; /* accept paused after EMFILE until then, or 0 */
   int64_t started_ms;
   size_t buffer_size;
   int quit;

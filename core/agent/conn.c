@@ -220,7 +220,7 @@ static void handle_frame(conn *c, const sl_frame *f) {
   SL_DEBUG("agent.request", "conn=%lu id=%u type=%s", c->serial, f->id, sl_msg_name(f->type));
   if (f->type == SL_MSG_SYNC) {
     handle_sync(c, f);
-  } else if (f->type >= SL_MSG_EXEC && f->type <= SL_MSG_RELEASE) {
+  } else if (f->type >= SL_MSG_EXEC && f->type <= SL_MSG_DETACH) {
     proc_handle(c, f);
   } else if (f->type >= SL_MSG_FILE_READ && f->type <= SL_MSG_RENAME) {
     files_handle(c, f);

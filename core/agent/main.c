@@ -261,9 +261,22 @@ static int setup(const agent_options *o) {
   return 0;
 }
 
+/* Out of fds, a pending connection keeps the listener readable: stop
+ * watching it for a while instead of spinning. */
+#define ACCEPT_PAUSE_MS 100
+
 static void accept_clients(void) {
   for (;;) {
     int fd = accept4(g_agent.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+      static unsigned long pauses;
+      if (pauses++ % 100 == 0)
+        SL_WARN("agent.accept", "error=%s action=pause pause_ms=%d pauses=%lu", strerror(errno),
+                ACCEPT_PAUSE_MS, pauses);
+      watch_del(g_agent.listen_fd);
+      g_agent.listen_resume_ms = now_ms() + ACCEPT_PAUSE_MS;
+      return;
+    }
     if (fd < 0) {
       if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
         SL_WARN("agent.accept", "error=%s", strerror(errno));
@@ -309,8 +322,19 @@ static void dispatch(struct epoll_event *ev) {
   }
 }
 
+static void check_listener(int64_t now, int64_t *next) {
+  if (g_agent.listen_resume_ms == 0) return;
+  if (g_agent.listen_resume_ms <= now) {
+    g_agent.listen_resume_ms = 0;
+    watch_add(g_agent.listen_fd, EPOLLIN, &g_agent.listen_w);
+    return;
+  }
+  if (*next < 0 || g_agent.listen_resume_ms < *next) *next = g_agent.listen_resume_ms;
+}
+
 static int next_timeout(void) {
   int64_t now = now_ms(), next = -1;
+  check_listener(now, &next);
   procs_check_timers(now, &next);
   conns_check_timers(now, &next);
   if (next < 0) return -1;

@@ -1,5 +1,5 @@
 /* Process requests: exec, attach, ack, read, stdin, signal, wait, list,
- * release. */
+ * release, detach. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -366,6 +366,15 @@ static void handle_release(conn *c, const sl_frame *f) {
   reply_ok(c, f->id);
 }
 
+/* Stop streaming to the current attachment; the process keeps running and
+ * its output stays buffered. */
+static void handle_detach(conn *c, const sl_frame *f) {
+  proc *p = request_proc(c, f);
+  if (p == NULL) return;
+  detach(p, ECANCELED, "detached");
+  reply_ok(c, f->id);
+}
+
 void proc_handle(conn *c, const sl_frame *f) {
   switch (f->type) {
   case SL_MSG_EXEC: handle_exec(c, f); break;
@@ -378,6 +387,7 @@ void proc_handle(conn *c, const sl_frame *f) {
   case SL_MSG_WAIT: handle_wait(c, f); break;
   case SL_MSG_LIST: handle_list(c, f); break;
   case SL_MSG_RELEASE: handle_release(c, f); break;
+  case SL_MSG_DETACH: handle_detach(c, f); break;
   default: reply_error(c, f->id, ENOSYS, "unknown request type 0x%02x", f->type);
   }
 }

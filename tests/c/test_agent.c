@@ -1,5 +1,7 @@
 /* The agent binary over its unix socket, driven by the blocking client:
  * exec, output, stdin, timeouts, errors, quiesce and malformed input. */
+#include <sys/resource.h>
+
 #include "agent_harness.h"
 #include "error.h"
 #include "test.h"
@@ -702,6 +704,57 @@ static void missing_agent_is_reported(void) {
   CHECK(strstr(err.msg, "dead.sock") != NULL);
 }
 
+static long cpu_ticks(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  long utime = 0, stime = 0;
+  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime,
+                          &stime) != 2)
+    return -1;
+  return utime + stime;
+}
+
+/* Out of fds, the agent pauses accepting instead of spinning on the
+ * readable listener, and serves again once fds are free. */
+static void fd_limit_pauses_accept(void) {
+  struct rlimit old, low = {16, 16};
+  CHECK_INT(getrlimit(RLIMIT_NOFILE, &old), ==, 0);
+  CHECK_INT(setrlimit(RLIMIT_NOFILE, &low), ==, 0);
+  harness small;
+  int started = harness_start(&small);
+  setrlimit(RLIMIT_NOFILE, &old);
+  CHECK_INT(started, ==, 0);
+  int fds[24];
+  for (int i = 0; i < 24; i++) fds[i] = raw_connect(small.sock);
+  long before = cpu_ticks(small.pid);
+  sleep_ms(1000);
+  long after = cpu_ticks(small.pid);
+  /* A spinning loop would use about 100 ticks in that second. */
+  CHECK_INT(after - before, <, 30);
+  for (int i = 0; i < 24; i++)
+    if (fds[i] >= 0) close(fds[i]);
+  sl_agent_conn c;
+  sl_error err = {0};
+  int rc = -1;
+  for (int i = 0; i < 50 && rc < 0; i++) {
+    rc = sl_agent_conn_open(&c, small.sock, 2000, 0, &err);
+    if (rc == 0 && ping(&c, &err) < 0) {
+      sl_agent_conn_close(&c);
+      rc = -1;
+    }
+    if (rc < 0) sleep_ms(100);
+  }
+  CHECK_OK(rc, &err);
+  sl_agent_conn_close(&c);
+  harness_stop(&small);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   if (harness_start(&H) < 0) {
@@ -731,6 +784,7 @@ int main(void) {
   RUN(random_bytes_never_stop_the_agent);
   RUN(quiesce_closes_every_connection);
   RUN(two_connections_at_once);
+  RUN(fd_limit_pauses_accept);
   RUN(missing_agent_is_reported);
   int status = harness_stop(&H);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {

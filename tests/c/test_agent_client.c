@@ -455,6 +455,29 @@ static void close_cancels_pending_requests(void) {
   result_free(&r);
 }
 
+static void cancel_then_attach_again(void) {
+  sl_agent *a = sl_agent_new(&loop, H.sock, NULL);
+  result first = {0};
+  sl_error err = {0};
+  sl_agent_exec *x = NULL;
+  sl_exec_spec spec = {.command = "echo a; sleep 0.3; echo b"};
+  CHECK_OK(sl_agent_exec_start(a, &spec, &callbacks, &first, &x, &err), &err);
+  CHECK(run_until_started(&first, 5000));
+  sl_agent_exec_cancel(x);
+  CHECK(first.done);
+  CHECK(first.has_err);
+  CHECK_INT(first.err.code, ==, ECANCELED);
+
+  result second = {0};
+  CHECK_OK(sl_agent_exec_attach(a, first.proc, 0, 0, &callbacks, &second, NULL, &err), &err);
+  CHECK(run_until(&second.done, 10000));
+  CHECK(!second.has_err);
+  CHECK(bytes_equal(&second.out[1], "a\nb\n", 4));
+  result_free(&first);
+  result_free(&second);
+  close_client(a);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&loop);
@@ -473,6 +496,7 @@ int main(void) {
   RUN(file_round_trip_large_binary);
   RUN(missing_agent_fails_cleanly);
   RUN(close_cancels_pending_requests);
+  RUN(cancel_then_attach_again);
   harness_stop(&H);
   uv_run(&loop, UV_RUN_NOWAIT);
   if (uv_loop_close(&loop) != 0) {
