@@ -18,6 +18,8 @@ static struct {
   sl_host_repl_hooks repl;
   uv_async_t sigint_async;
   volatile sig_atomic_t sigint_count;
+  volatile sig_atomic_t interruptible;
+  volatile sig_atomic_t sigint_during_chunk;
   struct sigaction old_sigint;
   sl_listener main_listener;
   int exit_status;
@@ -147,14 +149,17 @@ static void on_sigint(int signo) {
     raise(SIGINT);
     return;
   }
-  sl_sched_interrupt();
+  H.sigint_during_chunk = H.interruptible;
+  if (H.interruptible) sl_sched_interrupt();
   uv_async_send(&H.sigint_async);
 }
+
+void sl_host_set_interruptible(int on) { H.interruptible = on; }
 
 static void sigint_async_cb(uv_async_t *handle) {
   if (H.mode == SL_HOST_REPL) {
     H.sigint_count = 0;
-    if (H.repl.interrupt != NULL) H.repl.interrupt();
+    if (H.repl.interrupt != NULL) H.repl.interrupt(H.sigint_during_chunk);
     return;
   }
   H.exit_status = SL_EXIT_INTERRUPTED;
@@ -192,12 +197,13 @@ static void check_log_level(void) {
 lua_State *sl_host_open(sl_host_mode mode) {
   memset(&H, 0, sizeof H);
   H.mode = mode;
+  H.interruptible = mode == SL_HOST_SCRIPT;
   lua_State *L = luaL_newstate();
   if (L == NULL) return NULL;
   H.L = L;
+  sl_sched_init(L, report_task_failure, all_tasks_ended);
   luaL_openlibs(L);
   open_luv(L);
-  sl_sched_init(L, report_task_failure, all_tasks_ended);
   sl_install_modules(L);
   lua_register(L, "print", host_print);
   check_log_level();
@@ -258,6 +264,47 @@ void sl_host_stop(void) { uv_stop(sl_loop()); }
 
 /* ---- Shutdown ---- */
 
+/* Call handle:close() on every luv handle that is still open. luv anchors
+ * each handle in the registry until it is closed, and registry.uv_handle
+ * holds luv's handle metatables as keys. This must happen before
+ * lua_close: luv's __gc for an open handle closes it with a callback that
+ * unrefs in the (then freed) state. */
+static void close_luv_handles(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "uv_handle") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  int metatables = lua_gettop(L);
+  lua_newtable(L);
+  int handles = metatables + 1, count = 0;
+  lua_pushnil(L);
+  while (lua_next(L, LUA_REGISTRYINDEX) != 0) {
+    if (lua_type(L, -1) == LUA_TUSERDATA && lua_getmetatable(L, -1)) {
+      if (lua_rawget(L, metatables) != LUA_TNIL) {
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, handles, ++count);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  for (int i = 1; i <= count; i++) {
+    lua_rawgeti(L, handles, i);
+    lua_getfield(L, -1, "is_closing");
+    lua_pushvalue(L, -2);
+    int closing = lua_pcall(L, 1, 1, 0) != LUA_OK || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (!closing) {
+      lua_getfield(L, -1, "close");
+      lua_insert(L, -2);
+      if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 2);
+}
+
 static void close_leftover(uv_handle_t *handle, void *arg) {
   if (!uv_is_closing(handle)) uv_close(handle, NULL);
 }
@@ -271,6 +318,7 @@ void sl_host_close(lua_State *L) {
   /* Let pending requests (pool work, luv fs calls) and close callbacks
    * finish while their Lua state still exists. */
   while (sl_loop()->active_reqs.count > 0) uv_run(sl_loop(), UV_RUN_ONCE);
+  close_luv_handles(L);
   uv_run(sl_loop(), UV_RUN_NOWAIT);
 
   sl_sched_close();

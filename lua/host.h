@@ -51,8 +51,15 @@ void sl_host_write(FILE *stream, const char *text, size_t length);
 typedef struct {
   void (*hide)(void);
   void (*show)(void);
-  void (*interrupt)(void); /* SIGINT while the REPL runs */
+  /* SIGINT while the REPL runs; `during_chunk` tells whether a chunk ran
+   * when the signal arrived (it may have ended since). */
+  void (*interrupt)(int during_chunk);
 } sl_host_repl_hooks;
 void sl_host_set_repl_hooks(const sl_host_repl_hooks *hooks);
+
+/* Whether SIGINT interrupts Lua code that never suspends. Always on for
+ * scripts; the REPL turns it on only while a chunk runs, so that Ctrl-C at
+ * the prompt never hits a background task. */
+void sl_host_set_interruptible(int on);
 
 #endif

@@ -163,6 +163,72 @@ static int l_wait_any(lua_State *L) {
   return wait_for_any(L, 2, count, wait_any_after);
 }
 
+/* ---- sandlot.await(start): a task waits for a Lua callback ---- */
+
+typedef struct {
+  sl_waiter *waiter; /* while the task is suspended */
+  int done;
+} await_op;
+
+/* The `done` function given to start: stores its arguments and resumes the
+ * task. Calls after the first one, and calls after a cancellation, do
+ * nothing. */
+static int await_done(lua_State *L) {
+  await_op *op = lua_touserdata(L, lua_upvalueindex(1));
+  if (op->done) return 0;
+  op->done = 1;
+  int n = lua_gettop(L);
+  lua_createtable(L, n, 1);
+  lua_insert(L, 1);
+  for (int i = n; i >= 1; i--) lua_rawseti(L, 1, i);
+  lua_pushinteger(L, n);
+  lua_setfield(L, 1, "n");
+  lua_setiuservalue(L, lua_upvalueindex(1), 1);
+  if (op->waiter != NULL) {
+    sl_waiter *w = op->waiter;
+    op->waiter = NULL;
+    sl_waiter_resume(w, 0);
+  }
+  return 0;
+}
+
+static void await_cancel(sl_waiter *w, void *data) {
+  await_op *op = data;
+  op->waiter = NULL;
+  sl_waiter_resume(w, 0);
+}
+
+/* Push the values given to done; the op is at stack index 2. */
+static int await_results(lua_State *L, int status, lua_KContext ctx) {
+  lua_settop(L, 2);
+  lua_getiuservalue(L, 2, 1);
+  lua_Integer n = (lua_getfield(L, 3, "n"), lua_tointeger(L, -1));
+  lua_pop(L, 1);
+  luaL_checkstack(L, (int)n, "too many results");
+  for (lua_Integer i = 1; i <= n; i++) lua_rawgeti(L, 3, i);
+  return (int)n;
+}
+
+/* sandlot.await(start) calls start(done) and suspends until some callback
+ * calls done(...); returns done's arguments. start must not suspend. The op
+ * stays on this frame's stack while the task waits, so it outlives a
+ * `done` that nobody calls. */
+static int l_await(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  sl_async_check(L, "sandlot.await");
+  lua_settop(L, 1);
+  await_op *op = lua_newuserdatauv(L, sizeof *op, 1);
+  op->waiter = NULL;
+  op->done = 0;
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushcclosure(L, await_done, 1);
+  lua_call(L, 1, 0);
+  if (op->done) return await_results(L, LUA_OK, 0);
+  op->waiter = sl_waiter_new(L, await_cancel, op);
+  return sl_waiter_suspend_k(L, op->waiter, await_results);
+}
+
 /* ---- The task object ---- */
 
 static int task_cancel(lua_State *L) {
@@ -221,6 +287,7 @@ void sl_open_task(lua_State *L) {
       {"sleep", l_sleep},
       {"current", l_current},
       {"wait_any", l_wait_any},
+      {"await", l_await},
       {"task_values", l_task_values},
       {"cancel_all", l_cancel_all},
       {NULL, NULL},

@@ -30,7 +30,14 @@ typedef struct {
   sl_error err;
 } test_work;
 
-enum { WORK_SLEEP, WORK_READ, WORK_RENDEZVOUS };
+enum { WORK_SLEEP, WORK_READ, WORK_RENDEZVOUS, WORK_BLOCK };
+
+/* A gate that pool_block waits on until pool_open_gate() opens it. */
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int open;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
 
 static struct {
   pthread_mutex_t lock;
@@ -90,6 +97,19 @@ static int meet(test_work *w) {
   return 0;
 }
 
+static int wait_gate(test_work *w) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += w->ms / 1000 + 1;
+  pthread_mutex_lock(&gate.lock);
+  int rc = 0;
+  while (!gate.open && rc == 0) rc = pthread_cond_timedwait(&gate.cond, &gate.lock, &deadline);
+  int open = gate.open;
+  pthread_mutex_unlock(&gate.lock);
+  if (!open) return sl_error_set(&w->err, ETIMEDOUT, "gate stayed closed for %ld ms", w->ms);
+  return 0;
+}
+
 static void test_work_run(void *data) {
   test_work *w = data;
   atomic_fetch_add(&stat_ran, 1);
@@ -102,6 +122,9 @@ static void test_work_run(void *data) {
     break;
   case WORK_RENDEZVOUS:
     w->rc = meet(w);
+    break;
+  case WORK_BLOCK:
+    w->rc = wait_gate(w);
     break;
   }
 }
@@ -171,6 +194,26 @@ static int l_pool_rendezvous_reset(lua_State *L) {
   return 0;
 }
 
+/* testing.pool_block(timeout_ms): occupy a pool thread until
+ * testing.pool_open_gate() runs; ETIMEDOUT after timeout_ms. */
+static int l_pool_block(lua_State *L) {
+  lua_Integer ms = luaL_checkinteger(L, 1);
+  sl_async_check(L, "testing.pool_block");
+  test_work *w = calloc(1, sizeof *w);
+  w->kind = WORK_BLOCK;
+  w->ms = (long)ms;
+  return queue(L, w);
+}
+
+/* testing.pool_open_gate(open): open (default) or close the gate. */
+static int l_pool_open_gate(lua_State *L) {
+  pthread_mutex_lock(&gate.lock);
+  gate.open = lua_isnone(L, 1) || lua_toboolean(L, 1);
+  pthread_cond_broadcast(&gate.cond);
+  pthread_mutex_unlock(&gate.lock);
+  return 0;
+}
+
 static int l_pool_stats(lua_State *L) {
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, atomic_load(&stat_queued));
@@ -197,6 +240,8 @@ void sl_open_testing(lua_State *L) {
       {"pool_read", l_pool_read},
       {"pool_rendezvous", l_pool_rendezvous},
       {"pool_rendezvous_reset", l_pool_rendezvous_reset},
+      {"pool_block", l_pool_block},
+      {"pool_open_gate", l_pool_open_gate},
       {"pool_stats", l_pool_stats},
       {"fail", l_fail},
       {NULL, NULL},

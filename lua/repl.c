@@ -135,6 +135,7 @@ static void resume_input(void) {
 
 static void chunk_ended(sl_listener *listener, sl_task *task) {
   R.running = NULL;
+  sl_host_set_interruptible(0);
   sl_task_push(R.L, task);
   call_repl("show", 1, 0);
   resume_input();
@@ -155,6 +156,7 @@ static void run_chunk(void) {
   sl_task_set_plain_report(R.running);
   R.chunk_listener.fn = chunk_ended;
   sl_task_listen(R.running, &R.chunk_listener);
+  sl_host_set_interruptible(1);
 }
 
 /* Add a line to the chunk; run the chunk once it compiles. */
@@ -246,13 +248,14 @@ static void show_prompt(void) {
   R.saved_line = NULL;
 }
 
-/* Ctrl-C: cancel the running chunk, or drop the line being edited. */
-static void on_interrupt(void) {
+/* Ctrl-C: cancel the running chunk, or drop the line being edited. A
+ * signal that arrived while a chunk ran is spent once that chunk ended. */
+static void on_interrupt(int during_chunk) {
   if (R.running != NULL) {
     sl_task_cancel(R.running);
     return;
   }
-  if (!R.tty || !R.reading) return;
+  if (during_chunk || !R.tty || !R.reading) return;
   chunk_reset();
   rl_free_line_state();
   rl_callback_sigcleanup();

@@ -567,6 +567,7 @@ static int task_gc(lua_State *L) {
 void sl_sched_init(lua_State *L, sl_task_report_fn report, void (*all_ended)(void)) {
   memset(&S, 0, sizeof S);
   S.L = L;
+  *task_slot(L) = NULL; /* lua_newstate leaves the extra space uninitialized */
   S.report = report;
   S.all_ended = all_ended;
   uv_idle_init(sl_loop(), &S.idle);

@@ -38,6 +38,8 @@ typedef struct sl_listener {
 typedef void (*sl_task_report_fn)(sl_task *task, const char *label, const char *text);
 
 /* Set up the scheduler on the main state L (metatables, the idle handle).
+ * Call it right after creating L, before any coroutine exists, because
+ * new threads copy the main thread's task slot.
  * `report` prints failures; `all_ended` runs whenever the number of tasks
  * that have not ended drops to zero. */
 void sl_sched_init(lua_State *L, sl_task_report_fn report, void (*all_ended)(void));

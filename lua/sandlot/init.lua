@@ -17,6 +17,13 @@ local sandlot = {
   --- Suspend the running task for ms milliseconds. Suspends.
   sleep = core.sleep,
 
+  --- Call start(done) and suspend until a callback calls done(...); returns
+  -- the arguments given to done. Bridges luv callbacks into tasks:
+  --   local err, stat = sandlot.await(function(done) uv.fs_stat(path, done) end)
+  -- start must not suspend. After a cancellation, done does nothing; stop
+  -- the operation yourself if it must not go on. Suspends.
+  await = core.await,
+
   --- The running task, or nil outside tasks.
   current = core.current,
 
