@@ -20,6 +20,7 @@ static struct {
   volatile sig_atomic_t sigint_count;
   volatile sig_atomic_t interruptible;
   volatile sig_atomic_t sigint_during_chunk;
+  volatile sig_atomic_t sigint_pending; /* not yet handled on the loop */
   struct sigaction old_sigint;
   sl_listener main_listener;
   int exit_status;
@@ -111,29 +112,29 @@ static int luv_callback_pcall(lua_State *L, int nargs, int nresults, int flags) 
 
 /* ---- luv ---- */
 
-static int luv_refused(lua_State *L) {
+static int luv_disabled(lua_State *L) {
   return luaL_error(L, "%s", lua_tostring(L, lua_upvalueindex(1)));
 }
 
-static void refuse_luv_function(lua_State *L, const char *name, const char *why) {
-  lua_pushstring(L, why);
-  lua_pushcclosure(L, luv_refused, 1);
+static void disable_luv_function(lua_State *L, const char *name, const char *message) {
+  lua_pushstring(L, message);
+  lua_pushcclosure(L, luv_disabled, 1);
   lua_setfield(L, -2, name);
 }
 
 /* Open luv on the host's loop and register it as package.loaded.luv, so
  * require "luv" returns this binding. Functions that would run, close or
- * walk the shared loop from Lua raise instead: the loop also holds C
+ * walk the shared loop from Lua raise instead, because the loop also contains C
  * handles that luv's walk cannot represent. */
 static void open_luv(lua_State *L) {
   luv_set_loop(L, sl_loop());
   luv_set_callback(L, luv_callback_pcall);
   luaL_requiref(L, "luv", luaopen_luv, 0);
-  refuse_luv_function(L, "run",
+  disable_luv_function(L, "run",
                       "uv.run: the sandlot host runs the loop; suspend a task with "
                       "sandlot.sleep or task:wait instead");
-  refuse_luv_function(L, "walk", "uv.walk: not available in sandlot (the loop holds C handles)");
-  refuse_luv_function(L, "loop_close", "uv.loop_close: the sandlot host closes the loop");
+  disable_luv_function(L, "walk", "uv.walk: not available in sandlot (the loop contains C handles)");
+  disable_luv_function(L, "loop_close", "uv.loop_close: the sandlot host closes the loop");
   lua_pop(L, 1);
 }
 
@@ -150,18 +151,27 @@ static void on_sigint(int signo) {
     return;
   }
   H.sigint_during_chunk = H.interruptible;
+  H.sigint_pending = 1;
   if (H.interruptible) sl_sched_interrupt();
   uv_async_send(&H.sigint_async);
 }
 
 void sl_host_set_interruptible(int on) { H.interruptible = on; }
 
+int sl_host_handle_sigint(void) {
+  if (!H.sigint_pending) return 0;
+  H.sigint_pending = 0;
+  H.sigint_count = 0;
+  if (H.repl.interrupt != NULL) H.repl.interrupt(H.sigint_during_chunk);
+  return 1;
+}
+
 static void sigint_async_cb(uv_async_t *handle) {
   if (H.mode == SL_HOST_REPL) {
-    H.sigint_count = 0;
-    if (H.repl.interrupt != NULL) H.repl.interrupt(H.sigint_during_chunk);
+    sl_host_handle_sigint();
     return;
   }
+  H.sigint_pending = 0;
   H.exit_status = SL_EXIT_INTERRUPTED;
   sl_sched_cancel_all();
 }
@@ -266,7 +276,7 @@ void sl_host_stop(void) { uv_stop(sl_loop()); }
 
 /* Call handle:close() on every luv handle that is still open. luv anchors
  * each handle in the registry until it is closed, and registry.uv_handle
- * holds luv's handle metatables as keys. This must happen before
+ * contains luv's handle metatables as keys. This must happen before
  * lua_close: luv's __gc for an open handle closes it with a callback that
  * unrefs in the (then freed) state. */
 static void close_luv_handles(lua_State *L) {

@@ -51,7 +51,7 @@ void sl_host_write(FILE *stream, const char *text, size_t length);
 typedef struct {
   void (*hide)(void);
   void (*show)(void);
-  /* SIGINT while the REPL runs; `during_chunk` tells whether a chunk ran
+  /* SIGINT while the REPL runs; `during_chunk` is 1 when a chunk ran
    * when the signal arrived (it may have ended since). */
   void (*interrupt)(int during_chunk);
 } sl_host_repl_hooks;
@@ -61,5 +61,10 @@ void sl_host_set_repl_hooks(const sl_host_repl_hooks *hooks);
  * scripts; the REPL turns it on only while a chunk runs, so that Ctrl-C at
  * the prompt never hits a background task. */
 void sl_host_set_interruptible(int on);
+
+/* In the REPL, run the interrupt hook now if a SIGINT arrived and was not
+ * handled yet; returns 1 if it did. The REPL calls it before reading keys,
+ * so that keys typed after Ctrl-C never reach the line Ctrl-C dropped. */
+int sl_host_handle_sigint(void);
 
 #endif

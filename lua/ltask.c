@@ -210,9 +210,9 @@ static int await_results(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* sandlot.await(start) calls start(done) and suspends until some callback
- * calls done(...); returns done's arguments. start must not suspend. The op
- * stays on this frame's stack while the task waits, so it outlives a
- * `done` that nobody calls. */
+ * calls done(...), then returns done's arguments. start must not suspend.
+ * The op stays on this frame's stack while the task waits, so it stays
+ * valid even when `done` is never called. */
 static int l_await(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   sl_async_check(L, "sandlot.await");

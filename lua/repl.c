@@ -136,6 +136,8 @@ static void resume_input(void) {
 static void chunk_ended(sl_listener *listener, sl_task *task) {
   R.running = NULL;
   sl_host_set_interruptible(0);
+  /* Ctrl-C cancels chunks, and the terminal echoed ^C: start a new line. */
+  if (R.tty && sl_task_status_of(task) == SL_TASK_CANCELLED) fputs("\n", stdout);
   sl_task_push(R.L, task);
   call_repl("show", 1, 0);
   resume_input();
@@ -214,7 +216,8 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     finish();
     return;
   }
-  rl_callback_read_char();
+  sl_host_handle_sigint();
+  if (R.reading) rl_callback_read_char();
 }
 
 static void start_reading(const char *prompt) {

@@ -63,7 +63,7 @@ lua_State *volatile sl_sched_running_thread;
 /* A unique address pushed as the only resume value of a cancelled task. */
 static const char cancel_marker = 0;
 
-/* The extra space of a thread holds its task. lua_newthread copies the main
+/* The extra space of a thread contains its task. lua_newthread copies the main
  * thread's extra space (NULL) into plain coroutines. */
 static sl_task **task_slot(lua_State *L) { return (sl_task **)lua_getextraspace(L); }
 
@@ -391,8 +391,8 @@ int sl_task_cancel(sl_task *t) {
 }
 
 /* Cancelling may end tasks and run listeners that spawn or end others, so
- * restart from the head after each cancellation; the mark makes each task
- * cancelled once. */
+ * the walk restarts from the head after each cancellation. The mark makes
+ * sure each task is cancelled once. */
 int sl_sched_cancel_all(void) {
   int count = 0;
   for (sl_task *t = S.live_head; t != NULL; t = t->live_next) t->cancel_all_mark = 0;

@@ -3,9 +3,9 @@
  * A task is a full userdata (metatable "sandlot.task") that owns a Lua
  * thread. The scheduler keeps every task that has not ended anchored in the
  * registry, so a task is never collected while it runs or waits. A task is
- * resumed only from the loop (a uv_idle handle drains the ready queue in
- * wake order), never from inside the call that woke it, so wakers on any
- * stack depth are safe and the C stack does not grow with chains of waits.
+ * resumed only from the loop, where a uv_idle handle drains the ready queue
+ * in wake order. It never runs inside the call that woke it, so waking is
+ * safe at any stack depth and chains of waits do not grow the C stack.
  *
  * Internal to the host; bindings use async.h. */
 #ifndef SANDLOT_TASK_H

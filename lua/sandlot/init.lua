@@ -2,7 +2,7 @@
 --
 -- Functions marked "suspends" must run inside a task: the main script, a
 -- REPL chunk, or a function started with sandlot.spawn. Elsewhere (a luv
--- callback, a plain coroutine) they raise an error that says so.
+-- callback, a plain coroutine) they raise an error that names the function.
 local core = require "sandlot.core"
 local task = require "sandlot.task"
 

@@ -3,14 +3,14 @@
 local sandlot = require "sandlot"
 local testing = require("sandlot.core").testing
 
-local function eventually(condition, what)
+local function eventually(condition, description)
   for _ = 1, 5000 do
     if condition() then
       return
     end
     sandlot.sleep(2)
   end
-  error("never happened: " .. what, 2)
+  error("never happened: " .. description, 2)
 end
 
 describe("queued threadpool work", function()

@@ -6,14 +6,14 @@ local uv = require "luv"
 
 -- Suspend until condition() holds, checking every 2 ms; fail after 5000
 -- checks so that a broken count cannot hang the spec.
-local function eventually(condition, what)
+local function eventually(condition, description)
   for _ = 1, 5000 do
     if condition() then
       return
     end
     sandlot.sleep(2)
   end
-  error("never happened: " .. what, 2)
+  error("never happened: " .. description, 2)
 end
 
 describe("threadpool work", function()

@@ -2,7 +2,7 @@
 --   sandlot run tests/lua/runner.lua tests/lua/NAME_spec.lua
 -- The runner script is the main task, so `it` blocks run on the host's loop
 -- and may call suspending functions. Busted ends by calling os.exit, which
--- would skip the host's shutdown; the runner catches that call instead, so
+-- would skip the host's shutdown. The runner catches that call instead, so
 -- every spec run also exercises the shutdown under the sanitizers. With
 -- standalone = false, busted calls os.exit only when specs failed.
 local core = require "sandlot.core"

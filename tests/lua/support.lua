@@ -24,7 +24,7 @@ end
 
 --- Run `command` (a list: program and arguments) with optional `input` on
 -- stdin and `env` (a list of "NAME=value"); suspends until it exits.
--- `on_stdout(data, process)` sees each chunk of output as it arrives.
+-- `on_stdout(data, process)` receives each chunk of output as it arrives.
 -- Returns the exit code (128 + signal when a signal ended it), stdout and
 -- stderr.
 function support.run(command, options)
