@@ -3,6 +3,7 @@
 #include <lauxlib.h>
 #include <luv/luv.h>
 #include <lualib.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +19,18 @@ static struct {
   sl_host_repl_hooks repl;
   uv_async_t sigint_async;
   volatile sig_atomic_t sigint_count;
-  volatile sig_atomic_t interruptible;
-  volatile sig_atomic_t sigint_during_chunk;
+  volatile sig_atomic_t interruptible; /* the REPL's chunk id, 0 at the prompt */
+  volatile sig_atomic_t sigint_chunk;  /* `interruptible` when SIGINT came */
   volatile sig_atomic_t sigint_pending; /* not yet handled on the loop */
   struct sigaction old_sigint;
   sl_listener main_listener;
   int exit_status;
+  /* Log records from threads other than the loop's, written by the loop. */
+  uv_thread_t loop_thread;
+  uv_async_t log_async;
+  pthread_mutex_t log_lock;
+  char *log_queue;
+  size_t log_queue_length;
 } H;
 
 /* ---- Output ---- */
@@ -52,8 +59,49 @@ static void write_line(FILE *stream, const char *text) {
   free(line);
 }
 
+/* Write the records queued by other threads, in the order they came. */
+static void flush_log_queue(void) {
+  pthread_mutex_lock(&H.log_lock);
+  char *text = H.log_queue;
+  size_t length = H.log_queue_length;
+  H.log_queue = NULL;
+  H.log_queue_length = 0;
+  pthread_mutex_unlock(&H.log_lock);
+  if (text != NULL) sl_host_write(stderr, text, length);
+  free(text);
+}
+
+static void log_async_cb(uv_async_t *handle) { flush_log_queue(); }
+
+/* Core code logs from threadpool threads too. Only the loop thread may
+ * write, because writing redraws the REPL prompt through readline, so
+ * other threads queue their record and wake the loop. */
 static void log_sink(sl_log_level level, const char *line, void *data) {
-  write_line(stderr, line);
+  uv_thread_t self = uv_thread_self();
+  if (uv_thread_equal(&self, &H.loop_thread)) {
+    flush_log_queue();
+    write_line(stderr, line);
+    return;
+  }
+  size_t length = strlen(line);
+  pthread_mutex_lock(&H.log_lock);
+  char *grown = realloc(H.log_queue, H.log_queue_length + length + 1);
+  if (grown != NULL) {
+    H.log_queue = grown;
+    memcpy(H.log_queue + H.log_queue_length, line, length);
+    H.log_queue[H.log_queue_length + length] = '\n';
+    H.log_queue_length += length + 1;
+  }
+  pthread_mutex_unlock(&H.log_lock);
+  uv_async_send(&H.log_async);
+}
+
+static void install_log_sink(void) {
+  H.loop_thread = uv_thread_self();
+  pthread_mutex_init(&H.log_lock, NULL);
+  uv_async_init(sl_loop(), &H.log_async, log_async_cb);
+  uv_unref((uv_handle_t *)&H.log_async);
+  sl_log_set_sink(log_sink, NULL);
 }
 
 /* print() through sl_host_write, so that it never breaks the prompt. */
@@ -150,19 +198,19 @@ static void on_sigint(int signo) {
     raise(SIGINT);
     return;
   }
-  H.sigint_during_chunk = H.interruptible;
+  H.sigint_chunk = H.interruptible;
   H.sigint_pending = 1;
   if (H.interruptible) sl_sched_interrupt();
   uv_async_send(&H.sigint_async);
 }
 
-void sl_host_set_interruptible(int on) { H.interruptible = on; }
+void sl_host_set_interruptible(int chunk) { H.interruptible = chunk; }
 
 int sl_host_handle_sigint(void) {
   if (!H.sigint_pending) return 0;
   H.sigint_pending = 0;
   H.sigint_count = 0;
-  if (H.repl.interrupt != NULL) H.repl.interrupt(H.sigint_during_chunk);
+  if (H.repl.interrupt != NULL) H.repl.interrupt(H.sigint_chunk);
   return 1;
 }
 
@@ -217,7 +265,7 @@ lua_State *sl_host_open(sl_host_mode mode) {
   sl_install_modules(L);
   lua_register(L, "print", host_print);
   check_log_level();
-  sl_log_set_sink(log_sink, NULL);
+  install_log_sink();
   install_sigint();
   return L;
 }
@@ -326,7 +374,9 @@ void sl_host_close(lua_State *L) {
     run_until_tasks_end();
   }
   /* Let pending requests (pool work, luv fs calls) and close callbacks
-   * finish while their Lua state still exists. */
+   * finish while their Lua state still exists.
+   * NOTE: a request that never completes, such as a luv read from a pipe
+   * that nobody writes to, keeps the host from exiting here. */
   while (sl_loop()->active_reqs.count > 0) uv_run(sl_loop(), UV_RUN_ONCE);
   close_luv_handles(L);
   uv_run(sl_loop(), UV_RUN_NOWAIT);
@@ -335,6 +385,9 @@ void sl_host_close(lua_State *L) {
   sigaction(SIGINT, &H.old_sigint, NULL);
   uv_close((uv_handle_t *)&H.sigint_async, NULL);
   sl_log_set_sink(NULL, NULL);
+  flush_log_queue();
+  uv_close((uv_handle_t *)&H.log_async, NULL);
+  pthread_mutex_destroy(&H.log_lock);
   lua_close(L);
   H.L = NULL;
 

@@ -51,16 +51,18 @@ void sl_host_write(FILE *stream, const char *text, size_t length);
 typedef struct {
   void (*hide)(void);
   void (*show)(void);
-  /* SIGINT while the REPL runs; `during_chunk` is 1 when a chunk ran
-   * when the signal arrived (it may have ended since). */
-  void (*interrupt)(int during_chunk);
+  /* SIGINT while the REPL runs. `chunk` is the id given to
+   * sl_host_set_interruptible() when the signal arrived, 0 when no chunk
+   * ran then; that chunk may have ended since. */
+  void (*interrupt)(int chunk);
 } sl_host_repl_hooks;
 void sl_host_set_repl_hooks(const sl_host_repl_hooks *hooks);
 
-/* Whether SIGINT interrupts Lua code that never suspends. Always on for
- * scripts; the REPL turns it on only while a chunk runs, so that Ctrl-C at
- * the prompt never hits a background task. */
-void sl_host_set_interruptible(int on);
+/* Make SIGINT interrupt Lua code that never suspends while `chunk` is not
+ * 0. Scripts are always interruptible. The REPL passes the id of the chunk
+ * that runs and 0 at the prompt, so that Ctrl-C at the prompt never hits a
+ * background task. */
+void sl_host_set_interruptible(int chunk);
 
 /* In the REPL, run the interrupt hook now if a SIGINT arrived and was not
  * handled yet; returns 1 if it did. The REPL calls it before reading keys,

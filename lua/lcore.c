@@ -23,7 +23,7 @@ static const sl_embedded_module *find_embedded(const char *name) {
 }
 
 /* A package.searchers entry for the embedded modules. Returns the loader
- * and the module's path, or a string saying where it looked. */
+ * and the module's path, or a message naming the module it did not find. */
 static int search_embedded(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   const sl_embedded_module *m = find_embedded(name);

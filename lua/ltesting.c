@@ -1,6 +1,6 @@
 /* sandlot.core.testing: internal functions that exercise the threadpool
  * pattern of async.h with real blocking calls, for the specs. Scripts must
- * not use them; they are not part of require "sandlot". */
+ * not use them, and require "sandlot" does not export them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -14,6 +14,7 @@
 #include "async.h"
 #include "error.h"
 #include "lcore.h"
+#include "log.h"
 
 /* Counters since the start of the process, for checking that cancelled
  * work still ran to completion and was freed without pushing results. */
@@ -30,7 +31,7 @@ typedef struct {
   sl_error err;
 } test_work;
 
-enum { WORK_SLEEP, WORK_READ, WORK_RENDEZVOUS, WORK_BLOCK };
+enum { WORK_SLEEP, WORK_READ, WORK_RENDEZVOUS, WORK_BLOCK, WORK_LOG };
 
 /* A gate that pool_block waits on until pool_open_gate() opens it. */
 static struct {
@@ -126,6 +127,9 @@ static void test_work_run(void *data) {
   case WORK_BLOCK:
     w->rc = wait_gate(w);
     break;
+  case WORK_LOG:
+    SL_WARN("testing.pool_log", "%s", w->path);
+    break;
   }
 }
 
@@ -205,6 +209,16 @@ static int l_pool_block(lua_State *L) {
   return queue(L, w);
 }
 
+/* testing.pool_log(text): log a warning record from a pool thread. */
+static int l_pool_log(lua_State *L) {
+  const char *text = luaL_checkstring(L, 1);
+  sl_async_check(L, "testing.pool_log");
+  test_work *w = calloc(1, sizeof *w);
+  w->kind = WORK_LOG;
+  w->path = strdup(text);
+  return queue(L, w);
+}
+
 /* testing.pool_open_gate(open): open (default) or close the gate. */
 static int l_pool_open_gate(lua_State *L) {
   pthread_mutex_lock(&gate.lock);
@@ -242,6 +256,7 @@ void sl_open_testing(lua_State *L) {
       {"pool_rendezvous_reset", l_pool_rendezvous_reset},
       {"pool_block", l_pool_block},
       {"pool_open_gate", l_pool_open_gate},
+      {"pool_log", l_pool_log},
       {"pool_stats", l_pool_stats},
       {"fail", l_fail},
       {NULL, NULL},

@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 #include <readline/history.h>
 #include <readline/readline.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@ static struct {
   char *chunk;      /* lines of an incomplete chunk, joined by "\n" */
   size_t chunk_length;
   sl_task *running; /* the chunk's task while it runs */
+  int chunk_id;     /* id of the running or last chunk, from 1 */
   sl_listener chunk_listener;
   char *history_path;
   uv_poll_t poll;
@@ -158,7 +160,7 @@ static void run_chunk(void) {
   sl_task_set_plain_report(R.running);
   R.chunk_listener.fn = chunk_ended;
   sl_task_listen(R.running, &R.chunk_listener);
-  sl_host_set_interruptible(1);
+  sl_host_set_interruptible(++R.chunk_id);
 }
 
 /* Add a line to the chunk; run the chunk once it compiles. */
@@ -251,14 +253,23 @@ static void show_prompt(void) {
   R.saved_line = NULL;
 }
 
-/* Ctrl-C: cancel the running chunk, or drop the line being edited. A
- * signal that arrived while a chunk ran is spent once that chunk ended. */
-static void on_interrupt(int during_chunk) {
-  if (R.running != NULL) {
-    sl_task_cancel(R.running);
+/* Ctrl-C: cancel the chunk that ran when the signal arrived, or drop the
+ * line being edited. If that chunk has ended since (the interrupt hook may
+ * have cancelled it), the signal is spent. Without a terminal and with no
+ * chunk running, end the process the way SIGINT ends other filters,
+ * because the pending read of stdin cannot be cancelled. */
+static void on_interrupt(int chunk) {
+  if (chunk != 0) {
+    if (R.running != NULL && chunk == R.chunk_id) sl_task_cancel(R.running);
     return;
   }
-  if (during_chunk || !R.tty || !R.reading) return;
+  if (R.running != NULL) return;
+  if (!R.tty) {
+    signal(SIGINT, SIG_DFL);
+    raise(SIGINT);
+    return;
+  }
+  if (!R.reading) return;
   chunk_reset();
   rl_free_line_state();
   rl_callback_sigcleanup();

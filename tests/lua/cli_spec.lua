@@ -229,6 +229,17 @@ describe("logging", function()
     assert.is_nil(err:find "spec.hidden", 1, true)
   end)
 
+  it("writes records logged on a pool thread", function()
+    local code, _, err = run { "-e", [[
+      local testing = require("sandlot.core").testing
+      for i = 1, 3 do testing.pool_log("record=" .. i) end
+    ]] }
+    assert.are.equal(0, code)
+    local _, count = err:gsub("level=warn event=testing%.pool_log record=%d\n", "")
+    assert.are.equal(3, count)
+    assert.matches("record=1\n.*record=2\n.*record=3\n", err)
+  end)
+
   it("warns about an invalid SANDLOT_LOG", function()
     local env = support.environment { SANDLOT_LOG = "loud" }
     local code, _, err = run({ "-e", "" }, { env = env })
@@ -257,6 +268,40 @@ describe("the REPL on a pipe", function()
     local code, out = run({ "repl" }, { input = input })
     assert.are.equal(0, code)
     assert.are.equal("first\nsecond\n", out)
+  end)
+
+  it("cancels a running chunk on SIGINT and goes on", function()
+    local input = "print('ready') require('sandlot').sleep(60000)\nprint('next')\n"
+    local code, out = run({ "repl" }, {
+      input = input,
+      on_stdout = function(data, process)
+        if data:find "ready" then
+          process:kill "sigint"
+        end
+      end,
+    })
+    assert.are.equal(0, code)
+    assert.are.equal("ready\ncancelled\nnext\n", out)
+  end)
+
+  it("ends on SIGINT while it waits for input", function()
+    -- "ready" comes from a chunk that may still run when a first SIGINT
+    -- lands, which only cancels that chunk, so keep sending until exit.
+    local uv = require "luv"
+    local repeater = uv.new_timer()
+    local code = run({ "repl" }, {
+      input = "print('ready')\n",
+      keep_stdin_open = true,
+      on_stdout = function(data, process)
+        if data:find "ready" then
+          repeater:start(0, 20, function()
+            process:kill "sigint"
+          end)
+        end
+      end,
+    })
+    repeater:close()
+    assert.are.equal(128 + 2, code)
   end)
 
   it("reports an incomplete chunk at the end of input", function()

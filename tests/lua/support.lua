@@ -25,6 +25,7 @@ end
 --- Run `command` (a list: program and arguments) with optional `input` on
 -- stdin and `env` (a list of "NAME=value"); suspends until it exits.
 -- `on_stdout(data, process)` receives each chunk of output as it arrives.
+-- With `keep_stdin_open`, stdin stays open until the process exits.
 -- Returns the exit code (128 + signal when a signal ended it), stdout and
 -- stderr.
 function support.run(command, options)
@@ -50,6 +51,9 @@ function support.run(command, options)
     }, function(exit_code, signal)
       code = signal ~= 0 and 128 + signal or exit_code
       handle:close()
+      if options.keep_stdin_open then
+        stdin:close()
+      end
       finish()
     end)
     assert(handle, spawn_err)
@@ -60,9 +64,11 @@ function support.run(command, options)
     if options.input then
       stdin:write(options.input)
     end
-    stdin:shutdown(function()
-      stdin:close()
-    end)
+    if not options.keep_stdin_open then
+      stdin:shutdown(function()
+        stdin:close()
+      end)
+    end
   end)
 end
 
