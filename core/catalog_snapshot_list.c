@@ -26,12 +26,17 @@ int catalog_snapshot_list_sql(bool by_id, bool by_name, bool by_tag, bool by_san
   if (after_cursor)
     snprintf(after, sizeof after, " AND %s < (:after_at, :after_id)", position);
 
+  /* An id or a name:tag matches at most one row (unique indexes), so
+   * ordering it would only add a sort step to the plan. */
+  char order_by[128] = "";
+  if (!by_id && !by_tag) snprintf(order_by, sizeof order_by, " ORDER BY %s", order);
+
   int n = snprintf(buf, size,
-                   "SELECT " CATALOG_SNAPSHOT_COLUMNS " FROM %s WHERE s.state = 'ready'%s%s%s%s%s "
-                   "ORDER BY %s LIMIT :limit",
+                   "SELECT " CATALOG_SNAPSHOT_COLUMNS " FROM %s WHERE s.state = 'ready'%s%s%s%s%s"
+                   "%s LIMIT :limit",
                    from, by_id ? " AND s.id = :id" : "", by_name ? " AND s.name = :name" : "",
                    by_tag ? " AND s.tag = :tag" : "",
-                   by_sandbox ? " AND s.source_sandbox_id = :sandbox" : "", after, order);
+                   by_sandbox ? " AND s.source_sandbox_id = :sandbox" : "", after, order_by);
   return n > 0 && (size_t)n < size ? 0 : -1;
 }
 

@@ -66,6 +66,14 @@ static __attribute__((unused)) void fixture_close(fixture *fx) {
   fixture_remove_dir(fx->dir);
 }
 
+/* Wait until the catalog clock has moved to the next millisecond, so the
+ * next row gets a later created_at than every row before it. */
+static __attribute__((unused)) void fixture_next_ms(void) {
+  int64_t start = sl_catalog_now_ms();
+  while (sl_catalog_now_ms() == start) {
+  }
+}
+
 /* Count the rows of `table` (a fixed name from the test). */
 static __attribute__((unused)) long long fixture_count(fixture *fx, const char *table) {
   char sql[128];
