@@ -45,6 +45,7 @@ static void read_template(sqlite3_stmt *stmt, sl_template *tpl) {
 /* Read the template that `sql` selects with `param` bound to ?1. */
 static int load_template(sqlite3 *db, const char *sql, const char *param, const char *what,
                          sl_template *out, sl_error *err) {
+  memset(out, 0, sizeof *out);
   sqlite3_stmt *stmt;
   int rc = catalog_prepare(db, sql, &stmt, err);
   if (rc < 0) return rc;
