@@ -401,7 +401,10 @@ void sl_snapshot_page_free(sl_snapshot_page *page);
 /* Fill `page` with up to `limit` ready snapshots matching every filter
  * given, newest first. A reference or sandbox that matches nothing gives
  * an empty page, not ENOENT. Fails with EINVAL for a malformed id,
- * reference or label, a limit outside 1..1000, or a bad cursor. */
+ * reference or label, a limit outside 1..1000, or a bad cursor.
+ * NOTE: a page walks one index (label, else sandbox or name) and checks
+ * the other filters row by row, so a label combined with a sandbox or
+ * name that matches few of that label's rows reads up to all of them. */
 int sl_catalog_snapshot_list(sl_catalog *cat, const sl_snapshot_query *query,
                              sl_snapshot_page *page, sl_error *err);
 

@@ -37,7 +37,7 @@ static const char *const tables[] = {"sandboxes", "snapshots", "layers", "templa
 static int open_world(world *w) {
   sl_error err = {0};
   if (fixture_open(&w->fx) < 0) return -1;
-  char layers[1][SL_ID_SIZE];
+  char layers[1][SL_ID_SIZE] = {""};
   int rc = fixture_template(&w->fx, "base", 1, layers, &err);
   if (rc == 0) rc = fixture_sandbox(&w->fx, "base", NULL, w->sandbox, &err);
   if (rc == 0) rc = fixture_snapshot(&w->fx, w->sandbox, "snap", "v1", "{\"a\": \"b\"}",
