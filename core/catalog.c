@@ -24,7 +24,7 @@ static int64_t monotonic_ms(void) {
 
 sqlite3 *catalog_db(sl_catalog *cat) { return cat->db; }
 
-/* SQLite's busy handler covers most waits for the write lock, but some
+/* SQLite's busy handler covers most waits for the write lock. Some
  * SQLITE_BUSY results return without calling it (for example while
  * another connection recovers the WAL index), so BEGIN IMMEDIATE is
  * retried here with short sleeps until the timeout has passed. */

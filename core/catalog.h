@@ -3,7 +3,7 @@
  *
  * Concurrency. Several sandlot processes use one catalog at once (a REPL,
  * a scheduled script, the monitors). The database runs in WAL mode, so
- * readers never wait for writers. Every public function is one
+ * readers do not wait for writers. Every public function is one
  * transaction: writes start with BEGIN IMMEDIATE and wait for other
  * writers up to the busy timeout (default 10 s), then fail with EBUSY
  * without writing anything. An sl_catalog handle may be used from any
@@ -49,7 +49,8 @@
 /* Buffer size of a cursor string (the current format uses 32 characters). */
 #define SL_CURSOR_SIZE 64
 
-/* Longest template spec hash (hex digits), and a buffer for one. */
+/* Maximum length of a template spec hash (hex digits), and the size of a
+ * buffer for one. */
 #define SL_HASH_MAX 128
 #define SL_HASH_SIZE (SL_HASH_MAX + 1)
 

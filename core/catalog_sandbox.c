@@ -261,7 +261,7 @@ typedef struct {
   char after_id[SL_ID_SIZE];
 } list_ctx;
 
-/* Read up to limit + 1 rows: the extra row only tells that a next page
+/* Read up to limit + 1 rows: the extra row only shows that a next page
  * exists. */
 static int list_txn(sl_catalog *cat, void *arg, sl_error *err) {
   list_ctx *ctx = arg;

@@ -121,11 +121,11 @@ static int read_source(sqlite3 *db, const char *sandbox_id, source_info *src, sl
 
 static int check_name_tag_free(sqlite3 *db, const sl_snapshot_spec *spec, sl_error *err) {
   if (spec->tag == NULL) return 0;
-  int64_t taken = 0;
+  int64_t existing = 0;
   const char *params[] = {spec->name, spec->tag};
   int rc = catalog_query_int(db, "SELECT count(*) FROM snapshots WHERE name = ?1 AND tag = ?2",
-                             params, 2, &taken, err);
-  if (rc == 0 && taken > 0)
+                             params, 2, &existing, err);
+  if (rc == 0 && existing > 0)
     rc = sl_error_set(err, EEXIST, "snapshot name is taken: %s:%s", spec->name, spec->tag);
   return rc;
 }

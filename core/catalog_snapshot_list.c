@@ -73,7 +73,7 @@ static int prepare_page(sl_catalog *cat, list_ctx *ctx, sqlite3_stmt **stmt, sl_
   return 0;
 }
 
-/* Read up to limit + 1 rows: the extra row only tells that a next page
+/* Read up to limit + 1 rows: the extra row only shows that a next page
  * exists. */
 static int list_txn(sl_catalog *cat, void *arg, sl_error *err) {
   list_ctx *ctx = arg;

@@ -20,11 +20,12 @@
 #include "error.h"
 
 /* Length of an id without its NUL ("sn-" + 12 hex digits), and the size of
- * a buffer that holds one. */
+ * a buffer for one. */
 #define SL_ID_LEN 15
 #define SL_ID_SIZE 16
 
-/* Longest snapshot name, tag or template name, and a buffer for one. */
+/* Maximum length of a snapshot name, tag or template name, and the size of
+ * a buffer for one. */
 #define SL_NAME_MAX 64
 #define SL_NAME_SIZE (SL_NAME_MAX + 1)
 
@@ -53,11 +54,11 @@ int sl_id_kind_of(const char *id);
 const char *sl_id_kind_name(sl_id_kind kind);
 
 /* Check a snapshot name, snapshot tag or template name: 1 to SL_NAME_MAX
- * characters from [A-Za-z0-9._-], starting with a letter or digit, and not
- * starting with an id prefix ("sb-", "sn-", "ly-", "tp-"), so that a
- * lookup string is never both a name and an id. `what` names the value in
- * the message ("snapshot name"). Fails with EINVAL. */
-int sl_name_validate(const char *what, const char *name, sl_error *err);
+ * characters from [A-Za-z0-9._-], starting with a letter or digit. A name
+ * must not start with an id prefix ("sb-", "sn-", "ly-", "tp-"), so that a
+ * lookup string is never both a name and an id. `field` names the value
+ * in the message ("snapshot name"). Fails with EINVAL. */
+int sl_name_validate(const char *field, const char *name, sl_error *err);
 
 /* Write `value` into `buf` for an error message: at most 64 characters,
  * non-printable bytes as \xNN, "..." when cut, "(null)" for NULL. Returns
@@ -75,7 +76,7 @@ typedef struct sl_store {
  *   1. `sandlot_home` when not NULL or "": it must be absolute;
  *   2. /var/lib/sandlot when `euid` is 0;
  *   3. `xdg_data_home`/sandlot when it is absolute (the XDG base directory
- *      specification says to ignore a relative value);
+ *      specification requires ignoring a relative value);
  *   4. `home`/.local/share/sandlot; `home` must then be absolute.
  * Trailing slashes are removed. Fails with EINVAL (relative SANDLOT_HOME,
  * no usable home) or ENAMETOOLONG (the root leaves less than 256 bytes of
@@ -91,9 +92,9 @@ int sl_store_resolve_root(char *buf, size_t size, sl_error *err);
  * and its folders when missing. Missing parents of the root are created
  * with mode 0700, as are the root and every folder of the tree. Existing
  * folders are checked: each must be a real directory (not a symlink) owned
- * by the effective user and not writable by group or others; otherwise the
+ * by the effective user and not writable by group or others. Otherwise the
  * call fails with EPERM and names the folder, because another user could
- * then swap files under sandlot. Idempotent. */
+ * swap files under sandlot. Idempotent. */
 int sl_store_open(sl_store *store, const char *root, sl_error *err);
 
 /* Folders of the store that hold one entry per id or name. */

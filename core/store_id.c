@@ -72,27 +72,27 @@ static int is_name_char(char c) {
 
 static int is_alnum(char c) { return is_name_char(c) && c != '.' && c != '_' && c != '-'; }
 
-int sl_name_validate(const char *what, const char *name, sl_error *err) {
+int sl_name_validate(const char *field, const char *name, sl_error *err) {
   char quoted[SL_QUOTE_SIZE];
   if (name == NULL || name[0] == '\0')
-    return sl_error_set(err, EINVAL, "invalid %s: empty", what);
+    return sl_error_set(err, EINVAL, "invalid %s: empty", field);
 
   size_t len = strnlen(name, SL_NAME_MAX + 1);
   if (len > SL_NAME_MAX)
-    return sl_error_set(err, EINVAL, "invalid %s: %s (longer than %d characters)", what,
+    return sl_error_set(err, EINVAL, "invalid %s: %s (longer than %d characters)", field,
                         sl_quote(name, quoted, sizeof quoted), SL_NAME_MAX);
   if (!is_alnum(name[0]))
     return sl_error_set(err, EINVAL, "invalid %s: %s (must start with a letter or digit)",
-                        what, sl_quote(name, quoted, sizeof quoted));
+                        field, sl_quote(name, quoted, sizeof quoted));
   for (size_t i = 1; i < len; i++)
     if (!is_name_char(name[i]))
       return sl_error_set(err, EINVAL,
-                          "invalid %s: %s (allowed characters: A-Z a-z 0-9 . _ -)", what,
+                          "invalid %s: %s (allowed characters: A-Z a-z 0-9 . _ -)", field,
                           sl_quote(name, quoted, sizeof quoted));
   if (sl_id_kind_of(name) >= 0)
     return sl_error_set(err, EINVAL,
                         "invalid %s: %s (must not start with an id prefix: sb- sn- ly- tp-)",
-                        what, sl_quote(name, quoted, sizeof quoted));
+                        field, sl_quote(name, quoted, sizeof quoted));
   return 0;
 }
 

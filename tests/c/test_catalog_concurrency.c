@@ -138,6 +138,20 @@ static void lock_beyond_timeout_is_ebusy(void) {
   fixture_close(&fx);
 }
 
+/* Open the catalog at `path` and insert one sandbox; returns 0 or -1. */
+static int open_and_insert(const char *path) {
+  sl_error err = {0};
+  sl_catalog *cat;
+  char id[SL_ID_SIZE];
+  sl_sandbox_spec spec = {.id = id};
+  int rc = sl_catalog_open(path, &cat, &err);
+  if (rc == 0) rc = sl_id_new(SL_ID_SANDBOX, id, &err);
+  if (rc == 0) rc = sl_catalog_sandbox_insert(cat, &spec, NULL, &err);
+  if (rc < 0) fprintf(stderr, "opener: %s: %s\n", sl_errname(err.code), err.msg);
+  if (rc == 0) sl_catalog_close(cat);
+  return rc < 0 ? -1 : 0;
+}
+
 static void new_file_opened_at_once(void) {
   char dir[PATH_MAX], path[PATH_MAX + 16];
   CHECK(fixture_make_dir(dir) == 0);
@@ -149,19 +163,11 @@ static void new_file_opened_at_once(void) {
     children[i] = fork();
     CHECK(children[i] >= 0);
     if (children[i] == 0) {
-      sl_error err = {0};
-      sl_catalog *cat;
-      char id[SL_ID_SIZE];
       wait_for_start(start);
-      sl_sandbox_spec spec = {.id = id};
-      int rc = sl_catalog_open(path, &cat, &err);
-      if (rc == 0) rc = sl_id_new(SL_ID_SANDBOX, id, &err);
-      if (rc == 0) rc = sl_catalog_sandbox_insert(cat, &spec, NULL, &err);
-      if (rc < 0) fprintf(stderr, "opener: %s: %s\n", sl_errname(err.code), err.msg);
-      if (rc == 0) sl_catalog_close(cat);
-      _exit(rc == 0 ? 0 : 1);
+      _exit(open_and_insert(path) == 0 ? 0 : 1);
     }
   }
+
   close(start[0]);
   close(start[1]);
   for (int i = 0; i < 4; i++) {
@@ -170,6 +176,7 @@ static void new_file_opened_at_once(void) {
     CHECK(WIFEXITED(status));
     CHECK_INT(WEXITSTATUS(status), ==, 0);
   }
+
   sl_error err = {0};
   sl_catalog *cat;
   CHECK_OK(sl_catalog_open(path, &cat, &err), &err);

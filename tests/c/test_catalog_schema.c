@@ -42,6 +42,10 @@ static void open_creates_current_schema(void) {
   struct stat st;
   CHECK_INT(stat(fx.db_path, &st), ==, 0);
   CHECK_INT(st.st_mode & 0777, ==, 0600);
+  char wal[PATH_MAX + 8];
+  snprintf(wal, sizeof wal, "%s-wal", fx.db_path);
+  CHECK_INT(stat(wal, &st), ==, 0);
+  CHECK_INT(st.st_mode & 0777, ==, 0600);
   fixture_close(&fx);
 }
 

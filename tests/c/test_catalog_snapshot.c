@@ -43,7 +43,7 @@ static void begin_hides_until_commit(void) {
   CHECK(!page.has_next);
   sl_snapshot_page_free(&page);
 
-  /* The pending snapshot already holds its id, layer id and name:tag. */
+  /* The pending snapshot already reserves its id, layer id and name:tag. */
   CHECK_INT(sl_catalog_snapshot_begin(fx.cat, &spec, &err), ==, -EEXIST);
   char other[SL_ID_SIZE], other_layer[SL_ID_SIZE];
   CHECK_OK(sl_id_new(SL_ID_SNAPSHOT, other, &err), &err);
@@ -340,7 +340,7 @@ static int select_ids(fixture *fx, const char *where, const char *param, id_set 
 }
 
 /* Snapshots that match the filter and are committed between pages are
- * newer than the cursor, so the walk sees exactly the rows that existed
+ * newer than the cursor, so the walk returns exactly the rows that existed
  * when it started. */
 static void cursors_survive_inserts(void) {
   many_fixture *m = calloc(1, sizeof *m);
