@@ -380,6 +380,13 @@ int sl_catalog_snapshot_delete(sl_catalog *cat, const char *id, sl_layer_list *r
 int sl_catalog_snapshot_expired(sl_catalog *cat, int64_t now_ms, int limit, sl_id_list *out,
                                 sl_error *err);
 
+/* Fill `out` with the ids of up to `limit` (1..1000) pending snapshots
+ * begun before `started_before_ms`, oldest first: snapshots whose process
+ * may have died before commit. The caller decides (for example from the
+ * sandbox's op.lock) which to end with sl_catalog_snapshot_delete. */
+int sl_catalog_snapshot_pending(sl_catalog *cat, int64_t started_before_ms, int limit,
+                                sl_id_list *out, sl_error *err);
+
 typedef struct sl_snapshot_query {
   const char *ref;        /* NULL, or an id, "name" or "name:tag" */
   const char *sandbox_id; /* NULL, or only snapshots taken of this sandbox */

@@ -128,7 +128,8 @@ static int normalize(sqlite3 *db, const char *what, const char *json, bool label
   *out = NULL;
   char *normalized = NULL;
   int rc = normalize_json_object(db, what, json, &normalized, err);
-  if (rc == 0) rc = check_members(db, what, normalized, labels, strings_only, err);
+  if (rc == 0 && (labels || strings_only))
+    rc = check_members(db, what, normalized, labels, strings_only, err);
   if (rc == 0) rc = check_duplicate_keys(db, what, normalized, err);
   if (rc < 0) {
     free(normalized);

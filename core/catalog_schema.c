@@ -145,6 +145,7 @@ static const char schema_v2[] =
     "CREATE UNIQUE INDEX snapshots_layer ON snapshots(layer_id);"
     "CREATE INDEX snapshots_expiry ON snapshots(expires_at)"
     "  WHERE state = 'ready' AND expires_at IS NOT NULL;"
+    "CREATE INDEX snapshots_pending ON snapshots(started_at) WHERE state = 'pending';"
 
     "CREATE TABLE snapshot_labels ("
     "  snapshot_id TEXT NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,"

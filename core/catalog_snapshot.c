@@ -364,20 +364,18 @@ int sl_catalog_snapshot_delete(sl_catalog *cat, const char *id, sl_layer_list *r
 }
 
 typedef struct {
-  int64_t now_ms;
+  const char *sql;
+  int64_t time_ms;
   int limit;
   sl_id_list *out;
-} expired_ctx;
+} id_query_ctx;
 
-static int expired_txn(sl_catalog *cat, void *arg, sl_error *err) {
-  expired_ctx *ctx = arg;
+static int id_query_txn(sl_catalog *cat, void *arg, sl_error *err) {
+  id_query_ctx *ctx = arg;
   sqlite3_stmt *stmt;
-  int rc = catalog_prepare(cat->db,
-                           "SELECT id FROM snapshots WHERE state = 'ready' AND expires_at IS "
-                           "NOT NULL AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
-                           &stmt, err);
+  int rc = catalog_prepare(cat->db, ctx->sql, &stmt, err);
   if (rc < 0) return rc;
-  sqlite3_bind_int64(stmt, 1, ctx->now_ms);
+  sqlite3_bind_int64(stmt, 1, ctx->time_ms);
   sqlite3_bind_int(stmt, 2, ctx->limit);
   ctx->out->ids = calloc((size_t)ctx->limit, SL_ID_SIZE);
   if (ctx->out->ids == NULL) rc = SQLITE_NOMEM;
@@ -385,19 +383,37 @@ static int expired_txn(sl_catalog *cat, void *arg, sl_error *err) {
     catalog_copy_text(stmt, 0, ctx->out->ids[ctx->out->count++], SL_ID_SIZE);
     rc = 0;
   }
-  rc = rc == SQLITE_DONE ? 0 : catalog_sqlite_error(cat->db, rc, err, "list expired snapshots");
+  rc = rc == SQLITE_DONE ? 0 : catalog_sqlite_error(cat->db, rc, err, "list snapshots");
   sqlite3_finalize(stmt);
+  return rc;
+}
+
+/* Fill `out` with the ids that `sql` selects, given ?1 = time_ms and
+ * ?2 = limit. */
+static int list_ids(sl_catalog *cat, const char *sql, int64_t time_ms, int limit,
+                    sl_id_list *out, sl_error *err) {
+  if (out == NULL) return sl_error_set(err, EINVAL, "no output list given");
+  memset(out, 0, sizeof *out);
+  int rc = catalog_check_limit(limit, err);
+  if (rc < 0) return rc;
+  id_query_ctx ctx = {sql, time_ms, limit, out};
+  rc = catalog_run(cat, CATALOG_READ, id_query_txn, &ctx, err);
+  if (rc < 0) sl_id_list_free(out);
   return rc;
 }
 
 int sl_catalog_snapshot_expired(sl_catalog *cat, int64_t now_ms, int limit, sl_id_list *out,
                                 sl_error *err) {
-  if (out == NULL) return sl_error_set(err, EINVAL, "no output list given");
-  memset(out, 0, sizeof *out);
-  int rc = catalog_check_limit(limit, err);
-  if (rc < 0) return rc;
-  expired_ctx ctx = {now_ms, limit, out};
-  rc = catalog_run(cat, CATALOG_READ, expired_txn, &ctx, err);
-  if (rc < 0) sl_id_list_free(out);
-  return rc;
+  return list_ids(cat,
+                  "SELECT id FROM snapshots WHERE state = 'ready' AND expires_at IS NOT NULL "
+                  "AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+                  now_ms, limit, out, err);
+}
+
+int sl_catalog_snapshot_pending(sl_catalog *cat, int64_t started_before_ms, int limit,
+                                sl_id_list *out, sl_error *err) {
+  return list_ids(cat,
+                  "SELECT id FROM snapshots WHERE state = 'pending' AND started_at < ?1 "
+                  "ORDER BY started_at LIMIT ?2",
+                  started_before_ms, limit, out, err);
 }

@@ -94,15 +94,21 @@ static int check_hash(const char *hash, sl_error *err) {
 
 static int begin_txn(sl_catalog *cat, void *arg, sl_error *err) {
   begin_ctx *ctx = arg;
-  int64_t building = 0;
-  const char *params[] = {ctx->name};
-  int rc = catalog_query_int(cat->db,
-                             "SELECT count(*) FROM templates WHERE name = ?1 AND "
-                             "status = 'building'",
-                             params, 1, &building, err);
-  if (rc < 0) return rc;
-  if (building > 0)
-    return sl_error_set(err, EBUSY, "a build of template %s is in progress", ctx->name);
+  sl_template building;
+  int rc = load_template(cat->db,
+                         "SELECT " TEMPLATE_COLUMNS " FROM templates WHERE name = ?1 AND "
+                         "status = 'building'",
+                         ctx->name, "template build", &building, err);
+  if (rc == 0) {
+    rc = sl_error_set(err, EBUSY,
+                      "a build of template %s is in progress: %s (delete it if its process "
+                      "died)",
+                      ctx->name, building.id);
+    sl_template_clear(&building);
+    return rc;
+  }
+  if (rc != -ENOENT) return rc;
+  sl_error_clear(err);
 
   sqlite3_stmt *stmt;
   rc = catalog_prepare(cat->db,

@@ -269,6 +269,8 @@ static void snapshot_calls_reject_bad_input(void) {
   EXPECT_EINVAL(sl_catalog_snapshot_expired(cat, 0, 0, &ids, &err), "invalid limit 0");
   EXPECT_EINVAL(sl_catalog_snapshot_expired(cat, 0, 1001, &ids, &err), "invalid limit 1001");
   EXPECT_EINVAL(sl_catalog_snapshot_expired(cat, 0, 1, NULL, &err), "no output");
+  EXPECT_EINVAL(sl_catalog_snapshot_pending(cat, 0, 0, &ids, &err), "invalid limit 0");
+  EXPECT_EINVAL(sl_catalog_snapshot_pending(cat, 0, 1001, &ids, &err), "invalid limit 1001");
 
   sl_snapshot_page page;
   sl_snapshot_query q = SL_SNAPSHOT_QUERY_INIT;

@@ -61,6 +61,7 @@ static void one_build_per_name(void) {
   CHECK_OK(sl_catalog_template_begin(fx.cat, a, "py", "01", &err), &err);
   CHECK_INT(sl_catalog_template_begin(fx.cat, b, "py", "02", &err), ==, -EBUSY);
   CHECK(strstr(err.msg, "in progress") != NULL);
+  CHECK(strstr(err.msg, a) != NULL);
   CHECK_INT(sl_catalog_template_begin(fx.cat, a, "other", "02", &err), ==, -EEXIST);
 
   /* Deleting the abandoned build frees the name. */

@@ -543,7 +543,7 @@ static void pending_delete_aborts(void) {
   fixture_close(&fx);
 }
 
-static void expired_are_listed(void) {
+static void expired_and_pending_listed(void) {
   fixture fx;
   sl_error err = {0};
   char sb[SL_ID_SIZE];
@@ -572,6 +572,17 @@ static void expired_are_listed(void) {
   CHECK_OK(sl_catalog_snapshot_expired(fx.cat, 1000, 2, &expired, &err), &err);
   CHECK_INT(expired.count, ==, 2);
   sl_id_list_free(&expired);
+
+  /* The uncommitted one is pending, whatever its expiry. */
+  sl_id_list pending;
+  CHECK_OK(sl_catalog_snapshot_pending(fx.cat, sl_catalog_now_ms() + 1, 10, &pending, &err),
+           &err);
+  CHECK_INT(pending.count, ==, 1);
+  CHECK_STR(pending.ids[0], ids[4]);
+  sl_id_list_free(&pending);
+  CHECK_OK(sl_catalog_snapshot_pending(fx.cat, 1, 10, &pending, &err), &err);
+  CHECK_INT(pending.count, ==, 0);
+  sl_id_list_free(&pending);
   fixture_close(&fx);
 }
 
@@ -587,6 +598,6 @@ int main(void) {
   RUN(list_plans_use_indexes);
   RUN(delete_keeps_layers_in_use);
   RUN(pending_delete_aborts);
-  RUN(expired_are_listed);
+  RUN(expired_and_pending_listed);
   TEST_EXIT();
 }
