@@ -24,25 +24,41 @@ static int64_t monotonic_ms(void) {
 
 sqlite3 *catalog_db(sl_catalog *cat) { return cat->db; }
 
-/* SQLite's busy handler covers most waits for the write lock. Some
- * SQLITE_BUSY results return without calling it (for example while
- * another connection recovers the WAL index), so BEGIN IMMEDIATE is
- * retried here with short sleeps until the timeout has passed. */
-int catalog_begin_immediate(sqlite3 *db, int timeout_ms, sl_error *err) {
+/* Sleep before retry `attempt` (1, 2, ...): 1 ms doubling up to 50 ms. */
+static void backoff(int attempt) {
+  long sleep_us = attempt < 7 ? 1000L << (attempt - 1) : 50000;
+  if (sleep_us > 50000) sleep_us = 50000;
+  struct timespec pause = {0, sleep_us * 1000};
+  nanosleep(&pause, NULL);
+}
+
+/* SQLite's busy handler covers most waits for a lock. Some SQLITE_BUSY
+ * results return without calling it: BEGIN IMMEDIATE while another
+ * connection recovers the WAL index, and PRAGMA journal_mode = WAL while
+ * another connection opens the same new file. Those steps are retried
+ * here with short sleeps until `timeout_ms` has passed. */
+static int retry_busy(sqlite3 *db, int timeout_ms, const char *what,
+                      int (*step)(sqlite3 *db, sl_error *err), sl_error *err) {
   int64_t deadline = monotonic_ms() + timeout_ms;
-  long sleep_us = 1000;
   for (int attempt = 1;; attempt++) {
-    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc == SQLITE_OK) return 0;
-    if ((rc & 0xff) != SQLITE_BUSY || monotonic_ms() >= deadline) {
-      if ((rc & 0xff) == SQLITE_BUSY)
-        SL_WARN("catalog.busy", "attempts=%d timeout_ms=%d", attempt, timeout_ms);
-      return catalog_sqlite_error(db, rc, err, "begin write transaction");
+    int rc = step(db, err);
+    if (rc != -EBUSY) return rc;
+    if (monotonic_ms() >= deadline) {
+      SL_WARN("catalog.busy", "step=\"%s\" attempts=%d timeout_ms=%d", what, attempt,
+              timeout_ms);
+      return rc;
     }
-    struct timespec pause = {0, sleep_us * 1000};
-    nanosleep(&pause, NULL);
-    if (sleep_us < 50000) sleep_us *= 2;
+    backoff(attempt);
   }
+}
+
+static int begin_immediate_once(sqlite3 *db, sl_error *err) {
+  int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  return rc == SQLITE_OK ? 0 : catalog_sqlite_error(db, rc, err, "begin write transaction");
+}
+
+int catalog_begin_immediate(sqlite3 *db, int timeout_ms, sl_error *err) {
+  return retry_busy(db, timeout_ms, "begin", begin_immediate_once, err);
 }
 
 static int begin(sl_catalog *cat, catalog_txn_kind kind, sl_error *err) {
@@ -99,7 +115,7 @@ static int read_cursor_key(sl_catalog *cat, sl_error *err) {
   return rc;
 }
 
-static int set_wal(sqlite3 *db, sl_error *err) {
+static int set_wal_once(sqlite3 *db, sl_error *err) {
   sqlite3_stmt *stmt;
   int rc = catalog_prepare(db, "PRAGMA journal_mode = WAL", &stmt, err);
   if (rc < 0) return rc;
@@ -134,7 +150,7 @@ static int configure(sl_catalog *cat, sl_error *err) {
                       "catalog schema version %d is newer than this sandlot supports (%d); "
                       "use a newer sandlot",
                       version, SL_CATALOG_SCHEMA_VERSION);
-  if (rc == 0) rc = set_wal(cat->db, err);
+  if (rc == 0) rc = retry_busy(cat->db, cat->busy_timeout_ms, "set WAL mode", set_wal_once, err);
   if (rc == 0) rc = catalog_exec(cat->db, "PRAGMA synchronous = NORMAL", err);
   if (rc == 0 && version < SL_CATALOG_SCHEMA_VERSION)
     rc = catalog_migrate(cat->db, SL_CATALOG_SCHEMA_VERSION, cat->busy_timeout_ms, err);

@@ -11,11 +11,13 @@
  * through one handle, and SQLite runs in serialized mode. Open one handle
  * per thread for parallel reads.
  *
- * Errors (core/error.h): an unknown id is ENOENT ("snapshot not found:
- * sn-..."); bad input is EINVAL with the bad value in the message and
- * writes nothing; a database locked beyond the busy timeout is EBUSY; a
- * duplicate (id, name:tag, template build) is EEXIST; an operation that
- * a dead sandbox cannot take is ESRCH.
+ * Errors (core/error.h):
+ *   - ENOENT: unknown id ("snapshot not found: sn-...");
+ *   - EINVAL: bad input, with the bad value in the message; nothing is
+ *     written;
+ *   - EBUSY: the database stayed locked beyond the busy timeout;
+ *   - EEXIST: a duplicate id, name:tag or template build;
+ *   - ESRCH: an operation that a dead sandbox cannot take.
  *
  * Times are milliseconds since the Unix epoch (CLOCK_REALTIME). Strings
  * in result structs are NUL-terminated; "" means "none". JSON fields are
@@ -236,9 +238,10 @@ int sl_catalog_sandbox_set_running(sl_catalog *cat, const char *id,
 
 /* Mark sandbox `id` dead and record how it ended: `exit_status` 0..255
  * with `exit_signal` 0, or `exit_status` -1 with a signal 1..64, or both
- * "unknown" (-1, 0). Clears init_pid. A dead sandbox accepts this once
- * more only while it has no recorded exit (the monitor may learn the
- * status after another process marked the row dead); otherwise ESRCH. */
+ * "unknown" (-1, 0). Clears init_pid. A dead sandbox accepts this only
+ * while it has no recorded exit, because the monitor may learn the status
+ * after another process marked the row dead. Otherwise it fails with
+ * ESRCH. */
 int sl_catalog_sandbox_set_exited(sl_catalog *cat, const char *id, int exit_status,
                                   int exit_signal, sl_error *err);
 
@@ -411,18 +414,19 @@ void sl_snapshot_page_free(sl_snapshot_page *page);
  * an empty page, not ENOENT. Fails with EINVAL for a malformed id,
  * reference or label, a limit outside 1..1000, or a bad cursor.
  * NOTE: a page walks one index (label, else sandbox or name) and checks
- * the other filters row by row, so a label combined with a sandbox or
- * name that matches few of that label's rows reads up to all of them. */
+ * the other filters row by row. A label combined with a sandbox or name
+ * that matches few of that label's rows therefore reads up to all of them. */
 int sl_catalog_snapshot_list(sl_catalog *cat, const sl_snapshot_query *query,
                              sl_snapshot_page *page, sl_error *err);
 
 /* ------------------------------------------------------------------ */
 /* Layers.                                                             */
 
-/* A layer is in use while any of these refers to it: a snapshot (pending
- * or ready) that owns it, a template build that lists it, a layer whose
- * parent it is, or a sandbox that is not dead and mounts it as its base
- * layer. Layers below a base layer are kept by the parent chain. */
+/* Counts of what refers to a layer. A layer is in use while any of these
+ * is not zero: snapshots (pending or ready) that own it, template builds
+ * that list it, layers whose parent it is, and sandboxes that are not dead
+ * and mount it as their base layer. Layers below a base layer are kept by
+ * the parent chain. */
 typedef struct sl_layer_usage {
   int64_t snapshots;
   int64_t templates;
@@ -455,7 +459,7 @@ int sl_catalog_layer_collect(sl_catalog *cat, sl_layer_list *removed, sl_error *
 /* Templates.                                                          */
 
 /* A template build is a row in state "building" that gains layers one by
- * one; finishing it makes it the "ready" template of its name, replacing
+ * one. Finishing it makes it the "ready" template of its name and replaces
  * the previous build of that name. Sandboxes and snapshots made from the
  * previous build keep its layers through their base layers. */
 typedef struct sl_template {

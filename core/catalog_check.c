@@ -13,14 +13,14 @@ int catalog_check_limit(int limit, sl_error *err) {
   return 0;
 }
 
-int catalog_check_abs_path(const char *what, const char *path, sl_error *err) {
+int catalog_check_abs_path(const char *field, const char *path, sl_error *err) {
   char quoted[SL_QUOTE_SIZE];
   if (path == NULL || path[0] != '/' || strnlen(path, PATH_MAX) >= PATH_MAX)
-    return sl_error_set(err, EINVAL, "invalid %s: %s (expected an absolute path)", what,
+    return sl_error_set(err, EINVAL, "invalid %s: %s (expected an absolute path)", field,
                         sl_quote(path, quoted, sizeof quoted));
   for (const char *p = path; *p != '\0'; p++)
     if ((unsigned char)*p < 0x20)
-      return sl_error_set(err, EINVAL, "invalid %s: %s (control character)", what,
+      return sl_error_set(err, EINVAL, "invalid %s: %s (control character)", field,
                           sl_quote(path, quoted, sizeof quoted));
   return 0;
 }
@@ -37,7 +37,7 @@ static bool valid_label_key(const char *key, size_t len) {
 }
 
 /* Check that `json` is a JSON object; its minified text goes to `*out`. */
-static int normalize_json_object(sqlite3 *db, const char *what, const char *json, char **out,
+static int normalize_json_object(sqlite3 *db, const char *field, const char *json, char **out,
                                  sl_error *err) {
   char quoted[SL_QUOTE_SIZE];
   sqlite3_stmt *stmt;
@@ -52,10 +52,10 @@ static int normalize_json_object(sqlite3 *db, const char *what, const char *json
   if (rc != SQLITE_ROW) {
     rc = catalog_sqlite_error(db, rc, err, "check JSON");
   } else if (!sqlite3_column_int(stmt, 0)) {
-    rc = sl_error_set(err, EINVAL, "invalid %s: %s (not JSON)", what,
+    rc = sl_error_set(err, EINVAL, "invalid %s: %s (not JSON)", field,
                       sl_quote(json, quoted, sizeof quoted));
   } else if (strcmp((const char *)sqlite3_column_text(stmt, 1), "object") != 0) {
-    rc = sl_error_set(err, EINVAL, "invalid %s: %s (expected a JSON object)", what,
+    rc = sl_error_set(err, EINVAL, "invalid %s: %s (expected a JSON object)", field,
                       sl_quote(json, quoted, sizeof quoted));
   } else {
     *out = catalog_dup_text(stmt, 2);
@@ -67,7 +67,7 @@ static int normalize_json_object(sqlite3 *db, const char *what, const char *json
 
 /* Check each member of an object: string values only when asked, and for
  * labels also the key syntax, the value length and the member count. */
-static int check_members(sqlite3 *db, const char *what, const char *json, bool labels,
+static int check_members(sqlite3 *db, const char *field, const char *json, bool labels,
                          bool strings_only, sl_error *err) {
   char quoted[SL_QUOTE_SIZE];
   sqlite3_stmt *stmt;
@@ -84,18 +84,18 @@ static int check_members(sqlite3 *db, const char *what, const char *json, bool l
     sl_quote(key, quoted, sizeof quoted);
     rc = 0;
     if (strings_only && strcmp(type, "text") != 0)
-      rc = sl_error_set(err, EINVAL, "invalid %s: value of %s is %s, expected a string", what,
+      rc = sl_error_set(err, EINVAL, "invalid %s: value of %s is %s, expected a string", field,
                         quoted, type);
     else if (labels && !valid_label_key(key, key_len))
       rc = sl_error_set(err, EINVAL,
                         "invalid %s: key %s (expected 1..%d characters from A-Z a-z 0-9 . _ "
                         "/ -)",
-                        what, quoted, SL_LABEL_KEY_MAX);
+                        field, quoted, SL_LABEL_KEY_MAX);
     else if (labels && sqlite3_column_int(stmt, 2) > SL_LABEL_VALUE_MAX)
       rc = sl_error_set(err, EINVAL, "invalid %s: value of %s longer than %d characters",
-                        what, quoted, SL_LABEL_VALUE_MAX);
+                        field, quoted, SL_LABEL_VALUE_MAX);
     else if (labels && ++count > SL_LABELS_MAX)
-      rc = sl_error_set(err, EINVAL, "invalid %s: more than %d labels", what, SL_LABELS_MAX);
+      rc = sl_error_set(err, EINVAL, "invalid %s: more than %d labels", field, SL_LABELS_MAX);
     if (rc < 0) break;
   }
   if (rc == SQLITE_DONE) rc = 0;
@@ -104,7 +104,7 @@ static int check_members(sqlite3 *db, const char *what, const char *json, bool l
   return rc;
 }
 
-static int check_duplicate_keys(sqlite3 *db, const char *what, const char *json,
+static int check_duplicate_keys(sqlite3 *db, const char *field, const char *json,
                                 sl_error *err) {
   char quoted[SL_QUOTE_SIZE];
   sqlite3_stmt *stmt;
@@ -114,7 +114,7 @@ static int check_duplicate_keys(sqlite3 *db, const char *what, const char *json,
   sqlite3_bind_text(stmt, 1, json, -1, SQLITE_STATIC);
   rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW)
-    rc = sl_error_set(err, EINVAL, "invalid %s: duplicate key %s", what,
+    rc = sl_error_set(err, EINVAL, "invalid %s: duplicate key %s", field,
                       sl_quote((const char *)sqlite3_column_text(stmt, 0), quoted,
                                sizeof quoted));
   else
@@ -123,14 +123,14 @@ static int check_duplicate_keys(sqlite3 *db, const char *what, const char *json,
   return rc;
 }
 
-static int normalize(sqlite3 *db, const char *what, const char *json, bool labels,
+static int normalize(sqlite3 *db, const char *field, const char *json, bool labels,
                      bool strings_only, char **out, sl_error *err) {
   *out = NULL;
   char *normalized = NULL;
-  int rc = normalize_json_object(db, what, json, &normalized, err);
+  int rc = normalize_json_object(db, field, json, &normalized, err);
   if (rc == 0 && (labels || strings_only))
-    rc = check_members(db, what, normalized, labels, strings_only, err);
-  if (rc == 0) rc = check_duplicate_keys(db, what, normalized, err);
+    rc = check_members(db, field, normalized, labels, strings_only, err);
+  if (rc == 0) rc = check_duplicate_keys(db, field, normalized, err);
   if (rc < 0) {
     free(normalized);
     return rc;
@@ -143,11 +143,11 @@ int catalog_normalize_labels(sqlite3 *db, const char *labels, char **out, sl_err
   return normalize(db, "labels", labels != NULL ? labels : "{}", true, true, out, err);
 }
 
-int catalog_normalize_object(sqlite3 *db, const char *what, const char *json,
+int catalog_normalize_object(sqlite3 *db, const char *field, const char *json,
                              bool strings_only, char **out, sl_error *err) {
   if (json != NULL && strnlen(json, SL_OPTIONS_MAX + 1) > SL_OPTIONS_MAX)
-    return sl_error_set(err, EINVAL, "invalid %s: longer than %d bytes", what, SL_OPTIONS_MAX);
-  return normalize(db, what, json != NULL ? json : "{}", false, strings_only, out, err);
+    return sl_error_set(err, EINVAL, "invalid %s: longer than %d bytes", field, SL_OPTIONS_MAX);
+  return normalize(db, field, json != NULL ? json : "{}", false, strings_only, out, err);
 }
 
 int catalog_parse_label_filter(const char *filter, char key[SL_LABEL_KEY_MAX + 1],

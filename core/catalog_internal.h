@@ -69,7 +69,7 @@ char *catalog_dup_text(sqlite3_stmt *stmt, int col);
 /* ---- input checks (catalog_check.c) ---- */
 
 int catalog_check_limit(int limit, sl_error *err);
-int catalog_check_abs_path(const char *what, const char *path, sl_error *err);
+int catalog_check_abs_path(const char *field, const char *path, sl_error *err);
 
 /* Check a label map: NULL, or a JSON object of at most SL_LABELS_MAX
  * string values under valid keys. Writes the minified JSON ("{}" for NULL)
@@ -78,7 +78,7 @@ int catalog_normalize_labels(sqlite3 *db, const char *labels, char **out, sl_err
 
 /* Check a JSON object of any values (sandbox options, at most
  * SL_OPTIONS_MAX bytes) or of string values (cgroups). */
-int catalog_normalize_object(sqlite3 *db, const char *what, const char *json,
+int catalog_normalize_object(sqlite3 *db, const char *field, const char *json,
                              bool strings_only, char **out, sl_error *err);
 
 /* Split "key=value" into its parts; the key must be a valid label key. */
