@@ -422,16 +422,13 @@ int sl_catalog_snapshot_list(sl_catalog *cat, const sl_snapshot_query *query,
 /* ------------------------------------------------------------------ */
 /* Layers.                                                             */
 
-/* Counts of what refers to a layer. A layer is in use while any of these
- * is not zero: snapshots (pending or ready) that own it, template builds
- * that list it, layers whose parent it is, and sandboxes that are not dead
- * and mount it as their base layer. Layers below a base layer are kept by
- * the parent chain. */
+/* Counts of what refers to a layer. A layer is in use while any count is
+ * not zero. Layers below a base layer are kept by the parent chain. */
 typedef struct sl_layer_usage {
-  int64_t snapshots;
-  int64_t templates;
-  int64_t child_layers;
-  int64_t live_sandboxes;
+  int64_t snapshots;      /* snapshots (pending or ready) that own it */
+  int64_t templates;      /* template builds that list it */
+  int64_t child_layers;   /* layers whose parent it is */
+  int64_t live_sandboxes; /* sandboxes, not dead, that mount it as base layer */
 } sl_layer_usage;
 
 /* True when any count in `usage` is not zero. */
