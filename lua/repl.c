@@ -59,7 +59,8 @@ static void process_pending(void);
 
 /* ---- Calls into sandlot/repl.lua ---- */
 
-/* Call repl[name](args...) on the main thread; errors are printed. */
+/* Call repl[name](args...) on the main thread and print its error if it
+ * raises; returns -1 then. */
 static int call_repl(const char *name, int nargs, int nresults) {
   lua_State *L = R.L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, R.module_ref);
