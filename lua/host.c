@@ -375,8 +375,9 @@ void sl_host_close(lua_State *L) {
   }
   /* Let pending requests (pool work, luv fs calls) and close callbacks
    * finish while their Lua state still exists.
-   * NOTE: a request that never completes, such as a luv read from a pipe
-   * whose writer never writes or closes it, keeps the host from exiting here. */
+   * NOTE: a request that never completes, such as a luv read from a
+   * pipe whose writer neither writes nor closes it, keeps the host from
+   * exiting here. */
   while (sl_loop()->active_reqs.count > 0) uv_run(sl_loop(), UV_RUN_ONCE);
   close_luv_handles(L);
   uv_run(sl_loop(), UV_RUN_NOWAIT);
