@@ -21,7 +21,17 @@ static double now_ms(void) {
 int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 500;
   if (n <= 0) n = 500;
-  if (getenv("SANDLOT_BUILD_DIR") == NULL) setenv("SANDLOT_BUILD_DIR", ".", 0);
+  /* The agent is in the build folder, the parent of this program's. */
+  char self[512];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len > 0 && getenv("SANDLOT_BUILD_DIR") == NULL) {
+    self[len] = '\0';
+    for (int i = 0; i < 2; i++) {
+      char *slash = strrchr(self, '/');
+      if (slash != NULL) *slash = '\0';
+    }
+    setenv("SANDLOT_BUILD_DIR", self, 0);
+  }
   harness h;
   if (harness_start(&h) < 0) return 1;
   sl_agent_conn c;
