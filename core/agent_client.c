@@ -476,7 +476,9 @@ static void fail_detached(sl_agent *a, const sl_error *err) {
   }
 }
 
-/* Fail every pending request except those of execs that can re-attach. */
+/* Fail every pending request except those of execs that can re-attach.
+ * NOTE: an exec whose connection drops before STARTED arrives fails with
+ * ECONNRESET, although its process may be running; LIST can find it. */
 static void fail_pending(sl_agent *a, const sl_error *err) {
   pending *list = a->pending;
   a->pending = NULL;
@@ -752,7 +754,7 @@ static void send_detach(sl_agent *a, int64_t proc) {
 }
 
 /* Follows an exec cancelled before its process id arrived: detach as soon
- * as it does, so the agent stops streaming to a request nobody reads. */
+ * as it does, so the agent stops streaming to a request without a reader. */
 static void detach_when_started(sl_agent *a, const sl_frame *msg, const sl_error *err,
                                 void *data) {
   (void)err, (void)data;

@@ -102,7 +102,9 @@ typedef struct sl_exit_status {
 typedef struct sl_exec_callbacks {
   /* The process runs; `proc` is its agent process id. Optional. */
   void (*on_start)(sl_agent_exec *x, int64_t proc, int64_t pid, void *data);
-  /* Output bytes of fd 1 or 2, in order, each byte exactly once. */
+  /* Output bytes of fd 1 or 2, in order and never twice, also across
+   * reconnects. Bytes are lost only when another client released them
+   * first (READ or ACK on the same process). */
   void (*on_output)(sl_agent_exec *x, int fd, const uint8_t *bytes, size_t len, void *data);
   /* Called once at the end: `st` with the exit status, or `err` (then `st`
    * is NULL) when the process could not start or could not be followed.

@@ -116,6 +116,9 @@ void send_exit(conn *c, uint32_t id, const proc *p) {
   reply_end(&r);
 }
 
+/* NOTE: a streamed exec ends only at EOF on both pipes, so a background
+ * child that keeps stdout open (`server &`) holds the request open until
+ * it exits or the timeout kills the process group. */
 static int output_done(const proc *p) {
   return !p->running && p->fds[1] < 0 && p->fds[2] < 0 && p->sent[1] == p->out[1].end &&
          p->sent[2] == p->out[2].end;
