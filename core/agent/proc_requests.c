@@ -76,8 +76,9 @@ static proc *proc_add(pid_t pid, int fds[3], exec_request *r) {
   r->argv = NULL;
   p->start_time_ms = wall_ms();
   p->running = 1;
-  /* NOTE: deadlines use CLOCK_MONOTONIC, which a CRIU restore does not
-   * rewind, so time spent dumped counts against a running timeout. */
+  /* NOTE: deadlines use CLOCK_MONOTONIC. Without a time namespace a
+   * restored process reads the host's clock, so time spent dumped counts
+   * against a running timeout. */
   if (r->timeout_ms > 0) p->deadline_ms = now_ms() + r->timeout_ms;
   for (int i = 0; i < 3; i++) {
     p->fds[i] = fds[i];
