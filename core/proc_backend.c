@@ -1,6 +1,7 @@
 /* The process backend: sandboxes as process trees in their own
  * namespaces, each owned by a sandlot-monitor. */
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -8,12 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "backend.h"
 #include "log.h"
+#include "oplock.h"
 #include "monitor_client.h"
 #include "proc_cgroup.h"
 #include "proc_config.h"
@@ -33,8 +37,6 @@ extern char **environ;
  * bounds cgroups, mounts and the agent's start. */
 #define READY_TIMEOUT_MS 60000
 #define MONITOR_REQUEST_TIMEOUT_MS 30000
-/* A row in "creating" without a monitor this long is a crashed create. */
-#define CREATING_GRACE_MS 60000
 
 static void join_labels(const char *const *labels, char *buf, size_t len) {
   size_t used = 0;
@@ -45,15 +47,13 @@ static void join_labels(const char *const *labels, char *buf, size_t len) {
   }
 }
 
-static void fill_record(const sl_sandboxes *h, const sl_create_spec *spec, const char *id,
-                        sl_sandbox_info *info) {
+static void fill_record(const sl_create_spec *spec, const char *id, sl_sandbox_info *info) {
   memset(info, 0, sizeof *info);
   snprintf(info->id, sizeof info->id, "%s", id);
   info->backend = SL_BACKEND_PROCESS;
   snprintf(info->template_name, sizeof info->template_name, "%s",
            spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT);
   info->state = SL_SANDBOX_CREATING;
-  info->created_at_ms = sl_now_ms();
   info->timeout_ms = spec->timeout_sec * 1000;
   info->on_timeout = spec->on_timeout;
   info->memory_bytes = DEFAULT_MEMORY;
@@ -64,14 +64,10 @@ static void fill_record(const sl_sandboxes *h, const sl_create_spec *spec, const
   info->auto_kill = spec->auto_kill;
   join_labels(spec->labels, info->labels, sizeof info->labels);
   info->exit_status = -1;
-  char dir[SL_SANDBOX_PATH_MAX];
-  sl_sandbox_dir(h, id, dir, sizeof dir);
-  snprintf(info->root, sizeof info->root, "%s/root", dir);
-  snprintf(info->agent_socket, sizeof info->agent_socket, "%s/root%s", dir, SL_AGENT_SOCKET);
 }
 
 static int build_config(const sl_sandboxes *h, const sl_create_spec *spec,
-                        const sl_sandbox_info *info, const char *const *lowers, size_t nlowers,
+                        const sl_sandbox_info *info, char *const *lowers, size_t nlowers,
                         sl_proc_config *cfg) {
   char dir[SL_SANDBOX_PATH_MAX], path[SL_SANDBOX_PATH_MAX + 16];
   sl_sandbox_dir(h, info->id, dir, sizeof dir);
@@ -172,6 +168,18 @@ static int await_ready(int fd, sl_error *err) {
   return sl_monitor_parse_reply(buf, NULL, 0, err);
 }
 
+/* A row records its cgroups once the sandbox runs; before that they are
+ * where the monitor puts them for this host's layout. */
+static void fill_cgroups(const char *id, sl_sandbox_info *info) {
+  if (info->cgroups[0]) return;
+  sl_cgroup_layout layout;
+  sl_error ignored = {0};
+  if (sl_cgroup_detect(&layout, &ignored) < 0) return;
+  sl_cgroup cg;
+  sl_cgroup_for(&layout, id, &cg);
+  sl_cgroup_format(&cg, info->cgroups, sizeof info->cgroups);
+}
+
 /* After a failed start, release whatever the monitor left (it normally
  * cleans up before it reports) and drop the row. */
 static void discard(sl_sandboxes *h, const char *id) {
@@ -179,37 +187,114 @@ static void discard(sl_sandboxes *h, const char *id) {
   sl_error ignored = {0};
   char dir[SL_SANDBOX_PATH_MAX];
   sl_sandbox_dir(h, id, dir, sizeof dir);
+  pid_t monitor = sl_monitor_find(h->home, id);
+  if (monitor > 0) kill(monitor, SIGKILL);
   if (sl_sbstore_get(h->store, id, &info, &ignored) == 0) {
-    if (info.monitor_pid > 0 && sl_pid_alive(info.monitor_pid, info.monitor_start))
-      kill(info.monitor_pid, SIGKILL);
+    fill_cgroups(id, &info);
     sl_proc_release(&info, dir, &ignored);
   }
   sl_sbstore_delete(h->store, id, &ignored);
 }
 
+static int64_t tree_size(const char *path);
+
+/* Make the catalog's template `name` the one built from `layer`, unless it
+ * is already. Concurrent creators wait for the one that registers it. */
+static int register_template(sl_catalog *cat, const char *name, const sl_template_layer *layer,
+                             sl_error *err) {
+  for (int waited = 0; waited <= 30000; waited += 50) {
+    sl_template tpl = {0};
+    int rc = sl_catalog_template_get(cat, name, &tpl, err);
+    int current = rc == 0 && strcmp(tpl.spec_hash, layer->digest) == 0;
+    sl_template_clear(&tpl);
+    if (current) return 0;
+    if (rc < 0 && err->code != ENOENT) return rc;
+
+    char build[SL_ID_SIZE];
+    if (sl_id_new(SL_ID_TEMPLATE, build, err) < 0) return -err->code;
+    rc = sl_catalog_template_begin(cat, build, name, layer->digest, err);
+    if (rc < 0 && err->code != EBUSY) return rc;
+    if (rc == 0) {
+      rc = sl_catalog_template_add_layer(cat, build, layer->layer_id, layer->path,
+                                         tree_size(layer->path), err);
+      if (rc == 0) rc = sl_catalog_template_finish(cat, build, NULL, err);
+      if (rc < 0) {
+        sl_error ignored = {0};
+        sl_catalog_template_delete(cat, build, NULL, &ignored);
+      }
+      return rc;
+    }
+    struct timespec ts = {0, 50 * 1000000L}; /* another creator is registering it */
+    nanosleep(&ts, NULL);
+  }
+  return sl_error_set(err, ETIMEDOUT, "template %s: another process kept registering it", name);
+}
+
+static __thread int64_t tree_bytes;
+
+static int add_size(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)path;
+  (void)ftw;
+  if (type == FTW_F) tree_bytes += st->st_size;
+  return 0;
+}
+
+static int64_t tree_size(const char *path) {
+  tree_bytes = 0;
+  nftw(path, add_size, 32, FTW_PHYS | FTW_MOUNT);
+  return tree_bytes;
+}
+
 static int prepare_layers(sl_sandboxes *h, const sl_create_spec *spec, char *agent_layer,
-                          sl_template_layer *tl, sl_error *err) {
-  const sl_template_spec *tspec =
-      sl_template_builtin(spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT);
-  if (sl_template_prepare(h->home, tspec, h->progress, h->progress_data, tl, err) < 0)
+                          sl_error *err) {
+  const char *name = spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT;
+  const sl_template_spec *tspec = sl_template_builtin(name);
+  sl_template_layer tl;
+  if (sl_template_prepare(h->home, tspec, h->progress, h->progress_data, &tl, err) < 0)
     return -err->code;
+  if (register_template(sl_sbstore_catalog(h->store), name, &tl, err) < 0)
+    return sl_error_wrap(err, "record template %s", name);
   char agent[PATH_MAX];
   if (sl_find_binary("sandlot-agent", agent, sizeof agent, err) < 0) return -err->code;
   return sl_agent_layer_prepare(h->home, agent, agent_layer, SL_SANDBOX_PATH_MAX, err);
 }
 
+/* The overlay's lower layers, top first: the agent's, then the stack of
+ * the sandbox's base layer from the catalog. */
+static char **lower_layers(sl_sandboxes *h, const char *agent_layer, const char *base,
+                           size_t *count, sl_error *err) {
+  sl_layer_list stack = {0};
+  char **lowers = NULL;
+  *count = 0;
+  if (sl_catalog_layer_stack(sl_sbstore_catalog(h->store), base, &stack, err) < 0) return NULL;
+  int rc = sl_strv_push(&lowers, count, agent_layer);
+  for (size_t i = 0; rc == 0 && i < stack.count; i++) rc = sl_strv_push(&lowers, count, stack.items[i].path);
+  sl_layer_list_free(&stack);
+  if (rc < 0) {
+    sl_argv_free(lowers);
+    sl_error_set(err, ENOMEM, "out of memory");
+    return NULL;
+  }
+  return lowers;
+}
+
 static int start(sl_sandboxes *h, const sl_create_spec *spec, const sl_sandbox_info *info,
-                 const char *const lowers[2], sl_error *err) {
+                 const char *agent_layer, sl_error *err) {
   char monitor[PATH_MAX], dir[SL_SANDBOX_PATH_MAX], path[SL_SANDBOX_PATH_MAX + 16];
   if (sl_find_binary("sandlot-monitor", monitor, sizeof monitor, err) < 0) return -err->code;
+  size_t nlowers;
+  char **lowers = lower_layers(h, agent_layer, info->base_layer_id, &nlowers, err);
+  if (lowers == NULL) return -err->code;
   sl_proc_config cfg;
-  if (build_config(h, spec, info, lowers, 2, &cfg) < 0) {
+  int rc = build_config(h, spec, info, lowers, nlowers, &cfg);
+  sl_argv_free(lowers);
+  if (rc < 0) {
     sl_proc_config_free(&cfg);
     return sl_error_set(err, ENOMEM, "out of memory");
   }
   sl_sandbox_dir(h, info->id, dir, sizeof dir);
   snprintf(path, sizeof path, "%s/config", dir);
-  int rc = sl_proc_config_write(path, &cfg, err);
+  rc = sl_proc_config_write(path, &cfg, err);
   sl_proc_config_free(&cfg);
   if (rc < 0) return rc;
 
@@ -220,22 +305,27 @@ static int start(sl_sandboxes *h, const sl_create_spec *spec, const sl_sandbox_i
   return rc;
 }
 
+/* The creator holds the sandbox's op.lock from the insert until the
+ * monitor reports, which tells gc that a row in "creating" without a
+ * monitor yet is being started, not left by a crash. */
 static int proc_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_info *out,
                        sl_error *err) {
-  char agent_layer[SL_SANDBOX_PATH_MAX], id[SL_SANDBOX_ID_MAX];
-  sl_template_layer tl;
-  if (prepare_layers(h, spec, agent_layer, &tl, err) < 0) return sl_error_wrap(err, "create sandbox");
+  char agent_layer[SL_SANDBOX_PATH_MAX], id[SL_ID_SIZE], dir[SL_SANDBOX_PATH_MAX];
+  if (prepare_layers(h, spec, agent_layer, err) < 0) return sl_error_wrap(err, "create sandbox");
   if (sl_sbstore_new_id(id, err) < 0) return -err->code;
 
   sl_sandbox_info info;
-  fill_record(h, spec, id, &info);
+  fill_record(spec, id, &info);
   if (sl_sbstore_insert(h->store, &info, err) < 0) return sl_error_wrap(err, "create sandbox");
-  const char *const lowers[2] = {agent_layer, tl.path};
+  sl_sandbox_dir(h, id, dir, sizeof dir);
+  int lock = sl_op_lock(dir, 0, err);
   int64_t started = sl_monotonic_ms();
-  if (start(h, spec, &info, lowers, err) < 0) {
+  if (lock < 0 || start(h, spec, &info, agent_layer, err) < 0) {
     discard(h, id);
+    sl_op_unlock(lock);
     return sl_error_wrap(err, "create sandbox %s", id);
   }
+  sl_op_unlock(lock);
   if (sl_sbstore_get(h->store, id, out, err) < 0) return sl_error_wrap(err, "create sandbox %s", id);
   SL_INFO("sandbox.created", "sandbox=%s op=create template=%s init_pid=%d ms=%lld", id,
           out->template_name, (int)out->init_pid, (long long)(sl_monotonic_ms() - started));
@@ -250,62 +340,55 @@ static void monitor_socket(const sl_sandboxes *h, const char *id, char *buf, siz
   snprintf(buf, len, "%s/monitor.sock", dir);
 }
 
-static void wait_exit(pid_t pid, uint64_t start, int timeout_ms) {
+/* The monitor of a sandbox: the recorded one if it still runs, else any
+ * found by its command line (a sandbox still being created has none
+ * recorded). */
+static pid_t live_monitor(const sl_sandboxes *h, const sl_sandbox_info *info) {
+  if (sl_monitor_is(info->monitor_pid, h->home, info->id)) return info->monitor_pid;
+  return sl_monitor_find(h->home, info->id);
+}
+
+static void wait_exit(pid_t pid, int timeout_ms) {
   int fd = (int)syscall(SYS_pidfd_open, pid, 0);
   if (fd < 0) return;
-  if (sl_pid_alive(pid, start)) {
-    struct pollfd p = {fd, POLLIN, 0};
-    poll(&p, 1, timeout_ms);
-  }
+  struct pollfd p = {fd, POLLIN, 0};
+  poll(&p, 1, timeout_ms);
   close(fd);
 }
 
-static int note_killed(sl_sandbox_info *info, void *data, sl_error *err) {
-  const char *reason = data;
-  (void)err;
-  if (info->state == SL_SANDBOX_DEAD) return 0;
-  info->state = SL_SANDBOX_DEAD;
-  info->ended_at_ms = sl_now_ms();
-  info->deadline_ms = 0;
-  snprintf(info->end_reason, sizeof info->end_reason, "%s", reason);
-  return 0;
-}
-
 /* Without a monitor, do its release here and record the end. */
-static int release_orphan(sl_sandboxes *h, const sl_sandbox_info *info, const char *reason,
+static int release_orphan(sl_sandboxes *h, sl_sandbox_info *info, const char *reason,
                           sl_error *err) {
   char dir[SL_SANDBOX_PATH_MAX];
   sl_sandbox_dir(h, info->id, dir, sizeof dir);
+  fill_cgroups(info->id, info);
   if (sl_proc_release(info, dir, err) < 0) return -err->code;
-  return sl_sbstore_update(h->store, info->id, note_killed, (void *)reason, err);
+  int rc = sl_sbstore_set_ended(h->store, info->id, -1, 0, reason, err);
+  return rc < 0 && err->code == ESRCH ? 0 : rc;
 }
 
 static int proc_kill(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err) {
   char sock[SL_SANDBOX_PATH_MAX + 16];
   monitor_socket(h, info->id, sock, sizeof sock);
-  if (sl_pid_alive(info->monitor_pid, info->monitor_start)) {
+  pid_t monitor = live_monitor(h, info);
+  if (monitor > 0) {
     int rc = sl_monitor_request(sock, "kill", MONITOR_REQUEST_TIMEOUT_MS, NULL, 0, err);
     if (rc == 0) {
-      wait_exit(info->monitor_pid, info->monitor_start, 5000);
+      wait_exit(monitor, 5000);
       return 0;
     }
-    if (sl_pid_alive(info->monitor_pid, info->monitor_start)) return rc;
+    if (sl_monitor_is(monitor, h->home, info->id)) return rc;
     sl_sandbox_info now;
     if (sl_sbstore_get(h->store, info->id, &now, err) == 0 && now.state == SL_SANDBOX_DEAD)
       return sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", now.end_reason, now.id);
   }
   SL_WARN("sandbox.kill_orphan", "sandbox=%s op=kill note=\"monitor gone, releasing directly\"",
           info->id);
-  return release_orphan(h, info, "killed", err);
+  sl_sandbox_info copy = *info;
+  return release_orphan(h, &copy, "killed", err);
 }
 
 /* Freeze and thaw */
-
-static int set_state(sl_sandbox_info *info, void *data, sl_error *err) {
-  if (info->state == SL_SANDBOX_DEAD) return sl_error_set(err, ESRCH, "sandbox has ended: %s", info->id);
-  info->state = *(sl_sandbox_state *)data;
-  return 0;
-}
 
 static int change_freezer(sl_sandboxes *h, const sl_sandbox_info *info, int freeze, sl_error *err) {
   sl_sandbox_state want = freeze ? SL_SANDBOX_FROZEN : SL_SANDBOX_RUNNING;
@@ -316,7 +399,7 @@ static int change_freezer(sl_sandboxes *h, const sl_sandbox_info *info, int free
   if (sl_cgroup_parse(info->cgroups, &cg, err) < 0) return -err->code;
   int rc = freeze ? sl_cgroup_freeze(&cg, err) : sl_cgroup_thaw(&cg, err);
   if (rc < 0) return rc;
-  rc = sl_sbstore_update(h->store, info->id, set_state, &want, err);
+  rc = sl_sbstore_set_state(h->store, info->id, want, err);
   if (rc < 0 && freeze) {
     sl_error ignored = {0};
     sl_cgroup_thaw(&cg, &ignored);
@@ -337,7 +420,7 @@ static int proc_set_timeout(sl_sandboxes *h, const sl_sandbox_info *info, int64_
   char sock[SL_SANDBOX_PATH_MAX + 16], request[64];
   monitor_socket(h, info->id, sock, sizeof sock);
   snprintf(request, sizeof request, "set_timeout %lld", (long long)seconds);
-  if (!sl_pid_alive(info->monitor_pid, info->monitor_start))
+  if (live_monitor(h, info) <= 0)
     return sl_error_set(err, ESRCH, "monitor of %s is gone (run gc)", info->id);
   return sl_monitor_request(sock, request, MONITOR_REQUEST_TIMEOUT_MS, NULL, 0, err);
 }
@@ -357,27 +440,38 @@ static int has_mounts(const char *dir) {
   return n > 0;
 }
 
+/* A creator holds op.lock while it starts a sandbox; gc must not take
+ * such a sandbox for a crashed one. */
+static int being_created(const char *dir) {
+  sl_error ignored = {0};
+  int lock = sl_op_lock(dir, 0, &ignored);
+  sl_op_unlock(lock);
+  return lock < 0;
+}
+
 static int proc_gc(sl_sandboxes *h, const sl_sandbox_info *info, int *cleaned, sl_error *err) {
   *cleaned = 0;
   int dead = info->state == SL_SANDBOX_DEAD;
-  if (!dead && sl_pid_alive(info->monitor_pid, info->monitor_start)) return 0;
-  if (info->state == SL_SANDBOX_CREATING && info->monitor_pid == 0 &&
-      sl_now_ms() - info->created_at_ms < CREATING_GRACE_MS)
-    return 0; /* a create that has not started its monitor yet */
-
   char dir[SL_SANDBOX_PATH_MAX];
   sl_sandbox_dir(h, info->id, dir, sizeof dir);
+  if (!dead && live_monitor(h, info) > 0) return 0;
+  if (info->state == SL_SANDBOX_CREATING && being_created(dir)) return 0;
+
+  sl_sandbox_info copy = *info;
+  fill_cgroups(info->id, &copy);
   sl_cgroup cg;
-  int leftovers = has_mounts(dir) || (sl_cgroup_parse(info->cgroups, &cg, err) == 0 && sl_cgroup_exists(&cg));
+  int leftovers = has_mounts(dir) || (sl_cgroup_parse(copy.cgroups, &cg, err) == 0 &&
+                                      sl_cgroup_exists(&cg));
   if (dead && !leftovers) return 0;
 
   SL_WARN("sandbox.gc", "sandbox=%s op=gc state=%s note=\"monitor gone, releasing\"", info->id,
           sl_sandbox_state_name(info->state));
   *cleaned = 1;
-  if (sl_proc_release(info, dir, err) < 0) return -err->code;
+  if (sl_proc_release(&copy, dir, err) < 0) return -err->code;
   if (info->state == SL_SANDBOX_CREATING) return sl_sbstore_delete(h->store, info->id, err);
   if (dead) return 0;
-  return sl_sbstore_update(h->store, info->id, note_killed, (void *)"monitor_lost", err);
+  int rc = sl_sbstore_set_ended(h->store, info->id, -1, 0, "monitor_lost", err);
+  return rc < 0 && err->code == ESRCH ? 0 : rc;
 }
 
 const sl_backend_ops sl_proc_backend = {

@@ -10,7 +10,7 @@
 
 #include "error.h"
 #include "proc_cgroup.h"
-#include "sandbox_types.h"
+#include "catalog.h"
 
 typedef struct sl_proc_config {
   char *id;

@@ -1,5 +1,6 @@
 #include "proc_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -49,6 +50,43 @@ int sl_pid_alive(pid_t pid, uint64_t start) {
     if (p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X')) return 0;
   }
   return start == 0 || now == start;
+}
+
+int sl_monitor_is(pid_t pid, const char *home, const char *id) {
+  if (pid <= 0 || !sl_pid_alive(pid, 0)) return 0;
+  char path[64], cmdline[8192];
+  snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, cmdline, sizeof cmdline - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  cmdline[n] = '\0';
+  const char *args[16] = {0};
+  int argc = 0;
+  for (char *p = cmdline; p < cmdline + n && argc < 16; p += strlen(p) + 1) args[argc++] = p;
+  const char *slash = strrchr(args[0], '/');
+  if (strcmp(slash ? slash + 1 : args[0], "sandlot-monitor") != 0) return 0;
+  int home_ok = 0, id_ok = 0;
+  for (int i = 1; i + 1 < argc; i++) {
+    if (strcmp(args[i], "--home") == 0 && strcmp(args[i + 1], home) == 0) home_ok = 1;
+    if (strcmp(args[i], "--id") == 0 && strcmp(args[i + 1], id) == 0) id_ok = 1;
+  }
+  return home_ok && id_ok;
+}
+
+pid_t sl_monitor_find(const char *home, const char *id) {
+  DIR *d = opendir("/proc");
+  if (d == NULL) return 0;
+  pid_t found = 0;
+  struct dirent *e;
+  while (!found && (e = readdir(d)) != NULL) {
+    char *end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end == '\0' && pid > 0 && sl_monitor_is((pid_t)pid, home, id)) found = (pid_t)pid;
+  }
+  closedir(d);
+  return found;
 }
 
 static int executable(const char *path) {

@@ -16,6 +16,14 @@ uint64_t sl_pid_start_time(pid_t pid);
  * A `start` of 0 only checks that the pid exists. */
 int sl_pid_alive(pid_t pid, uint64_t start);
 
+/* Whether `pid` is the sandlot-monitor of sandbox `id` in the store at
+ * `home`, judged by its command line, so a reused pid does not count. */
+int sl_monitor_is(pid_t pid, const char *home, const char *id);
+
+/* The pid of the running monitor of sandbox `id`, found by scanning
+ * /proc; 0 when there is none. */
+pid_t sl_monitor_find(const char *home, const char *id);
+
 /* Find the sandlot binary `name`: next to /proc/self/exe, else in
  * $SANDLOT_BUILD_DIR (set by ctest for test executables, which live in a
  * subdirectory of the build). ENOENT names both places. */

@@ -29,11 +29,12 @@ int sl_sandboxes_open(const char *home, sl_sandboxes **out, sl_error *err) {
     return sl_error_set(err, EINVAL, "store path must be absolute: %s", home ? home : "(null)");
   sl_sandboxes *h = calloc(1, sizeof *h);
   if (h == NULL) return sl_error_set(err, ENOMEM, "out of memory");
-  snprintf(h->home, sizeof h->home, "%s", home);
-  if (sl_mkdir_p(home, 0700, err) < 0 || sl_sbstore_open(home, &h->store, err) < 0) {
+  if (sl_sbstore_open(home, &h->store, err) < 0) {
     free(h);
     return sl_error_wrap(err, "open store %s", home);
   }
+  /* The store's root, normalized: monitors are found by it. */
+  snprintf(h->home, sizeof h->home, "%s", sl_sbstore_store(h->store)->root);
   *out = h;
   return 0;
 }
@@ -66,6 +67,28 @@ static int check_pairs(const char *what, const char *const *list, sl_error *err)
       if (isspace((unsigned char)*c) || *c == '\0')
         return sl_error_set(err, EINVAL, "invalid %s name: \"%.*s\"", what, (int)(eq - *p), *p);
   }
+  return 0;
+}
+
+/* The catalog's label rules: keys of 1..63 characters from A-Z a-z 0-9 .
+ * _ / -, values of at most 255 bytes, at most 64 labels. */
+static int check_labels(const char *const *labels, sl_error *err) {
+  int count = 0;
+  for (const char *const *p = labels; p && *p; p++, count++) {
+    const char *eq = strchr(*p, '=');
+    size_t key = eq ? (size_t)(eq - *p) : 0;
+    int ok = key >= 1 && key <= SL_LABEL_KEY_MAX && strlen(eq + 1) <= SL_LABEL_VALUE_MAX &&
+             strchr(eq + 1, '\n') == NULL;
+    for (size_t i = 0; ok && i < key; i++)
+      ok = isalnum((unsigned char)(*p)[i]) || strchr("._/-", (*p)[i]) != NULL;
+    if (!ok)
+      return sl_error_set(err, EINVAL,
+                          "invalid label: \"%.200s\" (expected key=value, the key 1-63 of "
+                          "A-Z a-z 0-9 . _ / -, the value at most 255 bytes)",
+                          *p);
+  }
+  if (count > SL_LABELS_MAX)
+    return sl_error_set(err, EINVAL, "invalid labels: %d given, at most %d", count, SL_LABELS_MAX);
   return 0;
 }
 
@@ -107,7 +130,7 @@ int sl_sandbox_spec_check(const sl_create_spec *spec, sl_error *err) {
   if (spec->on_timeout != SL_ON_TIMEOUT_KILL && spec->on_timeout != SL_ON_TIMEOUT_PAUSE)
     return sl_error_set(err, EINVAL, "invalid on_timeout: %s (process sandboxes take kill or pause)",
                         sl_on_timeout_name(spec->on_timeout));
-  if (check_pairs("env", spec->env, err) < 0 || check_pairs("label", spec->labels, err) < 0)
+  if (check_pairs("env", spec->env, err) < 0 || check_labels(spec->labels, err) < 0)
     return -err->code;
   if (spec->hostname && check_hostname(spec->hostname, err) < 0) return -err->code;
   if (spec->cwd && spec->cwd[0] != '/')

@@ -18,7 +18,7 @@
 
 #include "error.h"
 #include "run.h"
-#include "sandbox_types.h"
+#include "catalog.h"
 
 #define SL_SANDBOX_ID_MAX 16      /* "sb-" + 12 hex digits + NUL */
 #define SL_SANDBOX_LABELS_MAX 1024
@@ -52,7 +52,8 @@ typedef struct sl_create_spec {
 typedef struct sl_sandbox_info {
   char id[SL_SANDBOX_ID_MAX];
   sl_backend backend;
-  char template_name[64];
+  char template_name[SL_NAME_SIZE];
+  char base_layer_id[SL_ID_SIZE]; /* top read-only layer below the agent's */
   sl_sandbox_state state;
   int64_t created_at_ms;     /* wall clock, ms since the epoch */
   int64_t ended_at_ms;       /* 0 while alive */
@@ -67,15 +68,14 @@ typedef struct sl_sandbox_info {
   char labels[SL_SANDBOX_LABELS_MAX]; /* "key=value" lines */
   pid_t init_pid;            /* host pid of the sandbox's PID 1 */
   uint64_t init_start;       /* its start time (clock ticks after boot) */
-  pid_t monitor_pid;
-  uint64_t monitor_start;
+  pid_t monitor_pid;         /* 0 until the sandbox runs */
   char cgroups[SL_SANDBOX_PATH_MAX];      /* cgroup directories, one a line */
   char agent_socket[SL_SANDBOX_PATH_MAX]; /* host path of the agent socket */
   char root[SL_SANDBOX_PATH_MAX];         /* host path of the root mount */
   int exit_status;           /* of PID 1, 0..255 when it exited; -1 otherwise */
   int exit_signal;           /* signal that ended PID 1; 0 otherwise */
-  char end_reason[32];       /* exited, killed, timeout, creator_exited,
-                                monitor_lost, oom (empty while alive) */
+  char end_reason[32];       /* exited, killed, timeout, creator_exited, oom,
+                                monitor_lost (empty while alive or unknown) */
 } sl_sandbox_info;
 
 typedef struct sl_sandboxes sl_sandboxes;

@@ -1,333 +1,274 @@
 #include "sandbox_store.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <limits.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "json_flat.h"
+#include "proc_init.h"
 #include "run.h"
 
 struct sl_sbstore {
-  char home[PATH_MAX];
+  sl_store store;
+  sl_catalog *catalog;
 };
-
-typedef enum {
-  F_STR, F_I64, F_U64, F_INT, F_DOUBLE, F_PID, F_STATE, F_ON_TIMEOUT, F_BACKEND
-} field_type;
-
-typedef struct field {
-  const char *key;
-  field_type type;
-  size_t offset;
-  size_t size; /* of the buffer, for F_STR */
-} field;
-
-#define FIELD(key, type, member) \
-  {key, type, offsetof(sl_sandbox_info, member), sizeof(((sl_sandbox_info *)0)->member)}
-
-static const field fields[] = {
-    FIELD("id", F_STR, id),
-    FIELD("backend", F_BACKEND, backend),
-    FIELD("template", F_STR, template_name),
-    FIELD("state", F_STATE, state),
-    FIELD("created_at_ms", F_I64, created_at_ms),
-    FIELD("ended_at_ms", F_I64, ended_at_ms),
-    FIELD("timeout_ms", F_I64, timeout_ms),
-    FIELD("deadline_ms", F_I64, deadline_ms),
-    FIELD("on_timeout", F_ON_TIMEOUT, on_timeout),
-    FIELD("memory_bytes", F_U64, memory_bytes),
-    FIELD("pids_max", F_I64, pids_max),
-    FIELD("cpu_shares", F_I64, cpu_shares),
-    FIELD("cpus", F_DOUBLE, cpus),
-    FIELD("auto_kill", F_INT, auto_kill),
-    FIELD("labels", F_STR, labels),
-    FIELD("init_pid", F_PID, init_pid),
-    FIELD("init_start", F_U64, init_start),
-    FIELD("monitor_pid", F_PID, monitor_pid),
-    FIELD("monitor_start", F_U64, monitor_start),
-    FIELD("cgroups", F_STR, cgroups),
-    FIELD("agent_socket", F_STR, agent_socket),
-    FIELD("root", F_STR, root),
-    FIELD("exit_status", F_INT, exit_status),
-    FIELD("exit_signal", F_INT, exit_signal),
-    FIELD("end_reason", F_STR, end_reason),
-};
-#define NFIELDS (sizeof fields / sizeof fields[0])
-
-/* Write `value` escaped; returns the bytes it needs, like snprintf. */
-static size_t escape_into(const char *value, char *buf, size_t len) {
-  size_t n = 0;
-  for (const char *p = value; *p; p++) {
-    const char *rep = NULL;
-    if (*p == '\\') rep = "\\\\";
-    if (*p == '\n') rep = "\\n";
-    size_t add = rep ? 2 : 1;
-    if (n + add < len) memcpy(buf + n, rep ? rep : p, add);
-    n += add;
-  }
-  if (len > 0) buf[n < len ? n : len - 1] = '\0';
-  return n;
-}
-
-static void format_value(const sl_sandbox_info *info, const field *f, char *buf, size_t len) {
-  const char *base = (const char *)info + f->offset;
-  switch (f->type) {
-    case F_STR: escape_into(base, buf, len); break;
-    case F_I64: snprintf(buf, len, "%" PRId64, *(const int64_t *)base); break;
-    case F_U64: snprintf(buf, len, "%" PRIu64, *(const uint64_t *)base); break;
-    case F_INT: snprintf(buf, len, "%d", *(const int *)base); break;
-    case F_DOUBLE: snprintf(buf, len, "%.17g", *(const double *)base); break;
-    case F_PID: snprintf(buf, len, "%d", (int)*(const pid_t *)base); break;
-    case F_STATE: snprintf(buf, len, "%s", sl_sandbox_state_name(*(const sl_sandbox_state *)base)); break;
-    case F_ON_TIMEOUT: snprintf(buf, len, "%s", sl_on_timeout_name(*(const sl_on_timeout *)base)); break;
-    case F_BACKEND: snprintf(buf, len, "%s", sl_backend_name(*(const sl_backend *)base)); break;
-  }
-}
-
-int sl_sbstore_format(const sl_sandbox_info *info, char *buf, size_t len) {
-  size_t used = 0;
-  char value[2 * SL_SANDBOX_PATH_MAX + 1];
-  for (size_t i = 0; i < NFIELDS; i++) {
-    format_value(info, &fields[i], value, sizeof value);
-    int n = snprintf(buf + used, used < len ? len - used : 0, "%s=%s\n", fields[i].key, value);
-    used += (size_t)n;
-    if (used >= len) return -ENOSPC;
-  }
-  return (int)used;
-}
-
-static void unescape(const char *in, char *out, size_t len) {
-  size_t n = 0;
-  for (const char *p = in; *p && n + 1 < len; p++) {
-    if (*p == '\\' && p[1] != '\0') {
-      p++;
-      out[n++] = *p == 'n' ? '\n' : *p;
-    } else {
-      out[n++] = *p;
-    }
-  }
-  out[n] = '\0';
-}
-
-static int parse_value(sl_sandbox_info *info, const field *f, const char *value, sl_error *err) {
-  char *base = (char *)info + f->offset, *end = NULL;
-  errno = 0;
-  switch (f->type) {
-    case F_STR: unescape(value, base, f->size); return 0;
-    case F_I64: *(int64_t *)base = strtoll(value, &end, 10); break;
-    case F_U64: *(uint64_t *)base = strtoull(value, &end, 10); break;
-    case F_INT: *(int *)base = (int)strtol(value, &end, 10); break;
-    case F_DOUBLE: *(double *)base = strtod(value, &end); break;
-    case F_PID: *(pid_t *)base = (pid_t)strtol(value, &end, 10); break;
-    case F_STATE: return sl_sandbox_state_parse(value, (sl_sandbox_state *)base, err);
-    case F_ON_TIMEOUT: return sl_on_timeout_parse(value, (sl_on_timeout *)base, err);
-    case F_BACKEND: return sl_backend_parse(value, (sl_backend *)base, err);
-  }
-  if (errno != 0 || end == value || *end != '\0')
-    return sl_error_set(err, EINVAL, "invalid number in record: %s=%s", f->key, value);
-  return 0;
-}
-
-static int parse_line(char *line, sl_sandbox_info *out, sl_error *err) {
-  char *eq = strchr(line, '=');
-  if (eq == NULL) return sl_error_set(err, EINVAL, "invalid record line: %s", line);
-  *eq = '\0';
-  for (size_t i = 0; i < NFIELDS; i++)
-    if (strcmp(fields[i].key, line) == 0) return parse_value(out, &fields[i], eq + 1, err);
-  return 0;
-}
-
-int sl_sbstore_parse(const char *text, sl_sandbox_info *out, sl_error *err) {
-  memset(out, 0, sizeof *out);
-  out->exit_status = -1;
-  char *copy = strdup(text), *save = NULL;
-  if (copy == NULL) return sl_error_set(err, ENOMEM, "out of memory parsing a record");
-  int rc = 0;
-  for (char *line = strtok_r(copy, "\n", &save); line && rc == 0; line = strtok_r(NULL, "\n", &save))
-    rc = parse_line(line, out, err);
-  free(copy);
-  return rc;
-}
-
-/* Files */
-
-static void record_path(const sl_sbstore *store, const char *id, const char *name, char *buf,
-                        size_t len) {
-  snprintf(buf, len, "%s/sandboxes/%s/%s", store->home, id, name);
-}
-
-static int valid_id(const char *id) {
-  if (id == NULL || strncmp(id, "sb-", 3) != 0 || strlen(id) != 15) return 0;
-  for (const char *p = id + 3; *p; p++)
-    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
-  return 1;
-}
-
-static int read_record(const sl_sbstore *store, const char *id, sl_sandbox_info *out,
-                       sl_error *err) {
-  if (!valid_id(id)) return sl_error_set(err, ENOENT, "sandbox not found: %s", id ? id : "(null)");
-  char path[PATH_MAX];
-  record_path(store, id, "record", path, sizeof path);
-  FILE *f = fopen(path, "re");
-  if (f == NULL) {
-    if (errno == ENOENT) return sl_error_set(err, ENOENT, "sandbox not found: %s", id);
-    return sl_error_errno(err, errno, "open %s", path);
-  }
-  static const size_t max = 64 * 1024;
-  char *text = malloc(max);
-  if (text == NULL) {
-    fclose(f);
-    return sl_error_set(err, ENOMEM, "out of memory reading %s", path);
-  }
-  size_t n = fread(text, 1, max - 1, f);
-  fclose(f);
-  text[n] = '\0';
-  int rc = sl_sbstore_parse(text, out, err);
-  free(text);
-  return rc < 0 ? sl_error_wrap(err, "read %s", path) : 0;
-}
-
-/* Replace the record through a temporary file and rename(2), so readers
- * never see half a record. */
-static int write_record(const sl_sbstore *store, const sl_sandbox_info *info, sl_error *err) {
-  char path[PATH_MAX], tmp[PATH_MAX];
-  record_path(store, info->id, "record", path, sizeof path);
-  record_path(store, info->id, "record.tmp", tmp, sizeof tmp);
-  static const size_t max = 64 * 1024;
-  char *text = malloc(max);
-  if (text == NULL) return sl_error_set(err, ENOMEM, "out of memory writing %s", path);
-  int n = sl_sbstore_format(info, text, max);
-  int rc = 0;
-  FILE *f = n < 0 ? NULL : fopen(tmp, "we");
-  if (n < 0)
-    rc = sl_error_set(err, ENOSPC, "record of %s too large", info->id);
-  else if (f == NULL)
-    rc = sl_error_errno(err, errno, "create %s", tmp);
-  else if (fwrite(text, 1, (size_t)n, f) != (size_t)n || fclose(f) != 0)
-    rc = sl_error_errno(err, errno ? errno : EIO, "write %s", tmp);
-  else if (rename(tmp, path) < 0)
-    rc = sl_error_errno(err, errno, "rename %s", tmp);
-  free(text);
-  return rc;
-}
-
-static int lock_record(const sl_sbstore *store, const char *id, sl_error *err) {
-  char path[PATH_MAX];
-  record_path(store, id, "record.lock", path, sizeof path);
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    if (errno == ENOENT) return sl_error_set(err, ENOENT, "sandbox not found: %s", id);
-    return sl_error_errno(err, errno, "open %s", path);
-  }
-  while (flock(fd, LOCK_EX) < 0)
-    if (errno != EINTR) {
-      int saved = errno;
-      close(fd);
-      return sl_error_errno(err, saved, "lock %s", path);
-    }
-  return fd;
-}
 
 int sl_sbstore_open(const char *home, sl_sbstore **out, sl_error *err) {
-  sl_sbstore *store = calloc(1, sizeof *store);
-  if (store == NULL) return sl_error_set(err, ENOMEM, "out of memory opening %s", home);
-  if (snprintf(store->home, sizeof store->home, "%s", home) >= (int)sizeof store->home) {
-    free(store);
-    return sl_error_set(err, ENAMETOOLONG, "store path too long: %s", home);
+  sl_sbstore *s = calloc(1, sizeof *s);
+  if (s == NULL) return sl_error_set(err, ENOMEM, "out of memory");
+  if (sl_store_open(&s->store, home, err) < 0 || sl_catalog_open_store(&s->store, &s->catalog, err) < 0) {
+    free(s);
+    return -err->code;
   }
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s/sandboxes", home);
-  if (sl_mkdir_p(dir, 0700, err) < 0) {
-    free(store);
-    return sl_error_wrap(err, "open store %s", home);
-  }
-  *out = store;
+  *out = s;
   return 0;
 }
 
-void sl_sbstore_close(sl_sbstore *store) { free(store); }
-
-int sl_sbstore_new_id(char id[SL_SANDBOX_ID_MAX], sl_error *err) {
-  unsigned char bytes[6];
-  if (getrandom(bytes, sizeof bytes, 0) != (ssize_t)sizeof bytes)
-    return sl_error_errno(err, errno, "getrandom");
-  snprintf(id, SL_SANDBOX_ID_MAX, "sb-%02x%02x%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2],
-           bytes[3], bytes[4], bytes[5]);
-  return 0;
+void sl_sbstore_close(sl_sbstore *s) {
+  if (s == NULL) return;
+  sl_catalog_close(s->catalog);
+  free(s);
 }
 
-int sl_sbstore_insert(sl_sbstore *store, const sl_sandbox_info *info, sl_error *err) {
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s/sandboxes/%s", store->home, info->id);
-  if (mkdir(dir, 0700) < 0) {
-    if (errno == EEXIST) return sl_error_set(err, EEXIST, "sandbox id taken: %s", info->id);
-    return sl_error_errno(err, errno, "mkdir %s", dir);
+sl_catalog *sl_sbstore_catalog(sl_sbstore *s) { return s->catalog; }
+const sl_store *sl_sbstore_store(const sl_sbstore *s) { return &s->store; }
+
+int sl_sbstore_new_id(char id[SL_ID_SIZE], sl_error *err) {
+  return sl_id_new(SL_ID_SANDBOX, id, err);
+}
+
+/* JSON columns */
+
+static char *options_json(const sl_sandbox_info *info) {
+  sl_json_buf b = {0};
+  sl_json_add_integer(&b, "memory_bytes", (long long)info->memory_bytes);
+  sl_json_add_integer(&b, "pids_max", info->pids_max);
+  sl_json_add_integer(&b, "cpu_shares", info->cpu_shares);
+  sl_json_add_number(&b, "cpus", info->cpus);
+  sl_json_add_integer(&b, "auto_kill", info->auto_kill);
+  const char *text = sl_json_close(&b);
+  char *copy = text ? strdup(text) : NULL;
+  sl_json_free(&b);
+  return copy;
+}
+
+/* Build a JSON object from "key=value" lines. */
+static char *lines_json(const char *lines) {
+  sl_json_buf b = {0};
+  char *copy = strdup(lines ? lines : ""), *save = NULL;
+  if (copy == NULL) return NULL;
+  for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char *eq = strchr(line, '=');
+    if (eq == NULL) continue;
+    *eq = '\0';
+    sl_json_add_string(&b, line, eq + 1);
   }
-  return write_record(store, info, err);
+  free(copy);
+  const char *text = sl_json_close(&b);
+  char *result = text ? strdup(text) : NULL;
+  sl_json_free(&b);
+  return result;
 }
 
-int sl_sbstore_get(sl_sbstore *store, const char *id, sl_sandbox_info *out, sl_error *err) {
-  return read_record(store, id, out, err);
+char *sl_sbstore_cgroups_json(const char *lines) { return lines_json(lines); }
+
+typedef struct lines_out {
+  char *buf;
+  size_t len, used;
+  int overflow;
+} lines_out;
+
+static void add_line(const char *key, const char *value, int is_string, void *data) {
+  lines_out *o = data;
+  (void)is_string;
+  int n = snprintf(o->buf + o->used, o->len - o->used, "%s=%s\n", key, value);
+  if (n < 0 || (size_t)n >= o->len - o->used) o->overflow = 1;
+  else o->used += (size_t)n;
 }
 
-int sl_sbstore_update(sl_sbstore *store, const char *id, sl_sbstore_update_fn fn, void *data,
-                      sl_error *err) {
-  if (!valid_id(id)) return sl_error_set(err, ENOENT, "sandbox not found: %s", id ? id : "(null)");
-  int lock = lock_record(store, id, err);
-  if (lock < 0) return lock;
-  sl_sandbox_info info;
-  int rc = read_record(store, id, &info, err);
-  if (rc == 0) rc = fn(&info, data, err);
-  if (rc == 0) rc = write_record(store, &info, err);
-  close(lock);
+int sl_sbstore_cgroups_lines(const char *json, char *buf, size_t len) {
+  lines_out o = {buf, len, 0, 0};
+  buf[0] = '\0';
+  if (json == NULL) return 0;
+  int rc = sl_json_each(json, add_line, &o);
+  if (rc < 0) return rc;
+  return o.overflow ? -ENOSPC : (int)o.used;
+}
+
+static void read_option(const char *key, const char *value, int is_string, void *data) {
+  sl_sandbox_info *info = data;
+  if (is_string) return;
+  if (strcmp(key, "memory_bytes") == 0) info->memory_bytes = strtoull(value, NULL, 10);
+  else if (strcmp(key, "pids_max") == 0) info->pids_max = strtoll(value, NULL, 10);
+  else if (strcmp(key, "cpu_shares") == 0) info->cpu_shares = strtoll(value, NULL, 10);
+  else if (strcmp(key, "cpus") == 0) info->cpus = strtod(value, NULL);
+  else if (strcmp(key, "auto_kill") == 0) info->auto_kill = atoi(value);
+}
+
+/* Rows */
+
+static void sandbox_path(const sl_sbstore *s, const char *id, const char *sub, char *buf,
+                         size_t len) {
+  snprintf(buf, len, "%s/sandboxes/%s%s%s", s->store.root, id, sub ? "/" : "", sub ? sub : "");
+}
+
+static void read_end_reason(const sl_sbstore *s, sl_sandbox_info *info) {
+  char path[PATH_MAX];
+  sandbox_path(s, info->id, "end_reason", path, sizeof path);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t n = read(fd, info->end_reason, sizeof info->end_reason - 1);
+  close(fd);
+  info->end_reason[n > 0 ? n : 0] = '\0';
+}
+
+static void from_row(const sl_sbstore *s, const sl_sandbox *row, sl_sandbox_info *info) {
+  memset(info, 0, sizeof *info);
+  snprintf(info->id, sizeof info->id, "%s", row->id);
+  info->backend = row->backend;
+  snprintf(info->template_name, sizeof info->template_name, "%s", row->template_name);
+  snprintf(info->base_layer_id, sizeof info->base_layer_id, "%s", row->base_layer_id);
+  info->state = row->state;
+  info->created_at_ms = row->created_at;
+  info->ended_at_ms = row->state == SL_SANDBOX_DEAD ? row->state_changed_at : 0;
+  info->timeout_ms = row->timeout_ms;
+  info->deadline_ms = row->deadline_at;
+  info->on_timeout = row->on_timeout;
+  sl_json_each(row->options, read_option, info);
+  sl_sbstore_cgroups_lines(row->labels, info->labels, sizeof info->labels);
+  sl_sbstore_cgroups_lines(row->cgroups, info->cgroups, sizeof info->cgroups);
+  info->init_pid = (pid_t)row->init_pid;
+  info->init_start = (uint64_t)row->init_start_time;
+  info->monitor_pid = (pid_t)row->monitor_pid;
+  info->exit_status = row->exit_status;
+  info->exit_signal = row->exit_signal;
+  sandbox_path(s, row->id, "root", info->root, sizeof info->root);
+  snprintf(info->agent_socket, sizeof info->agent_socket, "%s%s", info->root, SL_AGENT_SOCKET);
+  if (row->state == SL_SANDBOX_DEAD) read_end_reason(s, info);
+}
+
+static int not_found(const char *id, sl_error *err) {
+  char quoted[SL_QUOTE_SIZE];
+  return sl_error_set(err, ENOENT, "sandbox not found: %s", sl_quote(id, quoted, sizeof quoted));
+}
+
+int sl_sbstore_insert(sl_sbstore *s, sl_sandbox_info *info, sl_error *err) {
+  char *options = options_json(info), *labels = lines_json(info->labels);
+  int rc = options && labels ? 0 : sl_error_set(err, ENOMEM, "out of memory");
+  if (rc == 0) rc = sl_store_create_entry(&s->store, SL_AREA_SANDBOXES, info->id, NULL, 0, err);
+  sl_sandbox row = {0};
+  if (rc == 0) {
+    sl_sandbox_spec spec = {info->id,         info->backend,   info->template_name, NULL,
+                            info->timeout_ms, info->on_timeout, options,            labels};
+    rc = sl_catalog_sandbox_insert(s->catalog, &spec, &row, err);
+    if (rc < 0) {
+      char dir[PATH_MAX];
+      sl_error ignored = {0};
+      sandbox_path(s, info->id, NULL, dir, sizeof dir);
+      sl_remove_tree(dir, &ignored);
+    }
+  }
+  if (rc == 0) from_row(s, &row, info);
+  sl_sandbox_clear(&row);
+  free(options);
+  free(labels);
   return rc;
 }
 
-int sl_sbstore_delete(sl_sbstore *store, const char *id, sl_error *err) {
-  if (!valid_id(id)) return sl_error_set(err, ENOENT, "sandbox not found: %s", id ? id : "(null)");
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s/sandboxes/%s", store->home, id);
-  return sl_remove_tree(dir, err);
+int sl_sbstore_get(sl_sbstore *s, const char *id, sl_sandbox_info *out, sl_error *err) {
+  if (id == NULL || sl_id_validate(SL_ID_SANDBOX, id, NULL) < 0) return not_found(id, err);
+  sl_sandbox row = {0};
+  int rc = sl_catalog_sandbox_get(s->catalog, id, &row, err);
+  if (rc == 0) from_row(s, &row, out);
+  sl_sandbox_clear(&row);
+  return rc;
 }
 
-static int by_creation(const void *a, const void *b) {
-  const sl_sandbox_info *x = a, *y = b;
-  if (x->created_at_ms != y->created_at_ms) return x->created_at_ms < y->created_at_ms ? -1 : 1;
-  return strcmp(x->id, y->id);
-}
-
-int sl_sbstore_list(sl_sbstore *store, sl_sandbox_info **out, size_t *count, sl_error *err) {
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s/sandboxes", store->home);
-  DIR *d = opendir(dir);
-  if (d == NULL) return sl_error_errno(err, errno, "open %s", dir);
+int sl_sbstore_list(sl_sbstore *s, sl_sandbox_info **out, size_t *count, sl_error *err) {
   sl_sandbox_info *items = NULL;
-  size_t n = 0, cap = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (!valid_id(e->d_name)) continue;
-    if (n == cap) {
-      cap = cap ? 2 * cap : 16;
-      sl_sandbox_info *grown = realloc(items, cap * sizeof *items);
-      if (grown == NULL) break;
-      items = grown;
+  size_t n = 0;
+  char cursor[SL_CURSOR_SIZE] = "";
+  int rc = 0;
+  for (;;) {
+    sl_sandbox_query query = {NULL, SL_LIST_MAX_LIMIT, cursor[0] ? cursor : NULL};
+    sl_sandbox_page page = {0};
+    rc = sl_catalog_sandbox_list(s->catalog, &query, &page, err);
+    if (rc < 0) break;
+    sl_sandbox_info *grown = realloc(items, (n + page.count + 1) * sizeof *items);
+    if (grown == NULL) {
+      sl_sandbox_page_free(&page);
+      rc = sl_error_set(err, ENOMEM, "out of memory listing sandboxes");
+      break;
     }
-    sl_error ignored = {0};
-    /* A directory without a record is a sandbox being inserted. */
-    if (read_record(store, e->d_name, &items[n], &ignored) == 0) n++;
+    items = grown;
+    for (size_t i = 0; i < page.count; i++) from_row(s, &page.items[i], &items[n++]);
+    int more = page.has_next;
+    snprintf(cursor, sizeof cursor, "%s", page.next_cursor);
+    sl_sandbox_page_free(&page);
+    if (!more) break;
   }
-  closedir(d);
-  if (n > 1) qsort(items, n, sizeof *items, by_creation);
+  if (rc < 0) {
+    free(items);
+    return rc;
+  }
+  /* The catalog lists newest first. */
+  for (size_t i = 0; i < n / 2; i++) {
+    sl_sandbox_info t = items[i];
+    items[i] = items[n - 1 - i];
+    items[n - 1 - i] = t;
+  }
   *out = items;
   *count = n;
   return 0;
+}
+
+int sl_sbstore_set_running(sl_sbstore *s, const char *id, pid_t init_pid, uint64_t init_start,
+                           pid_t monitor_pid, const char *cgroups, sl_error *err) {
+  char *json = sl_sbstore_cgroups_json(cgroups);
+  if (json == NULL) return sl_error_set(err, ENOMEM, "out of memory");
+  sl_sandbox_process proc = {init_pid, (int64_t)init_start, monitor_pid, json};
+  int rc = sl_catalog_sandbox_set_running(s->catalog, id, &proc, err);
+  free(json);
+  return rc;
+}
+
+int sl_sbstore_set_state(sl_sbstore *s, const char *id, sl_sandbox_state state, sl_error *err) {
+  return sl_catalog_sandbox_set_state(s->catalog, id, state, err);
+}
+
+int sl_sbstore_set_deadline(sl_sbstore *s, const char *id, int64_t timeout_ms,
+                            int64_t deadline_ms, sl_on_timeout on_timeout, sl_error *err) {
+  return sl_catalog_sandbox_set_timeout(s->catalog, id, timeout_ms, deadline_ms, on_timeout, err);
+}
+
+/* The reason goes in first: a reader that sees the row dead finds it. */
+int sl_sbstore_set_ended(sl_sbstore *s, const char *id, int exit_status, int exit_signal,
+                         const char *reason, sl_error *err) {
+  char path[PATH_MAX];
+  sandbox_path(s, id, "end_reason", path, sizeof path);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ssize_t n = write(fd, reason, strlen(reason));
+    close(fd);
+    if (n < 0) return sl_error_errno(err, errno, "write %s", path);
+  } else if (errno != EEXIST) {
+    return sl_error_errno(err, errno, "create %s", path);
+  }
+  if (exit_status >= 0) exit_signal = 0;
+  return sl_catalog_sandbox_set_exited(s->catalog, id, exit_status, exit_signal, err);
+}
+
+int sl_sbstore_delete(sl_sbstore *s, const char *id, sl_error *err) {
+  int rc = sl_catalog_sandbox_set_state(s->catalog, id, SL_SANDBOX_DEAD, err);
+  if (rc == 0 || err->code == ESRCH) rc = sl_catalog_sandbox_delete(s->catalog, id, err);
+  char dir[PATH_MAX];
+  sandbox_path(s, id, NULL, dir, sizeof dir);
+  sl_error ignored = {0};
+  sl_remove_tree(dir, &ignored);
+  return rc;
 }

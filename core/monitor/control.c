@@ -23,14 +23,6 @@ static void reply_error(int fd, const sl_error *err) {
   reply(fd, line);
 }
 
-static int note_timeout(sl_sandbox_info *info, void *data, sl_error *err) {
-  const int64_t *values = data;
-  if (info->state == SL_SANDBOX_DEAD) return sl_error_set(err, ESRCH, "sandbox ended: %s", info->id);
-  info->timeout_ms = values[0];
-  info->deadline_ms = values[1];
-  return 0;
-}
-
 static int set_timeout(sl_monitor *m, const char *arg, char *out, size_t len, sl_error *err) {
   char *end;
   errno = 0;
@@ -38,7 +30,8 @@ static int set_timeout(sl_monitor *m, const char *arg, char *out, size_t len, sl
   if (errno || end == arg || *end || seconds < 0 || seconds > 100LL * 365 * 24 * 3600)
     return sl_error_set(err, EINVAL, "invalid timeout: \"%s\" (expected whole seconds >= 0)", arg);
   int64_t values[2] = {seconds * 1000, seconds > 0 ? sl_now_ms() + seconds * 1000 : 0};
-  if (sl_sbstore_update(m->store, m->cfg.id, note_timeout, values, err) < 0) return -err->code;
+  if (sl_sbstore_set_deadline(m->store, m->cfg.id, values[0], values[1], m->cfg.on_timeout, err) < 0)
+    return -err->code;
   if (sl_monitor_set_deadline(m, values[1], err) < 0) return -err->code;
   snprintf(out, len, "ok deadline_ms=%" PRId64 "\n", values[1]);
   return 0;

@@ -78,42 +78,6 @@ static int setup_signals(sl_monitor *m, sl_error *err) {
   return 0;
 }
 
-/* Record updates */
-
-static int note_monitor(sl_sandbox_info *info, void *data, sl_error *err) {
-  const sl_monitor *m = data;
-  (void)err;
-  info->monitor_pid = getpid();
-  info->monitor_start = sl_pid_start_time(getpid());
-  if (sl_cgroup_format(&m->cgroup, info->cgroups, sizeof info->cgroups) < 0)
-    return sl_error_set(err, ENOSPC, "cgroup paths too long");
-  snprintf(info->root, sizeof info->root, "%s", m->cfg.root);
-  snprintf(info->agent_socket, sizeof info->agent_socket, "%s", m->cfg.agent_socket);
-  return 0;
-}
-
-static int note_running(sl_sandbox_info *info, void *data, sl_error *err) {
-  const sl_monitor *m = data;
-  if (info->state == SL_SANDBOX_DEAD) return sl_error_set(err, ESRCH, "sandbox ended: %s", info->id);
-  info->state = SL_SANDBOX_RUNNING;
-  info->init_pid = m->init_pid;
-  info->init_start = m->init_start;
-  info->deadline_ms = m->deadline_ms;
-  return 0;
-}
-
-static int note_dead(sl_sandbox_info *info, void *data, sl_error *err) {
-  const sl_monitor *m = data;
-  (void)err;
-  info->state = SL_SANDBOX_DEAD;
-  info->ended_at_ms = sl_now_ms();
-  info->exit_status = m->exit_status;
-  info->exit_signal = m->exit_signal;
-  info->deadline_ms = 0;
-  snprintf(info->end_reason, sizeof info->end_reason, "%s", m->end_reason ? m->end_reason : "exited");
-  return 0;
-}
-
 /* Setup */
 
 static int mount_root(const sl_monitor *m, sl_error *err) {
@@ -157,9 +121,8 @@ static sl_monitor_launch_fn pick_launcher(const char *name) {
 static int setup(sl_monitor *m, sl_error *err) {
   sl_cgroup_layout layout;
   if (sl_cgroup_detect(&layout, err) < 0) return -err->code;
+  /* gc derives these paths from the id while the row has none. */
   sl_cgroup_for(&layout, m->cfg.id, &m->cgroup);
-  /* Recorded before anything is made, so gc finds it after a crash. */
-  if (sl_sbstore_update(m->store, m->cfg.id, note_monitor, m, err) < 0) return -err->code;
   if (sl_cgroup_create(&m->cgroup, &m->cfg.limits, err) < 0) return -err->code;
   if (mount_root(m, err) < 0) return -err->code;
 
@@ -174,7 +137,14 @@ static int setup(sl_monitor *m, sl_error *err) {
 
   int64_t deadline = m->cfg.timeout_ms > 0 ? sl_now_ms() + m->cfg.timeout_ms : 0;
   if (sl_monitor_set_deadline(m, deadline, err) < 0) return -err->code;
-  return sl_sbstore_update(m->store, m->cfg.id, note_running, m, err);
+  if (deadline > 0 && sl_sbstore_set_deadline(m->store, m->cfg.id, m->cfg.timeout_ms, deadline,
+                                              m->cfg.on_timeout, err) < 0)
+    return -err->code;
+  char cgroups[SL_SANDBOX_PATH_MAX];
+  if (sl_cgroup_format(&m->cgroup, cgroups, sizeof cgroups) < 0)
+    return sl_error_set(err, ENOSPC, "cgroup paths too long");
+  return sl_sbstore_set_running(m->store, m->cfg.id, m->init_pid, m->init_start, getpid(),
+                                cgroups, err);
 }
 
 static void answer_creator(sl_monitor *m, int rc, const sl_error *err) {
@@ -235,14 +205,6 @@ int sl_monitor_set_deadline(sl_monitor *m, int64_t deadline_ms, sl_error *err) {
   return 0;
 }
 
-static int note_frozen(sl_sandbox_info *info, void *data, sl_error *err) {
-  (void)data;
-  if (info->state == SL_SANDBOX_DEAD) return sl_error_set(err, ESRCH, "sandbox ended: %s", info->id);
-  info->state = SL_SANDBOX_FROZEN;
-  info->deadline_ms = 0;
-  return 0;
-}
-
 /* The timeout waits for an operation in progress (a snapshot) rather
  * than cutting it off: when op.lock is held it retries in 100 ms. */
 void sl_monitor_on_timeout(sl_monitor *m) {
@@ -260,7 +222,9 @@ void sl_monitor_on_timeout(sl_monitor *m) {
     SL_INFO("monitor.timeout_pause", "sandbox=%s", m->cfg.id);
     sl_monitor_set_deadline(m, 0, &err);
     if (sl_cgroup_freeze(&m->cgroup, &err) < 0 ||
-        sl_sbstore_update(m->store, m->cfg.id, note_frozen, NULL, &err) < 0)
+        sl_sbstore_set_state(m->store, m->cfg.id, SL_SANDBOX_FROZEN, &err) < 0 ||
+        sl_sbstore_set_deadline(m->store, m->cfg.id, m->cfg.timeout_ms, 0, m->cfg.on_timeout,
+                                &err) < 0)
       SL_ERROR("monitor.pause_failed", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
   }
   sl_op_unlock(lock);
@@ -309,10 +273,13 @@ static void finish(sl_monitor *m) {
   if (m->listen_fd >= 0) close(m->listen_fd);
   unlink(m->socket_path);
   sl_sandbox_info info;
-  if (sl_sbstore_get(m->store, m->cfg.id, &info, &err) == 0 &&
-      sl_proc_release(&info, m->dir, &err) < 0)
-    SL_ERROR("monitor.release_failed", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
-  if (sl_sbstore_update(m->store, m->cfg.id, note_dead, m, &err) < 0)
+  if (sl_sbstore_get(m->store, m->cfg.id, &info, &err) == 0) {
+    sl_cgroup_format(&m->cgroup, info.cgroups, sizeof info.cgroups);
+    if (sl_proc_release(&info, m->dir, &err) < 0)
+      SL_ERROR("monitor.release_failed", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
+  }
+  if (sl_sbstore_set_ended(m->store, m->cfg.id, m->exit_status, m->exit_signal,
+                           m->end_reason ? m->end_reason : "exited", &err) < 0)
     SL_ERROR("monitor.record_failed", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
   for (int i = 0; i < m->nwaiters; i++) {
     ssize_t ignored = write(m->waiters[i], "ok\n", 3);

@@ -93,7 +93,7 @@ static void sleep_ms(int ms) {
 }
 
 /* Poll the record until it reaches `state`; 0 on success. */
-static int wait_for_state(sl_sandboxes *h, const char *id, sl_sandbox_state state, int timeout_ms,
+static inline int wait_for_state(sl_sandboxes *h, const char *id, sl_sandbox_state state, int timeout_ms,
                           sl_sandbox_info *out) {
   sl_error err = {0};
   for (int waited = 0; waited <= timeout_ms; waited += 20) {
@@ -112,11 +112,11 @@ static int nothing_left(sl_sandboxes *h, const sl_sandbox_info *info) {
   if (cgroups_exist(info)) return fprintf(stderr, "cgroup left: %s\n", info->cgroups), 0;
   if (info->init_pid > 0 && sl_pid_alive(info->init_pid, info->init_start))
     return fprintf(stderr, "PID 1 (%d) still runs\n", info->init_pid), 0;
-  for (int waited = 0; waited < 2000 && sl_pid_alive(info->monitor_pid, info->monitor_start);
-       waited += 10)
+  const char *home = sl_sandboxes_home(h);
+  for (int waited = 0; waited < 2000 && sl_monitor_find(home, info->id) > 0; waited += 10)
     sleep_ms(10);
-  if (sl_pid_alive(info->monitor_pid, info->monitor_start))
-    return fprintf(stderr, "monitor (%d) still runs\n", info->monitor_pid), 0;
+  if (sl_monitor_find(home, info->id) > 0)
+    return fprintf(stderr, "monitor of %s still runs\n", info->id), 0;
   return 1;
 }
 

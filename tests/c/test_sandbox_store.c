@@ -1,116 +1,201 @@
+/* Sandbox records on a real catalog in a temporary store, and the JSON
+ * helpers behind them. */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "json_flat.h"
 #include "run.h"
 #include "sandbox_store.h"
 #include "test.h"
 
-static sl_sandbox_info sample(const char *id, int64_t created) {
+typedef struct members {
+  char text[512];
+} members;
+
+static void collect(const char *key, const char *value, int is_string, void *data) {
+  members *m = data;
+  size_t used = strlen(m->text);
+  snprintf(m->text + used, sizeof m->text - used, "%s%s=%s;", is_string ? "s:" : "n:", key, value);
+}
+
+static void json_round_trips(void) {
+  sl_json_buf b = {0};
+  sl_json_add_string(&b, "path", "/a \"quoted\"\\dir\n\x01");
+  sl_json_add_integer(&b, "pids", -5);
+  sl_json_add_number(&b, "cpus", 0.25);
+  const char *text = sl_json_close(&b);
+  CHECK(text != NULL);
+  CHECK_STR(text, "{\"path\":\"/a \\\"quoted\\\"\\\\dir\\u000a\\u0001\",\"pids\":-5,\"cpus\":0.25}");
+  members m = {""};
+  CHECK_INT(sl_json_each(text, collect, &m), ==, 0);
+  CHECK_STR(m.text, "s:path=/a \"quoted\"\\dir\n\x01;n:pids=-5;n:cpus=0.25;");
+  sl_json_free(&b);
+
+  sl_json_buf empty = {0};
+  CHECK_STR(sl_json_close(&empty), "{}");
+  sl_json_free(&empty);
+}
+
+static void json_reads_unicode_escapes(void) {
+  members m = {""};
+  CHECK_INT(sl_json_each(" { \"k\" : \"\\u00e9\\ud83d\\ude00\\/\" , \"t\":true } ", collect, &m), ==, 0);
+  CHECK_STR(m.text, "s:k=\xc3\xa9\xf0\x9f\x98\x80/;n:t=true;");
+  CHECK_INT(sl_json_each("{}", collect, &m), ==, 0);
+}
+
+static void json_rejects_malformed(void) {
+  static const char *const bad[] = {"", "[]", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{\"a\":\"x}",
+                                    "{\"a\":{\"b\":1}}", "{a:1}", "{\"a\":\"\\q\"}"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    members m = {""};
+    if (sl_json_each(bad[i], collect, &m) != -EINVAL) fprintf(stderr, "case %s\n", bad[i]);
+    CHECK_INT(sl_json_each(bad[i], collect, &m), ==, -EINVAL);
+  }
+  members m = {""};
+  CHECK_INT(sl_json_each(NULL, collect, &m), ==, -EINVAL);
+}
+
+static void cgroups_convert_both_ways(void) {
+  char *json = sl_sbstore_cgroups_json("freezer=/f/sandlot/sb-1\npids=/p/sandlot/sb-1\n");
+  CHECK(json != NULL);
+  CHECK_STR(json, "{\"freezer\":\"/f/sandlot/sb-1\",\"pids\":\"/p/sandlot/sb-1\"}");
+  char lines[256];
+  CHECK(sl_sbstore_cgroups_lines(json, lines, sizeof lines) > 0);
+  CHECK_STR(lines, "freezer=/f/sandlot/sb-1\npids=/p/sandlot/sb-1\n");
+  CHECK_INT(sl_sbstore_cgroups_lines(json, lines, 10), ==, -ENOSPC);
+  free(json);
+  CHECK_INT(sl_sbstore_cgroups_lines(NULL, lines, sizeof lines), ==, 0);
+  CHECK_STR(lines, "");
+}
+
+/* A ready template "base" whose one layer is an empty folder. */
+static int add_template(sl_sbstore *store, const char *home, sl_error *err) {
+  char layer[SL_ID_SIZE], build[SL_ID_SIZE], path[256];
+  if (sl_id_new(SL_ID_LAYER, layer, err) < 0 || sl_id_new(SL_ID_TEMPLATE, build, err) < 0)
+    return -1;
+  snprintf(path, sizeof path, "%s/layers/%s", home, layer);
+  mkdir(path, 0755);
+  sl_catalog *cat = sl_sbstore_catalog(store);
+  if (sl_catalog_template_begin(cat, build, "base", "abc123", err) < 0) return -1;
+  if (sl_catalog_template_add_layer(cat, build, layer, path, 0, err) < 0) return -1;
+  return sl_catalog_template_finish(cat, build, NULL, err);
+}
+
+static sl_sandbox_info sample(void) {
   sl_sandbox_info info;
   memset(&info, 0, sizeof info);
-  snprintf(info.id, sizeof info.id, "%s", id);
   info.backend = SL_BACKEND_PROCESS;
   snprintf(info.template_name, sizeof info.template_name, "base");
-  info.state = SL_SANDBOX_RUNNING;
-  info.created_at_ms = created;
   info.memory_bytes = 512ULL << 20;
+  info.pids_max = 64;
+  info.cpu_shares = 512;
   info.cpus = 0.5;
+  info.auto_kill = 1;
+  info.timeout_ms = 60000;
   info.on_timeout = SL_ON_TIMEOUT_PAUSE;
-  snprintf(info.labels, sizeof info.labels, "team=a\nnote=back\\slash\n");
-  snprintf(info.cgroups, sizeof info.cgroups, "freezer=/f/sb\npids=/p/sb\n");
+  snprintf(info.labels, sizeof info.labels, "team=a\nnote=back\\slash \"q\"\n");
   info.exit_status = -1;
   return info;
 }
 
-static void format_round_trips(void) {
-  sl_sandbox_info info = sample("sb-0123456789ab", 1700000000123), back;
-  static char text[65536];
-  CHECK(sl_sbstore_format(&info, text, sizeof text) > 0);
-  sl_error err = {0};
-  CHECK_OK(sl_sbstore_parse(text, &back, &err), &err);
-  CHECK_STR(back.id, info.id);
-  CHECK_INT(back.backend, ==, SL_BACKEND_PROCESS);
-  CHECK_INT(back.state, ==, SL_SANDBOX_RUNNING);
-  CHECK_INT(back.created_at_ms, ==, 1700000000123);
-  CHECK(back.memory_bytes == 512ULL << 20);
-  CHECK(back.cpus == 0.5);
-  CHECK_INT(back.on_timeout, ==, SL_ON_TIMEOUT_PAUSE);
-  CHECK_STR(back.labels, info.labels);
-  CHECK_STR(back.cgroups, info.cgroups);
-  CHECK_INT(back.exit_status, ==, -1);
-}
-
-static void parse_rejects_bad_values(void) {
-  sl_sandbox_info back;
-  sl_error err = {0};
-  CHECK_INT(sl_sbstore_parse("state=sleeping\n", &back, &err), ==, -EINVAL);
-  CHECK_INT(sl_sbstore_parse("init_pid=12a\n", &back, &err), ==, -EINVAL);
-  CHECK_INT(sl_sbstore_parse("no separator\n", &back, &err), ==, -EINVAL);
-  CHECK_OK(sl_sbstore_parse("future_key=1\nid=sb-0123456789ab\n", &back, &err), &err);
-  CHECK_STR(back.id, "sb-0123456789ab");
-}
-
-static int mark_frozen(sl_sandbox_info *info, void *data, sl_error *err) {
-  (void)data;
-  (void)err;
-  info->state = SL_SANDBOX_FROZEN;
-  return 0;
-}
-
-static int refuse(sl_sandbox_info *info, void *data, sl_error *err) {
-  (void)data;
-  return sl_error_set(err, ESRCH, "sandbox has ended: %s", info->id);
-}
-
-static void files_insert_update_list(void) {
+static void records_follow_the_lifecycle(void) {
   char home[] = "/tmp/sandlot-store-XXXXXX";
   CHECK(mkdtemp(home) != NULL);
   sl_sbstore *store;
   sl_error err = {0};
   CHECK_OK(sl_sbstore_open(home, &store, &err), &err);
+  CHECK_OK(add_template(store, home, &err), &err);
 
-  sl_sandbox_info a = sample("sb-00000000000a", 20), b = sample("sb-00000000000b", 10), got;
+  sl_sandbox_info a = sample(), got;
+  CHECK_OK(sl_sbstore_new_id(a.id, &err), &err);
   CHECK_OK(sl_sbstore_insert(store, &a, &err), &err);
-  CHECK_OK(sl_sbstore_insert(store, &b, &err), &err);
+  CHECK_INT(a.state, ==, SL_SANDBOX_CREATING);
+  CHECK(strncmp(a.base_layer_id, "ly-", 3) == 0);
+  CHECK(a.deadline_ms > 0);
   CHECK_INT(sl_sbstore_insert(store, &a, &err), ==, -EEXIST);
 
-  CHECK_OK(sl_sbstore_update(store, a.id, mark_frozen, NULL, &err), &err);
+  CHECK_OK(sl_sbstore_get(store, a.id, &got, &err), &err);
+  CHECK(got.memory_bytes == 512ULL << 20);
+  CHECK_INT(got.pids_max, ==, 64);
+  CHECK_INT(got.cpu_shares, ==, 512);
+  CHECK(got.cpus == 0.5);
+  CHECK_INT(got.auto_kill, ==, 1);
+  CHECK_INT(got.on_timeout, ==, SL_ON_TIMEOUT_PAUSE);
+  CHECK_STR(got.labels, "team=a\nnote=back\\slash \"q\"\n");
+  char root[300];
+  snprintf(root, sizeof root, "%s/sandboxes/%s/root", home, a.id);
+  CHECK_STR(got.root, root);
+  CHECK(strstr(got.agent_socket, "/root/run/sandlot/agent.sock") != NULL);
+
+  CHECK_OK(sl_sbstore_set_running(store, a.id, 1234, 99, 1233, "freezer=/f/x\n", &err), &err);
+  CHECK_OK(sl_sbstore_set_state(store, a.id, SL_SANDBOX_FROZEN, &err), &err);
   CHECK_OK(sl_sbstore_get(store, a.id, &got, &err), &err);
   CHECK_INT(got.state, ==, SL_SANDBOX_FROZEN);
-  CHECK_INT(sl_sbstore_update(store, a.id, refuse, NULL, &err), ==, -ESRCH);
+  CHECK_INT(got.init_pid, ==, 1234);
+  CHECK_INT(got.monitor_pid, ==, 1233);
+  CHECK_STR(got.cgroups, "freezer=/f/x\n");
+
+  CHECK_OK(sl_sbstore_set_ended(store, a.id, -1, 9, "timeout", &err), &err);
   CHECK_OK(sl_sbstore_get(store, a.id, &got, &err), &err);
-  CHECK_INT(got.state, ==, SL_SANDBOX_FROZEN);
+  CHECK_INT(got.state, ==, SL_SANDBOX_DEAD);
+  CHECK_INT(got.exit_signal, ==, 9);
+  CHECK_STR(got.end_reason, "timeout");
+  CHECK(got.ended_at_ms >= got.created_at_ms);
+  CHECK_INT(sl_sbstore_set_state(store, a.id, SL_SANDBOX_RUNNING, &err), ==, -ESRCH);
+  CHECK_INT(sl_sbstore_set_ended(store, a.id, 0, 0, "exited", &err), ==, -ESRCH);
+  CHECK_OK(sl_sbstore_get(store, a.id, &got, &err), &err);
+  CHECK_STR(got.end_reason, "timeout"); /* the first reason stays */
+
+  sl_sbstore_close(store);
+  CHECK_OK(sl_remove_tree(home, &err), &err);
+}
+
+static void list_and_delete(void) {
+  char home[] = "/tmp/sandlot-store-XXXXXX";
+  CHECK(mkdtemp(home) != NULL);
+  sl_sbstore *store;
+  sl_error err = {0};
+  CHECK_OK(sl_sbstore_open(home, &store, &err), &err);
+  CHECK_OK(add_template(store, home, &err), &err);
+  sl_sandbox_info a = sample(), b = sample(), got;
+  CHECK_OK(sl_sbstore_new_id(a.id, &err), &err);
+  CHECK_OK(sl_sbstore_insert(store, &a, &err), &err);
+  CHECK_OK(sl_sbstore_new_id(b.id, &err), &err);
+  CHECK_OK(sl_sbstore_insert(store, &b, &err), &err);
 
   sl_sandbox_info *items;
   size_t n;
   CHECK_OK(sl_sbstore_list(store, &items, &n, &err), &err);
   CHECK_INT(n, ==, 2);
-  CHECK_STR(items[0].id, b.id); /* oldest first */
-  CHECK_STR(items[1].id, a.id);
+  CHECK(items[0].created_at_ms <= items[1].created_at_ms); /* oldest first */
   free(items);
 
   CHECK_OK(sl_sbstore_delete(store, b.id, &err), &err);
   CHECK_INT(sl_sbstore_get(store, b.id, &got, &err), ==, -ENOENT);
+  char dir[300];
+  snprintf(dir, sizeof dir, "%s/sandboxes/%s", home, b.id);
+  CHECK_INT(access(dir, F_OK), ==, -1);
   CHECK_INT(sl_sbstore_get(store, "../../etc", &got, &err), ==, -ENOENT);
-  CHECK_INT(sl_sbstore_update(store, "sb-ffffffffffff", mark_frozen, NULL, &err), ==, -ENOENT);
+  CHECK_INT(sl_sbstore_get(store, NULL, &got, &err), ==, -ENOENT);
+
+  sl_sandbox_info unknown = sample();
+  CHECK_OK(sl_sbstore_new_id(unknown.id, &err), &err);
+  snprintf(unknown.template_name, sizeof unknown.template_name, "nope");
+  CHECK_INT(sl_sbstore_insert(store, &unknown, &err), ==, -ENOENT);
+  snprintf(dir, sizeof dir, "%s/sandboxes/%s", home, unknown.id);
+  CHECK_INT(access(dir, F_OK), ==, -1);
   sl_sbstore_close(store);
   CHECK_OK(sl_remove_tree(home, &err), &err);
 }
 
-static void new_ids_are_valid_and_distinct(void) {
-  char a[SL_SANDBOX_ID_MAX], b[SL_SANDBOX_ID_MAX];
-  sl_error err = {0};
-  CHECK_OK(sl_sbstore_new_id(a, &err), &err);
-  CHECK_OK(sl_sbstore_new_id(b, &err), &err);
-  CHECK_INT(strlen(a), ==, 15);
-  CHECK(strncmp(a, "sb-", 3) == 0);
-  CHECK(strcmp(a, b) != 0);
-}
-
 int main(void) {
-  RUN(format_round_trips);
-  RUN(parse_rejects_bad_values);
-  RUN(files_insert_update_list);
-  RUN(new_ids_are_valid_and_distinct);
+  RUN(json_round_trips);
+  RUN(json_reads_unicode_escapes);
+  RUN(json_rejects_malformed);
+  RUN(cgroups_convert_both_ways);
+  RUN(records_follow_the_lifecycle);
+  RUN(list_and_delete);
   TEST_EXIT();
 }
