@@ -4,9 +4,9 @@
  *
  * create_to_first_exec_ms: from sl_sandbox_create() to the exit status of
  * `true` run through the agent client, for each of SANDBOXES sandboxes
- * created one after another from the built base template (one warm-up
+ * created one after another from the built base template. One warm-up
  * create, which imports the template into the fresh store, is not
- * counted). exec_true_ms: round trips of `true` on one sandbox, EXECS
+ * counted. exec_true_ms: round trips of `true` on one sandbox, EXECS
  * times, over one client connection. kill_ms: sl_sandbox_kill() until
  * everything is released. Each figure has its median, p90 and max. The
  * store is a new folder under /tmp, removed at the end. Needs root and

@@ -306,8 +306,8 @@ static int start(sl_sandboxes *h, const sl_create_spec *spec, const sl_sandbox_i
 }
 
 /* The creator holds the sandbox's op.lock from the insert until the
- * monitor reports, which tells gc that a row in "creating" without a
- * monitor yet is being started, not left by a crash. */
+ * monitor reports. gc sees the lock held and so leaves a row in
+ * "creating" without a monitor alone, because it is being started. */
 static int proc_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_info *out,
                        sl_error *err) {
   char agent_layer[SL_SANDBOX_PATH_MAX], id[SL_ID_SIZE], dir[SL_SANDBOX_PATH_MAX];
