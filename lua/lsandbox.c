@@ -318,7 +318,7 @@ static void kill_orphan(const char *id) {
 
 static void work_free(void *data) {
   sb_work *w = data;
-  if (w->op == OP_CREATE && w->rc == 0 && !w->pushed) kill_orphan(w->info.id);
+  if (w->op == OP_CREATE && w->rc == 0 && !w->pushed && w->info.id[0] != '\0') kill_orphan(w->info.id);
   free(w->id);
   for (size_t i = 0; i < sizeof w->strings / sizeof w->strings[0]; i++) free(w->strings[i]);
   strv_free(w->env);
