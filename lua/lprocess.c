@@ -20,6 +20,7 @@
 #include "async.h"
 #include "lagent.h"
 #include "lcore.h"
+#include "log.h"
 #include "task.h"
 
 /* Flow control of STREAM handles. Past FLOW_HIGH unread bytes on one
@@ -31,6 +32,9 @@
  * all output. */
 #define FLOW_HIGH ((size_t)4 << 20)
 #define FLOW_LOW ((size_t)1 << 20)
+
+/* Bytes read from a STREAM handle between two acknowledgements. */
+#define ACK_STEP 65536
 
 /* Default byte count of p:read(). */
 #define READ_DEFAULT 65536
@@ -65,6 +69,7 @@ struct lproc {
   size_t head[3];        /* STREAM: first unread byte. CAPTURE: first byte not
                             yet passed to a chunk reader */
   uint64_t received[3];  /* stream offset of the end of out[fd] */
+  uint64_t acked[3];     /* stream offset up to which readers' reads were acknowledged */
   proc_state state;
   int released;          /* the userdata let go */
   int kill_when_started; /* released before the process ran */
@@ -137,11 +142,29 @@ static int ended(const lproc *p) { return p->state == P_EXITED || p->state == P_
 
 static size_t unread(const lproc *p, int fd) { return p->out[fd].len - p->head[fd]; }
 
+/* Tell the agent that readers took the output before the current read
+ * positions, so it releases them and a handle attached later (by another
+ * sandlot process, say) starts after them. */
+static void ack_consumed(lproc *p, int fd) {
+  uint64_t taken = p->received[fd] - unread(p, fd);
+  /* One ACK per ACK_STEP bytes read, and one when a reader caught up. */
+  int due = taken - p->acked[fd] >= ACK_STEP || (unread(p, fd) == 0 && taken > p->acked[fd]);
+  if (!due || p->agent->client == NULL || p->proc <= 0) return;
+  p->acked[fd] = taken;
+  sl_buf b = {0};
+  size_t start = sl_frame_begin(&b, SL_MSG_ACK, 0);
+  sl_frame_put_i64(&b, SL_F_PROC, p->proc);
+  sl_frame_put_i64(&b, fd == 1 ? SL_F_STDOUT_OFFSET : SL_F_STDERR_OFFSET, (int64_t)taken);
+  if (sl_frame_end(&b, start, NULL) == 0) sl_agent_request(p->agent->client, &b, NULL, NULL, NULL);
+  sl_buf_free(&b);
+}
+
 /* Drop `n` read bytes of a STREAM buffer, moving the rest to the front
  * once the read part is large. */
 static void consume(lproc *p, int fd, size_t n) {
   sl_buf *b = &p->out[fd];
   p->head[fd] += n;
+  if (p->state == P_RUNNING) ack_consumed(p, fd);
   if (p->head[fd] == b->len) {
     p->head[fd] = b->len = 0;
   } else if (p->head[fd] >= 65536 && p->head[fd] * 2 >= b->len) {
@@ -263,6 +286,9 @@ static int has_wait(const lproc *p, wait_kind kind) {
 }
 
 static void follow_again(lproc *p) {
+  SL_DEBUG("process.flow_resume", "proc=%lld stdout_offset=%llu stderr_offset=%llu",
+           (long long)p->proc, (unsigned long long)p->received[1],
+           (unsigned long long)p->received[2]);
   p->flow_paused = 0;
   sl_error err = {0};
   if (p->agent->client == NULL) {
@@ -284,6 +310,8 @@ static void flow_check(lproc *p) {
   int over = unread(p, 1) > FLOW_HIGH || unread(p, 2) > FLOW_HIGH;
   int under = unread(p, 1) < FLOW_LOW && unread(p, 2) < FLOW_LOW;
   if (p->x != NULL && !p->flow_paused && over && !want_end) {
+    SL_DEBUG("process.flow_pause", "proc=%lld stdout_unread=%zu stderr_unread=%zu",
+             (long long)p->proc, unread(p, 1), unread(p, 2));
     p->flow_paused = 1;
     sl_agent_exec_cancel(p->x); /* calls on_exit, which keeps the state */
   } else if (p->flow_paused && (under || want_end)) {

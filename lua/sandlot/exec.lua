@@ -265,8 +265,15 @@ function Sandbox:process(id)
   return fail("ENOENT", "no such process: %s in %s", tostring(id), self.id)
 end
 
+--- The agent forgets a process once this host received its exit, so
+-- requests about an ended process are answered here.
+local function ended(self)
+  return self.state == "exited" or self.state == "failed"
+end
+
 local function process_call(self, fname, request, fields)
   local agent = self:_agent()
+  core.async_check(fname)
   local reply, message, name = agent:call(request, fields)
   if not reply then
     return nil, message, name
@@ -278,11 +285,17 @@ end
 -- to the pipe. EPIPE after close_stdin. Suspends.
 function Process:write(data)
   check.arg("process:write", 1, data, "string", 2)
+  if ended(self) then
+    return fail("EPIPE", "process %d has ended: stdin is closed", self.id)
+  end
   return process_call(self, "process:write", "write_stdin", { proc = self.id, data = data })
 end
 
 --- Close the process's stdin once what was written reached it. Suspends.
 function Process:close_stdin()
+  if ended(self) then
+    return true
+  end
   return process_call(self, "process:close_stdin", "close_stdin", { proc = self.id })
 end
 
@@ -303,6 +316,9 @@ function Process:kill(signal)
     end
   elseif signal ~= nil then
     check.arg("process:kill", 1, signal, { "number", "string" }, 2)
+  end
+  if ended(self) then
+    return fail("ESRCH", "process %d has exited", self.id)
   end
   return process_call(self, "process:kill", "signal", { proc = self.id, signal = number })
 end
