@@ -69,13 +69,13 @@ describe("Sandbox.create", function()
     assert(sb:kill())
   end)
 
-  it("applies limits, env, cwd, hostname and labels", function()
+  it("applies limits, env, a new cwd, hostname and labels", function()
     local sb = create {
-      memory = "256M", pids = 128, env = { GREETING = "hi there", LANG = "C.UTF-8" }, cwd = "/tmp",
+      memory = "256M", pids = 128, env = { GREETING = "hi there", LANG = "C.UTF-8" }, cwd = "/work/deep",
       hostname = "box1", labels = { team = "a", run = 7 },
     }
     local r = assert(sb:exec 'hostname; echo "$GREETING"; echo "$LANG"; pwd')
-    assert.are.equal("box1\nhi there\nC.UTF-8\n/tmp\n", r.stdout)
+    assert.are.equal("box1\nhi there\nC.UTF-8\n/work/deep\n", r.stdout)
     local info = assert(sb:info())
     assert.are.equal(256 * 1024 * 1024, info.memory)
     assert.are.equal(128, info.pids)
