@@ -17,6 +17,7 @@
 #include "async.h"
 #include "host.h"
 #include "lcore.h"
+#include "lsandbox.h"
 #include "log.h"
 #include "sandbox.h"
 #include "store.h"
@@ -36,7 +37,7 @@ static struct {
 /* ---- Template progress ---- */
 
 /* Pool thread: queue the line and wake the loop. */
-static void progress_line(const char *line, void *data) {
+void sl_lua_progress_line(const char *line, void *data) {
   (void)data;
   size_t length = strlen(line);
   pthread_mutex_lock(&S.progress_lock);
@@ -117,7 +118,7 @@ static int get_handle(sl_sandboxes **out, sl_error *err) {
   if (S.handle == NULL) {
     if (S.home[0] == '\0') rc = sl_store_resolve_root(S.home, sizeof S.home, err);
     if (rc == 0) rc = sl_sandboxes_open(S.home, &S.handle, err);
-    if (rc == 0) sl_sandboxes_set_progress(S.handle, progress_line, NULL);
+    if (rc == 0) sl_sandboxes_set_progress(S.handle, sl_lua_progress_line, NULL);
   }
   *out = S.handle;
   pthread_mutex_unlock(&S.lock);
@@ -482,12 +483,13 @@ static int l_async_check(lua_State *L) {
 
 /* ---- Setup and shutdown ---- */
 
-/* Runs when the Lua state closes; by then no pool work is left. */
+/* Runs when the Lua state closes; by then no pool work is left. Lines
+ * still queued go to stderr. */
 static int l_close_store(lua_State *L) {
-  (void)L;
   luaL_unref(L, LUA_REGISTRYINDEX, S.progress_ref);
   S.progress_ref = LUA_NOREF;
   S.main = NULL;
+  progress_async_cb(&S.progress_async);
   uv_close((uv_handle_t *)&S.progress_async, NULL);
   pthread_mutex_lock(&S.lock);
   sl_sandboxes_close(S.handle);
