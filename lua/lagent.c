@@ -1,7 +1,7 @@
 /* Agent connections (metatable "sandlot.agent"): the libuv agent client
  * of core/agent_client.h for one agent socket, as suspending Lua calls.
  *
- *   core.agent_open(path)        -> agent
+ *   core.agent_open(path, sync)  -> agent
  *   agent:connect()              -> true
  *   agent:call(request, fields)  -> reply fields, with `events` when the
  *                                   agent sent events before the reply
@@ -11,7 +11,7 @@
  *   agent:attach(proc, pid, stdout_offset, stderr_offset, name) -> handle
  *   agent:pause(), agent:resume(), agent:close()
  *
- * Failures return `nil, "ENAME: message", "ENAME"`; when the connection
+ * Failures return `nil, "ENAME: message", "ENAME"`. When the connection
  * failed rather than the agent (lost, refused, timed out), a fourth value
  * "connection" follows, so the Lua layer can check whether the sandbox
  * ended. */
@@ -89,17 +89,20 @@ static int push_failure(lua_State *T, const sl_error *err, int connection) {
   return 4;
 }
 
-/* core.agent_open(path): a closed-until-used connection to the agent
- * socket at `path`. */
+/* core.agent_open(path, sync): a connection to the agent socket at
+ * `path`, made on first use. `sync` starts each connection with a sync
+ * marker, for agents behind a byte stream (a VM's serial port). */
 static int l_agent_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  sl_agent_options options = {0};
+  options.sync = lua_toboolean(L, 2);
   agent_ud *ud = lua_newuserdatauv(L, sizeof *ud, 0);
   ud->a = NULL;
   luaL_setmetatable(L, SL_AGENT_MT);
   lagent *a = calloc(1, sizeof *a);
   agent_node *node = calloc(1, sizeof *node);
   char *copy = strdup(path);
-  sl_agent *client = sl_agent_new(sl_loop(), path, NULL);
+  sl_agent *client = sl_agent_new(sl_loop(), path, &options);
   if (a == NULL || node == NULL || copy == NULL || client == NULL) {
     if (client != NULL) sl_agent_close(client);
     free(a), free(node), free(copy);
@@ -344,10 +347,10 @@ static void call_reply(sl_agent *client, const sl_frame *msg, const sl_error *er
  * its final reply. Events before it are in the reply's `events` list. */
 static int l_call(lua_State *L) {
   lagent *a = lagent_check(L, 1);
-  int which = luaL_checkoption(L, 2, NULL, request_names);
+  int request = luaL_checkoption(L, 2, NULL, request_names);
   sl_async_check(L, "agent:call");
   sl_buf b = {0};
-  build_request(L, &b, request_types[which], 3);
+  build_request(L, &b, request_types[request], 3);
   sl_error err = {0};
   int rc = sl_frame_end(&b, 0, &err);
   call_op *op = rc == 0 ? calloc(1, sizeof *op) : NULL;
@@ -418,9 +421,9 @@ static int l_write_file(lua_State *L) {
 
 /* ---- Processes ---- */
 
-/* Copy a list of strings from field `name` of the table at `index` into
- * a NULL-terminated array of pointers into Lua strings (valid while the
- * table is). Returns NULL when the field is absent. */
+/* Make a NULL-terminated array of pointers to the strings listed in
+ * field `name` of the table at `index`, valid while that table is. The
+ * array stays on the stack. Returns NULL when the field is absent. */
 static const char **string_list(lua_State *L, int index, const char *name) {
   if (lua_getfield(L, index, name) == LUA_TNIL) {
     lua_pop(L, 1);
@@ -449,9 +452,10 @@ static const char *opt_string(lua_State *L, int index, const char *name) {
   return s;
 }
 
-/* agent:start(spec, mode): spec has argv (a list) or command (a string),
- * and env (list of "NAME=value"), cwd, stdin, stdin_open, timeout_ms and
- * name; mode is "capture" (exec) or "stream" (spawn). */
+/* agent:start(spec, mode). The spec has argv (a list) or command (a
+ * string), and optionally env (a list of "NAME=value"), cwd, stdin,
+ * stdin_open, timeout_ms and name. The mode is "capture" (exec) or
+ * "stream" (spawn). */
 static int l_start(lua_State *L) {
   lagent_check(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -530,7 +534,7 @@ static int l_close_all(lua_State *L) {
   agent_node *n = open_agents;
   while (n != NULL) {
     agent_node *next = n->next;
-    lagent_release(n->a); /* frees it unless a process handle still holds it */
+    lagent_release(n->a); /* frees it unless a process handle still references it */
     n = next;
   }
   return 0;

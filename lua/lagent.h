@@ -2,10 +2,10 @@
  * handle binding (lprocess.c). Internal to lua/.
  *
  * An agent connection is one sl_agent client for one agent socket. Its C
- * part (lagent) is reference counted: the Lua userdata holds one
- * reference and every process handle that follows a process through it
- * holds one, so the connection stays open while a process handle needs
- * it and closes when the last reference goes. */
+ * part (lagent) is reference counted. The Lua userdata owns one reference,
+ * and every process handle that follows a process through it owns one.
+ * So the connection stays open while a process handle needs it, and it
+ * closes when the last reference goes. */
 #ifndef SANDLOT_LAGENT_H
 #define SANDLOT_LAGENT_H
 

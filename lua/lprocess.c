@@ -24,12 +24,12 @@
 #include "task.h"
 
 /* Flow control of STREAM handles. Past FLOW_HIGH unread bytes on one
- * stream the handle stops following the process; the agent keeps the
- * output and, once its own buffer is full, stops reading the pipe, so
- * the writer blocks. Below FLOW_LOW on both streams the handle follows
- * again from where it stopped. A task waiting for the exit or for all
- * output keeps the handle following, because the exit arrives only after
- * all output. */
+ * stream, the handle stops following the process. The agent then keeps
+ * the output, and once its own buffer is full it stops reading the pipe,
+ * so the writer blocks. Below FLOW_LOW on both streams, the handle
+ * follows again from where it stopped. A task waiting for the exit or for
+ * all output keeps the handle following, because the exit arrives only
+ * after all output. */
 #define FLOW_HIGH ((size_t)4 << 20)
 #define FLOW_LOW ((size_t)1 << 20)
 
@@ -146,15 +146,15 @@ static size_t unread(const lproc *p, int fd) { return p->out[fd].len - p->head[f
  * positions, so it releases them and a handle attached later (by another
  * sandlot process, say) starts after them. */
 static void ack_consumed(lproc *p, int fd) {
-  uint64_t taken = p->received[fd] - unread(p, fd);
+  uint64_t consumed = p->received[fd] - unread(p, fd);
   /* One ACK per ACK_STEP bytes read, and one when a reader caught up. */
-  int due = taken - p->acked[fd] >= ACK_STEP || (unread(p, fd) == 0 && taken > p->acked[fd]);
+  int due = consumed - p->acked[fd] >= ACK_STEP || (unread(p, fd) == 0 && consumed > p->acked[fd]);
   if (!due || p->agent->client == NULL || p->proc <= 0) return;
-  p->acked[fd] = taken;
+  p->acked[fd] = consumed;
   sl_buf b = {0};
   size_t start = sl_frame_begin(&b, SL_MSG_ACK, 0);
   sl_frame_put_i64(&b, SL_F_PROC, p->proc);
-  sl_frame_put_i64(&b, fd == 1 ? SL_F_STDOUT_OFFSET : SL_F_STDERR_OFFSET, (int64_t)taken);
+  sl_frame_put_i64(&b, fd == 1 ? SL_F_STDOUT_OFFSET : SL_F_STDERR_OFFSET, (int64_t)consumed);
   if (sl_frame_end(&b, start, NULL) == 0) sl_agent_request(p->agent->client, &b, NULL, NULL, NULL);
   sl_buf_free(&b);
 }
@@ -265,7 +265,7 @@ static void on_process_exit(sl_agent_exec *x, const sl_exit_status *st, const sl
     p->status = *st;
   } else {
     /* Once the process ran, every failure comes from the connection
-     * (lost, closed, or taken by another client). */
+     * (lost, closed, or taken over by another client). */
     p->failed_connection = p->state == P_RUNNING || is_connection_code(err->code);
     p->state = P_FAILED;
     p->err = *err;
@@ -313,7 +313,7 @@ static void flow_check(lproc *p) {
     SL_DEBUG("process.flow_pause", "proc=%lld stdout_unread=%zu stderr_unread=%zu",
              (long long)p->proc, unread(p, 1), unread(p, 2));
     p->flow_paused = 1;
-    sl_agent_exec_cancel(p->x); /* calls on_exit, which keeps the state */
+    sl_agent_exec_cancel(p->x); /* calls on_process_exit, which keeps the state */
   } else if (p->flow_paused && (under || want_end)) {
     follow_again(p);
   }
@@ -328,7 +328,8 @@ static int push_failure(lua_State *T, const lproc *p) {
   return 4;
 }
 
-/* What a read returns at the end of the output: nil, or the failure. */
+/* Push what a read returns at the end of the output: nil, or the
+ * failure. */
 static int push_end(lua_State *T, const lproc *p) {
   if (p->state == P_FAILED) return push_failure(T, p);
   lua_pushnil(T);
@@ -461,7 +462,7 @@ static void wait_cancel(sl_waiter *waiter, void *data) {
   lproc *p = w->p;
   wait_unlink(p, w);
   if (w->kind == W_START) {
-    /* Nobody receives the handle: the process must not stay behind. */
+    /* No task receives the handle, so the process must not stay behind. */
     drop_self_ref(p);
     if (p->state == P_STARTING) p->kill_when_started = 1;
     if (p->state == P_RUNNING) send_kill(p);
@@ -673,18 +674,18 @@ static int l_take(lua_State *L) {
   return 1;
 }
 
-static void fail_waits(lproc *p, const char *why) {
+static void fail_waits(lproc *p, const char *reason) {
   while (p->waits != NULL) {
     pwait *w = p->waits;
     p->waits = w->next;
     lua_State *T = sl_waiter_thread(w->waiter);
-    int n = T != NULL ? sl_push_fail(T, ECANCELED, "%s", why) : 0;
+    int n = T != NULL ? sl_push_fail(T, ECANCELED, "%s", reason) : 0;
     sl_waiter_resume(w->waiter, n);
     wait_free(w);
   }
 }
 
-/* Let go of the process: an exec's process is killed; a spawned one keeps
+/* Let go of the process. An exec's process is killed. A spawned one keeps
  * running in the agent, which keeps its output for a later attach. */
 static void release(process_ud *ud) {
   lproc *p = ud->p;

@@ -289,8 +289,8 @@ static void strv_free(char **v) {
   free(v);
 }
 
-/* A kill for a sandbox whose create was cancelled while it ran: nobody
- * holds it, so it must not stay behind. */
+/* A kill for a sandbox whose create was cancelled while it ran. No task
+ * received it, so it must not stay behind. */
 typedef struct {
   uv_work_t req;
   char id[SL_SANDBOX_ID_MAX];

@@ -166,9 +166,9 @@ local function set_callbacks(process, on_stdout, on_stderr)
 end
 
 --- Start a process in the background with stdin open and return its
--- handle. Takes the command and options of sandbox:exec; with
--- on_stdout/on_stderr, that output goes to the callbacks (each run as a
--- task while output waits, in order) instead of the read methods.
+-- handle. Takes the command and options of sandbox:exec. With on_stdout
+-- or on_stderr, that output goes to the callback instead of the read
+-- methods; callbacks run in order, as a task while output waits.
 -- Suspends until the process runs.
 function Sandbox:spawn(command, options)
   check.self("sandbox:spawn", self, Sandbox)
@@ -265,8 +265,8 @@ function Sandbox:process(id)
   return fail("ENOENT", "no such process: %s in %s", tostring(id), self.id)
 end
 
---- The agent forgets a process once this host received its exit, so
--- requests about an ended process are answered here.
+--- The agent drops a process once this host received its exit, so the
+-- handle answers requests about an ended process itself.
 local function ended(self)
   return self.state == "exited" or self.state == "failed"
 end

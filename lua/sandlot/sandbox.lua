@@ -77,7 +77,8 @@ function Sandbox:_connect(fname)
     end
     agent = agents[path]
     if agent == nil or not agent:is_open() then
-      agent = core.agent_open(path)
+      -- A VM's agent sits behind a serial port, which needs sync markers.
+      agent = core.agent_open(path, self.backend == "vm")
       agents[path] = agent
     end
     self._agent = agent
@@ -368,8 +369,8 @@ function Sandbox:thaw()
   return state_call(self, "sandbox:thaw", core.sandbox_thaw, "running")
 end
 
---- Kill the sandbox `seconds` from now (or what on_timeout says); 0
--- removes the timeout. Suspends.
+--- Kill the sandbox `seconds` from now (or apply its on_timeout action);
+-- 0 removes the timeout. Suspends.
 function Sandbox:set_timeout(seconds)
   check.self("sandbox:set_timeout", self, Sandbox)
   check.arg("sandbox:set_timeout", 1, seconds, "number", 2)
