@@ -1,0 +1,36 @@
+/* The CRIU action script: `sandlot-criu-action`, which CRIU execs with no
+ * arguments for every action of a dump or restore.
+ *
+ * CRIU sets CRTOOLS_SCRIPT_ACTION (and CRTOOLS_INIT_PID, the host pid of
+ * the tree's root); sandlot passes its requests through CRIU's
+ * environment:
+ *
+ *   post-dump         SANDLOT_CAPTURE_UPPER=<dir> SANDLOT_CAPTURE_LAYER=<dir>:
+ *                     copy the sandbox's upper layer while the tree is
+ *                     still frozen (CRIU resumes it only after this action);
+ *   setup-namespaces  SANDLOT_LOOPBACK_UP=1: bring loopback up in the new
+ *                     network namespace of a restore with --empty-ns net.
+ *
+ * Every other action, and an action without its variables, succeeds
+ * without doing anything. A failing action fails the CRIU operation. */
+#ifndef SANDLOT_CRIU_ACTION_H
+#define SANDLOT_CRIU_ACTION_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+#define SL_CRIU_ACTION_BINARY "sandlot-criu-action"
+
+/* Perform `action` with the variables above from the environment. */
+int sl_criu_action_run(const char *action, sl_error *err);
+
+/* Bring the loopback interface up in the network namespace of `pid`. Runs
+ * in a child process so the caller's namespace never changes. */
+int sl_net_loopback_up(int pid, sl_error *err);
+
+/* Path of the action binary: $SANDLOT_CRIU_ACTION when set (tests), else
+ * the sibling of the running executable. */
+int sl_criu_action_path(char *buf, size_t size, sl_error *err);
+
+#endif

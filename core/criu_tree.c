@@ -1,0 +1,317 @@
+/* Dump and restore of a sandbox's process tree, and the freezer cgroup. */
+#include "criu_tree.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "criu_action.h"
+#include "layer_copy.h"
+#include "log.h"
+
+#define DEFAULT_GHOST_LIMIT (64u << 20)
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int freezer_path(const char *cgroup, char *buf, size_t size, sl_error *err) {
+  if (cgroup == NULL || cgroup[0] != '/')
+    return sl_error_set(err, EINVAL, "invalid freezer cgroup: %s", cgroup ? cgroup : "(null)");
+  if (snprintf(buf, size, "%s/freezer.state", cgroup) >= (int)size)
+    return sl_error_set(err, ENAMETOOLONG, "freezer cgroup path too long: %s", cgroup);
+  return 0;
+}
+
+static int read_state(int fd, sl_freezer_state *state) {
+  char buf[32] = {0};
+  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  if (n < 0) return -errno;
+  if (strncmp(buf, "FROZEN", 6) == 0)
+    *state = SL_FREEZER_FROZEN;
+  else if (strncmp(buf, "FREEZING", 8) == 0)
+    *state = SL_FREEZER_FREEZING;
+  else
+    *state = SL_FREEZER_THAWED;
+  return 0;
+}
+
+int sl_freezer_get(const char *cgroup, sl_freezer_state *state, sl_error *err) {
+  char path[4200];
+  int rc = freezer_path(cgroup, path, sizeof path, err);
+  if (rc < 0) return rc;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", path);
+  rc = read_state(fd, state);
+  close(fd);
+  return rc < 0 ? sl_error_errno(err, -rc, "cannot read %s", path) : 0;
+}
+
+static int write_state(int fd, const char *value) {
+  return pwrite(fd, value, strlen(value), 0) < 0 ? -errno : 0;
+}
+
+int sl_freezer_freeze(const char *cgroup, int timeout_ms, sl_error *err) {
+  char path[4200];
+  int rc = freezer_path(cgroup, path, sizeof path, err);
+  if (rc < 0) return rc;
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", path);
+  double deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 10000);
+  sl_freezer_state state = SL_FREEZER_THAWED;
+  rc = write_state(fd, "FROZEN");
+  /* A v1 freezer can stay in FREEZING while a task sleeps in an
+   * uninterruptible call; writing FROZEN again retries the freeze. */
+  for (int i = 0; rc == 0; i++) {
+    rc = read_state(fd, &state);
+    if (rc < 0 || state == SL_FREEZER_FROZEN || now_ms() > deadline) break;
+    if (i % 20 == 19) rc = write_state(fd, "FROZEN");
+    usleep(1000);
+  }
+  if (rc == 0 && state != SL_FREEZER_FROZEN) {
+    write_state(fd, "THAWED");
+    close(fd);
+    return sl_error_set(err, ETIMEDOUT, "freezing %s timed out", cgroup);
+  }
+  close(fd);
+  return rc < 0 ? sl_error_errno(err, -rc, "cannot freeze %s", cgroup) : 0;
+}
+
+int sl_freezer_thaw(const char *cgroup, sl_error *err) {
+  char path[4200];
+  int rc = freezer_path(cgroup, path, sizeof path, err);
+  if (rc < 0) return rc;
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", path);
+  rc = write_state(fd, "THAWED");
+  close(fd);
+  return rc < 0 ? sl_error_errno(err, -rc, "cannot thaw %s", cgroup) : 0;
+}
+
+static int make_dir(const char *path, bool must_be_new, sl_error *err) {
+  if (mkdir(path, 0700) == 0) return 0;
+  if (errno == EEXIST && !must_be_new) return 0;
+  return sl_error_errno(err, errno, "cannot create %s", path);
+}
+
+static int check_dump_request(const sl_criu_dump_request *req, sl_error *err) {
+  if (req->init_pid <= 0) return sl_error_set(err, EINVAL, "invalid pid %d", (int)req->init_pid);
+  if (req->freezer_cgroup == NULL || req->images_dir == NULL || req->work_dir == NULL)
+    return sl_error_set(err, EINVAL, "dump needs a freezer cgroup, an images and a work dir");
+  if ((req->upper_dir == NULL) != (req->layer_dir == NULL))
+    return sl_error_set(err, EINVAL, "capturing the upper layer needs both its dir and a layer dir");
+  if (kill(req->init_pid, 0) < 0 && errno == ESRCH)
+    return sl_error_set(err, ESRCH, "no process %d to dump", (int)req->init_pid);
+  return 0;
+}
+
+static sl_criu_opts dump_opts(const sl_criu_dump_request *req, const char *action) {
+  return (sl_criu_opts){
+      .command = SL_CRIU_DUMP,
+      .images_dir = req->images_dir,
+      .work_dir = req->work_dir,
+      .log_level = req->log_level,
+      .pid = req->init_pid,
+      .leave_running = req->leave_running,
+      .freeze_cgroup = req->freezer_cgroup,
+      .network_lock = SL_CRIU_NETLOCK_SKIP,
+      .empty_net_ns = true,
+      .manage_cgroups = SL_CRIU_CGROUPS_IGNORE,
+      .file_locks = true,
+      .tcp_established = true,
+      .ghost_limit = req->ghost_limit ? req->ghost_limit : DEFAULT_GHOST_LIMIT,
+      .action_script = action,
+  };
+}
+
+/* After a failed dump of a tree that keeps running, the cgroup must not
+ * stay frozen: CRIU restores the freezer state it found, unless it was
+ * killed in between. */
+static void thaw_after_failure(const sl_criu_dump_request *req) {
+  sl_freezer_state state;
+  sl_error err = {0};
+  if (!req->leave_running || sl_freezer_get(req->freezer_cgroup, &state, &err) < 0) return;
+  if (state == SL_FREEZER_THAWED) return;
+  if (sl_freezer_thaw(req->freezer_cgroup, &err) < 0)
+    SL_ERROR("criu.thaw_failed", "cgroup=%s error=\"%s\"", req->freezer_cgroup, err.msg);
+  else
+    SL_WARN("criu.thawed_after_failure", "cgroup=%s", req->freezer_cgroup);
+}
+
+static void remove_partial_dump(const sl_criu_dump_request *req) {
+  sl_error err = {0};
+  if (sl_layer_remove(req->images_dir, &err) < 0)
+    SL_ERROR("criu.cleanup_failed", "path=%s error=\"%s\"", req->images_dir, err.msg);
+  if (req->layer_dir != NULL && sl_layer_remove(req->layer_dir, &err) < 0)
+    SL_ERROR("criu.cleanup_failed", "path=%s error=\"%s\"", req->layer_dir, err.msg);
+}
+
+/* Flush the images and the layer before anyone records them as a
+ * snapshot; the tree already runs again at this point. */
+static int sync_dump(const sl_criu_dump_request *req, sl_error *err) {
+  int fd = open(req->images_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", req->images_dir);
+  int rc = syncfs(fd) < 0 ? sl_error_errno(err, errno, "cannot sync %s", req->images_dir) : 0;
+  close(fd);
+  return rc;
+}
+
+static void read_stats(const char *work_dir, const char *name, sl_criu_stats *stats) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/%s", work_dir, name);
+  sl_error err = {0};
+  if (sl_criu_read_stats(path, stats, &err) < 0) {
+    memset(stats, 0, sizeof *stats);
+    SL_DEBUG("criu.stats_unreadable", "path=%s error=\"%s\"", path, err.msg);
+  }
+}
+
+int sl_criu_dump_tree(const sl_criu_dump_request *req, sl_criu_dump_result *result,
+                      sl_error *err) {
+  sl_criu_dump_result local;
+  sl_criu_dump_result *res = result ? result : &local;
+  memset(res, 0, sizeof *res);
+  int rc = check_dump_request(req, err);
+  if (rc == 0) rc = make_dir(req->work_dir, false, err);
+  if (rc == 0) rc = make_dir(req->images_dir, true, err);
+  if (rc < 0) return rc;
+
+  char action[4096], upper_env[4200], layer_env[4200];
+  const char *env[2];
+  sl_criu_exec exec = {.timeout_ms = req->timeout_ms};
+  if (req->upper_dir != NULL) {
+    rc = sl_criu_action_path(action, sizeof action, err);
+    snprintf(upper_env, sizeof upper_env, "SANDLOT_CAPTURE_UPPER=%s", req->upper_dir);
+    snprintf(layer_env, sizeof layer_env, "SANDLOT_CAPTURE_LAYER=%s", req->layer_dir);
+    env[0] = upper_env;
+    env[1] = layer_env;
+    exec.env = env;
+    exec.env_count = 2;
+  }
+  sl_criu_opts opts = dump_opts(req, req->upper_dir ? action : NULL);
+  sl_criu_result run = {0};
+  if (rc == 0) rc = sl_criu_run(&opts, &exec, &run, err);
+  res->elapsed_ms = run.elapsed_ms;
+  if (rc == 0 && req->layer_dir != NULL && access(req->layer_dir, F_OK) < 0)
+    rc = sl_error_set(err, EIO, "the post-dump action did not create %s", req->layer_dir);
+  if (rc == 0) rc = sync_dump(req, err);
+  if (rc < 0) {
+    thaw_after_failure(req);
+    remove_partial_dump(req);
+    return sl_error_wrap(err, "dump of pid %d", (int)req->init_pid);
+  }
+  read_stats(req->work_dir, "stats-dump", &res->stats);
+  return 0;
+}
+
+static int read_pidfile(const char *path, pid_t *pid, sl_error *err) {
+  FILE *f = fopen(path, "re");
+  if (f == NULL) return sl_error_errno(err, errno, "cannot open %s", path);
+  int value = 0;
+  int n = fscanf(f, "%d", &value);
+  fclose(f);
+  if (n != 1 || value <= 0) return sl_error_set(err, EIO, "invalid pid in %s", path);
+  *pid = value;
+  return 0;
+}
+
+/* Start `criu lazy-pages -d` with the restore's work directory; it
+ * serves the pages of `images_dir` until the tree has them all. */
+static int start_lazy_pages(const sl_criu_restore_request *req, sl_error *err) {
+  char pidfile[4200];
+  snprintf(pidfile, sizeof pidfile, "%s/lazy-pages.pid", req->work_dir);
+  sl_criu_opts opts = {
+      .command = SL_CRIU_LAZY_PAGES,
+      .images_dir = req->images_dir,
+      .work_dir = req->work_dir,
+      .pidfile = pidfile,
+      .log_level = req->log_level,
+  };
+  sl_criu_exec exec = {.timeout_ms = req->timeout_ms};
+  return sl_criu_run(&opts, &exec, NULL, err);
+}
+
+static void stop_lazy_pages(const sl_criu_restore_request *req) {
+  char pidfile[4200];
+  snprintf(pidfile, sizeof pidfile, "%s/lazy-pages.pid", req->work_dir);
+  pid_t pid;
+  sl_error err = {0};
+  if (read_pidfile(pidfile, &pid, &err) == 0) kill(pid, SIGKILL);
+}
+
+/* Kill every task listed in `procs` until none is left (at most about
+ * 5 s). After a failed or timed-out restore these are CRIU itself and the
+ * tasks it had created: they all joined the new sandbox's cgroups. */
+static void kill_cgroup_tasks(const char *procs) {
+  for (int round = 0; round < 1000; round++) {
+    FILE *f = fopen(procs, "re");
+    if (f == NULL) return;
+    int pid, count = 0;
+    while (fscanf(f, "%d", &pid) == 1) {
+      kill(pid, SIGKILL);
+      count++;
+    }
+    fclose(f);
+    if (count == 0) return;
+    usleep(5000);
+  }
+  SL_ERROR("criu.tasks_left", "procs=%s", procs);
+}
+
+int sl_criu_restore_tree(const sl_criu_restore_request *req, sl_criu_restore_result *result,
+                         sl_error *err) {
+  sl_criu_restore_result local;
+  sl_criu_restore_result *res = result ? result : &local;
+  memset(res, 0, sizeof *res);
+  if (req->images_dir == NULL || req->work_dir == NULL || req->root == NULL)
+    return sl_error_set(err, EINVAL, "restore needs an images dir, a work dir and a root");
+  char action[4096], pidfile[4200];
+  int rc = make_dir(req->work_dir, false, err);
+  if (rc == 0) rc = sl_criu_action_path(action, sizeof action, err);
+  if (rc < 0) return rc;
+  snprintf(pidfile, sizeof pidfile, "%s/restore.pid", req->work_dir);
+
+  if (req->lazy_pages) rc = start_lazy_pages(req, err);
+  sl_criu_opts opts = {
+      .command = SL_CRIU_RESTORE,
+      .images_dir = req->images_dir,
+      .work_dir = req->work_dir,
+      .log_level = req->log_level,
+      .root = req->root,
+      .detach = true,
+      .pidfile = pidfile,
+      .lazy_pages = req->lazy_pages,
+      .empty_net_ns = true,
+      .manage_cgroups = SL_CRIU_CGROUPS_IGNORE,
+      .file_locks = true,
+      .tcp_established = true,
+      .action_script = action,
+  };
+  const char *env[] = {"SANDLOT_LOOPBACK_UP=1"};
+  sl_criu_exec exec = {
+      .timeout_ms = req->timeout_ms,
+      .join_cgroups = req->cgroup_procs,
+      .join_cgroup_count = req->cgroup_count,
+      .env = env,
+      .env_count = 1,
+  };
+  sl_criu_result run = {0};
+  if (rc == 0) rc = sl_criu_run(&opts, &exec, &run, err);
+  res->elapsed_ms = run.elapsed_ms;
+  if (rc == 0) rc = read_pidfile(pidfile, &res->init_pid, err);
+  if (rc < 0) {
+    if (req->lazy_pages) stop_lazy_pages(req);
+    if (req->cgroup_count > 0) kill_cgroup_tasks(req->cgroup_procs[0]);
+    return sl_error_wrap(err, "restore from %s", req->images_dir);
+  }
+  read_stats(req->work_dir, "stats-restore", &res->stats);
+  return 0;
+}
