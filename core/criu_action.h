@@ -5,6 +5,9 @@
  * the tree's root); sandlot passes its requests through CRIU's
  * environment:
  *
+ *   pre-dump          SANDLOT_FREEZE_CGROUP=<freezer dir>: freeze the tree
+ *                     with 1 ms polls before CRIU does (CRIU then leaves it
+ *                     frozen after the dump, and the caller thaws it);
  *   post-dump         SANDLOT_CAPTURE_UPPER=<dir> SANDLOT_CAPTURE_LAYER=<dir>:
  *                     copy the sandbox's upper layer while the tree is
  *                     still frozen (CRIU resumes it only after this action);

@@ -132,18 +132,16 @@ static sl_criu_opts dump_opts(const sl_criu_dump_request *req, const char *actio
   };
 }
 
-/* After a failed dump of a tree that keeps running, the cgroup must not
- * stay frozen: CRIU restores the freezer state it found, unless it was
- * killed in between. */
-static void thaw_after_failure(const sl_criu_dump_request *req) {
-  sl_freezer_state state;
-  sl_error err = {0};
-  if (!req->leave_running || sl_freezer_get(req->freezer_cgroup, &state, &err) < 0) return;
-  if (state == SL_FREEZER_THAWED) return;
-  if (sl_freezer_thaw(req->freezer_cgroup, &err) < 0)
-    SL_ERROR("criu.thaw_failed", "cgroup=%s error=\"%s\"", req->freezer_cgroup, err.msg);
+/* Thaw the tree after CRIU exits. On success a thaw failure fails the
+ * dump (`err` set); after a failed dump it is only logged, because the
+ * dump's own error is the one to report. */
+static void thaw_after_dump(const sl_criu_dump_request *req, sl_error *err, int *rc) {
+  sl_error local = {0};
+  if (sl_freezer_thaw(req->freezer_cgroup, err ? err : &local) == 0) return;
+  if (err != NULL)
+    *rc = -err->code;
   else
-    SL_WARN("criu.thawed_after_failure", "cgroup=%s", req->freezer_cgroup);
+    SL_ERROR("criu.thaw_failed", "cgroup=%s error=\"%s\"", req->freezer_cgroup, local.msg);
 }
 
 static void remove_partial_dump(const sl_criu_dump_request *req) {
@@ -184,27 +182,28 @@ int sl_criu_dump_tree(const sl_criu_dump_request *req, sl_criu_dump_result *resu
   if (rc == 0) rc = make_dir(req->images_dir, true, err);
   if (rc < 0) return rc;
 
-  char action[4096], upper_env[4200], layer_env[4200];
-  const char *env[2];
-  sl_criu_exec exec = {.timeout_ms = req->timeout_ms};
+  char action[4096], freeze_env[4200], upper_env[4200], layer_env[4200];
+  const char *env[3];
+  sl_criu_exec exec = {.timeout_ms = req->timeout_ms, .env = env};
+  rc = sl_criu_action_path(action, sizeof action, err);
+  snprintf(freeze_env, sizeof freeze_env, "SANDLOT_FREEZE_CGROUP=%s", req->freezer_cgroup);
+  env[exec.env_count++] = freeze_env;
   if (req->upper_dir != NULL) {
-    rc = sl_criu_action_path(action, sizeof action, err);
     snprintf(upper_env, sizeof upper_env, "SANDLOT_CAPTURE_UPPER=%s", req->upper_dir);
     snprintf(layer_env, sizeof layer_env, "SANDLOT_CAPTURE_LAYER=%s", req->layer_dir);
-    env[0] = upper_env;
-    env[1] = layer_env;
-    exec.env = env;
-    exec.env_count = 2;
+    env[exec.env_count++] = upper_env;
+    env[exec.env_count++] = layer_env;
   }
-  sl_criu_opts opts = dump_opts(req, req->upper_dir ? action : NULL);
+  sl_criu_opts opts = dump_opts(req, action);
   sl_criu_result run = {0};
   if (rc == 0) rc = sl_criu_run(&opts, &exec, &run, err);
   res->elapsed_ms = run.elapsed_ms;
+  /* The pre-dump action froze the cgroup, so CRIU restored it FROZEN. */
+  if (req->leave_running) thaw_after_dump(req, rc < 0 ? NULL : err, &rc);
   if (rc == 0 && req->layer_dir != NULL && access(req->layer_dir, F_OK) < 0)
     rc = sl_error_set(err, EIO, "the post-dump action did not create %s", req->layer_dir);
   if (rc == 0) rc = sync_dump(req, err);
   if (rc < 0) {
-    thaw_after_failure(req);
     remove_partial_dump(req);
     return sl_error_wrap(err, "dump of pid %d", (int)req->init_pid);
   }
