@@ -148,8 +148,9 @@ static int prepare_fork(fx_sandbox *sb, const snapshot_dirs *s, sl_error *err) {
   return fx_prepare(&env, sb, name, s->layer, err);
 }
 
-static const char *work_dir(char *buf, size_t size) {
-  snprintf(buf, size, "%s/bench-restore-%d", env.base, fork_count);
+/* One work directory per restore: parallel restores must not share one. */
+static const char *work_dir(const fx_sandbox *sb, char *buf, size_t size) {
+  snprintf(buf, size, "%.200s/bench-restore-%.60s", env.base, sb->name);
   return buf;
 }
 
@@ -172,7 +173,7 @@ static void bench_forks(void) {
     if (prepare_fork(&sb, &s, &err) < 0) break;
     sl_criu_restore_result res;
     double start = fx_now_ms();
-    int rc = fx_restore(&sb, s.images, work_dir(work, sizeof work), false, &res, &err);
+    int rc = fx_restore(&sb, s.images, work_dir(&sb, work, sizeof work), false, &res, &err);
     if (rc == 0 && wait_for_answer(&sb, 10000) == 0) {
       one[n] = fx_now_ms() - start;
       criu_ms[n++] = res.elapsed_ms;
@@ -189,11 +190,14 @@ static void bench_forks(void) {
     for (int j = 0; j < 4; j++) ok &= prepare_fork(&sbs[j], &s, &err) == 0;
     double start = fx_now_ms();
     for (int j = 0; j < 4 && ok; j++)
-      ok &= fx_restore_start(&sbs[j], s.images, work_dir(work, sizeof work), false, &fds[j],
-                             &err) == 0;
+      ok &= fx_restore_start(&sbs[j], s.images, work_dir(&sbs[j], work, sizeof work), false,
+                             &fds[j], &err) == 0;
     for (int j = 0; j < 4 && ok; j++) ok &= fx_restore_wait(&sbs[j], fds[j], NULL, &err) == 0;
     for (int j = 0; j < 4 && ok; j++) ok &= wait_for_answer(&sbs[j], 10000) == 0;
-    if (ok) four[m++] = fx_now_ms() - start;
+    if (ok)
+      four[m++] = fx_now_ms() - start;
+    else
+      fprintf(stderr, "four forks failed: %s\n", err.msg);
     for (int j = 0; j < 4; j++) fx_destroy(&sbs[j]);
   }
   printf("forks of a sandbox with 10 MB RSS:\n");
@@ -228,7 +232,7 @@ static void bench_lazy(int megabytes) {
       char work[400];
       if (prepare_fork(&sb, &s, &err) < 0) break;
       double start = fx_now_ms();
-      if (fx_restore(&sb, s.images, work_dir(work, sizeof work), lazy, NULL, &err) == 0 &&
+      if (fx_restore(&sb, s.images, work_dir(&sb, work, sizeof work), lazy, NULL, &err) == 0 &&
           wait_for_answer(&sb, 30000) == 0)
         answer[n++] = fx_now_ms() - start;
       else

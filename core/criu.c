@@ -134,6 +134,7 @@ static int reject_restore_options(const sl_criu_opts *o, sl_error *err) {
   if (rc == 0) rc = reject_if(o->pidfile != NULL, "--pidfile", o->command, err);
   if (rc == 0) rc = reject_if(o->detach, "-d", o->command, err);
   if (rc == 0) rc = reject_if(o->lazy_pages, "--lazy-pages", o->command, err);
+  if (rc == 0) rc = reject_if(o->inherit_fds[0] != NULL, "--inherit-fd", o->command, err);
   return rc;
 }
 
@@ -148,7 +149,37 @@ static int reject_tree_options(const sl_criu_opts *o, sl_error *err) {
   if (rc == 0) rc = reject_if(o->cgroup_roots[0] != NULL, "--cgroup-root", o->command, err);
   if (rc == 0) rc = reject_if(o->file_locks, "--file-locks", o->command, err);
   if (rc == 0) rc = reject_if(o->tcp_established, "--tcp-established", o->command, err);
+  if (rc == 0) rc = reject_if(o->external[0] != NULL, "--external", o->command, err);
   return rc;
+}
+
+/* TYPE[ID] or TYPE[ID]:VALUE, as CRIU's --external parses it. */
+static bool is_external_spec(const char *spec) {
+  const char *open = strchr(spec, '[');
+  const char *close = open ? strchr(open, ']') : NULL;
+  if (open == NULL || open == spec || close == NULL || close == open + 1) return false;
+  return close[1] == '\0' || (close[1] == ':' && close[2] != '\0');
+}
+
+/* fd[N]:KEY with a decimal N. */
+static bool is_inherit_fd_spec(const char *spec) {
+  if (strncmp(spec, "fd[", 3) != 0) return false;
+  const char *p = spec + 3;
+  if (*p < '0' || *p > '9') return false;
+  while (*p >= '0' && *p <= '9') p++;
+  return p[0] == ']' && p[1] == ':' && p[2] != '\0';
+}
+
+static int validate_externals(const sl_criu_opts *o, sl_error *err) {
+  for (int i = 0; i < SL_CRIU_MAX_EXTERNAL && o->external[i] != NULL; i++)
+    if (!is_external_spec(o->external[i]) || strchr(o->external[i], '\n') != NULL)
+      return sl_error_set(err, EINVAL, "invalid --external %s: expected TYPE[ID] or TYPE[ID]:KEY",
+                          o->external[i]);
+  for (int i = 0; i < SL_CRIU_MAX_EXTERNAL && o->inherit_fds[i] != NULL; i++)
+    if (!is_inherit_fd_spec(o->inherit_fds[i]) || strchr(o->inherit_fds[i], '\n') != NULL)
+      return sl_error_set(err, EINVAL, "invalid --inherit-fd %s: expected fd[N]:KEY",
+                          o->inherit_fds[i]);
+  return 0;
 }
 
 static int validate_common(const sl_criu_opts *o, sl_error *err) {
@@ -191,6 +222,7 @@ static int validate_dump(const sl_criu_opts *o, sl_error *err) {
   if (rc == 0 && (unsigned)o->network_lock > SL_CRIU_NETLOCK_SKIP)
     rc = sl_error_set(err, EINVAL, "invalid --network-lock method %d", (int)o->network_lock);
   if (rc == 0) rc = validate_cgroup_roots(o, err);
+  if (rc == 0) rc = validate_externals(o, err);
   if (rc == 0) rc = reject_restore_options(o, err);
   if (rc == 0) rc = reject_if(o->feature != NULL, "--feature", o->command, err);
   return rc;
@@ -201,6 +233,7 @@ static int validate_restore(const sl_criu_opts *o, sl_error *err) {
   if (rc == 0) rc = check_path("--root", o->root, false, true, err);
   if (rc == 0) rc = check_path("--pidfile", o->pidfile, o->detach, true, err);
   if (rc == 0) rc = validate_cgroup_roots(o, err);
+  if (rc == 0) rc = validate_externals(o, err);
   if (rc == 0) rc = reject_dump_options(o, err);
   if (rc == 0) rc = reject_if(o->feature != NULL, "--feature", o->command, err);
   return rc;
@@ -218,6 +251,7 @@ static int validate_lazy_pages(const sl_criu_opts *o, sl_error *err) {
   if (rc == 0) rc = reject_tree_options(o, err);
   if (rc == 0) rc = reject_if(o->root != NULL, "--root", o->command, err);
   if (rc == 0) rc = reject_if(o->lazy_pages, "--lazy-pages", o->command, err);
+  if (rc == 0) rc = reject_if(o->inherit_fds[0] != NULL, "--inherit-fd", o->command, err);
   if (rc == 0) rc = reject_if(o->feature != NULL, "--feature", o->command, err);
   return rc;
 }
@@ -264,6 +298,8 @@ static int push_tree_options(const sl_criu_opts *o, sl_argv *a, sl_error *err) {
     rc = argv_push2(a, "--cgroup-root", o->cgroup_roots[i], err);
   if (rc == 0 && o->file_locks) rc = argv_push(a, "--file-locks", err);
   if (rc == 0 && o->tcp_established) rc = argv_push(a, "--tcp-established", err);
+  for (int i = 0; rc == 0 && i < SL_CRIU_MAX_EXTERNAL && o->external[i] != NULL; i++)
+    rc = argv_push2(a, "--external", o->external[i], err);
   if (rc == 0 && o->action_script != NULL)
     rc = argv_push2(a, "--action-script", o->action_script, err);
   return rc;
@@ -289,6 +325,8 @@ static int push_restore(const sl_criu_opts *o, sl_argv *a, sl_error *err) {
   if (rc == 0 && o->detach) rc = argv_push(a, "-d", err);
   if (rc == 0 && o->pidfile != NULL) rc = argv_push2(a, "--pidfile", o->pidfile, err);
   if (rc == 0 && o->lazy_pages) rc = argv_push(a, "--lazy-pages", err);
+  for (int i = 0; rc == 0 && i < SL_CRIU_MAX_EXTERNAL && o->inherit_fds[i] != NULL; i++)
+    rc = argv_push2(a, "--inherit-fd", o->inherit_fds[i], err);
   return rc;
 }
 

@@ -44,6 +44,7 @@ typedef enum {
 } sl_criu_cgroups;
 
 #define SL_CRIU_MAX_CGROUP_ROOTS 8
+#define SL_CRIU_MAX_EXTERNAL 8
 
 /* One CRIU invocation. Zero-initialize, then set what the command needs.
  * Paths are used as given; the builder requires absolute paths where CRIU
@@ -62,6 +63,10 @@ typedef struct sl_criu_opts {
   const char *cgroup_roots[SL_CRIU_MAX_CGROUP_ROOTS]; /* --cgroup-root "ctl:/path" */
   bool file_locks;                  /* --file-locks */
   bool tcp_established;             /* --tcp-established */
+  /* --external TYPE[ID]:KEY: on dump, a resource CRIU leaves out of the
+   * images (e.g. "net[4026532450]:sandlot-net"); on restore, where to find
+   * one (e.g. "mnt[dev]:/path"). */
+  const char *external[SL_CRIU_MAX_EXTERNAL];
 
   /* Dump only. */
   pid_t pid;                        /* -t: host pid of the tree's root; required */
@@ -76,6 +81,9 @@ typedef struct sl_criu_opts {
   const char *pidfile;              /* --pidfile, absolute; required with detach */
   bool detach;                      /* -d: return once the tree runs */
   bool lazy_pages;                  /* --lazy-pages: needs a running lazy-pages daemon */
+  /* --inherit-fd fd[N]:KEY: the descriptor N of CRIU stands for the
+   * external resource KEY of the dump. */
+  const char *inherit_fds[SL_CRIU_MAX_EXTERNAL];
 
   /* Check only. */
   const char *feature;              /* --feature NAME; NULL checks everything */
@@ -121,6 +129,10 @@ typedef struct sl_criu_exec {
    * to the action script. */
   const char *const *env;
   size_t env_count;
+  /* > 0: before exec, move the CRIU process into a new network namespace
+   * with loopback up and keep a descriptor of it as this fd number, for
+   * --inherit-fd fd[N]:KEY. */
+  int net_ns_fd;
 } sl_criu_exec;
 
 typedef struct sl_criu_result {

@@ -2,16 +2,10 @@
 #include "criu_action.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
-#include <net/if.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,38 +16,6 @@ static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-/* In the child: join the namespace and set IFF_UP on "lo". Returns an
- * errno value for the exit status. */
-static int loopback_up_in_child(int pid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/ns/net", pid);
-  int ns = open(path, O_RDONLY | O_CLOEXEC);
-  if (ns < 0 || setns(ns, CLONE_NEWNET) < 0) return errno;
-  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (sock < 0) return errno;
-  struct ifreq ifr = {0};
-  snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
-  if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0) return errno;
-  ifr.ifr_flags |= IFF_UP;
-  if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) return errno;
-  return 0;
-}
-
-int sl_net_loopback_up(int pid, sl_error *err) {
-  if (pid <= 0) return sl_error_set(err, EINVAL, "invalid pid %d for loopback setup", pid);
-  pid_t child = fork();
-  if (child < 0) return sl_error_errno(err, errno, "cannot fork for loopback setup");
-  if (child == 0) _exit(loopback_up_in_child(pid));
-  int status;
-  while (waitpid(child, &status, 0) < 0)
-    if (errno != EINTR) return sl_error_errno(err, errno, "cannot wait for loopback setup");
-  int code = WIFEXITED(status) ? WEXITSTATUS(status) : EIO;
-  if (code != 0)
-    return sl_error_errno(err, code, "cannot bring loopback up in the network namespace of %d",
-                          pid);
-  return 0;
 }
 
 static int capture_upper(sl_error *err) {
@@ -70,14 +32,6 @@ static int capture_upper(sl_error *err) {
   return 0;
 }
 
-static int setup_namespaces(sl_error *err) {
-  const char *wanted = getenv("SANDLOT_LOOPBACK_UP");
-  if (wanted == NULL || strcmp(wanted, "1") != 0) return 0;
-  const char *pid = getenv("CRTOOLS_INIT_PID");
-  if (pid == NULL) return sl_error_set(err, EINVAL, "CRTOOLS_INIT_PID is not set by CRIU");
-  return sl_net_loopback_up(atoi(pid), err);
-}
-
 /* CRIU's own freeze loop sleeps 100 ms whenever the v1 freezer still
  * reports FREEZING, which happens on most dumps of a busy tree; freezing
  * here with 1 ms polls makes CRIU find the cgroup FROZEN and skip it. */
@@ -91,7 +45,6 @@ int sl_criu_action_run(const char *action, sl_error *err) {
   if (action == NULL) return sl_error_set(err, EINVAL, "CRTOOLS_SCRIPT_ACTION is not set");
   if (strcmp(action, "pre-dump") == 0) return freeze_before_dump(err);
   if (strcmp(action, "post-dump") == 0) return capture_upper(err);
-  if (strcmp(action, "setup-namespaces") == 0) return setup_namespaces(err);
   return 0;
 }
 

@@ -10,9 +10,7 @@
  *                     frozen after the dump, and the caller thaws it);
  *   post-dump         SANDLOT_CAPTURE_UPPER=<dir> SANDLOT_CAPTURE_LAYER=<dir>:
  *                     copy the sandbox's upper layer while the tree is
- *                     still frozen (CRIU resumes it only after this action);
- *   setup-namespaces  SANDLOT_LOOPBACK_UP=1: bring loopback up in the new
- *                     network namespace of a restore with --empty-ns net.
+ *                     still frozen (CRIU resumes it only after this action).
  *
  * Every other action, and an action without its variables, succeeds
  * without doing anything. A failing action fails the CRIU operation. */
@@ -27,10 +25,6 @@
 
 /* Perform `action` with the variables above from the environment. */
 int sl_criu_action_run(const char *action, sl_error *err);
-
-/* Bring the loopback interface up in the network namespace of `pid`. Runs
- * in a child process so the caller's namespace never changes. */
-int sl_net_loopback_up(int pid, sl_error *err);
 
 /* Path of the action binary: $SANDLOT_CRIU_ACTION when set (tests), else
  * the sibling of the running executable. */

@@ -2,12 +2,16 @@
  * error lines of the operation's log. Privileged; integration-tested. */
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -179,6 +183,25 @@ static char **build_env(const sl_criu_exec *exec) {
   return env;
 }
 
+/* In the child: enter a new network namespace, set loopback up and keep a
+ * descriptor of the namespace as `target_fd`. Returns 0 or an errno. */
+static int enter_new_net_ns(int target_fd) {
+  if (unshare(CLONE_NEWNET) < 0) return errno;
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return errno;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, "lo", 3);
+  if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0) return errno;
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) return errno;
+  close(sock);
+  int ns = open("/proc/self/ns/net", O_RDONLY);
+  if (ns < 0) return errno;
+  if (ns != target_fd && (dup2(ns, target_fd) < 0 || close(ns) < 0)) return errno;
+  return 0;
+}
+
 /* In the child after fork: only async-signal-safe calls. On failure write
  * the errno and the index of the failing step to `status_fd`. */
 static void exec_child(char *const *argv, char **env, const sl_criu_exec *exec, int output_fd,
@@ -193,6 +216,16 @@ static void exec_child(char *const *argv, char **env, const sl_criu_exec *exec, 
     int fd = open(exec->join_cgroups[i], O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, "0", 1) != 1) goto fail;
     close(fd);
+  }
+  step = -3;
+  if (exec != NULL && exec->net_ns_fd > 0 && status_fd == exec->net_ns_fd)
+    status_fd = fcntl(status_fd, F_DUPFD_CLOEXEC, exec->net_ns_fd + 1);
+  if (exec != NULL && exec->net_ns_fd > 0) {
+    int code = enter_new_net_ns(exec->net_ns_fd);
+    if (code != 0) {
+      errno = code;
+      goto fail;
+    }
   }
   step = -2;
   execve(argv[0], argv, env);
@@ -252,6 +285,8 @@ static int read_spawn_status(int status_fd, const sl_criu_exec *exec, const char
     return sl_error_errno(err, report[0], "cannot join cgroup %s",
                           exec->join_cgroups[report[1]]);
   if (report[1] == -2) return sl_error_errno(err, report[0], "cannot execute CRIU at %s", criu);
+  if (report[1] == -3)
+    return sl_error_errno(err, report[0], "cannot create a network namespace for CRIU");
   return sl_error_errno(err, report[0], "cannot set up the CRIU process");
 }
 

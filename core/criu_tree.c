@@ -17,6 +17,15 @@
 
 #define DEFAULT_GHOST_LIMIT (64u << 20)
 
+/* The sandbox's network namespace is external to the images: a restore
+ * gets a new, empty one (loopback up) from the process that runs CRIU,
+ * passed as this descriptor. That needs no action script on restore, and
+ * CRIU execs the script once per action (seven times per restore). */
+#define NET_NS_KEY "sandlot-net"
+#define NET_NS_FD 200
+#define SL_STRINGIFY_(x) #x
+#define SL_STRINGIFY(x) SL_STRINGIFY_(x)
+
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -113,7 +122,8 @@ static int check_dump_request(const sl_criu_dump_request *req, sl_error *err) {
   return 0;
 }
 
-static sl_criu_opts dump_opts(const sl_criu_dump_request *req, const char *action) {
+static sl_criu_opts dump_opts(const sl_criu_dump_request *req, const char *action,
+                              const char *net_external) {
   return (sl_criu_opts){
       .command = SL_CRIU_DUMP,
       .images_dir = req->images_dir,
@@ -123,13 +133,23 @@ static sl_criu_opts dump_opts(const sl_criu_dump_request *req, const char *actio
       .leave_running = req->leave_running,
       .freeze_cgroup = req->freezer_cgroup,
       .network_lock = SL_CRIU_NETLOCK_SKIP,
-      .empty_net_ns = true,
       .manage_cgroups = SL_CRIU_CGROUPS_IGNORE,
       .file_locks = true,
       .tcp_established = true,
       .ghost_limit = req->ghost_limit ? req->ghost_limit : DEFAULT_GHOST_LIMIT,
       .action_script = action,
+      .external = {net_external},
   };
+}
+
+/* "net[INODE]:sandlot-net" for the network namespace of `pid`. */
+static int net_external_spec(pid_t pid, char *buf, size_t size, sl_error *err) {
+  char path[64];
+  struct stat st;
+  snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
+  if (stat(path, &st) < 0) return sl_error_errno(err, errno, "cannot stat %s", path);
+  snprintf(buf, size, "net[%lu]:%s", (unsigned long)st.st_ino, NET_NS_KEY);
+  return 0;
 }
 
 /* Thaw the tree after CRIU exits. On success a thaw failure fails the
@@ -182,10 +202,11 @@ int sl_criu_dump_tree(const sl_criu_dump_request *req, sl_criu_dump_result *resu
   if (rc == 0) rc = make_dir(req->images_dir, true, err);
   if (rc < 0) return rc;
 
-  char action[4096], freeze_env[4200], upper_env[4200], layer_env[4200];
+  char action[4096], freeze_env[4200], upper_env[4200], layer_env[4200], net[96];
   const char *env[3];
   sl_criu_exec exec = {.timeout_ms = req->timeout_ms, .env = env};
   rc = sl_criu_action_path(action, sizeof action, err);
+  if (rc == 0) rc = net_external_spec(req->init_pid, net, sizeof net, err);
   snprintf(freeze_env, sizeof freeze_env, "SANDLOT_FREEZE_CGROUP=%s", req->freezer_cgroup);
   env[exec.env_count++] = freeze_env;
   if (req->upper_dir != NULL) {
@@ -194,7 +215,7 @@ int sl_criu_dump_tree(const sl_criu_dump_request *req, sl_criu_dump_result *resu
     env[exec.env_count++] = upper_env;
     env[exec.env_count++] = layer_env;
   }
-  sl_criu_opts opts = dump_opts(req, action);
+  sl_criu_opts opts = dump_opts(req, action, net);
   sl_criu_result run = {0};
   if (rc == 0) rc = sl_criu_run(&opts, &exec, &run, err);
   res->elapsed_ms = run.elapsed_ms;
@@ -272,9 +293,8 @@ int sl_criu_restore_tree(const sl_criu_restore_request *req, sl_criu_restore_res
   memset(res, 0, sizeof *res);
   if (req->images_dir == NULL || req->work_dir == NULL || req->root == NULL)
     return sl_error_set(err, EINVAL, "restore needs an images dir, a work dir and a root");
-  char action[4096], pidfile[4200];
+  char pidfile[4200];
   int rc = make_dir(req->work_dir, false, err);
-  if (rc == 0) rc = sl_criu_action_path(action, sizeof action, err);
   if (rc < 0) return rc;
   snprintf(pidfile, sizeof pidfile, "%s/restore.pid", req->work_dir);
 
@@ -288,19 +308,16 @@ int sl_criu_restore_tree(const sl_criu_restore_request *req, sl_criu_restore_res
       .detach = true,
       .pidfile = pidfile,
       .lazy_pages = req->lazy_pages,
-      .empty_net_ns = true,
       .manage_cgroups = SL_CRIU_CGROUPS_IGNORE,
       .file_locks = true,
       .tcp_established = true,
-      .action_script = action,
+      .inherit_fds = {"fd[" SL_STRINGIFY(NET_NS_FD) "]:" NET_NS_KEY},
   };
-  const char *env[] = {"SANDLOT_LOOPBACK_UP=1"};
   sl_criu_exec exec = {
       .timeout_ms = req->timeout_ms,
       .join_cgroups = req->cgroup_procs,
       .join_cgroup_count = req->cgroup_count,
-      .env = env,
-      .env_count = 1,
+      .net_ns_fd = NET_NS_FD,
   };
   sl_criu_result run = {0};
   if (rc == 0) rc = sl_criu_run(&opts, &exec, &run, err);

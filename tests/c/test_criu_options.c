@@ -178,6 +178,53 @@ static void test_restore_every_option(void) {
   sl_argv_free(&a);
 }
 
+static void test_external_resources(void) {
+  sl_criu_opts d = dump_opts();
+  d.external[0] = "net[4026532450]:sandlot-net";
+  d.external[1] = "mnt[/dev]:dev";
+  sl_error err = {0};
+  sl_argv a;
+  CHECK_OK(sl_criu_build_argv(&d, CRIU, &a, &err), &err);
+  CHECK(has_pair(&a, "--external", "net[4026532450]:sandlot-net"));
+  int first = find_arg(&a, "--external");
+  CHECK_STR(a.argv[first + 2], "--external");
+  CHECK_STR(a.argv[first + 3], "mnt[/dev]:dev");
+  sl_argv_free(&a);
+
+  sl_criu_opts r = restore_opts();
+  r.inherit_fds[0] = "fd[200]:sandlot-net";
+  r.external[0] = "mnt[dev]:/store/sandboxes/sb-2/dev";
+  CHECK_OK(sl_criu_build_argv(&r, CRIU, &a, &err), &err);
+  CHECK(has_pair(&a, "--inherit-fd", "fd[200]:sandlot-net"));
+  CHECK(has_pair(&a, "--external", "mnt[dev]:/store/sandboxes/sb-2/dev"));
+  sl_argv_free(&a);
+}
+
+static void test_external_syntax_rejected(void) {
+  static const char *const bad_external[] = {"net", "[1]:x", "net[]:x", "net[1]:", "net[1]x",
+                                             "net[1"};
+  for (size_t i = 0; i < sizeof bad_external / sizeof *bad_external; i++) {
+    sl_criu_opts o = dump_opts();
+    o.external[0] = bad_external[i];
+    CHECK(rejects(&o, "--external"));
+  }
+  static const char *const bad_inherit[] = {"fd[]:k", "fd[x]:k", "fd[3]", "fd[3]:", "pipe[3]:k",
+                                            "fd[3]:k\n"};
+  for (size_t i = 0; i < sizeof bad_inherit / sizeof *bad_inherit; i++) {
+    sl_criu_opts o = restore_opts();
+    o.inherit_fds[0] = bad_inherit[i];
+    CHECK(rejects(&o, "--inherit-fd"));
+  }
+  sl_criu_opts d = dump_opts();
+  d.inherit_fds[0] = "fd[3]:k";
+  CHECK(rejects(&d, "--inherit-fd"));
+  sl_criu_opts c = {.command = SL_CRIU_CHECK, .external = {"net[1]:k"}};
+  CHECK(rejects(&c, "--external"));
+  sl_criu_opts l = {.command = SL_CRIU_LAZY_PAGES, .images_dir = "/i", .work_dir = "/w",
+                    .inherit_fds = {"fd[3]:k"}};
+  CHECK(rejects(&l, "--inherit-fd"));
+}
+
 static void test_lazy_pages_daemon(void) {
   sl_criu_opts o = {
       .command = SL_CRIU_LAZY_PAGES,
@@ -382,6 +429,8 @@ int main(void) {
   RUN(test_network_lock_methods);
   RUN(test_cgroup_modes);
   RUN(test_restore_every_option);
+  RUN(test_external_resources);
+  RUN(test_external_syntax_rejected);
   RUN(test_lazy_pages_daemon);
   RUN(test_lazy_pages_need_work_dir);
   RUN(test_check_command);

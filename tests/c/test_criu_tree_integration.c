@@ -83,6 +83,13 @@ static pid_t parent_of(pid_t pid) {
   return ppid;
 }
 
+static unsigned long net_ns_of(pid_t pid) {
+  char path[64];
+  struct stat st;
+  snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
+  return stat(path, &st) == 0 ? (unsigned long)st.st_ino : 0;
+}
+
 static void test_snapshot_keeps_source_running(void) {
   sl_error err = {0};
   const char *args[] = {"10", NULL};
@@ -174,6 +181,11 @@ static void test_four_forks_diverge(void) {
     CHECK(fx_check_log(&forks[i], counter_before_s1) > 0);
     for (int j = 0; j < 4; j++)
       if (j != i) CHECK(!contains_pid(forks[j].procs[2], forks[i].init_pid));
+    unsigned long ns = net_ns_of(forks[i].init_pid);
+    CHECK(ns != 0);
+    CHECK(ns != net_ns_of(source.init_pid));
+    CHECK(ns != net_ns_of(getpid()));
+    for (int j = 0; j < i; j++) CHECK(ns != net_ns_of(forks[j].init_pid));
   }
   char buf[64];
   CHECK_INT(fx_read(&source, "/diverge", buf, sizeof buf), ==, -1);
