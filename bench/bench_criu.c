@@ -2,10 +2,11 @@
  *
  *   bench_criu [--runs N] [--lazy-mb MB]
  *
- * For sandboxes of 10 and 100 MB RSS it reports, as medians over N runs:
- * the pause the workload saw (its longest gap between two ticks, which
- * includes its 0.5 ms sleep), CRIU's frozen and freezing time from
- * stats-dump, and the whole snapshot call (dump, capture, sync). For
+ * For sandboxes of 10 and 100 MB RSS it reports medians over N runs of
+ * three things. The pause the workload saw is its longest gap between two
+ * ticks, which includes its 0.5 ms sleep. CRIU's frozen and freezing time
+ * come from stats-dump. The snapshot call is the whole dump, capture,
+ * thaw and sync. For
  * 10 MB it reports the time from the start of a fork's restore until its
  * PID 1 answers on its unix socket, and the same for four forks started
  * together. With --lazy-mb it compares a full and a lazy restore.
@@ -70,14 +71,14 @@ static int snapshot(fx_sandbox *sb, snapshot_dirs *s, sl_criu_dump_result *res, 
   return sl_criu_dump_tree(&req, res, err);
 }
 
-/* The longest gap the workload logged since /tmp/gaps was emptied. */
-static double longest_gap(const fx_sandbox *sb) {
+/* The maximum gap the workload logged since /tmp/gaps was emptied. */
+static double max_gap(const fx_sandbox *sb) {
   char buf[4096];
   if (fx_read(sb, "/tmp/gaps", buf, sizeof buf) < 0) return -1;
-  double longest = 0, gap;
+  double max = 0, gap;
   for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n"))
-    if (sscanf(line, "%lf", &gap) == 1 && gap > longest) longest = gap;
-  return longest;
+    if (sscanf(line, "%lf", &gap) == 1 && gap > max) max = gap;
+  return max;
 }
 
 static void bench_pause(int megabytes) {
@@ -106,7 +107,7 @@ static void bench_pause(int megabytes) {
     }
     total[n] = fx_now_ms() - start;
     usleep(50000);
-    seen[n] = longest_gap(&sb);
+    seen[n] = max_gap(&sb);
     frozen[n] = res.stats.frozen_time_us / 1000.0;
     freezing[n] = res.stats.freezing_time_us / 1000.0;
     n++;
@@ -122,7 +123,7 @@ static void bench_pause(int megabytes) {
   fx_destroy(&sb);
 }
 
-/* Connect to the restored PID 1's socket until it answers "ok". */
+/* Connect to the restored PID 1's socket until it replies "ok". */
 static int wait_for_answer(const fx_sandbox *sb, int timeout_ms) {
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
   snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/%d/root/run/test-init.sock",

@@ -1,9 +1,9 @@
 /* Running CRIU: an explicit options structure, a pure argv builder and the
  * privileged execution of one CRIU operation.
  *
- * The options say what sandlot wants; sl_criu_build_argv() turns them into
- * the exact command line (and rejects invalid combinations) without
- * touching the system, so it is unit-tested without root. sl_criu_run()
+ * sl_criu_build_argv() turns the options into the exact command line and
+ * rejects invalid combinations without touching the system, so it is
+ * unit-tested without root. sl_criu_run()
  * spawns CRIU by absolute path, waits with a timeout and, on failure, puts
  * only the error lines of the operation's log into the sl_error message.
  * docs/ARCHITECTURE.md (Snapshots) records why each option is used. */

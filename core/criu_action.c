@@ -33,8 +33,8 @@ static int capture_upper(sl_error *err) {
 }
 
 /* CRIU's own freeze loop sleeps 100 ms whenever the v1 freezer still
- * reports FREEZING, which happens on most dumps of a busy tree; freezing
- * here with 1 ms polls makes CRIU find the cgroup FROZEN and skip it. */
+ * reports FREEZING, as it does on most dumps of a busy tree. Freezing here
+ * with 1 ms polls lets CRIU find the cgroup FROZEN and skip its loop. */
 static int freeze_before_dump(sl_error *err) {
   const char *cgroup = getenv("SANDLOT_FREEZE_CGROUP");
   if (cgroup == NULL) return 0;

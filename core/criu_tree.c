@@ -152,9 +152,9 @@ static int net_external_spec(pid_t pid, char *buf, size_t size, sl_error *err) {
   return 0;
 }
 
-/* Thaw the tree after CRIU exits. On success a thaw failure fails the
- * dump (`err` set); after a failed dump it is only logged, because the
- * dump's own error is the one to report. */
+/* Thaw the tree after CRIU exits. After a successful dump a thaw failure
+ * fails the dump (`err` set). After a failed dump it is only logged,
+ * because the dump's own error is the one to report. */
 static void thaw_after_dump(const sl_criu_dump_request *req, sl_error *err, int *rc) {
   sl_error local = {0};
   if (sl_freezer_thaw(req->freezer_cgroup, err ? err : &local) == 0) return;
