@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent_client.h"
 #include "criu_tree.h"
 #include "error.h"
 #include "layer_copy.h"
@@ -45,8 +46,8 @@ static const char *restore_work(char *buf, size_t size, const char *name) {
   return buf;
 }
 
-static int dump(fx_sandbox *sb, snap_paths *s, bool capture, bool leave_running,
-                sl_criu_dump_result *res, sl_error *err) {
+static int dump_without_quiesce(fx_sandbox *sb, snap_paths *s, bool capture,
+                                bool leave_running, sl_criu_dump_result *res, sl_error *err) {
   sl_criu_dump_request req = {
       .init_pid = sb->init_pid,
       .freezer_cgroup = sb->cgroups[0],
@@ -58,6 +59,13 @@ static int dump(fx_sandbox *sb, snap_paths *s, bool capture, bool leave_running,
       .timeout_ms = 120000,
   };
   return sl_criu_dump_tree(&req, res, err);
+}
+
+/* Quiesce the agent and dump, as the snapshot engine does. */
+static int dump(fx_sandbox *sb, snap_paths *s, bool capture, bool leave_running,
+                sl_criu_dump_result *res, sl_error *err) {
+  int rc = fx_quiesce(sb, err);
+  return rc < 0 ? rc : dump_without_quiesce(sb, s, capture, leave_running, res, err);
 }
 
 static int contains_pid(const char *procs, pid_t pid) {
@@ -148,6 +156,60 @@ static void test_fork_continues_counter(void) {
   CHECK(!contains_pid(source.procs[2], fork1.init_pid));
   CHECK_INT(fx_task_count(&fork1), ==, 2);
   CHECK_INT(parent_of(fork1.init_pid), ==, fork1.keeper_pid);
+}
+
+static void test_fork_hooks_run(void) {
+  sl_error err = {0};
+  int exit_code = -1;
+  CHECK_OK(fx_post_restore(&fork1, "fork-one",
+                           "hostname > /tmp/hostname && cat /tmp/counter > /tmp/seen", &exit_code,
+                           &err),
+           &err);
+  CHECK_INT(exit_code, ==, 0);
+  char buf[64];
+  CHECK_INT(fx_read(&fork1, "/tmp/hostname", buf, sizeof buf), ==, 0);
+  CHECK_STR(buf, "fork-one\n");
+  CHECK_INT(fx_read(&fork1, "/tmp/seen", buf, sizeof buf), ==, 0);
+  CHECK(atol(buf) > counter_before_s1);
+  CHECK_INT(fx_read(&source, "/tmp/hostname", buf, sizeof buf), ==, -1);
+
+  CHECK_OK(fx_post_restore(&fork1, NULL, "exit 3", &exit_code, &err), &err);
+  CHECK_INT(exit_code, ==, 3);
+}
+
+/* CRIU cannot dump a unix socket whose peer is outside the tree, which is
+ * why the agent closes its host connections on quiesce. */
+static void test_host_connection_blocks_dump(void) {
+  sl_error err = {0};
+  char path[128];
+  fx_agent_path(&fork1, path, sizeof path);
+  sl_agent_conn conn;
+  CHECK_OK(sl_agent_conn_open(&conn, path, 5000, 0, &err), &err);
+  snap_paths s;
+  snap_init(&s, "connected");
+  sl_criu_dump_request req = {
+      .init_pid = fork1.init_pid,
+      .freezer_cgroup = fork1.cgroups[0],
+      .images_dir = s.images,
+      .work_dir = s.work,
+      .upper_dir = fork1.upper,
+      .layer_dir = s.layer,
+      .leave_running = true,
+      .timeout_ms = 120000,
+  };
+  int rc = sl_criu_dump_tree(&req, NULL, &err);
+  sl_agent_conn_close(&conn);
+  CHECK_INT(rc, ==, -EIO);
+  CHECK(strstr(err.msg, "criu dump failed") != NULL);
+  CHECK_INT(access(s.images, F_OK), ==, -1);
+  CHECK_INT(access(s.layer, F_OK), ==, -1);
+  long before;
+  int memory_ok;
+  CHECK_INT(fx_counter(&fork1, &before, &memory_ok), ==, 0);
+  CHECK(fx_wait_counter(&fork1, before + 10, 10000) > 0);
+
+  CHECK_OK(dump(&fork1, &s, true, true, NULL, &err), &err);
+  CHECK_OK(sl_layer_remove(s.dir, &err), &err);
 }
 
 static void test_source_log_continuous(void) {
@@ -405,13 +467,13 @@ static void test_dump_of_dead_tree(void) {
   victim.init_pid = dead;
   snap_paths s;
   snap_init(&s, "dead");
-  CHECK_INT(dump(&victim, &s, true, true, NULL, &err), ==, -ESRCH);
+  CHECK_INT(dump_without_quiesce(&victim, &s, true, true, NULL, &err), ==, -ESRCH);
   CHECK(strstr(err.msg, "no process") != NULL);
   CHECK_INT(access(s.images, F_OK), ==, -1);
   CHECK_INT(access(s.layer, F_OK), ==, -1);
 
   victim.init_pid = 999999999;
-  CHECK_INT(dump(&victim, &s, true, true, NULL, &err), ==, -ESRCH);
+  CHECK_INT(dump_without_quiesce(&victim, &s, true, true, NULL, &err), ==, -ESRCH);
   victim.init_pid = 0;
 }
 
@@ -490,6 +552,8 @@ int main(void) {
   }
   RUN(test_snapshot_keeps_source_running);
   RUN(test_fork_continues_counter);
+  RUN(test_fork_hooks_run);
+  RUN(test_host_connection_blocks_dump);
   RUN(test_source_log_continuous);
   RUN(test_four_forks_diverge);
   RUN(test_fork_of_fork);
