@@ -175,10 +175,8 @@ static void remove_partial_dump(const sl_criu_dump_request *req) {
 /* Flush the images and the layer before anyone records them as a
  * snapshot; the tree already runs again at this point. */
 static int sync_dump(const sl_criu_dump_request *req, sl_error *err) {
-  int fd = open(req->images_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", req->images_dir);
-  int rc = syncfs(fd) < 0 ? sl_error_errno(err, errno, "cannot sync %s", req->images_dir) : 0;
-  close(fd);
+  int rc = sl_layer_sync(req->images_dir, err);
+  if (rc == 0 && req->layer_dir != NULL) rc = sl_layer_sync(req->layer_dir, err);
   return rc;
 }
 
@@ -220,7 +218,7 @@ int sl_criu_dump_tree(const sl_criu_dump_request *req, sl_criu_dump_result *resu
   if (rc == 0) rc = sl_criu_run(&opts, &exec, &run, err);
   res->elapsed_ms = run.elapsed_ms;
   /* The pre-dump action froze the cgroup, so CRIU restored it FROZEN. */
-  if (req->leave_running) thaw_after_dump(req, rc < 0 ? NULL : err, &rc);
+  if (req->leave_running && !req->keep_frozen) thaw_after_dump(req, rc < 0 ? NULL : err, &rc);
   if (rc == 0 && req->layer_dir != NULL && access(req->layer_dir, F_OK) < 0)
     rc = sl_error_set(err, EIO, "the post-dump action did not create %s", req->layer_dir);
   if (rc == 0) rc = sync_dump(req, err);

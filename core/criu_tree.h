@@ -40,6 +40,7 @@ typedef struct sl_criu_dump_request {
   const char *upper_dir;      /* the sandbox's overlay upper, or NULL for no capture */
   const char *layer_dir;      /* the capture's destination; must not exist */
   bool leave_running;         /* false: CRIU kills the tree after the dump (pause) */
+  bool keep_frozen;           /* the tree was frozen before: leave it frozen */
   size_t ghost_limit;         /* bytes of deleted-but-open files kept; 0: 64 MiB */
   int timeout_ms;             /* <= 0: no timeout */
   int log_level;              /* CRIU -v level; 0: CRIU's default */

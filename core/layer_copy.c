@@ -282,6 +282,53 @@ static int remove_tree(int dir, sl_error *err) {
   return rc;
 }
 
+static int size_tree(int dir, uint64_t *bytes, sl_error *err) {
+  int fd = dup(dir);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (d == NULL) {
+    if (fd >= 0) close(fd);
+    return sl_error_errno(err, errno, "cannot list a directory to measure");
+  }
+  int rc = 0;
+  struct dirent *e;
+  while (rc == 0 && (e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    struct stat st;
+    if (fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      rc = sl_error_errno(err, errno, "cannot stat %s", e->d_name);
+      break;
+    }
+    *bytes += (uint64_t)st.st_blocks * 512;
+    if (!S_ISDIR(st.st_mode)) continue;
+    int sub = openat(dir, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub < 0) {
+      rc = sl_error_errno(err, errno, "cannot open %s", e->d_name);
+      break;
+    }
+    rc = size_tree(sub, bytes, err);
+    close(sub);
+  }
+  closedir(d);
+  return rc;
+}
+
+int sl_layer_size(const char *dir, uint64_t *bytes, sl_error *err) {
+  *bytes = 0;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", dir);
+  int rc = size_tree(fd, bytes, err);
+  close(fd);
+  return rc < 0 ? sl_error_wrap(err, "size of %s", dir) : 0;
+}
+
+int sl_layer_sync(const char *dir, sl_error *err) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", dir);
+  int rc = syncfs(fd) < 0 ? sl_error_errno(err, errno, "cannot sync %s", dir) : 0;
+  close(fd);
+  return rc;
+}
+
 int sl_layer_remove(const char *dir, sl_error *err) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) return 0;

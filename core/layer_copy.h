@@ -33,4 +33,11 @@ int sl_layer_copy(const char *src_dir, const char *dst_dir, sl_layer_copy_stats 
  * is not an error. */
 int sl_layer_remove(const char *dir, sl_error *err);
 
+/* Add up the allocated bytes (st_blocks) of every inode under `dir`,
+ * counting hard links once per name. */
+int sl_layer_size(const char *dir, uint64_t *bytes, sl_error *err);
+
+/* Flush the file system that holds `dir` (syncfs). */
+int sl_layer_sync(const char *dir, sl_error *err);
+
 #endif

@@ -1,0 +1,418 @@
+/* The snapshot engine: catalog rows, store folders, op.lock and CRIU. */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent_client.h"
+#include "criu_tree.h"
+#include "layer_copy.h"
+#include "log.h"
+
+#define AGENT_SOCKET_IN_ROOT "root/run/sandlot/agent.sock"
+#define SOURCE_FILE "source"
+#define DEFAULT_CRIU_TIMEOUT_MS 120000
+#define QUIESCE_TIMEOUT_MS 5000
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- op.lock ------------------------------------------------------------ */
+
+/* NOTE: the process backend brings sl_op_lock() (core/oplock.h) with the
+ * same flock on sandboxes/<id>/op.lock; these two helpers go away when it
+ * lands on main. */
+static int op_lock(const char *sandbox_dir, int timeout_ms, sl_error *err) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/op.lock", sandbox_dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", path);
+  double deadline = now_ms() + timeout_ms;
+  while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    if (errno != EWOULDBLOCK || now_ms() >= deadline) {
+      int code = errno == EWOULDBLOCK ? EBUSY : errno;
+      close(fd);
+      return sl_error_set(err, code, "another operation holds the sandbox (%s)", path);
+    }
+    usleep(2000);
+  }
+  return fd;
+}
+
+static void op_unlock(int fd) {
+  if (fd >= 0) close(fd);
+}
+
+/* True when no process has the op.lock of `sandbox_dir` locked. */
+static bool op_lock_free(const char *sandbox_dir) {
+  int fd = op_lock(sandbox_dir, 0, NULL);
+  op_unlock(fd);
+  return fd >= 0;
+}
+
+/* ---- cgroups JSON ------------------------------------------------------- */
+
+/* Copy the JSON string starting after its opening quote at *p into buf,
+ * decoding \" \\ and \/ (cgroup paths need no other escape). */
+static int json_string(const char **p, char *buf, size_t size) {
+  size_t n = 0;
+  for (const char *s = *p; *s; s++) {
+    char c = *s;
+    if (c == '"') {
+      buf[n] = '\0';
+      *p = s + 1;
+      return 0;
+    }
+    if (c == '\\') {
+      s++;
+      if (*s != '"' && *s != '\\' && *s != '/') return -1;
+      c = *s;
+    }
+    if (n + 1 >= size) return -1;
+    buf[n++] = c;
+  }
+  return -1;
+}
+
+int sl_cgroup_path_from_json(const char *json, const char *controller, char *buf, size_t size,
+                             sl_error *err) {
+  const char *p = json ? strchr(json, '{') : NULL;
+  if (p == NULL) return sl_error_set(err, EINVAL, "invalid cgroups JSON: no object");
+  p++;
+  for (;;) {
+    while (*p == ' ' || *p == ',' || *p == '\n' || *p == '\t') p++;
+    if (*p == '}') break;
+    char key[64], value[PATH_MAX];
+    if (*p++ != '"' || json_string(&p, key, sizeof key) < 0)
+      return sl_error_set(err, EINVAL, "invalid cgroups JSON: bad key");
+    while (*p == ' ') p++;
+    if (*p++ != ':') return sl_error_set(err, EINVAL, "invalid cgroups JSON: missing ':'");
+    while (*p == ' ') p++;
+    if (*p++ != '"' || json_string(&p, value, sizeof value) < 0)
+      return sl_error_set(err, EINVAL, "invalid cgroups JSON: bad value for %s", key);
+    if (strcmp(key, controller) == 0) {
+      if (snprintf(buf, size, "%s", value) >= (int)size)
+        return sl_error_set(err, ENAMETOOLONG, "cgroup path too long: %s", value);
+      return 0;
+    }
+  }
+  return sl_error_set(err, ENOENT, "no %s cgroup recorded", controller);
+}
+
+/* ---- take --------------------------------------------------------------- */
+
+/* Everything one take needs, filled step by step. */
+typedef struct take_ctx {
+  sl_catalog *cat;
+  const sl_store *store;
+  const sl_snapshot_request *req;
+  sl_sandbox sandbox;
+  char snapshot_id[SL_ID_SIZE], layer_id[SL_ID_SIZE];
+  char sandbox_dir[PATH_MAX], upper[PATH_MAX], freezer[PATH_MAX];
+  char snapshot_dir[PATH_MAX], images[PATH_MAX], layer[PATH_MAX], work[PATH_MAX];
+  bool begun;
+  double dump_ms, frozen_ms;
+} take_ctx;
+
+static int check_sandbox_state(const sl_sandbox *sb, sl_error *err) {
+  switch (sb->state) {
+    case SL_SANDBOX_RUNNING:
+    case SL_SANDBOX_FROZEN: break;
+    case SL_SANDBOX_CREATING:
+      return sl_error_set(err, EBUSY, "sandbox is still being created: %s", sb->id);
+    case SL_SANDBOX_PAUSED:
+      return sl_error_set(err, EINVAL, "sandbox is paused (resume it first): %s", sb->id);
+    case SL_SANDBOX_DEAD: return sl_error_set(err, ESRCH, "sandbox is dead: %s", sb->id);
+  }
+  if (sb->init_pid <= 0 || kill((pid_t)sb->init_pid, 0) < 0)
+    return sl_error_set(err, ESRCH, "sandbox has no running process: %s", sb->id);
+  return 0;
+}
+
+/* Read the sandbox row (again, once the lock is held) and derive paths. */
+static int load_sandbox(take_ctx *t, sl_error *err) {
+  sl_sandbox_clear(&t->sandbox);
+  int rc = sl_catalog_sandbox_get(t->cat, t->req->sandbox_id, &t->sandbox, err);
+  if (rc == 0) rc = check_sandbox_state(&t->sandbox, err);
+  if (rc == 0) rc = sl_cgroup_path_from_json(t->sandbox.cgroups, "freezer", t->freezer,
+                                             sizeof t->freezer, err);
+  if (rc == 0)
+    rc = sl_store_sandbox_path(t->store, t->sandbox.id, "upper", t->upper, sizeof t->upper, err);
+  return rc;
+}
+
+/* Create snapshots/<sn>/ with the source sandbox id in it, so gc can find
+ * the sandbox of a pending snapshot, then record the pending row. */
+static int begin_snapshot(take_ctx *t, sl_error *err) {
+  int rc = sl_id_new(SL_ID_SNAPSHOT, t->snapshot_id, err);
+  if (rc == 0) rc = sl_id_new(SL_ID_LAYER, t->layer_id, err);
+  if (rc == 0)
+    rc = sl_store_create_entry(t->store, SL_AREA_SNAPSHOTS, t->snapshot_id, t->snapshot_dir,
+                               sizeof t->snapshot_dir, err);
+  char source[PATH_MAX];
+  if (rc == 0)
+    rc = sl_store_snapshot_path(t->store, t->snapshot_id, "images", t->images, sizeof t->images,
+                                err);
+  if (rc == 0)
+    rc = sl_store_snapshot_path(t->store, t->snapshot_id, SOURCE_FILE, source, sizeof source,
+                                err);
+  if (rc < 0) return rc;
+  FILE *f = fopen(source, "wxe");
+  if (f == NULL || fprintf(f, "%s\n", t->sandbox.id) < 0 || fclose(f) != 0)
+    return sl_error_errno(err, errno, "cannot write %s", source);
+  rc = sl_store_layer_path(t->store, t->layer_id, NULL, t->layer, sizeof t->layer, err);
+  if (rc == 0)
+    rc = sl_store_sandbox_path(t->store, t->sandbox.id, "log", t->work, sizeof t->work, err);
+  if (rc < 0) return rc;
+  mkdir(t->work, 0700);
+  snprintf(t->work + strlen(t->work), sizeof t->work - strlen(t->work), "/%s", t->snapshot_id);
+
+  sl_snapshot_spec spec = {
+      .id = t->snapshot_id,
+      .source_sandbox_id = t->sandbox.id,
+      .name = t->req->name,
+      .tag = t->req->tag,
+      .labels = t->req->labels,
+      .kind = t->req->memory ? SL_SNAPSHOT_FULL : SL_SNAPSHOT_FS,
+      .layer_id = t->layer_id,
+      .layer_path = t->layer,
+      .image_dir = t->images,
+      .expires_at = t->req->expires_at,
+  };
+  rc = sl_catalog_snapshot_begin(t->cat, &spec, err);
+  if (rc == 0) t->begun = true;
+  return rc;
+}
+
+static int dump_full(take_ctx *t, sl_error *err) {
+  char socket[PATH_MAX];
+  int rc = sl_store_sandbox_path(t->store, t->sandbox.id, AGENT_SOCKET_IN_ROOT, socket,
+                                 sizeof socket, err);
+  if (rc == 0) rc = sl_agent_quiesce(socket, QUIESCE_TIMEOUT_MS, err);
+  if (rc < 0) return rc;
+  sl_criu_dump_request dump = {
+      .init_pid = (pid_t)t->sandbox.init_pid,
+      .freezer_cgroup = t->freezer,
+      .images_dir = t->images,
+      .work_dir = t->work,
+      .upper_dir = t->upper,
+      .layer_dir = t->layer,
+      .leave_running = true,
+      .keep_frozen = t->sandbox.state == SL_SANDBOX_FROZEN,
+      .timeout_ms = t->req->timeout_ms > 0 ? t->req->timeout_ms : DEFAULT_CRIU_TIMEOUT_MS,
+  };
+  sl_criu_dump_result res;
+  rc = sl_criu_dump_tree(&dump, &res, err);
+  t->dump_ms = res.elapsed_ms;
+  t->frozen_ms = res.stats.frozen_time_us / 1000.0;
+  return rc;
+}
+
+/* Freeze, copy the upper layer, thaw (unless the sandbox was frozen
+ * already), then flush the copy. */
+static int dump_fs(take_ctx *t, sl_error *err) {
+  double start = now_ms();
+  bool was_frozen = t->sandbox.state == SL_SANDBOX_FROZEN;
+  int rc = sl_freezer_freeze(t->freezer, 10000, err);
+  if (rc < 0) return rc;
+  rc = sl_layer_copy(t->upper, t->layer, NULL, err);
+  sl_error thaw_err = {0};
+  if (!was_frozen && sl_freezer_thaw(t->freezer, &thaw_err) < 0 && rc == 0) {
+    if (err != NULL) *err = thaw_err;
+    rc = -thaw_err.code;
+  }
+  if (rc == 0) rc = sl_layer_sync(t->layer, err);
+  t->dump_ms = now_ms() - start;
+  return rc;
+}
+
+static void remove_folder(const char *path) {
+  sl_error err = {0};
+  if (path[0] != '\0' && sl_layer_remove(path, &err) < 0)
+    SL_ERROR("snapshot.cleanup_failed", "path=%s error=\"%s\"", path, err.msg);
+}
+
+static void remove_layer_folders(const sl_layer_list *removed) {
+  for (size_t i = 0; i < removed->count; i++)
+    if (removed->items[i].path != NULL) remove_folder(removed->items[i].path);
+}
+
+/* Undo a failed take: the pending row (and the layer rows it left
+ * unused), the images and the layer folder. */
+static void abort_take(take_ctx *t) {
+  if (t->begun) {
+    sl_layer_list removed = {0};
+    sl_error err = {0};
+    if (sl_catalog_snapshot_delete(t->cat, t->snapshot_id, &removed, &err) < 0)
+      SL_ERROR("snapshot.abort_failed", "snapshot=%s error=\"%s\"", t->snapshot_id, err.msg);
+    remove_layer_folders(&removed);
+    sl_layer_list_free(&removed);
+  }
+  if (t->layer[0] != '\0') remove_folder(t->layer);
+  if (t->snapshot_dir[0] != '\0') remove_folder(t->snapshot_dir);
+}
+
+static int commit_take(take_ctx *t, sl_snapshot *out, sl_error *err) {
+  uint64_t images = 0, layer = 0;
+  int rc = sl_layer_size(t->snapshot_dir, &images, err);
+  if (rc == 0) rc = sl_layer_size(t->layer, &layer, err);
+  if (rc == 0)
+    rc = sl_catalog_snapshot_commit(t->cat, t->snapshot_id, (int64_t)(images + layer),
+                                    (int64_t)layer, out, err);
+  return rc;
+}
+
+static int validate_request(const sl_snapshot_request *req, sl_error *err) {
+  if (req == NULL) return sl_error_set(err, EINVAL, "missing snapshot request");
+  int rc = sl_id_validate(SL_ID_SANDBOX, req->sandbox_id, err);
+  if (rc == 0 && req->lock_timeout_ms < 0)
+    rc = sl_error_set(err, EINVAL, "invalid lock timeout %d ms", req->lock_timeout_ms);
+  return rc;
+}
+
+int sl_snapshot_take(sl_catalog *cat, const sl_store *store, const sl_snapshot_request *req,
+                     sl_snapshot *out, sl_snapshot_timing *timing, sl_error *err) {
+  double start = now_ms();
+  take_ctx t = {.cat = cat, .store = store, .req = req};
+  int rc = validate_request(req, err);
+  if (rc == 0) rc = load_sandbox(&t, err);
+  if (rc == 0)
+    rc = sl_store_sandbox_path(store, t.sandbox.id, NULL, t.sandbox_dir, sizeof t.sandbox_dir,
+                               err);
+  int lock = rc == 0 ? op_lock(t.sandbox_dir, req->lock_timeout_ms, err) : -1;
+  if (lock < 0 && rc == 0) rc = lock;
+  if (rc == 0) rc = load_sandbox(&t, err);
+  if (rc == 0) rc = begin_snapshot(&t, err);
+  if (rc == 0) rc = req->memory ? dump_full(&t, err) : dump_fs(&t, err);
+  if (rc == 0) rc = commit_take(&t, out, err);
+  if (rc < 0) abort_take(&t);
+  op_unlock(lock);
+  if (timing != NULL)
+    *timing = (sl_snapshot_timing){now_ms() - start, t.dump_ms, t.frozen_ms};
+  if (rc == 0)
+    SL_INFO("snapshot.taken", "sandbox=%s snapshot=%s kind=%s ms=%.1f frozen_ms=%.1f",
+            t.sandbox.id, t.snapshot_id, req->memory ? "full" : "fs", now_ms() - start,
+            t.frozen_ms);
+  sl_sandbox_clear(&t.sandbox);
+  if (rc < 0) return sl_error_wrap(err, "snapshot of %s", req && req->sandbox_id ? req->sandbox_id : "?");
+  return 0;
+}
+
+/* ---- remove and gc ------------------------------------------------------ */
+
+/* Delete the catalog row of snapshot `id`, then its folders. */
+static int delete_snapshot(sl_catalog *cat, const sl_store *store, const char *id,
+                           sl_error *err) {
+  sl_layer_list removed = {0};
+  int rc = sl_catalog_snapshot_delete(cat, id, &removed, err);
+  if (rc < 0) return rc;
+  remove_layer_folders(&removed);
+  sl_layer_list_free(&removed);
+  char dir[PATH_MAX];
+  sl_error ignored = {0};
+  if (sl_store_snapshot_path(store, id, NULL, dir, sizeof dir, &ignored) == 0) remove_folder(dir);
+  return 0;
+}
+
+int sl_snapshot_remove(sl_catalog *cat, const sl_store *store, const char *ref, sl_error *err) {
+  sl_snapshot sn = {0};
+  int rc = sl_catalog_snapshot_resolve(cat, ref, &sn, err);
+  if (rc == 0) rc = delete_snapshot(cat, store, sn.id, err);
+  if (rc == 0) SL_INFO("snapshot.deleted", "snapshot=%s", sn.id);
+  sl_snapshot_clear(&sn);
+  return rc;
+}
+
+/* The sandbox id recorded in snapshots/<id>/source, or "" when missing. */
+static void read_source(const sl_store *store, const char *snapshot_id, char *out) {
+  char path[PATH_MAX];
+  out[0] = '\0';
+  sl_error ignored = {0};
+  if (sl_store_snapshot_path(store, snapshot_id, SOURCE_FILE, path, sizeof path, &ignored) < 0)
+    return;
+  FILE *f = fopen(path, "re");
+  if (f == NULL) return;
+  if (fscanf(f, "%15s", out) != 1) out[0] = '\0';
+  fclose(f);
+}
+
+static int gc_pending(sl_catalog *cat, const sl_store *store, int64_t older_than_ms,
+                      int *cleaned, sl_error *err) {
+  sl_id_list pending = {0};
+  int rc = sl_catalog_snapshot_pending(cat, sl_catalog_now_ms() - older_than_ms, 1000,
+                                       &pending, err);
+  for (size_t i = 0; rc == 0 && i < pending.count; i++) {
+    char source[SL_ID_SIZE], dir[PATH_MAX];
+    read_source(store, pending.ids[i], source);
+    sl_error ignored = {0};
+    if (source[0] != '\0' &&
+        sl_store_sandbox_path(store, source, NULL, dir, sizeof dir, &ignored) == 0 &&
+        !op_lock_free(dir))
+      continue; /* its snapshot is still being taken */
+    rc = delete_snapshot(cat, store, pending.ids[i], err);
+    if (rc == 0) {
+      (*cleaned)++;
+      SL_WARN("snapshot.gc_pending", "snapshot=%s sandbox=%s", pending.ids[i], source);
+    }
+  }
+  sl_id_list_free(&pending);
+  return rc;
+}
+
+/* Thaw one running sandbox left frozen by a crashed operation. */
+static void gc_thaw(const sl_store *store, const sl_sandbox *sb, int *cleaned) {
+  char freezer[PATH_MAX], dir[PATH_MAX];
+  sl_freezer_state state;
+  sl_error err = {0};
+  if (sl_cgroup_path_from_json(sb->cgroups, "freezer", freezer, sizeof freezer, &err) < 0 ||
+      sl_freezer_get(freezer, &state, &err) < 0 || state == SL_FREEZER_THAWED)
+    return;
+  if (sl_store_sandbox_path(store, sb->id, NULL, dir, sizeof dir, &err) < 0) return;
+  int lock = op_lock(dir, 0, &err);
+  if (lock < 0) return; /* an operation is running; its freeze is not stale */
+  if (sl_freezer_get(freezer, &state, &err) == 0 && state != SL_FREEZER_THAWED &&
+      sl_freezer_thaw(freezer, &err) == 0) {
+    (*cleaned)++;
+    SL_WARN("snapshot.gc_thawed", "sandbox=%s cgroup=%s", sb->id, freezer);
+  }
+  op_unlock(lock);
+}
+
+static int gc_frozen(sl_catalog *cat, const sl_store *store, int *cleaned, sl_error *err) {
+  sl_sandbox_query query = SL_SANDBOX_QUERY_INIT;
+  query.state = "running";
+  query.limit = SL_LIST_MAX_LIMIT;
+  char cursor[SL_CURSOR_SIZE];
+  for (;;) {
+    sl_sandbox_page page = {0};
+    int rc = sl_catalog_sandbox_list(cat, &query, &page, err);
+    if (rc < 0) return rc;
+    for (size_t i = 0; i < page.count; i++) gc_thaw(store, &page.items[i], cleaned);
+    bool more = page.has_next;
+    snprintf(cursor, sizeof cursor, "%s", page.next_cursor);
+    sl_sandbox_page_free(&page);
+    if (!more) return 0;
+    query.cursor = cursor;
+  }
+}
+
+int sl_snapshot_gc(sl_catalog *cat, const sl_store *store, int64_t older_than_ms, int *cleaned,
+                   sl_error *err) {
+  int count = 0;
+  int rc = gc_pending(cat, store, older_than_ms, &count, err);
+  if (rc == 0) rc = gc_frozen(cat, store, &count, err);
+  if (cleaned != NULL) *cleaned = count;
+  return rc < 0 ? sl_error_wrap(err, "snapshot gc") : 0;
+}
