@@ -126,6 +126,26 @@ typedef struct take_ctx {
   double dump_ms, frozen_ms;
 } take_ctx;
 
+/* Field 22 of /proc/<pid>/stat (start time in clock ticks after boot), or
+ * -1 when the process is gone. */
+static int64_t process_start_time(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "re");
+  if (f == NULL) return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  /* The command name may contain spaces and parentheses: skip to the last ')'. */
+  char *p = strrchr(buf, ')');
+  long long start = -1;
+  if (p == NULL ||
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+                    "%*d %lld", &start) != 1)
+    return -1;
+  return start;
+}
+
 static int check_sandbox_state(const sl_sandbox *sb, sl_error *err) {
   switch (sb->state) {
     case SL_SANDBOX_RUNNING:
@@ -136,8 +156,10 @@ static int check_sandbox_state(const sl_sandbox *sb, sl_error *err) {
       return sl_error_set(err, EINVAL, "sandbox is paused (resume it first): %s", sb->id);
     case SL_SANDBOX_DEAD: return sl_error_set(err, ESRCH, "sandbox is dead: %s", sb->id);
   }
-  if (sb->init_pid <= 0 || kill((pid_t)sb->init_pid, 0) < 0)
-    return sl_error_set(err, ESRCH, "sandbox has no running process: %s", sb->id);
+  int64_t start = sb->init_pid > 0 ? process_start_time((pid_t)sb->init_pid) : -1;
+  if (start < 0 || (sb->init_start_time > 0 && start != sb->init_start_time))
+    return sl_error_set(err, ESRCH, "sandbox has no running process: %s (pid %lld)", sb->id,
+                        (long long)sb->init_pid);
   return 0;
 }
 

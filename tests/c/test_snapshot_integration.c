@@ -30,6 +30,22 @@ static fx_sandbox source, fork_sb, fresh, dead;
 static sl_snapshot full_snapshot;
 static long counter_at_snapshot;
 
+static int64_t start_time_of(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  long long start = 0;
+  if (p != NULL)
+    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %lld",
+           &start);
+  return start;
+}
+
 /* Record a fixture sandbox as running, with its cgroups, in the catalog. */
 static int register_sandbox(const fx_sandbox *sb, const char *source_snapshot, sl_error *err) {
   char cgroups[1400];
@@ -40,7 +56,7 @@ static int register_sandbox(const fx_sandbox *sb, const char *source_snapshot, s
   int rc = sl_catalog_sandbox_insert(cat, &spec, NULL, err);
   sl_sandbox_process proc = {
       .init_pid = sb->init_pid,
-      .init_start_time = 0,
+      .init_start_time = start_time_of(sb->init_pid),
       .monitor_pid = sb->keeper_pid,
       .cgroups = cgroups,
   };
@@ -249,6 +265,15 @@ static void test_bad_sandboxes_rejected(void) {
   CHECK_INT(sl_snapshot_take(cat, &store, &req, NULL, NULL, &err), ==, -EINVAL);
 
   CHECK_OK(boot_registered(&dead, NULL, &err), &err);
+  /* The same pid with another start time is a reused pid, not the sandbox. */
+  char cgroups[400];
+  snprintf(cgroups, sizeof cgroups, "{\"freezer\": \"%s\"}", dead.cgroups[0]);
+  sl_sandbox_process reused = {.init_pid = dead.init_pid,
+                               .init_start_time = start_time_of(dead.init_pid) + 1,
+                               .monitor_pid = dead.keeper_pid, .cgroups = cgroups};
+  CHECK_OK(sl_catalog_sandbox_set_running(cat, dead.name, &reused, &err), &err);
+  req.sandbox_id = dead.name;
+  CHECK_INT(sl_snapshot_take(cat, &store, &req, NULL, NULL, &err), ==, -ESRCH);
   fx_kill(&dead);
   req.sandbox_id = dead.name;
   CHECK_INT(sl_snapshot_take(cat, &store, &req, NULL, NULL, &err), ==, -ESRCH);
