@@ -265,10 +265,7 @@ static void stop_lazy_pages(const sl_criu_restore_request *req) {
   if (read_pidfile(pidfile, &pid, &err) == 0) kill(pid, SIGKILL);
 }
 
-/* Kill every task listed in `procs` until none is left (at most about
- * 5 s). After a failed or timed-out restore these are CRIU itself and the
- * tasks it had created: they all joined the new sandbox's cgroups. */
-static void kill_cgroup_tasks(const char *procs) {
+void sl_cgroup_kill_tasks(const char *procs) {
   for (int round = 0; round < 1000; round++) {
     FILE *f = fopen(procs, "re");
     if (f == NULL) return;
@@ -323,7 +320,7 @@ int sl_criu_restore_tree(const sl_criu_restore_request *req, sl_criu_restore_res
   if (rc == 0) rc = read_pidfile(pidfile, &res->init_pid, err);
   if (rc < 0) {
     if (req->lazy_pages) stop_lazy_pages(req);
-    if (req->cgroup_count > 0) kill_cgroup_tasks(req->cgroup_procs[0]);
+    if (req->cgroup_count > 0) sl_cgroup_kill_tasks(req->cgroup_procs[0]);
     return sl_error_wrap(err, "restore from %s", req->images_dir);
   }
   read_stats(req->work_dir, "stats-restore", &res->stats);

@@ -32,6 +32,12 @@ int sl_freezer_freeze(const char *cgroup, int timeout_ms, sl_error *err);
 /* Thaw the cgroup; succeeds when it is already thawed. */
 int sl_freezer_thaw(const char *cgroup, sl_error *err);
 
+/* Kill every task listed in the cgroup.procs file `procs` until none is
+ * left (at most about 5 s). After a failed or timed-out restore these are
+ * CRIU itself and the tasks it had created: they all joined the new
+ * sandbox's cgroups. */
+void sl_cgroup_kill_tasks(const char *procs);
+
 typedef struct sl_criu_dump_request {
   pid_t init_pid;             /* host pid of the sandbox's PID 1 */
   const char *freezer_cgroup; /* the sandbox's freezer cgroup directory */

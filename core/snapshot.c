@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -329,6 +330,87 @@ int sl_snapshot_take(sl_catalog *cat, const sl_store *store, const sl_snapshot_r
             t.frozen_ms);
   sl_sandbox_clear(&t.sandbox);
   if (rc < 0) return sl_error_wrap(err, "snapshot of %s", req && req->sandbox_id ? req->sandbox_id : "?");
+  return 0;
+}
+
+/* ---- forks -------------------------------------------------------------- */
+
+int sl_snapshot_lowerdirs(sl_catalog *cat, const char *snapshot_ref, char *buf, size_t size,
+                          sl_error *err) {
+  sl_snapshot sn = {0};
+  sl_layer_list stack = {0};
+  int rc = sl_catalog_snapshot_resolve(cat, snapshot_ref, &sn, err);
+  if (rc == 0 && sn.kind != SL_SNAPSHOT_FULL)
+    rc = sl_error_set(err, EINVAL,
+                      "snapshot %s has no memory (filesystem only): boot a fresh sandbox on it",
+                      sn.id);
+  if (rc == 0) rc = sl_catalog_layer_stack(cat, sn.layer_id, &stack, err);
+  size_t used = 0;
+  if (size > 0) buf[0] = '\0';
+  for (size_t i = 0; rc == 0 && i < stack.count; i++) {
+    int n = snprintf(buf + used, size - used, "%s%s", i ? ":" : "", stack.items[i].path);
+    if (n < 0 || (size_t)n >= size - used)
+      rc = sl_error_set(err, ENAMETOOLONG, "lower layers of %s do not fit", sn.id);
+    else
+      used += (size_t)n;
+  }
+  sl_layer_list_free(&stack);
+  sl_snapshot_clear(&sn);
+  return rc;
+}
+
+/* Wait for the restored agent, then set the hostname, add entropy and run
+ * on_fork. The agent's listening socket is restored by CRIU, so it accepts
+ * at once; the retries cover a lazy restore still paging it in. */
+static int run_fork_hooks(const sl_fork_launch *launch, int *exit_code, sl_error *err) {
+  sl_agent_conn conn;
+  int rc = -ETIMEDOUT;
+  double deadline = now_ms() + QUIESCE_TIMEOUT_MS;
+  for (;;) {
+    rc = sl_agent_conn_open(&conn, launch->agent_socket, 1000, 0, err);
+    if (rc == 0 || now_ms() > deadline) break;
+    usleep(2000);
+  }
+  if (rc < 0) return sl_error_wrap(err, "agent of the fork");
+  unsigned char entropy[32];
+  if (getrandom(entropy, sizeof entropy, 0) != (ssize_t)sizeof entropy)
+    rc = sl_error_errno(err, errno, "getrandom failed");
+  int64_t timeout = launch->on_fork_timeout_ms > 0 ? launch->on_fork_timeout_ms : 60000;
+  if (rc == 0)
+    rc = sl_agent_post_restore(&conn, launch->hostname, entropy, sizeof entropy,
+                               launch->on_fork, timeout, exit_code, err);
+  sl_agent_conn_close(&conn);
+  return rc;
+}
+
+int sl_snapshot_launch_fork(const sl_fork_launch *launch, sl_fork_result *result,
+                            sl_error *err) {
+  sl_fork_result local;
+  sl_fork_result *res = result ? result : &local;
+  memset(res, 0, sizeof *res);
+  if (launch->agent_socket == NULL)
+    return sl_error_set(err, EINVAL, "fork launch needs the agent socket path");
+  sl_criu_restore_request req = {
+      .images_dir = launch->images_dir,
+      .work_dir = launch->work_dir,
+      .root = launch->root,
+      .cgroup_procs = launch->cgroup_procs,
+      .cgroup_count = launch->cgroup_count,
+      .lazy_pages = launch->lazy_pages,
+      .timeout_ms = launch->timeout_ms > 0 ? launch->timeout_ms : DEFAULT_CRIU_TIMEOUT_MS,
+  };
+  sl_criu_restore_result restored;
+  int rc = sl_criu_restore_tree(&req, &restored, err);
+  res->restore_ms = restored.elapsed_ms;
+  if (rc < 0) return rc;
+  res->init_pid = restored.init_pid;
+  double start = now_ms();
+  rc = run_fork_hooks(launch, &res->on_fork_exit, err);
+  res->hooks_ms = now_ms() - start;
+  if (rc < 0) {
+    if (launch->cgroup_count > 0) sl_cgroup_kill_tasks(launch->cgroup_procs[0]);
+    return sl_error_wrap(err, "fork from %s", launch->images_dir);
+  }
   return 0;
 }
 

@@ -66,6 +66,47 @@ int sl_snapshot_remove(sl_catalog *cat, const sl_store *store, const char *ref, 
 int sl_snapshot_gc(sl_catalog *cat, const sl_store *store, int64_t older_than_ms, int *cleaned,
                    sl_error *err);
 
+/* The lower layers of a fork of `snapshot`, top first, as an overlay
+ * lowerdir value ("layers/ly-b:layers/ly-a"). Fails with EINVAL for a
+ * filesystem-only snapshot (boot a fresh sandbox on its layer instead),
+ * ENOENT for an unknown snapshot and ENAMETOOLONG when it does not fit. */
+int sl_snapshot_lowerdirs(sl_catalog *cat, const char *snapshot_ref, char *buf, size_t size,
+                          sl_error *err);
+
+/* What the monitor of a new fork passes to sl_snapshot_launch_fork(). The
+ * monitor has created the fork's cgroups and mounted its overlay (a fresh
+ * upper over sl_snapshot_lowerdirs()) at `root`. */
+typedef struct sl_fork_launch {
+  const char *images_dir;          /* the snapshot's image_dir */
+  const char *root;                /* the fork's overlay mount */
+  const char *const *cgroup_procs; /* the fork's cgroup.procs files */
+  size_t cgroup_count;
+  const char *work_dir;            /* CRIU's files for this restore */
+  const char *agent_socket;        /* host path of the fork's agent socket */
+  const char *hostname;            /* NULL keeps the snapshot's hostname */
+  const char *on_fork;             /* NULL, or a command run by /bin/sh -c */
+  int64_t on_fork_timeout_ms;      /* 0: 60 s */
+  bool lazy_pages;                 /* restore memory on demand */
+  int timeout_ms;                  /* for CRIU; 0: 120 s */
+} sl_fork_launch;
+
+typedef struct sl_fork_result {
+  pid_t init_pid;     /* host pid of the fork's PID 1 */
+  int on_fork_exit;   /* exit code of on_fork; 0 when there is none */
+  double restore_ms;  /* criu restore */
+  double hooks_ms;    /* agent ready, hostname, entropy, on_fork */
+} sl_fork_result;
+
+/* Restore a snapshot into a new fork and run the agent's post-restore
+ * hooks: the hostname, 32 fresh random bytes for the kernel's pool (a
+ * fork must not share its source's random state) and `on_fork`. Call it
+ * from the fork's monitor, a child subreaper: the restored PID 1 becomes
+ * its child. On any failure every task in the fork's cgroups is killed. A
+ * non-zero exit of `on_fork` is reported in `on_fork_exit`, not as a
+ * failure. */
+int sl_snapshot_launch_fork(const sl_fork_launch *launch, sl_fork_result *result,
+                            sl_error *err);
+
 /* The cgroup directory of `controller` from a catalog cgroups JSON object
  * ({"freezer": "/sys/fs/cgroup/freezer/..."}). Fails with ENOENT when the
  * controller is missing and EINVAL for malformed JSON. */

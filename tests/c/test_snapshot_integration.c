@@ -26,7 +26,7 @@
 static fx_env env;
 static sl_store store;
 static sl_catalog *cat;
-static fx_sandbox source, fork_sb, fresh, dead;
+static fx_sandbox source, fork_sb, fresh, dead, broken;
 static sl_snapshot full_snapshot;
 static long counter_at_snapshot;
 
@@ -135,19 +135,28 @@ static void test_full_snapshot_recorded(void) {
 
 static void test_fork_from_snapshot_row(void) {
   sl_error err = {0};
+  char lowers[1024];
+  CHECK_OK(sl_snapshot_lowerdirs(cat, "base:v1", lowers, sizeof lowers, &err), &err);
   sl_layer layer = {0};
   CHECK_OK(sl_catalog_layer_get(cat, full_snapshot.layer_id, &layer, &err), &err);
+  CHECK_STR(lowers, layer.path);
+  sl_layer_clear(&layer);
+
   char id[SL_ID_SIZE];
   CHECK_OK(sl_id_new(SL_ID_SANDBOX, id, &err), &err);
-  int rc = fx_prepare(&env, &fork_sb, id, layer.path, &err);
-  sl_layer_clear(&layer);
-  CHECK_OK(rc, &err);
+  CHECK_OK(fx_prepare(&env, &fork_sb, id, lowers, &err), &err);
   char work[400];
   snprintf(work, sizeof work, "%s/restore-%s", env.base, id);
-  CHECK_OK(fx_restore(&fork_sb, full_snapshot.image_dir, work, false, NULL, &err), &err);
+  sl_fork_result res;
+  CHECK_OK(fx_fork(&fork_sb, full_snapshot.image_dir, work, "forked",
+                   "hostname > /tmp/hostname; exit 7", false, &res, &err),
+           &err);
+  CHECK_INT(res.on_fork_exit, ==, 7);
+  CHECK(res.restore_ms > 0);
   CHECK_OK(register_sandbox(&fork_sb, full_snapshot.id, &err), &err);
-  int exit_code = -1;
-  CHECK_OK(fx_post_restore(&fork_sb, "forked", NULL, &exit_code, &err), &err);
+  char buf[64];
+  CHECK_INT(fx_read(&fork_sb, "/tmp/hostname", buf, sizeof buf), ==, 0);
+  CHECK_STR(buf, "forked\n");
   long first = fx_wait_counter(&fork_sb, counter_at_snapshot, 10000);
   CHECK(first > counter_at_snapshot);
   CHECK(fx_check_log(&fork_sb, first) > 0);
@@ -156,6 +165,19 @@ static void test_fork_from_snapshot_row(void) {
   CHECK_OK(sl_catalog_sandbox_get(cat, fork_sb.name, &row, &err), &err);
   CHECK_STR(row.base_layer_id, full_snapshot.layer_id);
   sl_sandbox_clear(&row);
+}
+
+/* A fork whose images are unusable fails and leaves no task behind. */
+static void test_failed_fork_kills_tasks(void) {
+  sl_error err = {0};
+  char id[SL_ID_SIZE], work[400];
+  CHECK_OK(sl_id_new(SL_ID_SANDBOX, id, &err), &err);
+  CHECK_OK(fx_prepare(&env, &broken, id, NULL, &err), &err);
+  snprintf(work, sizeof work, "%s/restore-%s", env.base, id);
+  int rc = fx_fork(&broken, "/nonexistent/images", work, "x", NULL, false, NULL, &err);
+  CHECK_INT(rc, ==, -EIO);
+  CHECK(strstr(err.msg, "criu restore failed") != NULL);
+  CHECK_INT(fx_task_count(&broken), ==, 0);
 }
 
 static void test_snapshot_of_fork_stacks(void) {
@@ -186,6 +208,11 @@ static void test_fs_snapshot_boots_fresh(void) {
   sl_freezer_state state;
   CHECK_OK(sl_freezer_get(source.cgroups[0], &state, &err), &err);
   CHECK_INT(state, ==, SL_FREEZER_THAWED);
+
+  char lowers[1024];
+  CHECK_INT(sl_snapshot_lowerdirs(cat, "files", lowers, sizeof lowers, &err), ==, -EINVAL);
+  CHECK(strstr(err.msg, "filesystem only") != NULL);
+  CHECK_INT(sl_snapshot_lowerdirs(cat, "no-such-name", lowers, sizeof lowers, &err), ==, -ENOENT);
 
   sl_layer layer = {0};
   CHECK_OK(sl_catalog_layer_get(cat, fs.layer_id, &layer, &err), &err);
@@ -432,6 +459,7 @@ int main(void) {
   RUN(test_cgroup_json_parsing);
   RUN(test_full_snapshot_recorded);
   RUN(test_fork_from_snapshot_row);
+  RUN(test_failed_fork_kills_tasks);
   RUN(test_snapshot_of_fork_stacks);
   RUN(test_fs_snapshot_boots_fresh);
   RUN(test_snapshot_of_frozen_sandbox);
@@ -442,7 +470,7 @@ int main(void) {
   RUN(test_gc_after_crash);
 
   sl_snapshot_clear(&full_snapshot);
-  fx_sandbox *all[] = {&source, &fork_sb, &fresh, &dead};
+  fx_sandbox *all[] = {&source, &fork_sb, &fresh, &dead, &broken};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) fx_destroy(all[i]);
   sl_catalog_close(cat);
   fx_teardown(&env);
