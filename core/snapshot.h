@@ -45,7 +45,7 @@ typedef struct sl_snapshot_timing {
 /* Take a snapshot of a running (or frozen) sandbox. `out` (may be NULL)
  * receives the ready row; release it with sl_snapshot_clear(). Fails with
  * ENOENT (unknown sandbox), ESRCH (sandbox dead or without processes),
- * EBUSY (another operation holds it, or it is still being created),
+ * EBUSY (another operation has its op.lock, or it is still being created),
  * EINVAL (bad name, tag or labels, or a paused sandbox), or EIO with
  * CRIU's error lines. On failure no snapshot, folder or layer is left and
  * the sandbox keeps running. */
