@@ -10,7 +10,10 @@
  *                     frozen after the dump, and the caller thaws it);
  *   post-dump         SANDLOT_CAPTURE_UPPER=<dir> SANDLOT_CAPTURE_LAYER=<dir>:
  *                     copy the sandbox's upper layer while the tree is
- *                     still frozen (CRIU resumes it only after this action).
+ *                     still frozen (CRIU resumes it only after this action);
+ *                     SANDLOT_CAPTURE_DEV_FROM=<dir> SANDLOT_CAPTURE_DEV_TO=<dir>:
+ *                     copy the sandbox's /dev (without the mounts below it),
+ *                     which the dump leaves out of the images.
  *
  * Every other action, and an action without its variables, succeeds
  * without doing anything. A failing action fails the CRIU operation. */

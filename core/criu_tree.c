@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +23,12 @@
  * passed as this descriptor. That needs no action script on restore, and
  * CRIU execs the script once per action (seven times per restore). */
 #define NET_NS_KEY "sandlot-net"
+/* The sandbox's /dev tmpfs is external too: the post-dump action copies
+ * its nodes into <images>/dev, and a restore mounts a new tmpfs filled
+ * from that copy in its place. CRIU would otherwise archive it with tar
+ * and gzip while the tree is frozen. */
+#define DEV_KEY "sandlot-dev"
+#define DEV_COPY "dev"
 #define NET_NS_FD 200
 #define SL_STRINGIFY_(x) #x
 #define SL_STRINGIFY(x) SL_STRINGIFY_(x)
@@ -138,7 +145,7 @@ static sl_criu_opts dump_opts(const sl_criu_dump_request *req, const char *actio
       .tcp_established = true,
       .ghost_limit = req->ghost_limit ? req->ghost_limit : DEFAULT_GHOST_LIMIT,
       .action_script = action,
-      .external = {net_external},
+      .external = {net_external, "mnt[/dev]:" DEV_KEY},
   };
 }
 
@@ -201,12 +208,19 @@ int sl_criu_dump_tree(const sl_criu_dump_request *req, sl_criu_dump_result *resu
   if (rc < 0) return rc;
 
   char action[4096], freeze_env[4200], upper_env[4200], layer_env[4200], net[96];
-  const char *env[3];
+  char dev_from_env[128], dev_to_env[4200];
+  const char *env[5];
   sl_criu_exec exec = {.timeout_ms = req->timeout_ms, .env = env};
   rc = sl_criu_action_path(action, sizeof action, err);
   if (rc == 0) rc = net_external_spec(req->init_pid, net, sizeof net, err);
   snprintf(freeze_env, sizeof freeze_env, "SANDLOT_FREEZE_CGROUP=%s", req->freezer_cgroup);
   env[exec.env_count++] = freeze_env;
+  snprintf(dev_from_env, sizeof dev_from_env, "SANDLOT_CAPTURE_DEV_FROM=/proc/%d/root/dev",
+           (int)req->init_pid);
+  snprintf(dev_to_env, sizeof dev_to_env, "SANDLOT_CAPTURE_DEV_TO=%s/%s", req->images_dir,
+           DEV_COPY);
+  env[exec.env_count++] = dev_from_env;
+  env[exec.env_count++] = dev_to_env;
   if (req->upper_dir != NULL) {
     snprintf(upper_env, sizeof upper_env, "SANDLOT_CAPTURE_UPPER=%s", req->upper_dir);
     snprintf(layer_env, sizeof layer_env, "SANDLOT_CAPTURE_LAYER=%s", req->layer_dir);
@@ -281,6 +295,30 @@ void sl_cgroup_kill_tasks(const char *procs) {
   SL_ERROR("criu.tasks_left", "procs=%s", procs);
 }
 
+/* Mount a tmpfs at <work>/dev and fill it from the dump's copy of /dev;
+ * CRIU bind-mounts it as the tree's /dev. */
+static int prepare_dev(const sl_criu_restore_request *req, char *mnt, size_t size,
+                       sl_error *err) {
+  char copy[4200];
+  snprintf(copy, sizeof copy, "%s/%s", req->images_dir, DEV_COPY);
+  if (snprintf(mnt, size, "%s/dev", req->work_dir) >= (int)size)
+    return sl_error_set(err, ENAMETOOLONG, "work directory path too long: %s", req->work_dir);
+  if (mkdir(mnt, 0755) < 0 && errno != EEXIST)
+    return sl_error_errno(err, errno, "cannot create %s", mnt);
+  if (mount("tmpfs", mnt, "tmpfs", MS_NOSUID, "mode=755,size=65536k") < 0)
+    return sl_error_errno(err, errno, "cannot mount a tmpfs on %s", mnt);
+  int rc = sl_layer_copy_ex(copy, mnt, SL_COPY_INTO_EXISTING, NULL, err);
+  if (rc < 0) umount2(mnt, MNT_DETACH);
+  return rc;
+}
+
+/* The tree keeps its own bind of the tmpfs; the host side goes. */
+static void release_dev(const char *mnt) {
+  if (umount2(mnt, MNT_DETACH) < 0)
+    SL_WARN("criu.dev_unmount_failed", "path=%s errno=%d", mnt, errno);
+  rmdir(mnt);
+}
+
 int sl_criu_restore_tree(const sl_criu_restore_request *req, sl_criu_restore_result *result,
                          sl_error *err) {
   sl_criu_restore_result local;
@@ -288,9 +326,11 @@ int sl_criu_restore_tree(const sl_criu_restore_request *req, sl_criu_restore_res
   memset(res, 0, sizeof *res);
   if (req->images_dir == NULL || req->work_dir == NULL || req->root == NULL)
     return sl_error_set(err, EINVAL, "restore needs an images dir, a work dir and a root");
-  char pidfile[4200];
+  char pidfile[4200], dev[4200], dev_external[4300];
   int rc = make_dir(req->work_dir, false, err);
-  if (rc < 0) return rc;
+  if (rc == 0) rc = prepare_dev(req, dev, sizeof dev, err);
+  if (rc < 0) return sl_error_wrap(err, "restore from %s", req->images_dir);
+  snprintf(dev_external, sizeof dev_external, "mnt[%s]:%s", DEV_KEY, dev);
   snprintf(pidfile, sizeof pidfile, "%s/restore.pid", req->work_dir);
 
   if (req->lazy_pages) rc = start_lazy_pages(req, err);
@@ -307,6 +347,7 @@ int sl_criu_restore_tree(const sl_criu_restore_request *req, sl_criu_restore_res
       .file_locks = true,
       .tcp_established = true,
       .inherit_fds = {"fd[" SL_STRINGIFY(NET_NS_FD) "]:" NET_NS_KEY},
+      .external = {dev_external},
   };
   sl_criu_exec exec = {
       .timeout_ms = req->timeout_ms,
@@ -317,6 +358,7 @@ int sl_criu_restore_tree(const sl_criu_restore_request *req, sl_criu_restore_res
   sl_criu_result run = {0};
   if (rc == 0) rc = sl_criu_run(&opts, &exec, &run, err);
   res->elapsed_ms = run.elapsed_ms;
+  release_dev(dev);
   if (rc == 0) rc = read_pidfile(pidfile, &res->init_pid, err);
   if (rc < 0) {
     if (req->lazy_pages) stop_lazy_pages(req);

@@ -25,6 +25,8 @@ typedef struct {
 
 typedef struct {
   int dst_root;
+  unsigned flags;  /* SL_COPY_* */
+  dev_t root_dev;  /* device of the source root, for SL_COPY_ONE_FILE_SYSTEM */
   link_entry *links;
   size_t link_count;
   size_t link_capacity;
@@ -165,8 +167,13 @@ static int copy_directory(copy_ctx *c, int src_dir, int dst_dir, const char *nam
     close(in);
     return fail(c, errno, "open");
   }
-  int rc = copy_tree(c, in, out);
-  if (rc == 0) rc = copy_xattrs(c, in, out);
+  struct stat st;
+  int rc = fstat(in, &st) < 0 ? fail(c, errno, "stat") : 0;
+  /* A mount point below the root (e.g. /dev/pts under /dev) stays an empty
+   * directory with SL_COPY_ONE_FILE_SYSTEM. */
+  bool descend = !(c->flags & SL_COPY_ONE_FILE_SYSTEM) || st.st_dev == c->root_dev;
+  if (rc == 0 && descend) rc = copy_tree(c, in, out);
+  if (rc == 0 && descend) rc = copy_xattrs(c, in, out);
   close(in);
   close(out);
   return rc;
@@ -227,11 +234,18 @@ static int copy_tree(copy_ctx *c, int src_dir, int dst_dir) {
 
 int sl_layer_copy(const char *src_dir, const char *dst_dir, sl_layer_copy_stats *stats,
                   sl_error *err) {
-  copy_ctx c = {.err = err};
+  return sl_layer_copy_ex(src_dir, dst_dir, 0, stats, err);
+}
+
+int sl_layer_copy_ex(const char *src_dir, const char *dst_dir, unsigned flags,
+                     sl_layer_copy_stats *stats, sl_error *err) {
+  copy_ctx c = {.err = err, .flags = flags};
   struct stat st;
   int src = open(src_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (src < 0) return sl_error_errno(err, errno, "cannot open layer source %s", src_dir);
-  if (fstat(src, &st) < 0 || mkdir(dst_dir, 0700) < 0) {
+  c.root_dev = fstat(src, &st) == 0 ? st.st_dev : 0;
+  bool into = flags & SL_COPY_INTO_EXISTING;
+  if (c.root_dev == 0 || (!into && mkdir(dst_dir, 0700) < 0)) {
     int saved = errno;
     close(src);
     return sl_error_errno(err, saved, "cannot create layer %s", dst_dir);

@@ -29,6 +29,14 @@ typedef struct sl_layer_copy_stats {
 int sl_layer_copy(const char *src_dir, const char *dst_dir, sl_layer_copy_stats *stats,
                   sl_error *err);
 
+/* Flags of sl_layer_copy_ex(). */
+#define SL_COPY_ONE_FILE_SYSTEM 1u /* leave mount points below the root empty */
+#define SL_COPY_INTO_EXISTING 2u   /* `dst_dir` exists: copy into it */
+
+/* sl_layer_copy() with flags. */
+int sl_layer_copy_ex(const char *src_dir, const char *dst_dir, unsigned flags,
+                     sl_layer_copy_stats *stats, sl_error *err);
+
 /* Remove the tree at `dir` without following symlinks. A missing `dir`
  * is not an error. */
 int sl_layer_remove(const char *dir, sl_error *err);

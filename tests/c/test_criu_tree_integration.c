@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -150,6 +151,20 @@ static void test_fork_continues_counter(void) {
   /* The log on the overlay continues without a gap or a repeat: files and
    * memory come from the same instant. */
   CHECK(fx_check_log(&fork1, first) > 0);
+
+  /* /dev is rebuilt from the dump's copy, the mounts below it by CRIU. */
+  char path[128];
+  struct stat st;
+  snprintf(path, sizeof path, "/proc/%d/root/dev/null", (int)fork1.init_pid);
+  CHECK_INT(stat(path, &st), ==, 0);
+  CHECK(S_ISCHR(st.st_mode));
+  CHECK_INT(st.st_rdev, ==, makedev(1, 3));
+  snprintf(path, sizeof path, "/proc/%d/root/dev/ptmx", (int)fork1.init_pid);
+  CHECK_INT(lstat(path, &st), ==, 0);
+  CHECK(S_ISLNK(st.st_mode));
+  snprintf(path, sizeof path, "/proc/%d/root/dev/pts/ptmx", (int)fork1.init_pid);
+  CHECK_INT(stat(path, &st), ==, 0);
+  CHECK(S_ISCHR(st.st_mode));
 
   CHECK(contains_pid(fork1.procs[0], fork1.init_pid));
   CHECK(contains_pid(fork1.procs[2], fork1.init_pid));
@@ -522,7 +537,8 @@ static void test_corrupted_image_fails_cleanly(void) {
 
   rc = fx_restore(&corrupt_target, "/nonexistent/images",
                   restore_work(work, sizeof work, "missing"), false, NULL, &err);
-  CHECK_INT(rc, ==, -EIO);
+  CHECK_INT(rc, ==, -ENOENT);
+  CHECK(strstr(err.msg, "/nonexistent/images") != NULL);
   CHECK_INT(fx_task_count(&corrupt_target), ==, 0);
 }
 

@@ -2,6 +2,7 @@
  * Needs root: whiteouts are device nodes and opacity is a trusted xattr. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -179,6 +180,40 @@ static void test_copy_missing_source(void) {
   CHECK_INT(access(target, F_OK), ==, -1);
 }
 
+/* A tree with a tmpfs mounted below it, copied into an existing folder
+ * without crossing into the mount (how a sandbox's /dev is captured). */
+static void test_copy_one_file_system(void) {
+  char tree[200], mnt[256], into[200], p[300];
+  path_in(tree, sizeof tree, base, "devlike");
+  path_in(mnt, sizeof mnt, tree, "pts");
+  path_in(into, sizeof into, base, "devcopy");
+  CHECK_INT(mkdir(tree, 0755), ==, 0);
+  CHECK_INT(mkdir(mnt, 0755), ==, 0);
+  CHECK_INT(write_file(tree, "top", "top\n"), ==, 0);
+  CHECK_INT(mount("tmpfs", mnt, "tmpfs", 0, "size=1m"), ==, 0);
+  int written = write_file(mnt, "inside", "inside\n");
+  CHECK_INT(mkdir(into, 0700), ==, 0);
+  sl_error err = {0};
+  int rc = sl_layer_copy_ex(tree, into, SL_COPY_ONE_FILE_SYSTEM | SL_COPY_INTO_EXISTING, NULL,
+                            &err);
+  CHECK_INT(umount2(mnt, MNT_DETACH), ==, 0);
+  CHECK_INT(written, ==, 0);
+  CHECK_OK(rc, &err);
+  char buf[64];
+  CHECK_INT(read_file(into, "top", buf, sizeof buf), ==, 0);
+  CHECK_STR(buf, "top\n");
+  path_in(p, sizeof p, into, "pts");
+  struct stat st;
+  CHECK_INT(stat(p, &st), ==, 0);
+  CHECK(S_ISDIR(st.st_mode));
+  path_in(p, sizeof p, into, "pts/inside");
+  CHECK_INT(access(p, F_OK), ==, -1);
+  CHECK_INT(stat(into, &st), ==, 0);
+  CHECK_INT(st.st_mode & 07777, ==, 0755);
+  CHECK_OK(sl_layer_remove(tree, &err), &err);
+  CHECK_OK(sl_layer_remove(into, &err), &err);
+}
+
 static void test_remove_layer(void) {
   sl_error err = {0};
   CHECK_OK(sl_layer_remove(dst, &err), &err);
@@ -198,6 +233,7 @@ int main(void) {
   RUN(test_copy_keeps_holes);
   RUN(test_copy_rejects_existing_target);
   RUN(test_copy_missing_source);
+  RUN(test_copy_one_file_system);
   RUN(test_remove_layer);
   TEST_EXIT();
 }
