@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "criu_action.h"
@@ -33,84 +32,6 @@
 #define SL_STRINGIFY_(x) #x
 #define SL_STRINGIFY(x) SL_STRINGIFY_(x)
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int freezer_path(const char *cgroup, char *buf, size_t size, sl_error *err) {
-  if (cgroup == NULL || cgroup[0] != '/')
-    return sl_error_set(err, EINVAL, "invalid freezer cgroup: %s", cgroup ? cgroup : "(null)");
-  if (snprintf(buf, size, "%s/freezer.state", cgroup) >= (int)size)
-    return sl_error_set(err, ENAMETOOLONG, "freezer cgroup path too long: %s", cgroup);
-  return 0;
-}
-
-static int read_state(int fd, sl_freezer_state *state) {
-  char buf[32] = {0};
-  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-  if (n < 0) return -errno;
-  if (strncmp(buf, "FROZEN", 6) == 0)
-    *state = SL_FREEZER_FROZEN;
-  else if (strncmp(buf, "FREEZING", 8) == 0)
-    *state = SL_FREEZER_FREEZING;
-  else
-    *state = SL_FREEZER_THAWED;
-  return 0;
-}
-
-int sl_freezer_get(const char *cgroup, sl_freezer_state *state, sl_error *err) {
-  char path[4200];
-  int rc = freezer_path(cgroup, path, sizeof path, err);
-  if (rc < 0) return rc;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", path);
-  rc = read_state(fd, state);
-  close(fd);
-  return rc < 0 ? sl_error_errno(err, -rc, "cannot read %s", path) : 0;
-}
-
-static int write_state(int fd, const char *value) {
-  return pwrite(fd, value, strlen(value), 0) < 0 ? -errno : 0;
-}
-
-int sl_freezer_freeze(const char *cgroup, int timeout_ms, sl_error *err) {
-  char path[4200];
-  int rc = freezer_path(cgroup, path, sizeof path, err);
-  if (rc < 0) return rc;
-  int fd = open(path, O_RDWR | O_CLOEXEC);
-  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", path);
-  double deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 10000);
-  sl_freezer_state state = SL_FREEZER_THAWED;
-  rc = write_state(fd, "FROZEN");
-  /* A v1 freezer can stay in FREEZING while a task sleeps in an
-   * uninterruptible call; writing FROZEN again retries the freeze. */
-  for (int i = 0; rc == 0; i++) {
-    rc = read_state(fd, &state);
-    if (rc < 0 || state == SL_FREEZER_FROZEN || now_ms() > deadline) break;
-    if (i % 20 == 19) rc = write_state(fd, "FROZEN");
-    usleep(1000);
-  }
-  if (rc == 0 && state != SL_FREEZER_FROZEN) {
-    write_state(fd, "THAWED");
-    close(fd);
-    return sl_error_set(err, ETIMEDOUT, "freezing %s timed out", cgroup);
-  }
-  close(fd);
-  return rc < 0 ? sl_error_errno(err, -rc, "cannot freeze %s", cgroup) : 0;
-}
-
-int sl_freezer_thaw(const char *cgroup, sl_error *err) {
-  char path[4200];
-  int rc = freezer_path(cgroup, path, sizeof path, err);
-  if (rc < 0) return rc;
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", path);
-  rc = write_state(fd, "THAWED");
-  close(fd);
-  return rc < 0 ? sl_error_errno(err, -rc, "cannot thaw %s", cgroup) : 0;
-}
 
 static int make_dir(const char *path, bool must_be_new, sl_error *err) {
   if (mkdir(path, 0700) == 0) return 0;

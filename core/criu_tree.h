@@ -15,22 +15,7 @@
 
 #include "criu.h"
 #include "error.h"
-
-typedef enum {
-  SL_FREEZER_THAWED = 0,
-  SL_FREEZER_FREEZING,
-  SL_FREEZER_FROZEN,
-} sl_freezer_state;
-
-/* Read freezer.state of the cgroup directory `cgroup`. */
-int sl_freezer_get(const char *cgroup, sl_freezer_state *state, sl_error *err);
-
-/* Freeze the cgroup and wait until every task is frozen, polling every
- * millisecond (CRIU's own loop sleeps 100 ms between checks). */
-int sl_freezer_freeze(const char *cgroup, int timeout_ms, sl_error *err);
-
-/* Thaw the cgroup; succeeds when it is already thawed. */
-int sl_freezer_thaw(const char *cgroup, sl_error *err);
+#include "freezer.h"
 
 /* Kill every task listed in the cgroup.procs file `procs` until none is
  * left (at most about 5 s). After a failed or timed-out restore these are
