@@ -70,8 +70,8 @@ static int read_state(const freezer *f, sl_freezer_state *state) {
       *state = strncmp(buf, "FREEZING", 8) == 0 ? SL_FREEZER_FREEZING : SL_FREEZER_THAWED;
     return 0;
   }
-  /* cgroup.events says "frozen 1" once every task is frozen; until then a
-   * requested freeze ("1" in cgroup.freeze) is still in progress. */
+  /* cgroup.events contains "frozen 1" once every task is frozen. Until
+   * then a requested freeze ("1" in cgroup.freeze) is still in progress. */
   if (strstr(buf, "frozen 1") != NULL) {
     *state = SL_FREEZER_FROZEN;
     return 0;
@@ -84,7 +84,11 @@ static int read_state(const freezer *f, sl_freezer_state *state) {
 }
 
 static int write_state(const freezer *f, bool frozen) {
-  const char *value = f->v2 ? (frozen ? "1" : "0") : (frozen ? "FROZEN" : "THAWED");
+  const char *value;
+  if (f->v2)
+    value = frozen ? "1" : "0";
+  else
+    value = frozen ? "FROZEN" : "THAWED";
   return pwrite(f->control, value, strlen(value), 0) < 0 ? -errno : 0;
 }
 
