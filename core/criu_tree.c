@@ -152,8 +152,10 @@ int sl_criu_dump_tree(const sl_criu_dump_request *req, sl_criu_dump_result *resu
   sl_criu_result run = {0};
   if (rc == 0) rc = sl_criu_run(&opts, &exec, &run, err);
   res->elapsed_ms = run.elapsed_ms;
-  /* The pre-dump action froze the cgroup, so CRIU restored it FROZEN. */
-  if (req->leave_running && !req->keep_frozen) thaw_after_dump(req, rc < 0 ? NULL : err, &rc);
+  /* The pre-dump action froze the cgroup, so CRIU restored it FROZEN. A
+   * pause whose dump failed must keep its tree running too; after a
+   * successful pause the cgroup is empty and thawing it changes nothing. */
+  if (!req->keep_frozen) thaw_after_dump(req, rc < 0 ? NULL : err, &rc);
   if (rc == 0 && req->layer_dir != NULL && access(req->layer_dir, F_OK) < 0)
     rc = sl_error_set(err, EIO, "the post-dump action did not create %s", req->layer_dir);
   if (rc == 0) rc = sync_dump(req, err);

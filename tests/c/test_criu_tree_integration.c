@@ -213,7 +213,18 @@ static void test_host_connection_blocks_dump(void) {
       .timeout_ms = 120000,
   };
   int rc = sl_criu_dump_tree(&req, NULL, &err);
+  /* A pause (CRIU ends the tree after the dump) that fails keeps the tree
+   * running and thawed as well. */
+  snap_paths paused_attempt;
+  snap_init(&paused_attempt, "connected-pause");
+  sl_error pause_err = {0};
+  int pause_rc = dump_without_quiesce(&fork1, &paused_attempt, false, false, NULL, &pause_err);
   sl_agent_conn_close(&conn);
+  CHECK_INT(pause_rc, ==, -EIO);
+  CHECK_INT(fx_task_count(&fork1), ==, 2);
+  sl_freezer_state paused_state;
+  CHECK_OK(sl_freezer_get(fork1.cgroups[0], &paused_state, &err), &err);
+  CHECK_INT(paused_state, ==, SL_FREEZER_THAWED);
   CHECK_INT(rc, ==, -EIO);
   CHECK(strstr(err.msg, "criu dump failed") != NULL);
   CHECK_INT(access(s.images, F_OK), ==, -1);
