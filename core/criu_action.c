@@ -18,10 +18,10 @@ static double now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* The sandbox's /dev is external to the images (CRIU would archive it
- * with tar and gzip while the tree is frozen, about 8 ms); copying its few
- * nodes and links here takes well under a millisecond. Mounts below it
- * (/dev/pts, /dev/shm) stay in the images. */
+/* The sandbox's /dev is external to the images, because CRIU would
+ * archive it with tar and gzip while the tree is frozen (about 8 ms).
+ * Copying its few nodes and links here takes well under a millisecond.
+ * Mounts below it (/dev/pts, /dev/shm) stay in the images. */
 static int capture_dev(sl_error *err) {
   const char *from = getenv("SANDLOT_CAPTURE_DEV_FROM");
   const char *to = getenv("SANDLOT_CAPTURE_DEV_TO");

@@ -1,10 +1,10 @@
 /* Copying an overlayfs upper directory into a new layer directory.
  *
- * The copy keeps what overlayfs reads from a lower layer: whiteouts
- * (character devices 0:0), opaque directories (trusted.overlay.opaque),
- * symlinks as links, hard links within the tree, fifos, sockets and
- * device nodes, owners, modes, times, user and security xattrs, and holes
- * in sparse files. Other trusted.overlay.* attributes describe the upper
+ * The copy keeps what overlayfs reads from a lower layer. That is
+ * whiteouts (character devices 0:0) and opaque directories
+ * (trusted.overlay.opaque), but also symlinks as links, hard links within
+ * the tree, fifos, sockets, device nodes, owners, modes, times, user and
+ * security xattrs, and holes in sparse files. Other trusted.overlay.* attributes describe the upper
  * layer's own index and origin and are dropped.
  *
  * The source belongs to a sandbox and is untrusted: the walk uses
@@ -45,7 +45,7 @@ int sl_layer_remove(const char *dir, sl_error *err);
  * counting hard links once per name. */
 int sl_layer_size(const char *dir, uint64_t *bytes, sl_error *err);
 
-/* Flush the file system that holds `dir` (syncfs). */
+/* Flush the file system that contains `dir` (syncfs). */
 int sl_layer_sync(const char *dir, sl_error *err);
 
 #endif
