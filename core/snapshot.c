@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -19,7 +22,10 @@
 #include "layer_copy.h"
 #include "log.h"
 
-#define AGENT_SOCKET_IN_ROOT "root/run/sandlot/agent.sock"
+/* The agent socket inside a sandbox, and its host handle in the
+ * sandbox's folder (a bind mount made by the monitor). */
+#define AGENT_SOCKET_IN_SANDBOX "run/sandlot/agent.sock"
+#define AGENT_SOCKET_HOST "agent.sock"
 #define SOURCE_FILE "source"
 #define DEFAULT_CRIU_TIMEOUT_MS 120000
 #define QUIESCE_TIMEOUT_MS 5000
@@ -221,7 +227,7 @@ static int begin_snapshot(take_ctx *t, sl_error *err) {
 
 static int dump_full(take_ctx *t, sl_error *err) {
   char socket[PATH_MAX];
-  int rc = sl_store_sandbox_path(t->store, t->sandbox.id, AGENT_SOCKET_IN_ROOT, socket,
+  int rc = sl_store_sandbox_path(t->store, t->sandbox.id, AGENT_SOCKET_HOST, socket,
                                  sizeof socket, err);
   if (rc == 0) rc = sl_agent_quiesce(socket, QUIESCE_TIMEOUT_MS, err);
   if (rc < 0) return rc;
@@ -359,18 +365,64 @@ int sl_snapshot_lowerdirs(sl_catalog *cat, const char *snapshot_ref, char *buf, 
   return rc;
 }
 
-/* Wait for the restored agent, then set the hostname, add entropy and run
- * on_fork. The agent's listening socket is restored by CRIU, so it accepts
- * at once; the retries cover a lazy restore still paging it in. */
+int sl_agent_socket_open_in_root(const char *root, sl_error *err) {
+  int root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd < 0) return sl_error_errno(err, errno, "cannot open %s", root);
+  struct open_how how = {
+      .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+      .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+  };
+  int fd = (int)syscall(SYS_openat2, root_fd, AGENT_SOCKET_IN_SANDBOX, &how, sizeof how);
+  int saved = errno;
+  close(root_fd);
+  if (fd < 0) return sl_error_errno(err, saved, "cannot open the agent socket in %s", root);
+  /* O_PATH | O_NOFOLLOW opens a symlink itself; connecting or binding
+   * through /proc/self/fd would then follow it on the host. */
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+    close(fd);
+    return sl_error_set(err, ELOOP, "the agent socket in %s is not a socket", root);
+  }
+  return fd;
+}
+
+int sl_agent_socket_publish(const char *root, const char *host_path, sl_error *err) {
+  int fd = sl_agent_socket_open_in_root(root, err);
+  if (fd < 0) return fd;
+  int rc = 0;
+  umount2(host_path, MNT_DETACH);
+  unlink(host_path);
+  int placeholder = open(host_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (placeholder < 0)
+    rc = sl_error_errno(err, errno, "cannot create %s", host_path);
+  else
+    close(placeholder);
+  char source[64];
+  snprintf(source, sizeof source, "/proc/self/fd/%d", fd);
+  if (rc == 0 && mount(source, host_path, NULL, MS_BIND, NULL) < 0)
+    rc = sl_error_errno(err, errno, "cannot bind the agent socket on %s", host_path);
+  close(fd);
+  return rc;
+}
+
+/* Connect to the restored agent through a descriptor resolved inside the
+ * fork's root, then set the hostname, add entropy and run on_fork. The
+ * agent's listening socket is restored by CRIU, so it accepts at once;
+ * the retries cover a lazy restore still paging it in. */
 static int run_fork_hooks(const sl_fork_launch *launch, int *exit_code, sl_error *err) {
+  int sock = sl_agent_socket_open_in_root(launch->root, err);
+  if (sock < 0) return sl_error_wrap(err, "agent of the fork");
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", sock);
   sl_agent_conn conn;
   int rc = -ETIMEDOUT;
   double deadline = now_ms() + QUIESCE_TIMEOUT_MS;
   for (;;) {
-    rc = sl_agent_conn_open(&conn, launch->agent_socket, 1000, 0, err);
+    rc = sl_agent_conn_open(&conn, path, 1000, 0, err);
     if (rc == 0 || now_ms() > deadline) break;
     usleep(2000);
   }
+  close(sock);
   if (rc < 0) return sl_error_wrap(err, "agent of the fork");
   unsigned char entropy[32];
   if (getrandom(entropy, sizeof entropy, 0) != (ssize_t)sizeof entropy)
@@ -380,6 +432,8 @@ static int run_fork_hooks(const sl_fork_launch *launch, int *exit_code, sl_error
     rc = sl_agent_post_restore(&conn, launch->hostname, entropy, sizeof entropy,
                                launch->on_fork, timeout, exit_code, err);
   sl_agent_conn_close(&conn);
+  if (rc == 0 && launch->agent_publish_path != NULL)
+    rc = sl_agent_socket_publish(launch->root, launch->agent_publish_path, err);
   return rc;
 }
 
@@ -388,8 +442,6 @@ int sl_snapshot_launch_fork(const sl_fork_launch *launch, sl_fork_result *result
   sl_fork_result local;
   sl_fork_result *res = result ? result : &local;
   memset(res, 0, sizeof *res);
-  if (launch->agent_socket == NULL)
-    return sl_error_set(err, EINVAL, "fork launch needs the agent socket path");
   sl_criu_restore_request req = {
       .images_dir = launch->images_dir,
       .work_dir = launch->work_dir,

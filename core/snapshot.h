@@ -82,7 +82,9 @@ typedef struct sl_fork_launch {
   const char *const *cgroup_procs; /* the fork's cgroup.procs files */
   size_t cgroup_count;
   const char *work_dir;            /* CRIU's files for this restore */
-  const char *agent_socket;        /* host path of the fork's agent socket */
+  /* Where to bind-mount the restored agent's socket for the host
+   * (sandboxes/<id>/agent.sock), or NULL. */
+  const char *agent_publish_path;
   const char *hostname;            /* NULL keeps the snapshot's hostname */
   const char *on_fork;             /* NULL, or a command run by /bin/sh -c */
   int64_t on_fork_timeout_ms;      /* 0: 60 s */
@@ -106,6 +108,17 @@ typedef struct sl_fork_result {
  * failure. */
 int sl_snapshot_launch_fork(const sl_fork_launch *launch, sl_fork_result *result,
                             sl_error *err);
+
+/* The agent's socket inside the sandbox root mounted at `root`
+ * (/run/sandlot/agent.sock), opened O_PATH with RESOLVE_IN_ROOT so that a
+ * symlink the sandbox put there cannot lead to a host file. Returns the
+ * fd; connect through "/proc/self/fd/<fd>". */
+int sl_agent_socket_open_in_root(const char *root, sl_error *err);
+
+/* Bind-mount the agent socket of the sandbox at `root` onto `host_path`
+ * (created as an empty file first): a host handle the sandbox cannot
+ * redirect. */
+int sl_agent_socket_publish(const char *root, const char *host_path, sl_error *err);
 
 /* The cgroup directory of `controller` from a catalog cgroups JSON object
  * ({"freezer": "/sys/fs/cgroup/freezer/..."}). Fails with ENOENT when the

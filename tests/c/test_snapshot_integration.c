@@ -430,6 +430,43 @@ static void test_gc_after_crash(void) {
   CHECK_INT(cleaned, ==, 0);
 }
 
+/* A sandbox that swaps its agent socket for a symlink to a host socket
+ * must not lead the host there: resolution stays inside its root. */
+static void test_agent_socket_symlink_rejected(void) {
+  char root[300], dir[400], link_path[450], host_dir[300];
+  snprintf(root, sizeof root, "%s/evil-root", env.base);
+  snprintf(dir, sizeof dir, "%s/run/sandlot", root);
+  snprintf(link_path, sizeof link_path, "%s/agent.sock", dir);
+  snprintf(host_dir, sizeof host_dir, "%s/host-run", env.base);
+  CHECK_INT(mkdir(root, 0755), ==, 0);
+  char run[350];
+  snprintf(run, sizeof run, "%s/run", root);
+  CHECK_INT(mkdir(run, 0755), ==, 0);
+  CHECK_INT(mkdir(dir, 0755), ==, 0);
+  CHECK_INT(mkdir(host_dir, 0755), ==, 0);
+  char target[350];
+  snprintf(target, sizeof target, "%s/host.sock", host_dir);
+  FILE *f = fopen(target, "w");
+  CHECK(f != NULL);
+  fclose(f);
+  CHECK_INT(symlink(target, link_path), ==, 0);
+
+  sl_error err = {0};
+  CHECK_INT(sl_agent_socket_open_in_root(root, &err), ==, -ELOOP);
+  CHECK(strstr(err.msg, "not a socket") != NULL);
+  char published[400];
+  snprintf(published, sizeof published, "%s/published.sock", env.base);
+  CHECK_INT(sl_agent_socket_publish(root, published, &err), ==, -ELOOP);
+  CHECK_INT(access(published, F_OK), ==, -1);
+
+  CHECK_INT(unlink(link_path), ==, 0);
+  CHECK_INT(symlink("../../../host-run/host.sock", link_path), ==, 0);
+  CHECK_INT(sl_agent_socket_open_in_root(root, &err), ==, -ELOOP);
+  CHECK_OK(sl_layer_remove(root, &err), &err);
+  CHECK_OK(sl_layer_remove(host_dir, &err), &err);
+  unlink(published);
+}
+
 static void test_cgroup_json_parsing(void) {
   char path[256];
   sl_error err = {0};
@@ -457,6 +494,7 @@ int main(void) {
     return 1;
   }
   RUN(test_cgroup_json_parsing);
+  RUN(test_agent_socket_symlink_rejected);
   RUN(test_full_snapshot_recorded);
   RUN(test_fork_from_snapshot_row);
   RUN(test_failed_fork_kills_tasks);
