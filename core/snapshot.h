@@ -82,8 +82,8 @@ typedef struct sl_fork_launch {
   const char *const *cgroup_procs; /* the fork's cgroup.procs files */
   size_t cgroup_count;
   const char *work_dir;            /* CRIU's files for this restore */
-  /* Where to bind-mount the restored agent's socket for the host
-   * (sandboxes/<id>/agent.sock), or NULL. */
+  /* Host path for a bind mount of the restored agent's socket
+   * (sandboxes/<id>/agent.sock), or NULL for none. */
   const char *agent_publish_path;
   const char *hostname;            /* NULL keeps the snapshot's hostname */
   const char *on_fork;             /* NULL, or a command run by /bin/sh -c */
