@@ -118,6 +118,15 @@ int sl_cgroup_path_from_json(const char *json, const char *controller, char *buf
   return sl_error_set(err, ENOENT, "no %s cgroup recorded", controller);
 }
 
+/* The cgroup that freezes the sandbox: the v1 freezer controller's, or on
+ * cgroup v2 the unified one (the process backend's keys). */
+static int freezer_cgroup_of(const char *json, char *buf, size_t size, sl_error *err) {
+  int rc = sl_cgroup_path_from_json(json, "freezer", buf, size, err);
+  if (rc == -ENOENT) rc = sl_cgroup_path_from_json(json, "unified", buf, size, err);
+  if (rc == -ENOENT) rc = sl_error_set(err, ENOENT, "no freezer or unified cgroup recorded");
+  return rc;
+}
+
 /* ---- take --------------------------------------------------------------- */
 
 /* Everything one take needs, filled step by step. */
@@ -175,8 +184,7 @@ static int load_sandbox(take_ctx *t, sl_error *err) {
   sl_sandbox_clear(&t->sandbox);
   int rc = sl_catalog_sandbox_get(t->cat, t->req->sandbox_id, &t->sandbox, err);
   if (rc == 0) rc = check_sandbox_state(&t->sandbox, err);
-  if (rc == 0) rc = sl_cgroup_path_from_json(t->sandbox.cgroups, "freezer", t->freezer,
-                                             sizeof t->freezer, err);
+  if (rc == 0) rc = freezer_cgroup_of(t->sandbox.cgroups, t->freezer, sizeof t->freezer, err);
   if (rc == 0)
     rc = sl_store_sandbox_path(t->store, t->sandbox.id, "upper", t->upper, sizeof t->upper, err);
   return rc;
@@ -532,7 +540,7 @@ static void gc_thaw(const sl_store *store, const sl_sandbox *sb, int *cleaned) {
   char freezer[PATH_MAX], dir[PATH_MAX];
   sl_freezer_state state;
   sl_error err = {0};
-  if (sl_cgroup_path_from_json(sb->cgroups, "freezer", freezer, sizeof freezer, &err) < 0 ||
+  if (freezer_cgroup_of(sb->cgroups, freezer, sizeof freezer, &err) < 0 ||
       sl_freezer_get(freezer, &state, &err) < 0 || state == SL_FREEZER_THAWED)
     return;
   if (sl_store_sandbox_path(store, sb->id, NULL, dir, sizeof dir, &err) < 0) return;

@@ -481,6 +481,10 @@ static void test_cgroup_json_parsing(void) {
             ==, -EINVAL);
   CHECK_INT(sl_cgroup_path_from_json("{\"freezer\": \"x", "freezer", path, sizeof path, &err),
             ==, -EINVAL);
+  CHECK_OK(sl_cgroup_path_from_json("{\"unified\": \"/sys/fs/cgroup/sandlot/sb-1\"}", "unified",
+                                    path, sizeof path, &err),
+           &err);
+  CHECK_STR(path, "/sys/fs/cgroup/sandlot/sb-1");
 }
 
 int main(void) {
