@@ -79,7 +79,6 @@ static int build_config(const sl_sandboxes *h, const sl_create_spec *spec,
   cfg->upper = strdup(path);
   snprintf(path, sizeof path, "%s/work", dir);
   cfg->work = strdup(path);
-  cfg->agent_socket = strdup(info->agent_socket);
   cfg->hostname = strdup(spec->hostname ? spec->hostname : "sandlot");
   cfg->cwd = strdup(spec->cwd ? spec->cwd : "/");
   cfg->launch = strdup("fresh");
@@ -90,7 +89,7 @@ static int build_config(const sl_sandboxes *h, const sl_create_spec *spec,
   cfg->timeout_ms = info->timeout_ms;
   cfg->on_timeout = info->on_timeout;
   cfg->auto_kill = info->auto_kill;
-  if (!cfg->id || !cfg->home || !cfg->root || !cfg->upper || !cfg->work || !cfg->agent_socket ||
+  if (!cfg->id || !cfg->home || !cfg->root || !cfg->upper || !cfg->work ||
       !cfg->hostname || !cfg->cwd || !cfg->launch)
     rc = -ENOMEM;
   return rc;

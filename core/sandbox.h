@@ -70,7 +70,9 @@ typedef struct sl_sandbox_info {
   uint64_t init_start;       /* its start time (clock ticks after boot) */
   pid_t monitor_pid;         /* 0 until the sandbox runs */
   char cgroups[SL_SANDBOX_PATH_MAX];      /* cgroup directories, one a line */
-  char agent_socket[SL_SANDBOX_PATH_MAX]; /* host path of the agent socket */
+  char agent_socket[SL_SANDBOX_PATH_MAX]; /* host path of the agent socket
+                                             (sandboxes/<id>/agent.sock); ""
+                                             unless running or frozen */
   char root[SL_SANDBOX_PATH_MAX];         /* host path of the root mount */
   int exit_status;           /* of PID 1, 0..255 when it exited; -1 otherwise */
   int exit_signal;           /* signal that ended PID 1; 0 otherwise */

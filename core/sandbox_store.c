@@ -148,7 +148,8 @@ static void from_row(const sl_sbstore *s, const sl_sandbox *row, sl_sandbox_info
   info->exit_status = row->exit_status;
   info->exit_signal = row->exit_signal;
   sandbox_path(s, row->id, "root", info->root, sizeof info->root);
-  snprintf(info->agent_socket, sizeof info->agent_socket, "%s%s", info->root, SL_AGENT_SOCKET);
+  if (row->state == SL_SANDBOX_RUNNING || row->state == SL_SANDBOX_FROZEN)
+    sandbox_path(s, row->id, SL_AGENT_SOCKET_HOST, info->agent_socket, sizeof info->agent_socket);
   if (row->state == SL_SANDBOX_DEAD) read_end_reason(s, info);
 }
 
