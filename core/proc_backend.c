@@ -473,6 +473,36 @@ static int proc_gc(sl_sandboxes *h, const sl_sandbox_info *info, int *cleaned, s
   return rc < 0 && err->code == ESRCH ? 0 : rc;
 }
 
+/* Unmount what is mounted below sandboxes/<id>/ for ids without a row
+ * (left by a crash between a mount and the row's removal). */
+int sl_proc_gc_orphans(sl_sandboxes *h, int *count, sl_error *err) {
+  char prefix[SL_SANDBOX_PATH_MAX];
+  snprintf(prefix, sizeof prefix, "%s/sandboxes", h->home);
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (f == NULL) return sl_error_errno(err, errno, "read /proc/self/mountinfo");
+  size_t cap = 1 << 20, n = 0;
+  char *text = malloc(cap);
+  if (text) text[fread(text, 1, cap - 1, f)] = '\0';
+  fclose(f);
+  char **mounts = text ? sl_mounts_below(text, prefix, &n) : NULL;
+  free(text);
+  int rc = 0;
+  for (size_t i = 0; i < n; i++) {
+    char id[SL_SANDBOX_ID_MAX] = "";
+    const char *rest = mounts[i] + strlen(prefix);
+    if (sscanf(rest, "/%15[^/]", id) != 1) continue;
+    sl_sandbox_info info;
+    sl_error lookup = {0};
+    if (sl_sbstore_get(h->store, id, &info, &lookup) == 0 || lookup.code != ENOENT) continue;
+    SL_WARN("sandbox.gc_mount", "sandbox=%s op=gc mount=%s note=\"no record, unmounting\"", id,
+            mounts[i]);
+    if (sl_overlay_unmount(mounts[i], err) < 0) rc = -err->code;
+    else (*count)++;
+  }
+  sl_argv_free(mounts);
+  return rc;
+}
+
 const sl_backend_ops sl_proc_backend = {
     .create = proc_create,
     .kill = proc_kill,

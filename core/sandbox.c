@@ -233,5 +233,8 @@ int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
     if (cleaned) *cleaned += one;
   }
   free(items);
+  int orphans = 0;
+  if (sl_proc_gc_orphans(h, &orphans, err) < 0 && rc == 0) rc = -err->code;
+  if (cleaned) *cleaned += orphans;
   return rc < 0 ? sl_error_wrap(err, "gc") : 0;
 }

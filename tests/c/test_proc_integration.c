@@ -3,6 +3,7 @@
  * test_proc_exec_integration.c for those). Needs root. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/mount.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 
@@ -348,6 +349,15 @@ static void gc_cleans_after_monitor_crash(void) {
   CHECK_INT(collected.state, ==, SL_SANDBOX_DEAD);
   CHECK_STR(collected.end_reason, "monitor_lost");
   CHECK(nothing_left(h, &collected));
+
+  /* A mount below sandboxes/ that no row owns goes too. */
+  char orphan[128];
+  snprintf(orphan, sizeof orphan, "%s/sandboxes/sb-0123456789ab/root", home);
+  CHECK_OK(sl_mkdir_p(orphan, 0700, &err), &err);
+  CHECK_INT(mount("tmpfs", orphan, "tmpfs", 0, "size=1m"), ==, 0);
+  CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
+  CHECK_INT(cleaned, ==, 1);
+  CHECK(!mounted_below(orphan));
 
   sl_sandbox_info alive;
   CHECK_OK(sl_sandbox_get(h, after.id, &alive, &err), &err);
