@@ -301,6 +301,7 @@ static void fork_bomb_hits_pids_limit(void) {
                 "try:\n"
                 "    while True:\n"
                 "        if os.fork() == 0:\n"
+                "            os.closerange(0, 3)\n"
                 "            time.sleep(60)\n"
                 "            os._exit(0)\n"
                 "        n += 1\n"
