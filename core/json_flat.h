@@ -31,4 +31,14 @@ typedef void (*sl_json_member_fn)(const char *key, const char *value, int is_str
  * arrays are rejected. Returns 0, or -EINVAL on malformed text. */
 int sl_json_each(const char *json, sl_json_member_fn fn, void *data);
 
+/* Build a JSON object of string members from "key=value" lines (lines
+ * without '=' are skipped). Returns a heap string, NULL when out of
+ * memory. */
+char *sl_json_from_lines(const char *lines);
+
+/* Write the members of the flat object `json` as "key=value" lines.
+ * Returns the length, -EINVAL for malformed JSON, -ENOSPC when `buf` is
+ * too small. A NULL `json` gives no lines. */
+int sl_json_to_lines(const char *json, char *buf, size_t len);
+
 #endif

@@ -46,6 +46,8 @@ static void open_log(const sl_monitor *m) {
   mkdir(dir, 0700);
   snprintf(path, sizeof path, "%s/monitor.log", dir);
   log_file = fopen(path, "ae");
+  /* Sanitizer reports and crashes go to stderr: keep them with the log. */
+  if (log_file) dup2(fileno(log_file), 2);
   sl_log_set_sink(file_sink, NULL);
   if (getenv("SANDLOT_LOG") == NULL) sl_log_set_level(SL_LOG_INFO);
 }

@@ -57,16 +57,16 @@ static void json_rejects_malformed(void) {
   CHECK_INT(sl_json_each(NULL, collect, &m), ==, -EINVAL);
 }
 
-static void cgroups_convert_both_ways(void) {
-  char *json = sl_sbstore_cgroups_json("freezer=/f/sandlot/sb-1\npids=/p/sandlot/sb-1\n");
+static void lines_convert_both_ways(void) {
+  char *json = sl_json_from_lines("freezer=/f/sandlot/sb-1\npids=/p/sandlot/sb-1\n");
   CHECK(json != NULL);
   CHECK_STR(json, "{\"freezer\":\"/f/sandlot/sb-1\",\"pids\":\"/p/sandlot/sb-1\"}");
   char lines[256];
-  CHECK(sl_sbstore_cgroups_lines(json, lines, sizeof lines) > 0);
+  CHECK(sl_json_to_lines(json, lines, sizeof lines) > 0);
   CHECK_STR(lines, "freezer=/f/sandlot/sb-1\npids=/p/sandlot/sb-1\n");
-  CHECK_INT(sl_sbstore_cgroups_lines(json, lines, 10), ==, -ENOSPC);
+  CHECK_INT(sl_json_to_lines(json, lines, 10), ==, -ENOSPC);
   free(json);
-  CHECK_INT(sl_sbstore_cgroups_lines(NULL, lines, sizeof lines), ==, 0);
+  CHECK_INT(sl_json_to_lines(NULL, lines, sizeof lines), ==, 0);
   CHECK_STR(lines, "");
 }
 
@@ -197,7 +197,7 @@ int main(void) {
   RUN(json_round_trips);
   RUN(json_reads_unicode_escapes);
   RUN(json_rejects_malformed);
-  RUN(cgroups_convert_both_ways);
+  RUN(lines_convert_both_ways);
   RUN(records_follow_the_lifecycle);
   RUN(list_and_delete);
   TEST_EXIT();
