@@ -23,8 +23,8 @@ void sl_json_add_integer(sl_json_buf *b, const char *key, long long value);
 const char *sl_json_close(sl_json_buf *b);
 void sl_json_free(sl_json_buf *b);
 
-/* Receives one member: its key and value, decoded; `is_string` tells a
- * string from a number, true, false or null (given as its raw text). */
+/* Receives one member, key and value decoded. `is_string` is 1 for a
+ * string and 0 for a number, true, false or null, given as raw text. */
 typedef void (*sl_json_member_fn)(const char *key, const char *value, int is_string, void *data);
 
 /* Call `fn` for each member of the flat object `json`. Nested objects and

@@ -304,8 +304,8 @@ static int start(sl_sandboxes *h, const sl_create_spec *spec, const sl_sandbox_i
   return rc;
 }
 
-/* The creator holds the sandbox's op.lock from the insert until the
- * monitor reports. gc sees the lock held and so leaves a row in
+/* The creator takes the sandbox's op.lock from the insert until the
+ * monitor reports. gc finds the lock taken and so leaves a row in
  * "creating" without a monitor alone, because it is being started. */
 static int proc_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_info *out,
                        sl_error *err) {

@@ -9,7 +9,7 @@
  * Errors: an unknown sandbox or template fails with ENOENT, and an
  * invalid spec with EINVAL naming the value. A call that needs a live
  * sandbox fails with ESRCH on one that has ended, and with EBUSY when
- * another operation holds the sandbox for too long. */
+ * another operation keeps the sandbox's op.lock for too long. */
 #ifndef SANDLOT_SANDBOX_H
 #define SANDLOT_SANDBOX_H
 
