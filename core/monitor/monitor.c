@@ -140,7 +140,18 @@ static int publish_agent_socket(sl_monitor *m, sl_error *err) {
   close(root_fd);
   if (sock_fd < 0) return sl_error_errno(err, saved, "open the agent socket in %s", root);
 
+  /* O_PATH with O_NOFOLLOW opens a symlink as itself, and the bind below
+   * would follow it: only a socket is published. */
+  struct stat st;
   int rc = 0;
+  if (fstat(sock_fd, &st) < 0) rc = sl_error_errno(err, errno, "stat the agent socket");
+  else if (!S_ISSOCK(st.st_mode))
+    rc = sl_error_set(err, EPROTO, "%s%s is not a socket", root, SL_AGENT_SOCKET);
+  if (rc < 0) {
+    close(sock_fd);
+    return rc;
+  }
+
   unlink(host);
   int placeholder = open(host, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (placeholder < 0) rc = sl_error_errno(err, errno, "create %s", host);
