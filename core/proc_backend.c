@@ -448,12 +448,35 @@ static int being_created(const char *dir) {
   return lock < 0;
 }
 
+/* A snapshot freezes the cgroup and thaws it when CRIU is done; a host
+ * that died in between leaves a running sandbox frozen. With nobody
+ * holding op.lock, a frozen cgroup of a sandbox recorded as running is
+ * such a leftover. */
+static int thaw_leftover(const sl_sandbox_info *info, const char *dir, int *cleaned,
+                         sl_error *err) {
+  sl_cgroup cg;
+  if (info->state != SL_SANDBOX_RUNNING || sl_cgroup_parse(info->cgroups, &cg, err) < 0 ||
+      !sl_cgroup_exists(&cg) || !sl_cgroup_is_frozen(&cg))
+    return 0;
+  sl_error busy = {0};
+  int lock = sl_op_lock(dir, 0, &busy);
+  if (lock < 0) return 0; /* an operation is under way */
+  int rc = 0;
+  if (sl_cgroup_is_frozen(&cg)) {
+    SL_WARN("sandbox.gc_thaw", "sandbox=%s op=gc note=\"running but frozen, thawing\"", info->id);
+    rc = sl_cgroup_thaw(&cg, err);
+    *cleaned = rc == 0;
+  }
+  sl_op_unlock(lock);
+  return rc;
+}
+
 static int proc_gc(sl_sandboxes *h, const sl_sandbox_info *info, int *cleaned, sl_error *err) {
   *cleaned = 0;
   int dead = info->state == SL_SANDBOX_DEAD;
   char dir[SL_SANDBOX_PATH_MAX];
   sl_sandbox_dir(h, info->id, dir, sizeof dir);
-  if (!dead && live_monitor(h, info) > 0) return 0;
+  if (!dead && live_monitor(h, info) > 0) return thaw_leftover(info, dir, cleaned, err);
   if (info->state == SL_SANDBOX_CREATING && being_created(dir)) return 0;
 
   sl_sandbox_info copy = *info;

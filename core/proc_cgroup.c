@@ -397,6 +397,17 @@ static int set_frozen(const sl_cgroup *cg, int frozen, sl_error *err) {
 }
 
 int sl_cgroup_freeze(const sl_cgroup *cg, sl_error *err) { return set_frozen(cg, 1, err); }
+
+int sl_cgroup_is_frozen(const sl_cgroup *cg) {
+  char path[SL_CGROUP_PATH_MAX + 32];
+  const char *file = cg->mode == SL_CGROUP_V1 ? "freezer.state" : "cgroup.freeze";
+  snprintf(path, sizeof path, "%s/%s", main_dir(cg), file);
+  char *text = read_text(path, 64);
+  int frozen = text && (strncmp(text, "FROZEN", 6) == 0 || strncmp(text, "FREEZING", 8) == 0 ||
+                        strncmp(text, "1", 1) == 0);
+  free(text);
+  return frozen;
+}
 int sl_cgroup_thaw(const sl_cgroup *cg, sl_error *err) { return set_frozen(cg, 0, err); }
 
 long sl_cgroup_oom_kills(const sl_cgroup *cg) {

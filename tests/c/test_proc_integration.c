@@ -326,6 +326,12 @@ static void sandbox_outlives_creator(void) {
   close_store(h, home);
 }
 
+static const char *alive_cgroups(sl_sandboxes *h, const char *id) {
+  static sl_sandbox_info info;
+  sl_error err = {0};
+  return sl_sandbox_get(h, id, &info, &err) == 0 ? info.cgroups : "";
+}
+
 static void gc_cleans_after_monitor_crash(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
@@ -349,6 +355,14 @@ static void gc_cleans_after_monitor_crash(void) {
   CHECK_INT(collected.state, ==, SL_SANDBOX_DEAD);
   CHECK_STR(collected.end_reason, "monitor_lost");
   CHECK(nothing_left(h, &collected));
+
+  /* A running sandbox left frozen by a crashed snapshot is thawed. */
+  sl_cgroup cg;
+  CHECK_OK(sl_cgroup_parse(alive_cgroups(h, after.id), &cg, &err), &err);
+  CHECK_OK(sl_cgroup_freeze(&cg, &err), &err);
+  CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
+  CHECK_INT(cleaned, ==, 1);
+  CHECK(!sl_cgroup_is_frozen(&cg));
 
   /* A mount below sandboxes/ that no row owns goes too. */
   char orphan[128];
