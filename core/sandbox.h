@@ -109,6 +109,10 @@ int sl_sandbox_list(sl_sandboxes *h, sl_sandbox_info **out, size_t *count, sl_er
  * "killed". ESRCH when the sandbox has already ended. */
 int sl_sandbox_kill(sl_sandboxes *h, const char *id, sl_error *err);
 
+/* Remove the record and the folder (logs, end reason) of a sandbox that
+ * has ended. EBUSY while it is alive (kill it first). Its snapshots stay. */
+int sl_sandbox_remove(sl_sandboxes *h, const char *id, sl_error *err);
+
 /* Stop (freeze) or resume (thaw) every process of the sandbox through the
  * freezer cgroup. Freezing a frozen sandbox, or thawing a running one,
  * succeeds and changes nothing. */

@@ -64,6 +64,18 @@ static void ended_sandbox_is_esrch(void) {
   CHECK_INT(sl_sandbox_freeze(h, info.id, &err), ==, -ESRCH);
   CHECK_INT(sl_sandbox_thaw(h, info.id, &err), ==, -ESRCH);
   CHECK_INT(sl_sandbox_set_timeout(h, info.id, 5, &err), ==, -ESRCH);
+
+  /* An ended sandbox can be removed; a live one cannot. */
+  sl_sandbox_info live;
+  CHECK_OK(sl_sandbox_create(h, &spec, &live, &err), &err);
+  CHECK_INT(sl_sandbox_remove(h, live.id, &err), ==, -EBUSY);
+  CHECK_OK(sl_sandbox_remove(h, info.id, &err), &err);
+  CHECK_INT(sl_sandbox_get(h, info.id, &info, &err), ==, -ENOENT);
+  char dir[128];
+  snprintf(dir, sizeof dir, "%s/sandboxes/%s", home, info.id);
+  CHECK_INT(access(dir, F_OK), ==, -1);
+  CHECK_INT(sl_sandbox_remove(h, info.id, &err), ==, -ENOENT);
+  CHECK_OK(sl_sandbox_kill(h, live.id, &err), &err);
   close_store(h, home);
 }
 
