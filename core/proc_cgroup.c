@@ -299,8 +299,8 @@ static int make_dirs(const sl_cgroup *cg, sl_error *err) {
 }
 
 /* NOTE: cgroup v2 filters devices only through a BPF program, which
- * sandlot does not load; there the nodev root, the tmpfs /dev and the
- * dropped CAP_MKNOD are what keep host devices out. */
+ * sandlot does not load. There the nodev root, the tmpfs /dev and the
+ * dropped CAP_MKNOD keep host devices out. */
 static int allow_devices(const sl_cgroup *cg, sl_error *err) {
   const char *dir = cg->dirs[SL_CG_DEVICES];
   if (cg->mode != SL_CGROUP_V1 || !dir[0]) return 0;

@@ -219,7 +219,7 @@ static void binary_file_round_trip(void) {
   CHECK(memcmp(f.bytes, data, len) == 0);
   free(f.bytes);
 
-  /* The sandbox sees the same bytes, and so does the host in the upper. */
+  /* The sandbox reads the same bytes, and so does the host in the upper. */
   run_result r;
   CHECK_INT(run(&fx.c, "sha256sum < /root/blob.bin | cut -d' ' -f1", 0, &r), ==, 0);
   char hex[SL_SHA256_HEX_LEN + 1];
@@ -309,6 +309,7 @@ static void fork_bomb_hits_pids_limit(void) {
                 "    print(n, e.errno)\n'",
                 20000, &r),
             ==, 0);
+
   int forked = -1, error = -1;
   CHECK_INT(sscanf(r.out, "%d %d", &forked, &error), ==, 2);
   CHECK_INT(error, ==, EAGAIN);
@@ -317,6 +318,7 @@ static void fork_bomb_hits_pids_limit(void) {
   long hits = cgroup_number(&fx.info, SL_CG_PIDS, "pids.events", "max");
   if (hits < 0) hits = cgroup_number(&fx.info, SL_CG_UNIFIED, "pids.events", "max");
   CHECK(hits > 0);
+
   /* The host still forks, and kill removes every bomb process. */
   pid_t pid = fork();
   if (pid == 0) _exit(0);
@@ -403,7 +405,8 @@ static void file_requests_stay_inside(void) {
   CHECK_INT(read_file(&fx.c, "/root/up/etc/hostname", &f), ==, 0); /* the sandbox's own */
   free(f.bytes);
   CHECK_INT(read_file(&fx.c, "/../../../proc/1/cmdline", &f), ==, 0);
-  CHECK(f.len > 0 && strstr((char *)f.bytes, "/.sandlot/agent") != NULL);
+  CHECK(f.len > 0);
+  CHECK(strstr((char *)f.bytes, "/.sandlot/agent") != NULL);
   free(f.bytes);
   CHECK(finish(&fx));
 }
