@@ -37,7 +37,7 @@ int sl_unmount_below(const char *prefix, int *count, sl_error *err) {
     if (sl_overlay_unmount(mounts[i], err) < 0 && rc == 0) rc = -err->code;
     else if (count) (*count)++;
   }
-  sl_argv_free(mounts);
+  sl_strv_free(mounts);
   return rc;
 }
 

@@ -60,7 +60,7 @@ static void mounts_below_lists_newest_first(void) {
   CHECK_STR(mounts[1], "/s/sandboxes/sb-1/root/proc");
   CHECK_STR(mounts[2], "/s/sandboxes/sb-1/root");
   CHECK(mounts[3] == NULL);
-  sl_argv_free(mounts);
+  sl_strv_free(mounts);
 }
 
 static void config_round_trips(void) {
