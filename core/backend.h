@@ -30,6 +30,10 @@ typedef struct sl_backend_ops {
 
 extern const sl_backend_ops sl_proc_backend;
 
+/* Unmount what is mounted below sandboxes/<id>/ for ids without a row,
+ * counting the mounts in *count. Part of gc. */
+int sl_proc_gc_orphans(sl_sandboxes *h, int *count, sl_error *err);
+
 /* Write <home>/sandboxes/<id> to `buf`. */
 void sl_sandbox_dir(const sl_sandboxes *h, const char *id, char *buf, size_t len);
 

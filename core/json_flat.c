@@ -197,3 +197,46 @@ int sl_json_each(const char *json, sl_json_member_fn fn, void *data) {
   sl_json_free(&value);
   return rc;
 }
+
+/* Lines */
+
+char *sl_json_from_lines(const char *lines) {
+  sl_json_buf b = {0};
+  char *copy = strdup(lines ? lines : ""), *save = NULL;
+  if (copy == NULL) return NULL;
+  for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char *eq = strchr(line, '=');
+    if (eq == NULL) continue;
+    *eq = '\0';
+    sl_json_add_string(&b, line, eq + 1);
+  }
+  free(copy);
+  const char *text = sl_json_close(&b);
+  char *result = text ? strdup(text) : NULL;
+  sl_json_free(&b);
+  return result;
+}
+
+typedef struct lines_out {
+  char *buf;
+  size_t len, used;
+  int overflow;
+} lines_out;
+
+static void add_line(const char *key, const char *value, int is_string, void *data) {
+  lines_out *o = data;
+  (void)is_string;
+  int n = snprintf(o->buf + o->used, o->len - o->used, "%s=%s\n", key, value);
+  if (n < 0 || (size_t)n >= o->len - o->used) o->overflow = 1;
+  else o->used += (size_t)n;
+}
+
+int sl_json_to_lines(const char *json, char *buf, size_t len) {
+  lines_out o = {buf, len, 0, 0};
+  buf[0] = '\0';
+  if (json == NULL) return 0;
+  int rc = sl_json_each(json, add_line, &o);
+  if (rc < 0) return rc;
+  return o.overflow ? -ENOSPC : (int)o.used;
+}
+

@@ -23,12 +23,22 @@ void sl_json_add_integer(sl_json_buf *b, const char *key, long long value);
 const char *sl_json_close(sl_json_buf *b);
 void sl_json_free(sl_json_buf *b);
 
-/* Receives one member: its key and value, decoded; `is_string` tells a
- * string from a number, true, false or null (given as its raw text). */
+/* Receives one member, key and value decoded. `is_string` is 1 for a
+ * string and 0 for a number, true, false or null, given as raw text. */
 typedef void (*sl_json_member_fn)(const char *key, const char *value, int is_string, void *data);
 
 /* Call `fn` for each member of the flat object `json`. Nested objects and
  * arrays are rejected. Returns 0, or -EINVAL on malformed text. */
 int sl_json_each(const char *json, sl_json_member_fn fn, void *data);
+
+/* Build a JSON object of string members from "key=value" lines (lines
+ * without '=' are skipped). Returns a heap string, NULL when out of
+ * memory. */
+char *sl_json_from_lines(const char *lines);
+
+/* Write the members of the flat object `json` as "key=value" lines.
+ * Returns the length, -EINVAL for malformed JSON, -ENOSPC when `buf` is
+ * too small. A NULL `json` gives no lines. */
+int sl_json_to_lines(const char *json, char *buf, size_t len);
 
 #endif

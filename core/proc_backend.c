@@ -79,7 +79,6 @@ static int build_config(const sl_sandboxes *h, const sl_create_spec *spec,
   cfg->upper = strdup(path);
   snprintf(path, sizeof path, "%s/work", dir);
   cfg->work = strdup(path);
-  cfg->agent_socket = strdup(info->agent_socket);
   cfg->hostname = strdup(spec->hostname ? spec->hostname : "sandlot");
   cfg->cwd = strdup(spec->cwd ? spec->cwd : "/");
   cfg->launch = strdup("fresh");
@@ -90,7 +89,7 @@ static int build_config(const sl_sandboxes *h, const sl_create_spec *spec,
   cfg->timeout_ms = info->timeout_ms;
   cfg->on_timeout = info->on_timeout;
   cfg->auto_kill = info->auto_kill;
-  if (!cfg->id || !cfg->home || !cfg->root || !cfg->upper || !cfg->work || !cfg->agent_socket ||
+  if (!cfg->id || !cfg->home || !cfg->root || !cfg->upper || !cfg->work ||
       !cfg->hostname || !cfg->cwd || !cfg->launch)
     rc = -ENOMEM;
   return rc;
@@ -271,7 +270,7 @@ static char **lower_layers(sl_sandboxes *h, const char *agent_layer, const char 
   for (size_t i = 0; rc == 0 && i < stack.count; i++) rc = sl_strv_push(&lowers, count, stack.items[i].path);
   sl_layer_list_free(&stack);
   if (rc < 0) {
-    sl_argv_free(lowers);
+    sl_strv_free(lowers);
     sl_error_set(err, ENOMEM, "out of memory");
     return NULL;
   }
@@ -287,7 +286,7 @@ static int start(sl_sandboxes *h, const sl_create_spec *spec, const sl_sandbox_i
   if (lowers == NULL) return -err->code;
   sl_proc_config cfg;
   int rc = build_config(h, spec, info, lowers, nlowers, &cfg);
-  sl_argv_free(lowers);
+  sl_strv_free(lowers);
   if (rc < 0) {
     sl_proc_config_free(&cfg);
     return sl_error_set(err, ENOMEM, "out of memory");
@@ -305,8 +304,8 @@ static int start(sl_sandboxes *h, const sl_create_spec *spec, const sl_sandbox_i
   return rc;
 }
 
-/* The creator holds the sandbox's op.lock from the insert until the
- * monitor reports. gc sees the lock held and so leaves a row in
+/* The creator takes the sandbox's op.lock from the insert until the
+ * monitor reports. gc finds the lock taken and so leaves a row in
  * "creating" without a monitor alone, because it is being started. */
 static int proc_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_info *out,
                        sl_error *err) {
@@ -436,7 +435,7 @@ static int has_mounts(const char *dir) {
   fclose(f);
   char **mounts = text ? sl_mounts_below(text, dir, &n) : NULL;
   free(text);
-  sl_argv_free(mounts);
+  sl_strv_free(mounts);
   return n > 0;
 }
 
@@ -449,12 +448,35 @@ static int being_created(const char *dir) {
   return lock < 0;
 }
 
+/* A snapshot freezes the cgroup and thaws it when CRIU is done; a host
+ * that died in between leaves a running sandbox frozen. With nobody
+ * holding op.lock, a frozen cgroup of a sandbox recorded as running is
+ * such a leftover. */
+static int thaw_leftover(const sl_sandbox_info *info, const char *dir, int *cleaned,
+                         sl_error *err) {
+  sl_cgroup cg;
+  if (info->state != SL_SANDBOX_RUNNING || sl_cgroup_parse(info->cgroups, &cg, err) < 0 ||
+      !sl_cgroup_exists(&cg) || !sl_cgroup_is_frozen(&cg))
+    return 0;
+  sl_error busy = {0};
+  int lock = sl_op_lock(dir, 0, &busy);
+  if (lock < 0) return 0; /* an operation is under way */
+  int rc = 0;
+  if (sl_cgroup_is_frozen(&cg)) {
+    SL_WARN("sandbox.gc_thaw", "sandbox=%s op=gc note=\"running but frozen, thawing\"", info->id);
+    rc = sl_cgroup_thaw(&cg, err);
+    *cleaned = rc == 0;
+  }
+  sl_op_unlock(lock);
+  return rc;
+}
+
 static int proc_gc(sl_sandboxes *h, const sl_sandbox_info *info, int *cleaned, sl_error *err) {
   *cleaned = 0;
   int dead = info->state == SL_SANDBOX_DEAD;
   char dir[SL_SANDBOX_PATH_MAX];
   sl_sandbox_dir(h, info->id, dir, sizeof dir);
-  if (!dead && live_monitor(h, info) > 0) return 0;
+  if (!dead && live_monitor(h, info) > 0) return thaw_leftover(info, dir, cleaned, err);
   if (info->state == SL_SANDBOX_CREATING && being_created(dir)) return 0;
 
   sl_sandbox_info copy = *info;
@@ -472,6 +494,36 @@ static int proc_gc(sl_sandboxes *h, const sl_sandbox_info *info, int *cleaned, s
   if (dead) return 0;
   int rc = sl_sbstore_set_ended(h->store, info->id, -1, 0, "monitor_lost", err);
   return rc < 0 && err->code == ESRCH ? 0 : rc;
+}
+
+/* Unmount what is mounted below sandboxes/<id>/ for ids without a row
+ * (left by a crash between a mount and the row's removal). */
+int sl_proc_gc_orphans(sl_sandboxes *h, int *count, sl_error *err) {
+  char prefix[SL_SANDBOX_PATH_MAX];
+  snprintf(prefix, sizeof prefix, "%s/sandboxes", h->home);
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (f == NULL) return sl_error_errno(err, errno, "read /proc/self/mountinfo");
+  size_t cap = 1 << 20, n = 0;
+  char *text = malloc(cap);
+  if (text) text[fread(text, 1, cap - 1, f)] = '\0';
+  fclose(f);
+  char **mounts = text ? sl_mounts_below(text, prefix, &n) : NULL;
+  free(text);
+  int rc = 0;
+  for (size_t i = 0; i < n; i++) {
+    char id[SL_SANDBOX_ID_MAX] = "";
+    const char *rest = mounts[i] + strlen(prefix);
+    if (sscanf(rest, "/%15[^/]", id) != 1) continue;
+    sl_sandbox_info info;
+    sl_error lookup = {0};
+    if (sl_sbstore_get(h->store, id, &info, &lookup) == 0 || lookup.code != ENOENT) continue;
+    SL_WARN("sandbox.gc_mount", "sandbox=%s op=gc mount=%s note=\"no record, unmounting\"", id,
+            mounts[i]);
+    if (sl_overlay_unmount(mounts[i], err) < 0) rc = -err->code;
+    else (*count)++;
+  }
+  sl_strv_free(mounts);
+  return rc;
 }
 
 const sl_backend_ops sl_proc_backend = {

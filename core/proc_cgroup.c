@@ -258,7 +258,10 @@ static void parent_of(const char *dir, char *buf, size_t len) {
 }
 
 /* On v2 the memory, pids and cpu controllers must be enabled in the
- * subtree_control of every ancestor; the root's may already list them. */
+ * subtree_control of every ancestor; the root's may already list them.
+ * NOTE: no test runs this on a host with v2 controllers, because the
+ * development host's unified hierarchy has none; its v2 freeze and kill
+ * paths are tested. */
 static int enable_v2_controllers(const char *parent, sl_error *err) {
   char root[SL_CGROUP_PATH_MAX], controllers[SL_CGROUP_PATH_MAX + 32];
   parent_of(parent, root, sizeof root);
@@ -298,6 +301,9 @@ static int make_dirs(const sl_cgroup *cg, sl_error *err) {
   return 0;
 }
 
+/* NOTE: cgroup v2 filters devices only through a BPF program, which
+ * sandlot does not load. There the nodev root, the tmpfs /dev and the
+ * dropped CAP_MKNOD keep host devices out. */
 static int allow_devices(const sl_cgroup *cg, sl_error *err) {
   const char *dir = cg->dirs[SL_CG_DEVICES];
   if (cg->mode != SL_CGROUP_V1 || !dir[0]) return 0;
@@ -394,6 +400,17 @@ static int set_frozen(const sl_cgroup *cg, int frozen, sl_error *err) {
 }
 
 int sl_cgroup_freeze(const sl_cgroup *cg, sl_error *err) { return set_frozen(cg, 1, err); }
+
+int sl_cgroup_is_frozen(const sl_cgroup *cg) {
+  char path[SL_CGROUP_PATH_MAX + 32];
+  const char *file = cg->mode == SL_CGROUP_V1 ? "freezer.state" : "cgroup.freeze";
+  snprintf(path, sizeof path, "%s/%s", main_dir(cg), file);
+  char *text = read_text(path, 64);
+  int frozen = text && (strncmp(text, "FROZEN", 6) == 0 || strncmp(text, "FREEZING", 8) == 0 ||
+                        strncmp(text, "1", 1) == 0);
+  free(text);
+  return frozen;
+}
 int sl_cgroup_thaw(const sl_cgroup *cg, sl_error *err) { return set_frozen(cg, 0, err); }
 
 long sl_cgroup_oom_kills(const sl_cgroup *cg) {

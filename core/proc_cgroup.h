@@ -99,6 +99,10 @@ int sl_cgroup_thaw(const sl_cgroup *cg, sl_error *err);
  * memory.oom_control or v2 memory.events, "oom_kill"); 0 when unknown. */
 long sl_cgroup_oom_kills(const sl_cgroup *cg);
 
+/* Whether the cgroup is frozen or freezing (v1 FROZEN or FREEZING, v2
+ * cgroup.freeze 1). */
+int sl_cgroup_is_frozen(const sl_cgroup *cg);
+
 /* Number of processes in the sandbox's cgroup, or a negative errno. */
 int sl_cgroup_count_procs(const sl_cgroup *cg, sl_error *err);
 

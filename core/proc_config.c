@@ -72,7 +72,6 @@ char *sl_proc_config_format(const sl_proc_config *cfg) {
   put_pair(&b, "upper", cfg->upper);
   put_pair(&b, "work", cfg->work);
   for (size_t i = 0; i < cfg->nlowers; i++) put_pair(&b, "lower", cfg->lowers[i]);
-  put_pair(&b, "agent_socket", cfg->agent_socket);
   put_pair(&b, "hostname", cfg->hostname);
   put_pair(&b, "cwd", cfg->cwd);
   for (size_t i = 0; i < cfg->nenv; i++) put_pair(&b, "env", cfg->env[i]);
@@ -148,7 +147,6 @@ static int apply(sl_proc_config *cfg, const char *key, const char *value, sl_err
       {"root", offsetof(sl_proc_config, root)},
       {"upper", offsetof(sl_proc_config, upper)},
       {"work", offsetof(sl_proc_config, work)},
-      {"agent_socket", offsetof(sl_proc_config, agent_socket)},
       {"hostname", offsetof(sl_proc_config, hostname)},
       {"cwd", offsetof(sl_proc_config, cwd)},
       {"launch", offsetof(sl_proc_config, launch)},
@@ -199,7 +197,7 @@ static void free_list(char **list) {
 
 void sl_proc_config_free(sl_proc_config *cfg) {
   char **strings[] = {&cfg->id,  &cfg->home,         &cfg->root,     &cfg->upper, &cfg->work,
-                      &cfg->agent_socket, &cfg->hostname, &cfg->cwd, &cfg->launch};
+                      &cfg->hostname, &cfg->cwd, &cfg->launch};
   for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) free(*strings[i]);
   free_list(cfg->lowers);
   free_list(cfg->env);

@@ -19,7 +19,6 @@ typedef struct sl_proc_config {
   char *upper, *work;  /* overlay upper and work dirs */
   char **lowers;       /* read-only layers, top first */
   size_t nlowers;
-  char *agent_socket;  /* host path of the agent socket */
   char *hostname, *cwd;
   char **env;          /* "NAME=value" */
   size_t nenv;

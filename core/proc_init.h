@@ -4,14 +4,25 @@
 #ifndef SANDLOT_PROC_INIT_H
 #define SANDLOT_PROC_INIT_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Paths of the agent inside the sandbox, in its own read-only layer. */
 #define SL_AGENT_DIR "/.sandlot"
 #define SL_AGENT_PATH "/.sandlot/agent"
-/* Socket the agent serves, inside the sandbox; on the overlay, so the host
- * reaches it at <root>/run/sandlot/agent.sock. */
+/* Socket the agent serves, inside the sandbox. */
 #define SL_AGENT_SOCKET "/run/sandlot/agent.sock"
+
+/* Name of the host's handle on that socket in sandboxes/<id>/: the
+ * monitor bind-mounts the socket's inode there once the agent listens. */
+#define SL_AGENT_SOCKET_HOST "agent.sock"
+
+/* Write /proc/<init_pid>/root/run/sandlot/agent.sock, the agent socket as
+ * seen through PID 1's root. Only the monitor uses it, while the agent is
+ * the sandbox's only process: an absolute symlink planted later by the
+ * sandbox would resolve against the host's root. */
+int sl_agent_socket_path(pid_t init_pid, char *buf, size_t len);
 
 typedef struct sl_proc_init {
   const char *root;     /* host path of the mounted overlay */

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "proc_cgroup.h"
+#include "proc_init.h"
 #include "proc_overlay.h"
 #include "proc_util.h"
 #include "template.h"
@@ -35,7 +37,7 @@ int sl_unmount_below(const char *prefix, int *count, sl_error *err) {
     if (sl_overlay_unmount(mounts[i], err) < 0 && rc == 0) rc = -err->code;
     else if (count) (*count)++;
   }
-  sl_argv_free(mounts);
+  sl_strv_free(mounts);
   return rc;
 }
 
@@ -63,6 +65,10 @@ int sl_proc_release(const sl_sandbox_info *info, const char *sandbox_dir, sl_err
   keep_first(&rc, sl_unmount_below(sandbox_dir, &unmounted, err));
   keep_first(&rc, sl_cgroup_destroy(&cg, err));
 
+  char agent_socket[PATH_MAX];
+  snprintf(agent_socket, sizeof agent_socket, "%s/%s", sandbox_dir, SL_AGENT_SOCKET_HOST);
+  if (unlink(agent_socket) < 0 && errno != ENOENT && rc == 0)
+    rc = sl_error_errno(err, errno, "remove %s", agent_socket);
   static const char *const dirs[] = {"root", "upper", "work"};
   for (size_t i = 0; i < 3; i++) {
     char path[PATH_MAX];

@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "log.h"
 #include "oplock.h"
+#include "sandbox_store.h"
 #include "proc_util.h"
 #include "run.h"
 #include "size.h"
@@ -195,6 +196,22 @@ int sl_sandbox_kill(sl_sandboxes *h, const char *id, sl_error *err) {
   return with_live_sandbox(h, id, "kill", do_kill, NULL, err);
 }
 
+int sl_sandbox_remove(sl_sandboxes *h, const char *id, sl_error *err) {
+  sl_sandbox_info info;
+  if (sl_sbstore_get(h->store, id, &info, err) < 0) return sl_error_wrap(err, "remove");
+  if (info.state != SL_SANDBOX_DEAD)
+    return sl_error_set(err, EBUSY, "remove %s: sandbox is %s (kill it first)", id,
+                        sl_sandbox_state_name(info.state));
+  char dir[SL_SANDBOX_PATH_MAX];
+  sl_sandbox_dir(h, id, dir, sizeof dir);
+  if (sl_catalog_sandbox_delete(sl_sbstore_catalog(h->store), id, err) < 0)
+    return sl_error_wrap(err, "remove %s", id);
+  /* Only files are left: the monitor or gc released the mounts. */
+  if (sl_remove_tree(dir, err) < 0) return sl_error_wrap(err, "remove %s", id);
+  SL_INFO("sandbox.removed", "sandbox=%s op=remove", id);
+  return 0;
+}
+
 int sl_sandbox_freeze(sl_sandboxes *h, const char *id, sl_error *err) {
   int frozen = 1;
   return with_live_sandbox(h, id, "freeze", do_freeze, &frozen, err);
@@ -233,5 +250,8 @@ int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
     if (cleaned) *cleaned += one;
   }
   free(items);
+  int orphans = 0;
+  if (sl_proc_gc_orphans(h, &orphans, err) < 0 && rc == 0) rc = -err->code;
+  if (cleaned) *cleaned += orphans;
   return rc < 0 ? sl_error_wrap(err, "gc") : 0;
 }

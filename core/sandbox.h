@@ -9,7 +9,7 @@
  * Errors: an unknown sandbox or template fails with ENOENT, and an
  * invalid spec with EINVAL naming the value. A call that needs a live
  * sandbox fails with ESRCH on one that has ended, and with EBUSY when
- * another operation holds the sandbox for too long. */
+ * another operation keeps the sandbox's op.lock for too long. */
 #ifndef SANDLOT_SANDBOX_H
 #define SANDLOT_SANDBOX_H
 
@@ -71,7 +71,9 @@ typedef struct sl_sandbox_info {
   uint64_t init_start;       /* its start time (clock ticks after boot) */
   pid_t monitor_pid;         /* 0 until the sandbox runs */
   char cgroups[SL_SANDBOX_PATH_MAX];      /* cgroup directories, one a line */
-  char agent_socket[SL_SANDBOX_PATH_MAX]; /* host path of the agent socket */
+  char agent_socket[SL_SANDBOX_PATH_MAX]; /* host path of the agent socket
+                                             (sandboxes/<id>/agent.sock); ""
+                                             unless running or frozen */
   char root[SL_SANDBOX_PATH_MAX];         /* host path of the root mount */
   int exit_status;           /* of PID 1, 0..255 when it exited; -1 otherwise */
   int exit_signal;           /* signal that ended PID 1; 0 otherwise */
@@ -107,6 +109,10 @@ int sl_sandbox_list(sl_sandboxes *h, sl_sandbox_info **out, size_t *count, sl_er
  * returns once all of that is done. The record stays, state dead, reason
  * "killed". ESRCH when the sandbox has already ended. */
 int sl_sandbox_kill(sl_sandboxes *h, const char *id, sl_error *err);
+
+/* Remove the record and the folder (logs, end reason) of a sandbox that
+ * has ended. EBUSY while it is alive (kill it first). Its snapshots stay. */
+int sl_sandbox_remove(sl_sandboxes *h, const char *id, sl_error *err);
 
 /* Stop (freeze) or resume (thaw) every process of the sandbox through the
  * freezer cgroup. Freezing a frozen sandbox, or thawing a running one,

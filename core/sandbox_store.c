@@ -57,49 +57,6 @@ static char *options_json(const sl_sandbox_info *info) {
   return copy;
 }
 
-/* Build a JSON object from "key=value" lines. */
-static char *lines_json(const char *lines) {
-  sl_json_buf b = {0};
-  char *copy = strdup(lines ? lines : ""), *save = NULL;
-  if (copy == NULL) return NULL;
-  for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-    char *eq = strchr(line, '=');
-    if (eq == NULL) continue;
-    *eq = '\0';
-    sl_json_add_string(&b, line, eq + 1);
-  }
-  free(copy);
-  const char *text = sl_json_close(&b);
-  char *result = text ? strdup(text) : NULL;
-  sl_json_free(&b);
-  return result;
-}
-
-char *sl_sbstore_cgroups_json(const char *lines) { return lines_json(lines); }
-
-typedef struct lines_out {
-  char *buf;
-  size_t len, used;
-  int overflow;
-} lines_out;
-
-static void add_line(const char *key, const char *value, int is_string, void *data) {
-  lines_out *o = data;
-  (void)is_string;
-  int n = snprintf(o->buf + o->used, o->len - o->used, "%s=%s\n", key, value);
-  if (n < 0 || (size_t)n >= o->len - o->used) o->overflow = 1;
-  else o->used += (size_t)n;
-}
-
-int sl_sbstore_cgroups_lines(const char *json, char *buf, size_t len) {
-  lines_out o = {buf, len, 0, 0};
-  buf[0] = '\0';
-  if (json == NULL) return 0;
-  int rc = sl_json_each(json, add_line, &o);
-  if (rc < 0) return rc;
-  return o.overflow ? -ENOSPC : (int)o.used;
-}
-
 static void read_option(const char *key, const char *value, int is_string, void *data) {
   sl_sandbox_info *info = data;
   if (is_string) return;
@@ -140,15 +97,16 @@ static void from_row(const sl_sbstore *s, const sl_sandbox *row, sl_sandbox_info
   info->deadline_ms = row->deadline_at;
   info->on_timeout = row->on_timeout;
   sl_json_each(row->options, read_option, info);
-  sl_sbstore_cgroups_lines(row->labels, info->labels, sizeof info->labels);
-  sl_sbstore_cgroups_lines(row->cgroups, info->cgroups, sizeof info->cgroups);
+  sl_json_to_lines(row->labels, info->labels, sizeof info->labels);
+  sl_json_to_lines(row->cgroups, info->cgroups, sizeof info->cgroups);
   info->init_pid = (pid_t)row->init_pid;
   info->init_start = (uint64_t)row->init_start_time;
   info->monitor_pid = (pid_t)row->monitor_pid;
   info->exit_status = row->exit_status;
   info->exit_signal = row->exit_signal;
   sandbox_path(s, row->id, "root", info->root, sizeof info->root);
-  snprintf(info->agent_socket, sizeof info->agent_socket, "%s%s", info->root, SL_AGENT_SOCKET);
+  if (row->state == SL_SANDBOX_RUNNING || row->state == SL_SANDBOX_FROZEN)
+    sandbox_path(s, row->id, SL_AGENT_SOCKET_HOST, info->agent_socket, sizeof info->agent_socket);
   if (row->state == SL_SANDBOX_DEAD) read_end_reason(s, info);
 }
 
@@ -158,7 +116,7 @@ static int not_found(const char *id, sl_error *err) {
 }
 
 int sl_sbstore_insert(sl_sbstore *s, sl_sandbox_info *info, sl_error *err) {
-  char *options = options_json(info), *labels = lines_json(info->labels);
+  char *options = options_json(info), *labels = sl_json_from_lines(info->labels);
   int rc = options && labels ? 0 : sl_error_set(err, ENOMEM, "out of memory");
   if (rc == 0) rc = sl_store_create_entry(&s->store, SL_AREA_SANDBOXES, info->id, NULL, 0, err);
   sl_sandbox row = {0};
@@ -229,7 +187,7 @@ int sl_sbstore_list(sl_sbstore *s, sl_sandbox_info **out, size_t *count, sl_erro
 
 int sl_sbstore_set_running(sl_sbstore *s, const char *id, pid_t init_pid, uint64_t init_start,
                            pid_t monitor_pid, const char *cgroups, sl_error *err) {
-  char *json = sl_sbstore_cgroups_json(cgroups);
+  char *json = sl_json_from_lines(cgroups);
   if (json == NULL) return sl_error_set(err, ENOMEM, "out of memory");
   sl_sandbox_process proc = {init_pid, (int64_t)init_start, monitor_pid, json};
   int rc = sl_catalog_sandbox_set_running(s->catalog, id, &proc, err);

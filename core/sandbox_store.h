@@ -57,9 +57,4 @@ int sl_sbstore_set_ended(sl_sbstore *s, const char *id, int exit_status, int exi
 /* Drop the row and the folder of a sandbox that never ran. */
 int sl_sbstore_delete(sl_sbstore *s, const char *id, sl_error *err);
 
-/* Convert "controller=path" lines to the catalog's cgroups JSON and back.
- * Pure. sl_sbstore_cgroups_json returns a heap string or NULL. */
-char *sl_sbstore_cgroups_json(const char *lines);
-int sl_sbstore_cgroups_lines(const char *json, char *buf, size_t len);
-
 #endif

@@ -7,9 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -17,6 +20,7 @@
 
 #include "log.h"
 #include "oplock.h"
+#include "proc_init.h"
 #include "proc_overlay.h"
 #include "proc_release.h"
 #include "proc_util.h"
@@ -42,6 +46,8 @@ static void open_log(const sl_monitor *m) {
   mkdir(dir, 0700);
   snprintf(path, sizeof path, "%s/monitor.log", dir);
   log_file = fopen(path, "ae");
+  /* Sanitizer reports and crashes go to stderr: keep them with the log. */
+  if (log_file) dup2(fileno(log_file), 2);
   sl_log_set_sink(file_sink, NULL);
   if (getenv("SANDLOT_LOG") == NULL) sl_log_set_level(SL_LOG_INFO);
 }
@@ -93,11 +99,13 @@ static int reap_init_nohang(sl_monitor *m);
 /* The agent is ready once its socket accepts a connection. */
 static int wait_for_agent(sl_monitor *m, sl_error *err) {
   int64_t deadline = sl_monotonic_ms() + AGENT_READY_TIMEOUT_MS;
+  char socket_path[128];
+  sl_agent_socket_path(m->init_pid, socket_path, sizeof socket_path);
   struct stat st;
   while (sl_monotonic_ms() < deadline) {
-    if (stat(m->cfg.agent_socket, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    if (stat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
       sl_error ignored = {0};
-      int fd = sl_unix_connect(m->cfg.agent_socket, &ignored);
+      int fd = sl_unix_connect(socket_path, &ignored);
       if (fd >= 0) {
         close(fd);
         return 0;
@@ -110,7 +118,50 @@ static int wait_for_agent(sl_monitor *m, sl_error *err) {
     nanosleep(&ts, NULL);
   }
   return sl_error_set(err, ETIMEDOUT, "agent did not listen on %s within %d ms",
-                      m->cfg.agent_socket, AGENT_READY_TIMEOUT_MS);
+                      socket_path, AGENT_READY_TIMEOUT_MS);
+}
+
+/* Give the host a handle on the agent socket that the sandbox cannot
+ * redirect: a bind mount of the socket's inode at sandboxes/<id>/agent.sock.
+ * A path into the sandbox's root would follow whatever symlink the
+ * sandbox puts there later, against the host's root. The socket is looked
+ * up with RESOLVE_IN_ROOT in the overlay's host mount (mount(2) binds only
+ * from the caller's mount namespace), while the agent is still the only
+ * process. */
+static int publish_agent_socket(sl_monitor *m, sl_error *err) {
+  const char *root = m->cfg.root;
+  char host[PATH_MAX + 32];
+  snprintf(host, sizeof host, "%s/%s", m->dir, SL_AGENT_SOCKET_HOST);
+  int root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd < 0) return sl_error_errno(err, errno, "open %s", root);
+  struct open_how how = {O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+  int sock_fd = (int)syscall(SYS_openat2, root_fd, SL_AGENT_SOCKET + 1, &how, sizeof how);
+  int saved = errno;
+  close(root_fd);
+  if (sock_fd < 0) return sl_error_errno(err, saved, "open the agent socket in %s", root);
+
+  /* O_PATH with O_NOFOLLOW opens a symlink as itself, and the bind below
+   * would follow it: only a socket is published. */
+  struct stat st;
+  int rc = 0;
+  if (fstat(sock_fd, &st) < 0) rc = sl_error_errno(err, errno, "stat the agent socket");
+  else if (!S_ISSOCK(st.st_mode))
+    rc = sl_error_set(err, EPROTO, "%s%s is not a socket", root, SL_AGENT_SOCKET);
+  if (rc < 0) {
+    close(sock_fd);
+    return rc;
+  }
+
+  unlink(host);
+  int placeholder = open(host, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (placeholder < 0) rc = sl_error_errno(err, errno, "create %s", host);
+  else close(placeholder);
+  char source[64];
+  snprintf(source, sizeof source, "/proc/self/fd/%d", sock_fd);
+  if (rc == 0 && mount(source, host, NULL, MS_BIND, NULL) < 0)
+    rc = sl_error_errno(err, errno, "bind the agent socket to %s", host);
+  close(sock_fd);
+  return rc;
 }
 
 static sl_monitor_launch_fn pick_launcher(const char *name) {
@@ -134,6 +185,7 @@ static int setup(sl_monitor *m, sl_error *err) {
   if (launch(m, &m->init_pid, err) < 0) return sl_error_wrap(err, "start PID 1");
   m->init_start = sl_pid_start_time(m->init_pid);
   if (wait_for_agent(m, err) < 0) return -err->code;
+  if (publish_agent_socket(m, err) < 0) return -err->code;
 
   int64_t deadline = m->cfg.timeout_ms > 0 ? sl_now_ms() + m->cfg.timeout_ms : 0;
   if (sl_monitor_set_deadline(m, deadline, err) < 0) return -err->code;

@@ -71,6 +71,14 @@ static void close_store(sl_sandboxes *h, const char *home) {
   if (sl_remove_tree(home, &err) < 0) fprintf(stderr, "remove %s: %s\n", home, err.msg);
 }
 
+/* The spec tests start from: auto_kill, so that a test that fails halfway
+ * leaves no sandbox running after its process exits. */
+static inline sl_create_spec test_spec(void) {
+  sl_create_spec spec = {0};
+  spec.auto_kill = 1;
+  return spec;
+}
+
 static int mounted_below(const char *prefix) {
   FILE *f = fopen("/proc/self/mountinfo", "r");
   char line[4096];

@@ -2,6 +2,7 @@
  * and its host-side client: output, binary file round trips, freezing,
  * limits, device access and path escapes. Needs root. */
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <uv.h>
 
@@ -150,7 +151,7 @@ static int finish(fixture *fx) {
 }
 
 static void exec_then_kill(void) {
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   fixture fx;
   CHECK_INT(start(&fx, &spec), ==, 0);
   run_result r;
@@ -163,7 +164,7 @@ static void exec_then_kill(void) {
 }
 
 static void python_output_is_exact(void) {
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   fixture fx;
   CHECK_INT(start(&fx, &spec), ==, 0);
   run_result r;
@@ -178,7 +179,7 @@ static void python_output_is_exact(void) {
 
 static void sandbox_sees_its_own_world(void) {
   const char *env[] = {"GREETING=hi there", NULL};
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   spec.hostname = "box1";
   spec.env = env;
   spec.cwd = "/tmp";
@@ -204,7 +205,7 @@ static void sandbox_sees_its_own_world(void) {
 }
 
 static void binary_file_round_trip(void) {
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   fixture fx;
   CHECK_INT(start(&fx, &spec), ==, 0);
   size_t len = 3 * 1024 * 1024 + 17; /* more than one protocol chunk */
@@ -218,7 +219,7 @@ static void binary_file_round_trip(void) {
   CHECK(memcmp(f.bytes, data, len) == 0);
   free(f.bytes);
 
-  /* The sandbox sees the same bytes, and so does the host in the upper. */
+  /* The sandbox reads the same bytes, and so does the host in the upper. */
   run_result r;
   CHECK_INT(run(&fx.c, "sha256sum < /root/blob.bin | cut -d' ' -f1", 0, &r), ==, 0);
   char hex[SL_SHA256_HEX_LEN + 1];
@@ -243,7 +244,7 @@ static unsigned long read_counter(pid_t init) {
 }
 
 static void freeze_stops_progress(void) {
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   fixture fx;
   CHECK_INT(start(&fx, &spec), ==, 0);
   run_result r;
@@ -288,7 +289,7 @@ static long cgroup_number(const sl_sandbox_info *info, sl_cgroup_controller c, c
 }
 
 static void fork_bomb_hits_pids_limit(void) {
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   spec.pids = 64;
   fixture fx;
   CHECK_INT(start(&fx, &spec), ==, 0);
@@ -300,6 +301,7 @@ static void fork_bomb_hits_pids_limit(void) {
                 "try:\n"
                 "    while True:\n"
                 "        if os.fork() == 0:\n"
+                "            os.closerange(0, 3)\n"
                 "            time.sleep(60)\n"
                 "            os._exit(0)\n"
                 "        n += 1\n"
@@ -307,6 +309,7 @@ static void fork_bomb_hits_pids_limit(void) {
                 "    print(n, e.errno)\n'",
                 20000, &r),
             ==, 0);
+
   int forked = -1, error = -1;
   CHECK_INT(sscanf(r.out, "%d %d", &forked, &error), ==, 2);
   CHECK_INT(error, ==, EAGAIN);
@@ -315,6 +318,7 @@ static void fork_bomb_hits_pids_limit(void) {
   long hits = cgroup_number(&fx.info, SL_CG_PIDS, "pids.events", "max");
   if (hits < 0) hits = cgroup_number(&fx.info, SL_CG_UNIFIED, "pids.events", "max");
   CHECK(hits > 0);
+
   /* The host still forks, and kill removes every bomb process. */
   pid_t pid = fork();
   if (pid == 0) _exit(0);
@@ -324,7 +328,7 @@ static void fork_bomb_hits_pids_limit(void) {
 }
 
 static void memory_hog_hits_limit(void) {
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   spec.memory = "64M";
   fixture fx;
   CHECK_INT(start(&fx, &spec), ==, 0);
@@ -348,7 +352,7 @@ static void memory_hog_hits_limit(void) {
 }
 
 static void host_devices_unreachable(void) {
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   fixture fx;
   CHECK_INT(start(&fx, &spec), ==, 0);
   run_result r;
@@ -370,7 +374,7 @@ static void host_devices_unreachable(void) {
 /* File requests resolve `..` and symlinks inside the sandbox's root, so a
  * write aimed at a host path lands in the sandbox or fails. */
 static void file_requests_stay_inside(void) {
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   fixture fx;
   CHECK_INT(start(&fx, &spec), ==, 0);
   char name[64], host_path[128], inside[256], target[160];
@@ -401,8 +405,43 @@ static void file_requests_stay_inside(void) {
   CHECK_INT(read_file(&fx.c, "/root/up/etc/hostname", &f), ==, 0); /* the sandbox's own */
   free(f.bytes);
   CHECK_INT(read_file(&fx.c, "/../../../proc/1/cmdline", &f), ==, 0);
-  CHECK(f.len > 0 && strstr((char *)f.bytes, "/.sandlot/agent") != NULL);
+  CHECK(f.len > 0);
+  CHECK(strstr((char *)f.bytes, "/.sandlot/agent") != NULL);
   free(f.bytes);
+  CHECK(finish(&fx));
+}
+
+/* A sandbox that swaps its agent socket for a symlink to a host socket
+ * does not get the host's clients: the host's handle stays on the
+ * agent's socket. */
+static void agent_socket_symlink_stays_inside(void) {
+  sl_create_spec spec = test_spec();
+  fixture fx;
+  CHECK_INT(start(&fx, &spec), ==, 0);
+  char host_socket[128];
+  snprintf(host_socket, sizeof host_socket, "/tmp/sandlot-host-%s.sock", fx.info.id);
+  sl_error err = {0};
+  int listener = sl_unix_listen(host_socket, &err);
+  CHECK(listener >= 0);
+  fcntl(listener, F_SETFL, O_NONBLOCK);
+
+  char command[256];
+  snprintf(command, sizeof command,
+           "rm /run/sandlot/agent.sock && ln -s %s /run/sandlot/agent.sock && echo swapped",
+           host_socket);
+  run_result r;
+  CHECK_INT(run(&fx.c, command, 0, &r), ==, 0);
+  CHECK_STR(r.out, "swapped\n");
+  client fresh;
+  CHECK_INT(client_open(&fresh, &fx.info), ==, 0);
+  int rc = run(&fresh, "echo still the agent", 0, &r);
+  client_close(&fresh);
+  CHECK_INT(rc, ==, 0);
+  CHECK_STR(r.out, "still the agent\n");
+  CHECK_INT(accept(listener, NULL, NULL), ==, -1);
+  CHECK_INT(errno, ==, EAGAIN);
+  close(listener);
+  unlink(host_socket);
   CHECK(finish(&fx));
 }
 
@@ -417,5 +456,6 @@ int main(void) {
   RUN(memory_hog_hits_limit);
   RUN(host_devices_unreachable);
   RUN(file_requests_stay_inside);
+  RUN(agent_socket_symlink_stays_inside);
   TEST_EXIT();
 }

@@ -3,6 +3,7 @@
  * test_proc_exec_integration.c for those). Needs root. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/mount.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 
@@ -17,7 +18,7 @@ static void create_then_kill_leaves_nothing(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   sl_sandbox_info info, after;
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(h, &spec, &info, &err), &err);
@@ -28,6 +29,9 @@ static void create_then_kill_leaves_nothing(void) {
   CHECK(sl_monitor_is(info.monitor_pid, sl_sandboxes_home(h), info.id));
   CHECK(mounted_below(info.root));
   CHECK(cgroups_exist(&info));
+  char socket_path[256];
+  snprintf(socket_path, sizeof socket_path, "%s/sandboxes/%s/agent.sock", home, info.id);
+  CHECK_STR(info.agent_socket, socket_path);
   struct stat st;
   CHECK_INT(stat(info.agent_socket, &st), ==, 0);
   CHECK(S_ISSOCK(st.st_mode));
@@ -38,6 +42,8 @@ static void create_then_kill_leaves_nothing(void) {
   CHECK_STR(after.end_reason, "killed");
   CHECK_INT(after.exit_signal, ==, SIGKILL);
   CHECK(after.ended_at_ms >= after.created_at_ms);
+  CHECK_STR(after.agent_socket, "");
+  CHECK_INT(access(socket_path, F_OK), ==, -1);
   CHECK(nothing_left(h, &after));
   CHECK_INT(access(info.root, F_OK), ==, -1);
   close_store(h, home);
@@ -47,7 +53,7 @@ static void ended_sandbox_is_esrch(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   sl_sandbox_info info;
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(h, &spec, &info, &err), &err);
@@ -58,6 +64,18 @@ static void ended_sandbox_is_esrch(void) {
   CHECK_INT(sl_sandbox_freeze(h, info.id, &err), ==, -ESRCH);
   CHECK_INT(sl_sandbox_thaw(h, info.id, &err), ==, -ESRCH);
   CHECK_INT(sl_sandbox_set_timeout(h, info.id, 5, &err), ==, -ESRCH);
+
+  /* An ended sandbox can be removed; a live one cannot. */
+  sl_sandbox_info live;
+  CHECK_OK(sl_sandbox_create(h, &spec, &live, &err), &err);
+  CHECK_INT(sl_sandbox_remove(h, live.id, &err), ==, -EBUSY);
+  CHECK_OK(sl_sandbox_remove(h, info.id, &err), &err);
+  CHECK_INT(sl_sandbox_get(h, info.id, &info, &err), ==, -ENOENT);
+  char dir[128];
+  snprintf(dir, sizeof dir, "%s/sandboxes/%s", home, info.id);
+  CHECK_INT(access(dir, F_OK), ==, -1);
+  CHECK_INT(sl_sandbox_remove(h, info.id, &err), ==, -ENOENT);
+  CHECK_OK(sl_sandbox_kill(h, live.id, &err), &err);
   close_store(h, home);
 }
 
@@ -83,7 +101,7 @@ static void bad_spec_leaves_no_row(void) {
   CHECK(h != NULL);
   sl_sandbox_info info;
   sl_error err = {0};
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   spec.memory = "12X";
   CHECK_INT(sl_sandbox_create(h, &spec, &info, &err), ==, -EINVAL);
   CHECK(strstr(err.msg, "12X") != NULL);
@@ -117,7 +135,7 @@ typedef struct create_job {
 
 static void *create_one(void *arg) {
   create_job *job = arg;
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   job->rc = sl_sandbox_create(job->h, &spec, &job->info, &job->err);
   return NULL;
 }
@@ -156,7 +174,7 @@ static void timeout_kills(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   spec.timeout_sec = 1;
   sl_sandbox_info info, after;
   sl_error err = {0};
@@ -172,7 +190,7 @@ static void set_timeout_changes_deadline(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   spec.timeout_sec = 1;
   sl_sandbox_info info, after;
   sl_error err = {0};
@@ -196,7 +214,7 @@ static void timeout_pause_freezes(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   spec.timeout_sec = 1;
   spec.on_timeout = SL_ON_TIMEOUT_PAUSE;
   sl_sandbox_info info, after;
@@ -215,7 +233,7 @@ static void init_death_is_recorded(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   sl_sandbox_info info, after;
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(h, &spec, &info, &err), &err);
@@ -255,7 +273,7 @@ static void second_process_kills(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   sl_sandbox_info info, after;
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(h, &spec, &info, &err), &err);
@@ -280,12 +298,13 @@ static void sandbox_outlives_creator(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
-  int ids[2];
-  CHECK_INT(pipe(ids), ==, 0);
   for (int auto_kill = 0; auto_kill <= 1; auto_kill++) {
+    int ids[2];
+    CHECK_INT(pipe(ids), ==, 0);
     pid_t pid = fork();
     if (pid == 0) {
-      sl_create_spec spec = {0};
+      close(ids[0]);
+      sl_create_spec spec = test_spec();
       spec.auto_kill = auto_kill;
       sl_sandbox_info info;
       sl_error err = {0};
@@ -293,12 +312,15 @@ static void sandbox_outlives_creator(void) {
       ssize_t w = write(ids[1], info.id, sizeof info.id);
       _exit(w == (ssize_t)sizeof info.id ? 0 : 2);
     }
+    close(ids[1]);
     char id[SL_SANDBOX_ID_MAX];
-    CHECK_INT(read(ids[0], id, sizeof id), ==, (int)sizeof id);
+    ssize_t got = read(ids[0], id, sizeof id);
+    close(ids[0]);
     int status;
     CHECK_INT(waitpid(pid, &status, 0), ==, pid);
     CHECK(WIFEXITED(status));
     CHECK_INT(WEXITSTATUS(status), ==, 0);
+    CHECK_INT(got, ==, (int)sizeof id);
 
     sl_sandbox_info after;
     sl_error err = {0};
@@ -314,16 +336,20 @@ static void sandbox_outlives_creator(void) {
       CHECK_OK(sl_sandbox_kill(h, id, &err), &err);
     }
   }
-  close(ids[0]);
-  close(ids[1]);
   close_store(h, home);
+}
+
+static const char *alive_cgroups(sl_sandboxes *h, const char *id) {
+  static sl_sandbox_info info;
+  sl_error err = {0};
+  return sl_sandbox_get(h, id, &info, &err) == 0 ? info.cgroups : "";
 }
 
 static void gc_cleans_after_monitor_crash(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   sl_sandbox_info info, after;
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(h, &spec, &info, &err), &err);
@@ -343,6 +369,23 @@ static void gc_cleans_after_monitor_crash(void) {
   CHECK_STR(collected.end_reason, "monitor_lost");
   CHECK(nothing_left(h, &collected));
 
+  /* A running sandbox left frozen by a crashed snapshot is thawed. */
+  sl_cgroup cg;
+  CHECK_OK(sl_cgroup_parse(alive_cgroups(h, after.id), &cg, &err), &err);
+  CHECK_OK(sl_cgroup_freeze(&cg, &err), &err);
+  CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
+  CHECK_INT(cleaned, ==, 1);
+  CHECK(!sl_cgroup_is_frozen(&cg));
+
+  /* A mount below sandboxes/ that no row owns goes too. */
+  char orphan[128];
+  snprintf(orphan, sizeof orphan, "%s/sandboxes/sb-0123456789ab/root", home);
+  CHECK_OK(sl_mkdir_p(orphan, 0700, &err), &err);
+  CHECK_INT(mount("tmpfs", orphan, "tmpfs", 0, "size=1m"), ==, 0);
+  CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
+  CHECK_INT(cleaned, ==, 1);
+  CHECK(!mounted_below(orphan));
+
   sl_sandbox_info alive;
   CHECK_OK(sl_sandbox_get(h, after.id, &alive, &err), &err);
   CHECK_INT(alive.state, ==, SL_SANDBOX_RUNNING);
@@ -358,7 +401,7 @@ static void gc_drops_stuck_creating_row(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   sl_sandbox_info info;
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(h, &spec, &info, &err), &err); /* records the template */
@@ -395,7 +438,7 @@ static void freeze_and_thaw_change_state(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   sl_sandbox_info info, now;
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(h, &spec, &info, &err), &err);
@@ -434,7 +477,7 @@ static void device_cgroup_denies_host_devices(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
-  sl_create_spec spec = {0};
+  sl_create_spec spec = test_spec();
   sl_sandbox_info info;
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(h, &spec, &info, &err), &err);

@@ -60,7 +60,7 @@ static void mounts_below_lists_newest_first(void) {
   CHECK_STR(mounts[1], "/s/sandboxes/sb-1/root/proc");
   CHECK_STR(mounts[2], "/s/sandboxes/sb-1/root");
   CHECK(mounts[3] == NULL);
-  sl_argv_free(mounts);
+  sl_strv_free(mounts);
 }
 
 static void config_round_trips(void) {
@@ -68,7 +68,7 @@ static void config_round_trips(void) {
   char *env[] = {"A=1", "MULTI=line1\nline2\\end", NULL};
   sl_proc_config cfg = {
       .id = "sb-0123456789ab", .home = "/s", .root = "/s/sb/root", .upper = "/s/sb/upper",
-      .work = "/s/sb/work", .lowers = lowers, .nlowers = 2, .agent_socket = "/s/sb/root/run/a.sock",
+      .work = "/s/sb/work", .lowers = lowers, .nlowers = 2,
       .hostname = "box", .cwd = "/work", .env = env, .nenv = 2, .launch = "fresh",
       .limits = {512ULL << 20, 64, 1024, 0.25}, .timeout_ms = 5000,
       .on_timeout = SL_ON_TIMEOUT_PAUSE, .auto_kill = 1,

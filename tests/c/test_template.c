@@ -84,7 +84,7 @@ static void mmdebstrap_argv_matches_spec(void) {
     CHECK_STR(argv[i], expected[i]);
   }
   CHECK(argv[i] == NULL);
-  sl_argv_free(argv);
+  sl_strv_free(argv);
 }
 
 static void cache_dir_follows_env(void) {
