@@ -158,7 +158,17 @@ static int l_home(lua_State *L) {
 
 /* ---- Pool work ---- */
 
-typedef enum { OP_CREATE, OP_GET, OP_LIST, OP_KILL, OP_FREEZE, OP_THAW, OP_SET_TIMEOUT, OP_GC } sb_op;
+typedef enum {
+  OP_CREATE,
+  OP_GET,
+  OP_LIST,
+  OP_KILL,
+  OP_REMOVE,
+  OP_FREEZE,
+  OP_THAW,
+  OP_SET_TIMEOUT,
+  OP_GC,
+} sb_op;
 
 typedef struct {
   sb_op op;
@@ -186,6 +196,7 @@ static void work_run(void *data) {
   case OP_GET: w->rc = sl_sandbox_get(h, w->id, &w->info, &w->err); break;
   case OP_LIST: w->rc = sl_sandbox_list(h, &w->list, &w->count, &w->err); break;
   case OP_KILL: w->rc = sl_sandbox_kill(h, w->id, &w->err); break;
+  case OP_REMOVE: w->rc = sl_sandbox_remove(h, w->id, &w->err); break;
   case OP_FREEZE: w->rc = sl_sandbox_freeze(h, w->id, &w->err); break;
   case OP_THAW: w->rc = sl_sandbox_thaw(h, w->id, &w->err); break;
   case OP_SET_TIMEOUT: w->rc = sl_sandbox_set_timeout(h, w->id, w->seconds, &w->err); break;
@@ -445,6 +456,7 @@ static int queue_id_op(lua_State *L, sb_op op, const char *fname) {
 
 static int l_get(lua_State *L) { return queue_id_op(L, OP_GET, "Sandbox.get"); }
 static int l_kill(lua_State *L) { return queue_id_op(L, OP_KILL, "sandbox:kill"); }
+static int l_remove(lua_State *L) { return queue_id_op(L, OP_REMOVE, "sandbox:delete"); }
 static int l_freeze(lua_State *L) { return queue_id_op(L, OP_FREEZE, "sandbox:freeze"); }
 static int l_thaw(lua_State *L) { return queue_id_op(L, OP_THAW, "sandbox:thaw"); }
 
@@ -509,6 +521,7 @@ void sl_open_sandbox(lua_State *L) {
       {"sandbox_get", l_get},
       {"sandbox_list", l_list},
       {"sandbox_kill", l_kill},
+      {"sandbox_remove", l_remove},
       {"sandbox_freeze", l_freeze},
       {"sandbox_thaw", l_thaw},
       {"sandbox_set_timeout", l_set_timeout},

@@ -344,6 +344,19 @@ function Sandbox:kill()
   return true
 end
 
+--- Delete the record and the folder (logs, end reason) of a sandbox that
+-- has ended, so Sandbox.list and Sandbox.get no longer return it; its
+-- snapshots stay. EBUSY while it is alive. Suspends.
+function Sandbox:delete()
+  check.self("sandbox:delete", self, Sandbox)
+  local ok, message, name = core.sandbox_remove(self.id)
+  if not ok then
+    return nil, message, name
+  end
+  close_agent(self)
+  return true
+end
+
 local function state_call(self, fname, call, new_state)
   check.self(fname, self, Sandbox)
   local ok, message, name = call(self.id)

@@ -60,6 +60,18 @@ describe("Sandbox.create", function()
     assert.are.equal("killed", assert(sb:info()).end_reason)
   end)
 
+  it("deletes the record of an ended sandbox", function()
+    local sb = create {}
+    local ok, message, name = sb:delete()
+    assert.is_nil(ok)
+    assert.are.equal("EBUSY", name, message)
+    assert(sb:kill())
+    assert.is_true(sb:delete())
+    local _, _, get_name = Sandbox.get(sb.id)
+    assert.are.equal("ENOENT", get_name)
+    assert.is_nil(uv.fs_stat(home .. "/sandboxes/" .. sb.id))
+  end)
+
   it("runs python with exact output", function()
     local sb = create {}
     local r = assert(sb:exec [[python3 -c 'import sys; print("hello from python", 6 * 7); sys.stdout.write("\u00e9\n"); print("to stderr", file=sys.stderr)']])
@@ -298,6 +310,21 @@ describe("failures", function()
     assert_fail("EINVAL", "invalid label", Sandbox.create { labels = { ["bad key"] = "x" } })
     assert.are.equal(before, count_rows())
     assert.are.equal(folders, #entries(home .. "/sandboxes"))
+  end)
+
+  it("clean up a create that fails inside the new sandbox", function()
+    local before = count_rows()
+    local folders = #entries(home .. "/sandboxes")
+    -- PID 1 cannot create a working directory below a file.
+    assert_fail("ENOTDIR", "/etc/hostname/dir", Sandbox.create { cwd = "/etc/hostname/dir" })
+    assert.are.equal(before, count_rows())
+    assert.are.equal(folders, #entries(home .. "/sandboxes"))
+    for line in sandboxes.read("/proc/self/mountinfo"):gmatch "[^\n]+" do
+      assert.is_nil(line:find(home .. "/sandboxes/", 1, true), line)
+    end
+    sandboxes.eventually(function()
+      return #sandboxes.pids_with("sandlot-monitor", home) == #assert(Sandbox.list { state = "running" })
+    end, "no monitor without a running sandbox")
   end)
 
   it("raise on option types and unknown options", function()
