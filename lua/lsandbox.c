@@ -116,9 +116,14 @@ static int get_handle(sl_sandboxes **out, sl_error *err) {
   int rc = 0;
   pthread_mutex_lock(&S.lock);
   if (S.handle == NULL) {
-    if (S.home[0] == '\0') rc = sl_store_resolve_root(S.home, sizeof S.home, err);
-    if (rc == 0) rc = sl_sandboxes_open(S.home, &S.handle, err);
-    if (rc == 0) sl_sandboxes_set_progress(S.handle, sl_lua_progress_line, NULL);
+    char root[PATH_MAX];
+    snprintf(root, sizeof root, "%s", S.home);
+    if (root[0] == '\0') rc = sl_store_resolve_root(root, sizeof root, err);
+    if (rc == 0) rc = sl_sandboxes_open(root, &S.handle, err);
+    if (rc == 0) {
+      snprintf(S.home, sizeof S.home, "%s", root);
+      sl_sandboxes_set_progress(S.handle, sl_lua_progress_line, NULL);
+    }
   }
   *out = S.handle;
   pthread_mutex_unlock(&S.lock);

@@ -198,8 +198,9 @@ end
 -- "pause"), memory ("512M" or bytes, default 1G), pids (1024), cpu_shares,
 -- cpus, env (table NAME = value), cwd ("/"), hostname ("sandlot"), labels
 -- (table key = value), auto_kill (kill it when this sandlot process
--- exits), on_progress (function(line) for template build output; without
--- it the lines go to stderr). Suspends.
+-- exits), on_progress (function(line) for template build output, called
+-- on the loop outside any task, so it cannot suspend; without it the
+-- lines go to stderr). Suspends.
 function Sandbox.create(options)
   options = options or {}
   check.arg("Sandbox.create", 1, options, "table", 2)

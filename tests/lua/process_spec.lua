@@ -20,7 +20,7 @@ teardown(function()
   sandboxes.remove_store(home)
 end)
 
---- Wait until the agent answers again after it closed our connection.
+--- Wait until the agent replies again after it closed our connection.
 local function reconnect()
   sandboxes.eventually(function()
     return sb:_call("test", "ping") ~= nil
@@ -95,7 +95,7 @@ describe("sandbox:spawn", function()
     local out, err = {}, {}
     local p = assert(sb:spawn("for i in $(seq 1 20); do echo $i; echo e$i >&2; done", {
       on_stdout = function(chunk)
-        sandlot.sleep(1) -- callbacks may suspend; order still holds
+        sandlot.sleep(1) -- callbacks may suspend, and the order stays
         out[#out + 1] = chunk
       end,
       on_stderr = function(chunk) err[#err + 1] = chunk end,
