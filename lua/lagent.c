@@ -9,7 +9,7 @@
  *   agent:write_file(path, data, mode, flags) -> true
  *   agent:start(spec, mode)      -> process handle (lprocess.c)
  *   agent:attach(proc, pid, stdout_offset, stderr_offset, name) -> handle
- *   agent:pause(), agent:resume(), agent:close()
+ *   agent:pause(), agent:resume(), agent:close(), agent:shutdown(name, msg)
  *
  * Failures return `nil, "ENAME: message", "ENAME"`. When the connection
  * failed rather than the agent (lost, refused, timed out), a fourth value
@@ -508,6 +508,24 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
+/* agent:shutdown(errname, message): close the client now, also for the
+ * process handles that use it; they fail with this error (the sandbox
+ * has ended, say) instead of ECANCELED. */
+static int l_shutdown(lua_State *L) {
+  agent_ud *ud = luaL_checkudata(L, 1, SL_AGENT_MT);
+  const char *name = luaL_checkstring(L, 2);
+  const char *message = luaL_checkstring(L, 3);
+  lagent *a = ud->a;
+  if (a == NULL) return 0;
+  int code = sl_errcode(name);
+  sl_error_set(&a->ended, code ? code : EIO, "%s", message);
+  a->refs++;
+  close_client(a);
+  release_ud(ud);
+  lagent_release(a);
+  return 0;
+}
+
 static int l_is_open(lua_State *L) {
   agent_ud *ud = luaL_checkudata(L, 1, SL_AGENT_MT);
   lua_pushboolean(L, ud->a != NULL && ud->a->client != NULL);
@@ -551,6 +569,7 @@ void sl_open_agent(lua_State *L) {
       {"pause", l_pause},
       {"resume", l_resume},
       {"close", l_close},
+      {"shutdown", l_shutdown},
       {"is_open", l_is_open},
       {NULL, NULL},
   };

@@ -21,6 +21,7 @@ typedef struct lagent {
   sl_agent *client; /* NULL once closed */
   int refs;
   char *path;
+  sl_error ended;   /* why agent:shutdown() closed the client; code 0 otherwise */
 } lagent;
 
 void lagent_retain(lagent *a);

@@ -263,6 +263,9 @@ static void on_process_exit(sl_agent_exec *x, const sl_exit_status *st, const sl
   if (st != NULL) {
     p->state = P_EXITED;
     p->status = *st;
+  } else if (err->code == ECANCELED && p->agent->ended.code != 0) {
+    p->state = P_FAILED; /* agent:shutdown() says why */
+    p->err = p->agent->ended;
   } else {
     /* Once the process ran, every failure comes from the connection
      * (lost, closed, or taken over by another client). */
@@ -291,7 +294,9 @@ static void follow_again(lproc *p) {
            (unsigned long long)p->received[2]);
   p->flow_paused = 0;
   sl_error err = {0};
-  if (p->agent->client == NULL) {
+  if (p->agent->client == NULL && p->agent->ended.code != 0) {
+    err = p->agent->ended;
+  } else if (p->agent->client == NULL) {
     sl_error_set(&err, ECANCELED, "agent connection closed");
   } else if (sl_agent_exec_attach(p->agent->client, p->proc, p->received[1], p->received[2],
                                   &exec_callbacks, p, &p->x, &err) == 0) {

@@ -138,6 +138,30 @@ end
 -- sandbox:process(id) returns the handle this host already has.
 local handles = setmetatable({}, { __mode = "v" })
 
+--- The sandbox object each handle came from, to tell a lost connection
+-- from an ended sandbox.
+local owners = setmetatable({}, { __mode = "k" })
+
+--- Wrap the C read and wait methods: a failure of the connection becomes
+-- ESRCH when the handle's sandbox has ended.
+local function forward(owner, value, message, name, kind)
+  if value ~= nil then
+    return value
+  elseif message == nil then
+    return nil -- the end of the output
+  elseif kind == "connection" and owner then
+    return owner:_failed(message, name, kind)
+  end
+  return nil, message, name
+end
+
+for _, method in ipairs { "read", "read_line", "read_all", "wait" } do
+  local read_or_wait = Process[method]
+  Process[method] = function(self, ...)
+    return forward(owners[self], read_or_wait(self, ...))
+  end
+end
+
 --- Callbacks set on process handles: handle -> {stdout, stderr}.
 local callbacks = setmetatable({}, { __mode = "k" })
 
@@ -192,6 +216,7 @@ function Sandbox:spawn(command, options)
     set_callbacks(process, merged.on_stdout, merged.on_stderr)
   end
   handles[handle_key(self, process.id)] = process
+  owners[process] = self
   return process
 end
 
@@ -259,6 +284,7 @@ function Sandbox:process(id)
       local process = agent:attach(id, entry.pid, entry.stdout_start or 0, entry.stderr_start or 0,
         entry.command)
       handles[handle_key(self, id)] = process
+      owners[process] = self
       return process
     end
   end

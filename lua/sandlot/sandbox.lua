@@ -48,6 +48,18 @@ function Sandbox:_ended()
   return fail("ESRCH", "sandbox has ended (%s): %s", reason, self.id)
 end
 
+--- Close the agent connection of an ended sandbox, so that its process
+-- handles fail with ESRCH at once instead of trying to reconnect.
+local function close_agent(self)
+  local path = self._info.agent_socket
+  local agent = self._agent or (path and agents[path])
+  if agent and agent:is_open() then
+    local _, message = self:_ended()
+    agent:shutdown("ESRCH", (message:gsub("^ESRCH: ", "")))
+  end
+  self._agent = nil
+end
+
 --- Turn a failure into ESRCH when the connection failed because the
 -- sandbox ended (killed by another process, its PID 1 died, timed out).
 function Sandbox:_failed(message, name, kind)
@@ -57,6 +69,7 @@ function Sandbox:_failed(message, name, kind)
       update(self, info)
     end
     if self.state == "dead" then
+      close_agent(self)
       return self:_ended()
     end
   end
@@ -318,13 +331,6 @@ function Sandbox:info()
     copy[key] = value
   end
   return copy
-end
-
-local function close_agent(self)
-  if self._agent then
-    self._agent:close()
-    self._agent = nil
-  end
 end
 
 --- Kill every process of the sandbox and release its mounts and cgroups.
