@@ -20,8 +20,9 @@ setup(function()
 end)
 
 teardown(function()
-  sb:kill()
-  support.remove_tree(outside)
+  if outside then
+    support.remove_tree(outside)
+  end
   sandboxes.remove_store(home)
 end)
 

@@ -16,7 +16,6 @@ setup(function()
 end)
 
 teardown(function()
-  sb:kill()
   sandboxes.remove_store(home)
 end)
 

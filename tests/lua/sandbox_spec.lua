@@ -137,7 +137,9 @@ describe("sandbox:exec", function()
   end)
 
   teardown(function()
-    sb:kill()
+    if sb then
+      sb:kill()
+    end
   end)
 
   it("runs a list as argv without a shell", function()
