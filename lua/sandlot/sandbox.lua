@@ -79,15 +79,21 @@ end
 --- The agent connection, connected; or the fail tuple. Suspends.
 function Sandbox:_connect(fname)
   core.async_check(fname)
+  if self.state == "creating" or self.state == "paused" then
+    local info = core.sandbox_get(self.id)
+    if info then
+      update(self, info)
+    end
+  end
   if self.state == "dead" then
     return self:_ended()
+  elseif self.state == "creating" or self.state == "paused" then
+    -- No agent runs yet, or none runs while the sandbox is dumped to disk.
+    return fail("EBUSY", "sandbox is %s: %s", self.state, self.id)
   end
   local agent = self._agent
   if agent == nil or not agent:is_open() then
     local path = self._info.agent_socket
-    if path == nil or path == "" then
-      return fail("ESRCH", "sandbox is %s and has no agent: %s", self.state, self.id)
-    end
     agent = agents[path]
     if agent == nil or not agent:is_open() then
       -- A VM's agent sits behind a serial port, which needs sync markers.
