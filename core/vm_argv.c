@@ -163,8 +163,9 @@ static int push_agent_ports(const sl_vm_spec *s, sl_argv *a, sl_error *err) {
     if (sl_argv_push(a, "-chardev", err) < 0 ||
         push_path_option(a, prefix, s->agent_sockets[i], ",server=on,wait=off", err) < 0 ||
         sl_argv_push(a, "-device", err) < 0 ||
-        sl_argv_pushf(a, err, "virtserialport,bus=vser0.0,nr=%u,chardev=agent%u,name=%s%u",
-                      i + 1, i, SL_VM_AGENT_PORT_PREFIX, i) < 0)
+        sl_argv_pushf(a, err,
+                      "virtserialport,bus=vser0.0,nr=%u,chardev=agent%u,id=agentport%u,name=%s%u",
+                      i + 1, i, i, SL_VM_AGENT_PORT_PREFIX, i) < 0)
       return -err->code;
   }
   return 0;

@@ -76,7 +76,7 @@ static void build_lists_every_device(void) {
   CHECK(find_option(&a, "-device", "virtio-serial-device") > 0);
   CHECK(find_option(&a, "-chardev", "socket,id=agent0,path=/store/sb/agent-0.sock,server=on,wait=off") > 0);
   CHECK(find_option(&a, "-chardev", "socket,id=agent1,path=/store/sb/agent-1.sock,server=on,wait=off") > 0);
-  CHECK(find_option(&a, "-device", "virtserialport,bus=vser0.0,nr=2,chardev=agent1,name=sandlot.agent.1") > 0);
+  CHECK(find_option(&a, "-device", "virtserialport,bus=vser0.0,nr=2,chardev=agent1,id=agentport1,name=sandlot.agent.1") > 0);
   CHECK(find_option(&a, "-chardev", "socket,id=qmp,path=/store/sb/qmp.sock,server=on,wait=off") > 0);
   CHECK(find_option(&a, "-mon", "chardev=qmp,mode=control") > 0);
   CHECK(find_option(&a, "-pidfile", "/store/sb/qemu.pid") > 0);
