@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -117,4 +118,26 @@ int sl_vm_accel_choose(sl_vm_accel *accel, sl_error *err) {
     SL_DEBUG("vm.accel", "accel=tcg reason=\"no vmx or svm in /proc/cpuinfo\"");
   *accel = SL_VM_ACCEL_TCG;
   return 0;
+}
+
+static double monotonic_raw_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+unsigned sl_vm_host_tsc_khz(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  double t0 = monotonic_raw_ns();
+  unsigned long long c0 = __builtin_ia32_rdtsc();
+  struct timespec nap = {.tv_sec = 0, .tv_nsec = 20 * 1000 * 1000};
+  while (nanosleep(&nap, &nap) < 0 && errno == EINTR) {
+  }
+  unsigned long long c1 = __builtin_ia32_rdtsc();
+  double t1 = monotonic_raw_ns();
+  if (t1 <= t0 || c1 <= c0) return 0;
+  return (unsigned)((double)(c1 - c0) / (t1 - t0) * 1e6);
+#else
+  return 0;
+#endif
 }

@@ -27,4 +27,11 @@ int sl_vm_kvm_probe(sl_error *err);
  * -EINVAL), else KVM when the probe above passes, else TCG. */
 int sl_vm_accel_choose(sl_vm_accel *accel, sl_error *err);
 
+/* The host's TSC frequency in kHz, measured against CLOCK_MONOTONIC_RAW
+ * over about 20 ms; 0 when it cannot be measured (not x86). Under TCG the
+ * guest's TSC counts at the host's rate, and a guest kernel that has to
+ * calibrate it against the emulated PIT on a loaded host can fail and hang,
+ * so sandlot passes this value as tsc_early_khz=. */
+unsigned sl_vm_host_tsc_khz(void);
+
 #endif

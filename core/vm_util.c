@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -140,11 +141,40 @@ int sl_run_in(const char *cwd, const char *const argv[], char **output, sl_error
   return rc;
 }
 
+/* Copy with write(2) from a read-only mapping of the source, for file
+ * systems between which copy_file_range(2) fails (tmpfs to ext4 is EXDEV
+ * since Linux 5.19). */
+static int copy_range_mapped(int in, int out, off_t start, off_t end, sl_error *err) {
+  const off_t window = 64 << 20;
+  for (off_t pos = start; pos < end; pos += window) {
+    size_t len = (size_t)(end - pos < window ? end - pos : window);
+    void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, in, pos);
+    if (map == MAP_FAILED) return sl_error_errno(err, errno, "mmap");
+    size_t done = 0;
+    while (done < len) {
+      ssize_t n = pwrite(out, (char *)map + done, len - done, pos + (off_t)done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        int e = errno;
+        munmap(map, len);
+        return sl_error_errno(err, e, "write");
+      }
+      done += (size_t)n;
+    }
+    munmap(map, len);
+  }
+  return 0;
+}
+
+/* `start` and `end` are multiples of the page size or `end` is the end of
+ * the file, as SEEK_DATA and SEEK_HOLE return them. */
 static int copy_range(int in, int out, off_t start, off_t end, sl_error *err) {
   off_t in_off = start, out_off = start;
   while (in_off < end) {
     ssize_t n = copy_file_range(in, &in_off, out, &out_off, (size_t)(end - in_off), 0);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL))
+      return copy_range_mapped(in, out, in_off, end, err);
     if (n < 0) return sl_error_errno(err, errno, "copy_file_range");
     if (n == 0) break; /* the source shrank */
   }
