@@ -152,6 +152,15 @@ static int push_disk(const sl_vm_spec *s, sl_argv *a, sl_error *err) {
   return 0;
 }
 
+/* Free page reporting: the guest tells QEMU which pages it freed, and QEMU
+ * punches them out of the RAM file (fallocate on a shared file backend). */
+static int push_balloon(sl_argv *a, sl_error *err) {
+  if (sl_argv_push(a, "-device", err) < 0 ||
+      sl_argv_push(a, "virtio-balloon-device,id=balloon0,free-page-reporting=on", err) < 0)
+    return -err->code;
+  return 0;
+}
+
 static int push_agent_ports(const sl_vm_spec *s, sl_argv *a, sl_error *err) {
   if (sl_argv_push(a, "-device", err) < 0 ||
       sl_argv_pushf(a, err, "virtio-serial-device,id=vser0,max_ports=%u",
@@ -194,6 +203,7 @@ int sl_vm_argv_build(const sl_vm_spec *spec, sl_argv *out, sl_error *err) {
   if (rc == 0) rc = push_console(spec, out, err);
   if (rc == 0) rc = push_disk(spec, out, err);
   if (rc == 0) rc = push_agent_ports(spec, out, err);
+  if (rc == 0) rc = push_balloon(out, err);
   if (rc == 0) rc = push_control(spec, out, err);
   if (rc < 0) sl_argv_free(out);
   return rc;

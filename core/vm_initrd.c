@@ -169,8 +169,8 @@ static int write_initrd(int fd, const sl_vm_initrd_spec *spec, sl_error *err) {
   return rc;
 }
 
-/* FNV-1a over the script, busybox, the agent and the kernel release (which
- * names its modules), so a change of any of them names a new archive. */
+/* FNV-1a over the script, the kernel release, the module list, busybox and
+ * the agent, so a change of any of them names a new archive. */
 static uint64_t hash_bytes(uint64_t h, const void *data, size_t len) {
   const unsigned char *p = data;
   for (size_t i = 0; i < len; i++) {
@@ -193,7 +193,10 @@ static int hash_inputs(const sl_vm_initrd_spec *spec, uint64_t *out, sl_error *e
   uint64_t h = 0xcbf29ce484222325ull;
   h = hash_bytes(h, sl_vm_init_script, strlen(sl_vm_init_script));
   h = hash_bytes(h, spec->kernel->release, strlen(spec->kernel->release));
-  int rc = hash_file(&h, spec->busybox, err);
+  char order[4300];
+  snprintf(order, sizeof order, "%s/modules/order", spec->kernel->dir);
+  int rc = hash_file(&h, order, err);
+  if (rc == 0) rc = hash_file(&h, spec->busybox, err);
   if (rc == 0) rc = hash_file(&h, spec->agent, err);
   *out = h;
   return rc;

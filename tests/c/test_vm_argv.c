@@ -79,6 +79,7 @@ static void build_lists_every_device(void) {
   CHECK(find_option(&a, "-device", "virtserialport,bus=vser0.0,nr=2,chardev=agent1,id=agentport1,name=sandlot.agent.1") > 0);
   CHECK(find_option(&a, "-chardev", "socket,id=qmp,path=/store/sb/qmp.sock,server=on,wait=off") > 0);
   CHECK(find_option(&a, "-mon", "chardev=qmp,mode=control") > 0);
+  CHECK(find_option(&a, "-device", "virtio-balloon-device,id=balloon0,free-page-reporting=on") > 0);
   CHECK(find_option(&a, "-pidfile", "/store/sb/qemu.pid") > 0);
   CHECK(has_arg(&a, "-daemonize"));
   CHECK(!has_arg(&a, "-incoming"));

@@ -2,11 +2,7 @@
  * host has usable KVM): boot, snapshot, fork, pause/resume, rollback and
  * bad input.
  *
- * The guest root is a busybox tree and the in-guest service is a busybox
- * shell loop on each agent port that evaluates one command line per
- * request and ends its output with "__end__ <status>". Shell variables
- * live in that shell's memory, so a counter kept there shows whether RAM
- * survived a snapshot.
+ * The guest root and agent come from vm_dev_root.h.
  * TODO: switch to sandlot-agent and the base template once they exist, and
  * add the /dev/urandom check for forks (it needs the agent's reseed).
  *
@@ -22,6 +18,7 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "vm_dev_root.h"
 #include "vm.h"
 #include "vm_image.h"
 #include "vm_util.h"
@@ -30,41 +27,6 @@ static char home[256];
 static char cache[512];
 static char base_disk[600];
 static char agent_script[600];
-
-static const char dev_agent[] =
-    "#!/bin/busybox sh\n"
-    "shift\n"
-    "/bin/busybox mount -t tmpfs tmp /tmp\n"
-    "serve() {\n"
-    "  exec 3<>\"$1\"\n"
-    "  while :; do\n"
-    "    while IFS= read -r line <&3; do\n"
-    "      eval \"$line\" >&3 2>&1 </dev/null\n"
-    "      echo \"__end__ $?\" >&3\n"
-    "    done\n"
-    "    sleep 0.05\n"
-    "  done\n"
-    "}\n"
-    "for port in \"$@\"; do serve \"$port\" & done\n"
-    "while :; do wait; sleep 1; done\n";
-
-static int make_dev_root(const char *root) {
-  char path[700];
-  const char *dirs[] = {"bin", "proc", "sys", "dev", "tmp", "data", NULL};
-  for (int i = 0; dirs[i]; i++) {
-    snprintf(path, sizeof path, "%s/%s", root, dirs[i]);
-    if (sl_mkdir_p(path, 0755, NULL) < 0) return -1;
-  }
-  snprintf(path, sizeof path, "%s/bin/busybox", root);
-  if (sl_copy_sparse("/bin/busybox", path, NULL) < 0 || chmod(path, 0755) < 0) return -1;
-  const char *applets[] = {"sh", "cat", "echo", "head", "od", "ls", "sleep", "mount", NULL};
-  for (int i = 0; applets[i]; i++) {
-    snprintf(path, sizeof path, "%s/bin/%s", root, applets[i]);
-    if (symlink("busybox", path) < 0) return -1;
-  }
-  snprintf(path, sizeof path, "%s/data/seed", root);
-  return sl_write_file_atomic(path, "from-template\n", 14, 0644, NULL);
-}
 
 static void setup(void) {
   if (geteuid() != 0) SKIP("VM integration tests need root");
@@ -77,57 +39,17 @@ static void setup(void) {
   snprintf(home, sizeof home, "/tmp/sandlot-vm-XXXXXX");
   if (mkdtemp(home) == NULL) exit(1);
 
-  char root[600];
-  snprintf(root, sizeof root, "%s/root", home);
-  snprintf(base_disk, sizeof base_disk, "%s/base.qcow2", home);
-  snprintf(agent_script, sizeof agent_script, "%s/agent.sh", home);
   sl_error err = {0};
-  if (make_dev_root(root) < 0 || sl_vm_disk_build(root, 256, base_disk, &err) < 0 ||
-      sl_write_file_atomic(agent_script, dev_agent, strlen(dev_agent), 0755, &err) < 0) {
+  if (vm_dev_setup(home, base_disk, sizeof base_disk, agent_script, sizeof agent_script,
+                   &err) < 0) {
     fprintf(stderr, "setup failed: %s\n", err.msg);
     exit(1);
   }
 }
 
-/* Run `command` through the agent and return its output (malloc'd) without
- * the end marker; NULL on a transport failure. */
-static char *guest(sl_vm *vm, const char *command) {
-  sl_error err = {0};
-  int lock = -1;
-  int fd = sl_vm_agent_connect(vm, &lock, &err);
-  if (fd < 0) {
-    fprintf(stderr, "agent connect: %s\n", err.msg);
-    return NULL;
-  }
-  char line[1024];
-  snprintf(line, sizeof line, "%s\n", command);
-  char *out = NULL;
-  if (write(fd, line, strlen(line)) == (ssize_t)strlen(line)) {
-    char buf[8192];
-    size_t len = 0;
-    while (len + 1 < sizeof buf) {
-      struct pollfd p = {.fd = fd, .events = POLLIN};
-      if (poll(&p, 1, 60000) <= 0) break;
-      ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
-      if (n <= 0) break;
-      len += (size_t)n;
-      buf[len] = '\0';
-      char *end = strstr(buf, "__end__ ");
-      if (end != NULL && strchr(end, '\n') != NULL) {
-        *end = '\0';
-        out = strdup(buf);
-        break;
-      }
-    }
-  }
-  close(fd);
-  close(lock);
-  return out;
-}
-
 /* True when `command` prints exactly `expected` (plus a newline). */
 static bool guest_prints(sl_vm *vm, const char *command, const char *expected) {
-  char *out = guest(vm, command);
+  char *out = vm_dev_exec(vm, command);
   char want[256];
   snprintf(want, sizeof want, "%s\n", expected);
   bool ok = out != NULL && strcmp(out, want) == 0;
