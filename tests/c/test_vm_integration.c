@@ -267,8 +267,22 @@ static void corrupted_state_fails_cleanly(void) {
   CHECK_OK(sl_vm_snapshot_delete(home, "sn-cs", &err), &err);
 }
 
+/* Delete every sandbox a failed check left behind (QEMU, RAM file, files),
+ * then the store. */
+static void cleanup(void) {
+  char dir[400];
+  snprintf(dir, sizeof dir, "%s/sandboxes", home);
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.') sl_vm_delete(home, e->d_name, NULL);
+  if (d) closedir(d);
+  sl_remove_tree(home, NULL);
+}
+
 int main(void) {
   setup();
+  atexit(cleanup);
   RUN(boot_and_exec);
   RUN(snapshot_fork_continuity);
   RUN(fork_of_fork);
@@ -276,6 +290,5 @@ int main(void) {
   RUN(rollback_in_place);
   RUN(bad_input_leaves_nothing);
   RUN(corrupted_state_fails_cleanly);
-  sl_remove_tree(home, NULL);
   TEST_EXIT();
 }
