@@ -1,11 +1,13 @@
 /* Times the VM backend: snapshot pause, fork to running, fork to first
- * exec result, and memory per fork. Usage (as root):
+ * exec result, and memory per fork. Prints one JSON object on stdout and
+ * progress on stderr. Usage (as root):
  *
  *     build/bench/vm_bench [memory_mb] [forks] [guest command to print]
  *
  * The guest is the development root of tests/c/vm_dev_root.h. The kernel
  * cache is $SANDLOT_VM_CACHE (default /tmp/sandlot-vm-cache); the store is
  * a fresh directory under /tmp, removed at the end. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,23 +54,32 @@ static void die(const char *what, const sl_error *err) {
   exit(1);
 }
 
-static void bench_snapshots(sl_vm *src, const char *home, double *mean_pause) {
-  double sum = 0;
+static void bench_snapshots(sl_vm *src, const char *home, json_t *out) {
+  json_t *list = json_array();
   for (int i = 0; i < SNAPSHOTS; i++) {
     char id[32];
     snprintf(id, sizeof id, "sn-bench-%d", i);
     sl_vm_snapshot_stats st;
     sl_error err = {0};
     if (sl_vm_snapshot(src, id, &st, &err) < 0) die("snapshot", &err);
-    printf("snapshot %d: pause %.1f ms (disk %.1f, ram %.1f, state %.1f ms, %lld bytes)\n", i,
-           st.pause_ms, st.disk_ms, st.ram_ms, st.state_ms, st.state_bytes);
-    sum += st.pause_ms;
+    fprintf(stderr, "snapshot %d: pause %.1f ms (disk %.1f, ram %.1f, state %.1f ms)\n", i,
+            st.pause_ms, st.disk_ms, st.ram_ms, st.state_ms);
+    json_array_append_new(list, json_pack("{s:f, s:f, s:f, s:f, s:I}", "pause_ms", st.pause_ms,
+                                          "disk_copy_ms", st.disk_ms, "ram_copy_ms", st.ram_ms,
+                                          "state_ms", st.state_ms, "state_bytes",
+                                          (json_int_t)st.state_bytes));
     if (i > 0) {
       snprintf(id, sizeof id, "sn-bench-%d", i - 1);
       sl_vm_snapshot_delete(home, id, &err);
     }
   }
-  *mean_pause = sum / SNAPSHOTS;
+  json_object_set_new(out, "snapshots", list);
+}
+
+static json_t *smaps_json(smaps m) {
+  return json_pack("{s:I, s:I, s:I, s:I}", "rss_kib", (json_int_t)m.rss_kb, "pss_kib",
+                   (json_int_t)m.pss_kb, "shared_kib", (json_int_t)m.shared_kb,
+                   "private_kib", (json_int_t)m.private_kb);
 }
 
 int main(int argc, char **argv) {
@@ -86,48 +97,47 @@ int main(int argc, char **argv) {
   sl_vm_options opt = {.home = home, .base_disk = base, .agent = agent, .memory_mb = memory_mb};
   double t = sl_now_ms();
   if (sl_vm_create(&opt, "sb-bench", &src, &err) < 0) die("create", &err);
-  printf("boot to agent port: %.0f ms (memory %u MiB)\n", sl_now_ms() - t, memory_mb);
+  json_t *out = json_pack("{s:i, s:f}", "memory_mib", (int)memory_mb, "boot_ms", sl_now_ms() - t);
   free(vm_dev_exec(src, "n=1; echo $n"));
   sleep(3); /* let the guest settle into idle and report its free pages */
   if (argc > 3) {
-    char *out = vm_dev_exec(src, argv[3]);
-    printf("guest `%s`:\n%s", argv[3], out ? out : "(no output)\n");
-    free(out);
+    char *guest_out = vm_dev_exec(src, argv[3]);
+    fprintf(stderr, "guest `%s`:\n%s", argv[3], guest_out ? guest_out : "(no output)\n");
+    free(guest_out);
   }
 
-  char ram[700];
-  snprintf(ram, sizeof ram, "/dev/shm");
-  printf("source QEMU pid %d\n", (int)sl_vm_pid(src));
-  double mean_pause = 0;
-  bench_snapshots(src, home, &mean_pause);
-  printf("snapshot pause, mean of %d: %.1f ms\n", SNAPSHOTS, mean_pause);
+  bench_snapshots(src, home, out);
   char snap_ram[700];
   snprintf(snap_ram, sizeof snap_ram, "%s/snapshots/sn-bench-%d/ram", home, SNAPSHOTS - 1);
-  printf("snapshot RAM file: %ld KiB allocated of %u MiB\n", allocated_kb(snap_ram), memory_mb);
+  json_object_set_new(out, "snapshot_ram_allocated_kib", json_integer(allocated_kb(snap_ram)));
 
   char snap[32];
   snprintf(snap, sizeof snap, "sn-bench-%d", SNAPSHOTS - 1);
   sl_vm *fork[FORKS_MAX] = {0};
+  json_t *fork_list = json_array();
   for (int i = 0; i < forks; i++) {
     char id[32];
     snprintf(id, sizeof id, "sb-fork-%d", i);
     t = sl_now_ms();
     if (sl_vm_fork(home, snap, id, &fork[i], &err) < 0) die("fork", &err);
     double running = sl_now_ms() - t;
-    char *out = vm_dev_exec(fork[i], "n=$((n+1)); echo $n");
+    char *result = vm_dev_exec(fork[i], "n=$((n+1)); echo $n");
     double first = sl_now_ms() - t;
-    printf("fork %d: running after %.1f ms, first exec result after %.1f ms (%s)\n", i, running,
-           first, out ? strtok(out, "\n") : "no output");
-    free(out);
+    fprintf(stderr, "fork %d: running after %.1f ms, first exec result after %.1f ms (%s)\n", i,
+            running, first, result ? strtok(result, "\n") : "no output");
+    json_array_append_new(fork_list, json_pack("{s:f, s:f, s:b}", "running_ms", running,
+                                               "first_exec_ms", first, "exec_ok",
+                                               result != NULL && strcmp(result, "2") == 0));
+    free(result);
   }
-  for (int i = 0; i < forks; i++) {
-    smaps m = read_smaps(sl_vm_pid(fork[i]));
-    printf("fork %d memory: Rss %ld KiB, Pss %ld KiB, shared %ld KiB, private %ld KiB\n", i,
-           m.rss_kb, m.pss_kb, m.shared_kb, m.private_kb);
-  }
-  smaps m = read_smaps(sl_vm_pid(src));
-  printf("source memory: Rss %ld KiB, Pss %ld KiB, shared %ld KiB, private %ld KiB\n", m.rss_kb,
-         m.pss_kb, m.shared_kb, m.private_kb);
+  for (int i = 0; i < forks; i++)
+    json_object_set_new(json_array_get(fork_list, (size_t)i), "memory",
+                        smaps_json(read_smaps(sl_vm_pid(fork[i]))));
+  json_object_set_new(out, "forks", fork_list);
+  json_object_set_new(out, "source_memory", smaps_json(read_smaps(sl_vm_pid(src))));
+  json_dumpf(out, stdout, JSON_INDENT(2));
+  printf("\n");
+  json_decref(out);
 
   for (int i = 0; i < forks; i++) {
     sl_vm_delete(home, sl_vm_id(fork[i]), &err);

@@ -1,0 +1,60 @@
+#include "lcore.h"
+
+#include <lauxlib.h>
+#include <string.h>
+
+#include "embedded.h"
+#include "sandlot_config.h"
+
+int luaopen_sandlot_core(lua_State *L) {
+  lua_newtable(L);
+  lua_pushliteral(L, SANDLOT_VERSION);
+  lua_setfield(L, -2, "version");
+#define SL_OPEN_BINDING(name) sl_open_##name(L);
+  SL_BINDINGS(SL_OPEN_BINDING)
+#undef SL_OPEN_BINDING
+  return 1;
+}
+
+static const sl_embedded_module *find_embedded(const char *name) {
+  for (const sl_embedded_module *m = sl_embedded_modules; m->name != NULL; m++)
+    if (strcmp(m->name, name) == 0) return m;
+  return NULL;
+}
+
+/* A package.searchers entry for the embedded modules. Returns the loader
+ * and the module's path, or a message naming the module it did not find. */
+static int search_embedded(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  const sl_embedded_module *m = find_embedded(name);
+  if (m == NULL) {
+    lua_pushfstring(L, "no module '%s' embedded in sandlot", name);
+    return 1;
+  }
+  lua_pushfstring(L, "@%s", m->path);
+  int rc = luaL_loadbufferx(L, (const char *)m->data, m->size, lua_tostring(L, -1), "t");
+  if (rc != LUA_OK)
+    return luaL_error(L, "error loading embedded module '%s': %s", name, lua_tostring(L, -1));
+  lua_pushfstring(L, "embedded:%s", m->path);
+  return 2;
+}
+
+void sl_install_modules(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_sandlot_core);
+  lua_setfield(L, -2, "sandlot.core");
+  lua_pop(L, 1);
+
+  /* Right after the preload searcher, so that the embedded modules win
+   * over files of the same name on package.path. */
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchers");
+  lua_Integer n = luaL_len(L, -1);
+  for (lua_Integer i = n; i >= 2; i--) {
+    lua_rawgeti(L, -1, i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushcfunction(L, search_embedded);
+  lua_rawseti(L, -2, 2);
+  lua_pop(L, 2);
+}

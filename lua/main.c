@@ -1,0 +1,159 @@
+/* The sandlot program: parses the command line and runs one command.
+ * A command is one entry in `commands`; its function parses its own
+ * arguments (argv[0] is the command name) and returns the exit status. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "host.h"
+#include "repl.h"
+#include "sandlot_config.h"
+
+typedef struct {
+  const char *name;
+  const char *args;
+  const char *summary;
+  int (*run)(int argc, char **argv);
+} command;
+
+static int cmd_run(int argc, char **argv);
+static int cmd_repl(int argc, char **argv);
+
+static const command commands[] = {
+    {"run", "FILE [ARGS...]", "Run the Lua script FILE (- for stdin) as the main task.", cmd_run},
+    {"repl", "", "Start the interactive REPL (also the default with no arguments).", cmd_repl},
+};
+
+#define COMMAND_COUNT (sizeof commands / sizeof commands[0])
+
+static void print_usage(FILE *out) {
+  fprintf(out, "usage: sandlot COMMAND [ARGS...]\n"
+               "       sandlot -e CHUNK [ARGS...]\n"
+               "       sandlot [repl]\n\n"
+               "Commands:\n");
+  for (size_t i = 0; i < COMMAND_COUNT; i++) {
+    char head[64];
+    snprintf(head, sizeof head, "%s %s", commands[i].name, commands[i].args);
+    fprintf(out, "  %-22s %s\n", head, commands[i].summary);
+  }
+  fprintf(out,
+          "\nOptions:\n"
+          "  -e CHUNK               Run the Lua code CHUNK as the main task.\n"
+          "  -h, --help             Print this help and exit.\n"
+          "  -V, --version          Print the version and exit.\n"
+          "\nScripts run as tasks on one event loop: `arg` holds the script name at\n"
+          "arg[0] and ARGS from arg[1]; `...` holds ARGS too. The program exits when\n"
+          "the main task and every task it spawned have ended.\n"
+          "\nEnvironment:\n"
+          "  SANDLOT_LOG            Log level: debug, info, warn (default), error, off.\n"
+          "  SANDLOT_HISTORY        REPL history file (default: ~/.sandlot_history).\n"
+          "  UV_THREADPOOL_SIZE     Threads for blocking work (default: %s).\n"
+          "\nExit status: 0 on success, 1 when the main script raised or failed to\n"
+          "load, 2 on a usage error, 130 when SIGINT cancelled the tasks.\n",
+          SL_THREADPOOL_SIZE);
+}
+
+static int usage_error(const char *fmt, const char *detail) {
+  fprintf(stderr, "sandlot: ");
+  fprintf(stderr, fmt, detail);
+  fprintf(stderr, "\nRun 'sandlot --help' for usage.\n");
+  return SL_EXIT_USAGE;
+}
+
+/* Set the global `arg` like lua.c does: arg[0] is the script, arg[1..]
+ * its arguments, negative indexes the words before the script. Pushes
+ * the arguments for the main chunk's `...` and returns their count. */
+static int push_script_args(lua_State *L, char **before, int nbefore, const char *script,
+                            char **args, int nargs) {
+  lua_createtable(L, nargs, nbefore + 1);
+  for (int i = 0; i < nbefore; i++) {
+    lua_pushstring(L, before[i]);
+    lua_rawseti(L, -2, i - nbefore);
+  }
+  lua_pushstring(L, script);
+  lua_rawseti(L, -2, 0);
+  for (int i = 0; i < nargs; i++) {
+    lua_pushstring(L, args[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setglobal(L, "arg");
+  luaL_checkstack(L, nargs, "too many arguments");
+  for (int i = 0; i < nargs; i++) lua_pushstring(L, args[i]);
+  return nargs;
+}
+
+/* Run the chunk loaded on top of L as the main task. */
+static int run_loaded(lua_State *L, int load_status, char **before, int nbefore,
+                      const char *script, char **args, int nargs) {
+  int status;
+  if (load_status != LUA_OK) {
+    fprintf(stderr, "sandlot: %s\n", lua_tostring(L, -1));
+    status = SL_EXIT_FAILED;
+  } else {
+    int n = push_script_args(L, before, nbefore, script, args, nargs);
+    status = sl_host_run_main(L, n);
+  }
+  lua_settop(L, 0);
+  sl_host_close(L);
+  return status;
+}
+
+static char *program_name = "sandlot";
+
+static int cmd_run(int argc, char **argv) {
+  if (argc < 2) return usage_error("%s: missing FILE", "run");
+  const char *file = argv[1];
+  lua_State *L = sl_host_open(SL_HOST_SCRIPT);
+  if (L == NULL) return SL_EXIT_FAILED;
+  int rc = luaL_loadfile(L, strcmp(file, "-") == 0 ? NULL : file);
+  char *before[] = {program_name, argv[0]};
+  return run_loaded(L, rc, before, 2, file, argv + 2, argc - 2);
+}
+
+static int run_chunk(int argc, char **argv) {
+  if (argc < 2) return usage_error("%s: missing CHUNK", "-e");
+  lua_State *L = sl_host_open(SL_HOST_SCRIPT);
+  if (L == NULL) return SL_EXIT_FAILED;
+  int rc = luaL_loadbuffer(L, argv[1], strlen(argv[1]), "=(command line)");
+  char *before[] = {program_name};
+  return run_loaded(L, rc, before, 1, argv[0], argv + 2, argc - 2);
+}
+
+static int cmd_repl(int argc, char **argv) {
+  if (argc > 1) return usage_error("repl: unexpected argument '%s'", argv[1]);
+  lua_State *L = sl_host_open(SL_HOST_REPL);
+  if (L == NULL) return SL_EXIT_FAILED;
+  int status = sl_repl_run(L);
+  sl_host_close(L);
+  return status;
+}
+
+static const command *find_command(const char *name) {
+  for (size_t i = 0; i < COMMAND_COUNT; i++)
+    if (strcmp(commands[i].name, name) == 0) return &commands[i];
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  sl_host_size_threadpool();
+  if (argc < 2) return cmd_repl(1, (char *[]){"repl", NULL});
+
+  const char *first = argv[1];
+  if (strcmp(first, "-h") == 0 || strcmp(first, "--help") == 0) {
+    print_usage(stdout);
+    return SL_EXIT_OK;
+  }
+  if (strcmp(first, "-V") == 0 || strcmp(first, "--version") == 0) {
+    printf("sandlot %s\n", SANDLOT_VERSION);
+    return SL_EXIT_OK;
+  }
+  if (strcmp(first, "-e") == 0) return run_chunk(argc - 1, argv + 1);
+  if (first[0] == '-') return usage_error("unknown option '%s'", first);
+
+  const command *cmd = find_command(first);
+  if (cmd != NULL) return cmd->run(argc - 1, argv + 1);
+  size_t length = strlen(first);
+  if (length > 4 && strcmp(first + length - 4, ".lua") == 0)
+    return usage_error("unknown command '%s'; to run a script, use 'sandlot run FILE'", first);
+  return usage_error("unknown command '%s'", first);
+}

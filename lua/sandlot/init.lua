@@ -1,0 +1,47 @@
+--- The public sandlot module: tasks on the host's event loop.
+--
+-- Functions marked "suspends" must run inside a task: the main script, a
+-- REPL chunk, or a function started with sandlot.spawn. Elsewhere (a luv
+-- callback, a plain coroutine) they raise an error that names the function.
+local core = require "sandlot.core"
+local task = require "sandlot.task"
+
+local sandlot = {
+  version = core.version,
+  inspect = require "sandlot.inspect",
+
+  --- Start fn(...) as a new task and return the task object. It first runs
+  -- on a later loop iteration.
+  spawn = core.spawn,
+
+  --- Suspend the running task for ms milliseconds. Suspends.
+  sleep = core.sleep,
+
+  --- Call start(done) and suspend until a callback calls done(...); returns
+  -- the arguments given to done. Bridges luv callbacks into tasks:
+  --   local err, stat = sandlot.await(function(done) uv.fs_stat(path, done) end)
+  -- start must not suspend. After a cancellation, done does nothing; stop
+  -- the operation yourself if it must not go on. Suspends.
+  await = core.await,
+
+  --- The running task, or nil outside tasks.
+  current = core.current,
+
+  --- The error value that a cancelled task raises at its suspension point.
+  -- Compare with it to rethrow after cleanup: `if err == sandlot.cancelled`.
+  cancelled = core.cancelled,
+
+  wait_all = task.wait_all,
+  wait_any = task.wait_any,
+  log = {},
+}
+
+--- sandlot.log.info(event, fmt, ...) and the other levels write one
+-- key=value record to the host's log sink (stderr, threshold SANDLOT_LOG).
+for _, level in ipairs { "debug", "info", "warn", "error" } do
+  sandlot.log[level] = function(event, fmt, ...)
+    core.log(level, event, fmt and fmt:format(...) or "")
+  end
+end
+
+return sandlot

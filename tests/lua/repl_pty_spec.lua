@@ -1,0 +1,169 @@
+-- The REPL on a pseudo-terminal, driven through tmux on a private server
+-- socket: keys go in with send-keys, the screen comes back from
+-- capture-pane.
+local sandlot = require "sandlot"
+local support = require "support"
+local uv = require "luv"
+
+-- A fresh server socket for each test: a server that kill-server stopped
+-- may still hold the previous socket name for a moment.
+local socket
+local sessions = 0
+
+local function tmux(...)
+  local code, out, err = support.run { "tmux", "-L", socket, ... }
+  assert(code == 0, ("tmux %s failed: %s"):format(table.concat({ ... }, " "), err))
+  return out
+end
+
+-- The screen without trailing spaces and blank lines: tmux drops the
+-- space after a prompt, so the prompt reads ">" here.
+local function screen()
+  local lines = {}
+  for line in (tmux("capture-pane", "-p", "-t", "repl") .. "\n"):gmatch "(.-)\n" do
+    lines[#lines + 1] = line:gsub("%s+$", "")
+  end
+  while #lines > 0 and lines[#lines] == "" do
+    lines[#lines] = nil
+  end
+  return table.concat(lines, "\n")
+end
+
+-- Suspend until the screen matches `pattern`; checks every 10 ms and gives
+-- up after 1000 checks with the screen in the message.
+local function wait_for(pattern)
+  for _ = 1, 1000 do
+    local text = screen()
+    if text:find(pattern) then
+      return text
+    end
+    sandlot.sleep(10)
+  end
+  error(("screen never matched %q:\n%s"):format(pattern, screen()), 2)
+end
+
+local function type_line(text)
+  tmux("send-keys", "-t", "repl", "-l", text)
+  tmux("send-keys", "-t", "repl", "Enter")
+end
+
+local function press(key)
+  tmux("send-keys", "-t", "repl", key)
+end
+
+local dir, history
+
+local function start_repl()
+  sessions = sessions + 1
+  socket = ("sandlot-spec-%d-%d"):format(uv.os_getpid(), sessions)
+  dir = support.temp_dir()
+  history = dir .. "/history"
+  local command = ("env SANDLOT_HISTORY=%s %s; echo EXIT=$?; sleep 600"):format(history,
+    support.sandlot)
+  tmux("-f", "/dev/null", "new-session", "-d", "-s", "repl", "-x", "100", "-y", "40", command)
+  wait_for "\n>$"
+end
+
+local function stop_repl()
+  support.run { "tmux", "-L", socket, "kill-server" }
+  support.remove_tree(dir)
+end
+
+describe("the REPL on a terminal", function()
+  before_each(start_repl)
+  after_each(stop_repl)
+
+  it("prints expression values", function()
+    type_line "1 + 1"
+    wait_for "\n2\n>$"
+    type_line "'text', nil, 3.5"
+    wait_for "\ntext%s+nil%s+3%.5\n>$" -- tmux shows tabs as spaces
+  end)
+
+  it("prints tables readably", function()
+    type_line "t = {b = {1, 2}, a = 'x'}; t.self = t"
+    type_line "=t"
+    wait_for '\n{ a = "x", b = { 1, 2 }, self = <cycle> }\n>$'
+  end)
+
+  it("continues incomplete chunks on the next line", function()
+    type_line "function twice(x)"
+    wait_for "\n>>$"
+    type_line "  return x * 2"
+    type_line "end"
+    wait_for "\n>> end\n>$"
+    type_line "=twice(21)"
+    wait_for "\n42\n>$"
+  end)
+
+  it("runs suspending functions in a chunk", function()
+    type_line "require('sandlot').sleep(20) print('after sleep')"
+    wait_for "\nafter sleep\n>$"
+  end)
+
+  it("prints an error with its traceback and returns to the prompt", function()
+    type_line "error('oops')"
+    wait_for "sandlot: stdin:1: oops\nstack traceback:\n"
+    wait_for "\n>$"
+    type_line "=1"
+    wait_for "\n1\n>$"
+  end)
+
+  it("cancels a running chunk on Ctrl-C", function()
+    type_line "require('sandlot').sleep(60000)"
+    wait_for "sleep%(60000%)$"
+    press "C-c"
+    wait_for "\ncancelled\n>$"
+    type_line "=2"
+    wait_for "\n2\n>$"
+  end)
+
+  it("interrupts a chunk that never suspends on Ctrl-C", function()
+    type_line "while true do end"
+    wait_for "while true do end$"
+    press "C-c"
+    wait_for "\ncancelled\n>$"
+    type_line "=3"
+    wait_for "\n3\n>$"
+    assert.is_nil(screen():find ">\n>\n")
+  end)
+
+  it("drops the edited line on Ctrl-C", function()
+    tmux("send-keys", "-t", "repl", "-l", "this is not lua")
+    wait_for "> this is not lua"
+    press "C-c"
+    type_line "=4"
+    local text = wait_for "\n4\n>$"
+    assert.is_nil(text:find "syntax error")
+    assert.is_nil(text:find "unexpected symbol")
+  end)
+
+  it("runs a timer while it waits for input", function()
+    type_line "s = require 'sandlot'"
+    type_line "s.spawn(function() s.sleep(30) print('timer fired') end)"
+    wait_for "\ntimer fired\n>$"
+  end)
+
+  it("keeps the edited line when output arrives", function()
+    type_line "s = require 'sandlot'"
+    type_line "s.spawn(function() s.sleep(200) print('late output') end)"
+    tmux("send-keys", "-t", "repl", "-l", "half typed")
+    wait_for "\nlate output\n> half typed$"
+    press "C-u"
+    type_line "=5"
+    wait_for "\n5\n>$"
+  end)
+
+  it("exits 0 on Ctrl-D and writes the history", function()
+    type_line "=6"
+    wait_for "\n6\n>$"
+    type_line "x_from_history = 1"
+    press "C-d"
+    wait_for "EXIT=0"
+    local file = assert(io.open(history))
+    local text = file:read "a"
+    file:close()
+    assert.matches("=6\n", text)
+    assert.matches("x_from_history = 1\n", text)
+  end)
+end)
