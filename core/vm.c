@@ -109,11 +109,19 @@ sl_vm *vm_alloc(const char *home, const char *id, sl_error *err) {
   snprintf(vm->home, sizeof vm->home, "%s", home);
   snprintf(vm->id, sizeof vm->id, "%s", id);
   snprintf(vm->dir, sizeof vm->dir, "%s/sandboxes/%s", home, id);
+  vm->pidfd = -1;
   return vm;
+}
+
+static void forget_process(sl_vm *vm) {
+  if (vm->pidfd >= 0) close(vm->pidfd);
+  vm->pidfd = -1;
+  vm->pid = 0;
 }
 
 void sl_vm_close(sl_vm *vm) {
   if (vm == NULL) return;
+  forget_process(vm);
   json_decref(vm->conf);
   free(vm);
 }
@@ -151,12 +159,22 @@ static bool pid_is_ours(sl_vm *vm, pid_t pid) {
 
 int vm_read_pid(sl_vm *vm) {
   char path[VM_PATH_MAX], *text = NULL;
-  vm->pid = 0;
+  forget_process(vm);
   if (vm_path(path, vm->dir, "qemu.pid", NULL) < 0) return 0;
   if (sl_read_file(path, 64, &text, NULL, NULL) < 0) return 0;
   pid_t pid = (pid_t)atoi(text);
   free(text);
-  if (pid > 0 && pid_is_ours(vm, pid)) vm->pid = pid;
+  if (pid <= 0) return 0;
+  /* Open the pidfd before checking the command line, so the checked
+   * process is the one the pidfd refers to. */
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) return 0;
+  if (!pid_is_ours(vm, pid)) {
+    close(pidfd);
+    return 0;
+  }
+  vm->pid = pid;
+  vm->pidfd = pidfd;
   return 0;
 }
 
@@ -260,32 +278,27 @@ int vm_launch(sl_vm *vm, bool incoming, sl_error *err) {
   return 0;
 }
 
-int vm_wait_exit(pid_t pid, int timeout_ms, sl_error *err) {
-  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-  if (pidfd < 0) return errno == ESRCH ? 0 : sl_error_errno(err, errno, "pidfd_open %d", (int)pid);
-  struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+int vm_wait_exit(sl_vm *vm, int timeout_ms, sl_error *err) {
+  if (vm->pidfd < 0) return 0;
+  struct pollfd pfd = {.fd = vm->pidfd, .events = POLLIN};
   int n = poll(&pfd, 1, timeout_ms);
   if (n == 0) {
-    SL_WARN("vm.kill", "pid=%d reason=\"no exit after %d ms\"", (int)pid, timeout_ms);
-    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    SL_WARN("vm.kill", "sandbox=%s pid=%d reason=\"no exit after %d ms\"", vm->id, (int)vm->pid,
+            timeout_ms);
+    syscall(SYS_pidfd_send_signal, vm->pidfd, SIGKILL, NULL, 0);
     n = poll(&pfd, 1, 10000);
   }
-  close(pidfd);
-  if (n <= 0) return sl_error_set(err, ETIMEDOUT, "QEMU pid %d did not exit", (int)pid);
+  if (n <= 0) return sl_error_set(err, ETIMEDOUT, "QEMU pid %d did not exit", (int)vm->pid);
+  forget_process(vm);
   return 0;
 }
 
 int sl_vm_kill(sl_vm *vm, sl_error *err) {
-  vm_read_pid(vm);
-  if (vm->pid == 0) return 0;
-  int pidfd = (int)syscall(SYS_pidfd_open, vm->pid, 0);
-  if (pidfd >= 0) {
-    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-    close(pidfd);
-  }
-  int rc = vm_wait_exit(vm->pid, 10000, err);
+  if (vm->pidfd < 0) vm_read_pid(vm);
+  if (vm->pidfd < 0) return 0;
+  syscall(SYS_pidfd_send_signal, vm->pidfd, SIGKILL, NULL, 0);
+  int rc = vm_wait_exit(vm, 10000, err);
   if (rc < 0) return sl_error_wrap(err, "kill %s", vm->id);
-  vm->pid = 0;
   char path[VM_PATH_MAX];
   if (vm_path(path, vm->dir, "qemu.pid", NULL) == 0) unlink(path);
   return 0;

@@ -28,6 +28,7 @@ struct sl_vm {
   char dir[VM_PATH_MAX];
   json_t *conf;
   pid_t pid;
+  int pidfd; /* of `pid`, -1 when none: kill and wait by it, immune to pid reuse */
 };
 
 /* "<dir>/<name>" into `out`; -ENAMETOOLONG when it does not fit. */
@@ -42,8 +43,9 @@ int vm_conf_save(const char *dir, json_t *conf, sl_error *err);
  * migrate-incoming. Fills vm->pid. */
 int vm_launch(sl_vm *vm, bool incoming, sl_error *err);
 
-/* Wait up to `timeout_ms` for QEMU `pid` to exit, then SIGKILL it. */
-int vm_wait_exit(pid_t pid, int timeout_ms, sl_error *err);
+/* Wait up to `timeout_ms` for the VM's QEMU to exit, then SIGKILL it and
+ * wait for that. Forgets the process afterwards. */
+int vm_wait_exit(sl_vm *vm, int timeout_ms, sl_error *err);
 
 int vm_qmp_connect(sl_vm *vm, sl_qmp_sync **q, sl_error *err);
 
@@ -56,6 +58,8 @@ int vm_qmp_prepare_migration(sl_qmp_sync *q, bool ignore_shared, sl_error *err);
 int vm_qmp_migrate_fd(sl_qmp_sync *q, int fd, bool incoming, sl_error *err);
 
 sl_vm *vm_alloc(const char *home, const char *id, sl_error *err);
+/* Read qemu.pid and, when it names this sandbox's QEMU, set vm->pid and
+ * open vm->pidfd. */
 int vm_read_pid(sl_vm *vm);
 
 /* Append the last lines of the console log to `err` (boot failures print

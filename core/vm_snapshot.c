@@ -370,16 +370,14 @@ int sl_vm_pause(sl_vm *vm, sl_error *err) {
   if (rc < 0) return rc;
   unlink(p.state);
   unlink(p.ram);
-  pid_t pid = vm->pid;
   sl_vm_snapshot_stats st;
   rc = stop_capture_cont(vm, &p, false, false, &st, err);
-  if (rc == 0) rc = vm_wait_exit(pid, 10000, err);
+  if (rc == 0) rc = vm_wait_exit(vm, 10000, err);
   if (rc < 0) {
     unlink(p.state);
     unlink(p.ram);
     return sl_error_wrap(err, "pause %s", vm->id);
   }
-  vm->pid = 0;
   bool ram_in_state = !ram_shared(vm);
   if (!ram_in_state) unlink(conf_str(vm->conf, "ram_path"));
   json_object_set_new(vm->conf, "paused", json_true());
