@@ -36,11 +36,22 @@ int sl_error_wrap(sl_error *err, const char *fmt, ...) {
   char prefix[SL_ERROR_MSG_MAX];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  int n = vsnprintf(prefix, sizeof prefix - 2, fmt, ap);
   va_end(ap);
-  char joined[SL_ERROR_MSG_MAX];
-  snprintf(joined, sizeof joined, "%s: %s", prefix, err->msg);
-  memcpy(err->msg, joined, sizeof err->msg);
+  if (n < 0) return -err->code;
+  size_t plen = strnlen(prefix, sizeof prefix - 2);
+  memcpy(prefix + plen, ": ", 3);
+  plen += 2;
+
+  /* Shift the old message right and put the prefix in front; the end of an
+   * over-long message is cut, never the context. */
+  size_t cap = sizeof err->msg - 1;
+  if (plen > cap) plen = cap;
+  size_t mlen = strnlen(err->msg, cap);
+  if (plen + mlen > cap) mlen = cap - plen;
+  memmove(err->msg + plen, err->msg, mlen);
+  memcpy(err->msg, prefix, plen);
+  err->msg[plen + mlen] = '\0';
   return -err->code;
 }
 

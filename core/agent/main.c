@@ -1,0 +1,370 @@
+/* sandlot-agent: PID 1 of a process sandbox, init of a microVM.
+ *
+ * Serves the agent protocol (core/proto.h) on a unix socket (--listen) or
+ * on one byte-stream fd (--serial, --stream-fd), or both. It keeps the
+ * state of the processes it starts, so clients may come and go. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "log.h"
+#include "sandlot_config.h"
+
+agent g_agent;
+
+int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void watch_add(int fd, uint32_t events, watch *w) {
+  struct epoll_event ev = {.events = events, .data.ptr = w};
+  if (epoll_ctl(g_agent.epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+    SL_ERROR("agent.epoll", "op=add fd=%d error=%s", fd, strerror(errno));
+}
+
+void watch_mod(int fd, uint32_t events, watch *w) {
+  struct epoll_event ev = {.events = events, .data.ptr = w};
+  if (epoll_ctl(g_agent.epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+    SL_ERROR("agent.epoll", "op=mod fd=%d error=%s", fd, strerror(errno));
+}
+
+void watch_del(int fd) { epoll_ctl(g_agent.epfd, EPOLL_CTL_DEL, fd, NULL); }
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: sandlot-agent [options]\n"
+          "  --listen PATH       serve the unix socket PATH (default %s\n"
+          "                      when no --serial or --stream-fd is given)\n"
+          "  --serial PATH       serve the byte stream of a virtio-serial port\n"
+          "  --stream-fd N       serve the byte stream of the inherited fd N\n"
+          "  --root DIR          chroot into DIR first (tests; needs root)\n"
+          "  --buffer-size BYTES output buffer per stream of each process\n"
+          "                      (default %u)\n"
+          "  --version           print the version and exit\n",
+          AGENT_DEFAULT_SOCKET, AGENT_DEFAULT_BUFFER);
+}
+
+static int parse_size(const char *s, long long min, long long max, long long *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v < min || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_options(int argc, char **argv, agent_options *o) {
+  memset(o, 0, sizeof *o);
+  o->stream_fd = -1;
+  o->buffer_size = AGENT_DEFAULT_BUFFER;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    long long n;
+    if (strcmp(a, "--version") == 0) {
+      printf("sandlot-agent %s (protocol %d)\n", SANDLOT_VERSION, SL_PROTO_VERSION);
+      exit(0);
+    } else if (strcmp(a, "--help") == 0) {
+      usage(stdout);
+      exit(0);
+    } else if (v == NULL) {
+      fprintf(stderr, "sandlot-agent: missing value for %s\n", a);
+      return -1;
+    } else if (strcmp(a, "--listen") == 0) {
+      o->listen_path = v;
+    } else if (strcmp(a, "--serial") == 0) {
+      o->serial_path = v;
+    } else if (strcmp(a, "--stream-fd") == 0) {
+      if (parse_size(v, 0, 1 << 20, &n) < 0) {
+        fprintf(stderr, "sandlot-agent: invalid --stream-fd: %s\n", v);
+        return -1;
+      }
+      o->stream_fd = (int)n;
+    } else if (strcmp(a, "--root") == 0) {
+      o->root = v;
+    } else if (strcmp(a, "--buffer-size") == 0) {
+      if (parse_size(v, AGENT_MIN_BUFFER, AGENT_MAX_BUFFER, &n) < 0) {
+        fprintf(stderr, "sandlot-agent: invalid --buffer-size: %s (%u to %u bytes)\n", v,
+                AGENT_MIN_BUFFER, AGENT_MAX_BUFFER);
+        return -1;
+      }
+      o->buffer_size = (size_t)n;
+    } else {
+      fprintf(stderr, "sandlot-agent: unknown option: %s\n", a);
+      usage(stderr);
+      return -1;
+    }
+    i++;
+  }
+  if (o->serial_path != NULL && o->stream_fd >= 0) {
+    fprintf(stderr, "sandlot-agent: --serial and --stream-fd exclude each other\n");
+    return -1;
+  }
+  if (o->listen_path == NULL && o->serial_path == NULL && o->stream_fd < 0)
+    o->listen_path = AGENT_DEFAULT_SOCKET;
+  return 0;
+}
+
+/* Close every inherited fd above 2 except `keep`. The agent must hold no
+ * fd that points outside the sandbox, because CRIU cannot dump those. */
+static void close_inherited_fds(int keep) {
+  if (keep < 3) {
+    syscall(SYS_close_range, 3u, ~0u, 0u);
+    return;
+  }
+  if (keep > 3) syscall(SYS_close_range, 3u, (unsigned)keep - 1, 0u);
+  syscall(SYS_close_range, (unsigned)keep + 1, ~0u, 0u);
+}
+
+static int make_parent_dir(const char *path) {
+  char dir[sizeof ((struct sockaddr_un *)0)->sun_path];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == NULL || slash == dir) return 0;
+  *slash = '\0';
+  for (char *p = dir + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    mkdir(dir, 0755);
+    *p = '/';
+  }
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+static int open_listener(const char *path) {
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof addr.sun_path) {
+    fprintf(stderr, "sandlot-agent: socket path too long: %s\n", path);
+    return -1;
+  }
+  strcpy(addr.sun_path, path);
+  if (make_parent_dir(path) < 0) {
+    fprintf(stderr, "sandlot-agent: cannot create the folder of %s: %s\n", path,
+            strerror(errno));
+    return -1;
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  unlink(path);
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || chmod(path, 0600) < 0 ||
+      listen(fd, 128) < 0) {
+    fprintf(stderr, "sandlot-agent: cannot listen on %s: %s\n", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static int open_signalfd(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  /* Writes to a closed connection must fail with EPIPE, not kill PID 1. */
+  signal(SIGPIPE, SIG_IGN);
+  return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+static int open_stream(const agent_options *o) {
+  int fd = o->stream_fd;
+  if (o->serial_path != NULL) {
+    fd = open(o->serial_path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+      fprintf(stderr, "sandlot-agent: cannot open %s: %s\n", o->serial_path, strerror(errno));
+      return -1;
+    }
+  }
+  /* A console (hvc, ttyS) is a tty: make it carry bytes unchanged. A
+   * virtio-serial port is not a tty and needs nothing. */
+  struct termios tio;
+  if (isatty(fd) && tcgetattr(fd, &tio) == 0) {
+    cfmakeraw(&tio);
+    tcsetattr(fd, TCSANOW, &tio);
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+      fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+    fprintf(stderr, "sandlot-agent: invalid stream fd %d: %s\n", fd, strerror(errno));
+    return -1;
+  }
+  return fd;
+}
+
+static int enter_root(const char *root) {
+  if (chroot(root) < 0 || chdir("/") < 0) {
+    fprintf(stderr, "sandlot-agent: cannot chroot into %s: %s\n", root, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static int setup(const agent_options *o) {
+  g_agent.started_ms = now_ms();
+  g_agent.buffer_size = o->buffer_size;
+  g_agent.next_proc_id = 1;
+  g_agent.listen_fd = -1;
+  /* As PID 1 the agent leads the sandbox's session; elsewhere (tests) it
+   * becomes a subreaper so orphans of its processes are still its to reap. */
+  setsid();
+  if (getpid() != 1) prctl(PR_SET_CHILD_SUBREAPER, 1);
+  /* File modes in requests are exact; children get the usual 022 back. */
+  umask(0);
+
+  g_agent.epfd = epoll_create1(EPOLL_CLOEXEC);
+  g_agent.signal_fd = open_signalfd();
+  if (g_agent.epfd < 0 || g_agent.signal_fd < 0) {
+    fprintf(stderr, "sandlot-agent: epoll or signalfd failed: %s\n", strerror(errno));
+    return -1;
+  }
+  g_agent.signal_w = (watch){.kind = W_SIGNAL};
+  watch_add(g_agent.signal_fd, EPOLLIN, &g_agent.signal_w);
+
+  if (o->listen_path != NULL) {
+    g_agent.listen_fd = open_listener(o->listen_path);
+    if (g_agent.listen_fd < 0) return -1;
+    g_agent.listen_w = (watch){.kind = W_LISTEN};
+    watch_add(g_agent.listen_fd, EPOLLIN, &g_agent.listen_w);
+  }
+  if (o->serial_path != NULL || o->stream_fd >= 0) {
+    int fd = open_stream(o);
+    if (fd < 0 || conn_new(fd, 1) == NULL) return -1;
+  }
+  /* The socket is bound first, so its path is a host path in tests. */
+  if (o->root != NULL && enter_root(o->root) < 0) return -1;
+  return 0;
+}
+
+/* Out of fds, a pending connection keeps the listener readable: stop
+ * watching it for a while instead of spinning. */
+#define ACCEPT_PAUSE_MS 100
+
+static void accept_clients(void) {
+  for (;;) {
+    int fd = accept4(g_agent.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+      static unsigned long pauses;
+      if (pauses++ % 100 == 0)
+        SL_WARN("agent.accept", "error=%s action=pause pause_ms=%d pauses=%lu", strerror(errno),
+                ACCEPT_PAUSE_MS, pauses);
+      watch_del(g_agent.listen_fd);
+      g_agent.listen_resume_ms = now_ms() + ACCEPT_PAUSE_MS;
+      return;
+    }
+    if (fd < 0) {
+      if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+        SL_WARN("agent.accept", "error=%s", strerror(errno));
+      return;
+    }
+    if (conn_new(fd, 0) == NULL) close(fd);
+  }
+}
+
+static void handle_signals(void) {
+  struct signalfd_siginfo si;
+  int children = 0;
+  while (read(g_agent.signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+    if (si.ssi_signo == SIGCHLD) {
+      children = 1;
+    } else if (si.ssi_signo == SIGHUP) {
+      /* A stray hangup must not end the sandbox; it is caught here rather
+       * than ignored, because an ignored signal stays ignored in children. */
+      SL_INFO("agent.signal", "signal=%u action=ignored", si.ssi_signo);
+    } else {
+      SL_INFO("agent.stop", "signal=%u", si.ssi_signo);
+      g_agent.quit = 1;
+    }
+  }
+  if (children) procs_reap_children();
+}
+
+static void dispatch(struct epoll_event *ev) {
+  watch *w = ev->data.ptr;
+  switch (w->kind) {
+  case W_LISTEN:
+    accept_clients();
+    break;
+  case W_SIGNAL:
+    handle_signals();
+    break;
+  case W_CONN:
+    if (!((conn *)w->obj)->dead) conn_on_event(w->obj, ev->events);
+    break;
+  case W_PIPE:
+    if (!((proc *)w->obj)->dead) proc_on_pipe(w->obj, w->fd_index, ev->events);
+    break;
+  }
+}
+
+static void check_listener(int64_t now, int64_t *next) {
+  if (g_agent.listen_resume_ms == 0) return;
+  if (g_agent.listen_resume_ms <= now) {
+    g_agent.listen_resume_ms = 0;
+    watch_add(g_agent.listen_fd, EPOLLIN, &g_agent.listen_w);
+    return;
+  }
+  if (*next < 0 || g_agent.listen_resume_ms < *next) *next = g_agent.listen_resume_ms;
+}
+
+static int next_timeout(void) {
+  int64_t now = now_ms(), next = -1;
+  check_listener(now, &next);
+  procs_check_timers(now, &next);
+  conns_check_timers(now, &next);
+  if (next < 0) return -1;
+  return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
+}
+
+static void run_loop(void) {
+  struct epoll_event events[64];
+  while (!g_agent.quit) {
+    int n = epoll_wait(g_agent.epfd, events, 64, next_timeout());
+    if (n < 0 && errno != EINTR) {
+      SL_ERROR("agent.epoll", "op=wait error=%s", strerror(errno));
+      return;
+    }
+    for (int i = 0; i < n; i++) dispatch(&events[i]);
+    conns_reap();
+    procs_free_dead();
+  }
+}
+
+int main(int argc, char **argv) {
+  agent_options o;
+  if (parse_options(argc, argv, &o) < 0) return 2;
+  close_inherited_fds(o.stream_fd);
+  if (setup(&o) < 0) return 1;
+  SL_INFO("agent.start", "pid=%d version=%s", (int)getpid(), SANDLOT_VERSION);
+  run_loop();
+  /* Processes get SIGTERM; when the agent is PID 1, its exit makes the
+   * kernel kill whatever is left in the namespace. */
+  procs_terminate_all(SIGTERM);
+  if (o.listen_path != NULL && o.root == NULL) unlink(o.listen_path);
+  return 0;
+}

@@ -1,0 +1,191 @@
+/* Stream mode (--stream-fd) over a socketpair, the way the agent serves a
+ * virtio-serial port. Sessions start with a sync marker, and a new session
+ * may follow stale bytes of an old one. Malformed input resynchronises
+ * instead of dropping the stream. After a hangup the agent keeps serving
+ * its other socket, with no busy loop. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "agent_harness.h"
+#include "error.h"
+#include "test.h"
+
+static harness H;
+static int host_end = -1;
+static sl_agent_conn S; /* over the stream */
+
+static sl_buf reply;
+static sl_frame F;
+static sl_error E;
+
+static int simple(sl_agent_conn *c, uint8_t type, uint8_t key, int64_t value) {
+  sl_buf b = {0};
+  size_t start = sl_frame_begin(&b, type, 0);
+  if (key != 0) sl_frame_put_i64(&b, key, value);
+  sl_frame_end(&b, start, NULL);
+  sl_error_clear(&E);
+  int rc = sl_agent_conn_call(c, &b, NULL, NULL, &reply, &F, &E);
+  sl_buf_free(&b);
+  return rc;
+}
+
+static int64_t start_quiet(sl_agent_conn *c, const char *command) {
+  sl_buf b = {0};
+  size_t start = sl_frame_begin(&b, SL_MSG_EXEC, 0);
+  sl_frame_put_str(&b, SL_F_COMMAND, command);
+  sl_frame_end(&b, start, NULL);
+  int rc = sl_agent_conn_call(c, &b, NULL, NULL, &reply, &F, &E);
+  sl_buf_free(&b);
+  return rc < 0 ? -1 : field_i64(&F, SL_F_PROC, -1);
+}
+
+/* Resynchronise the host side of the stream as a new session would. */
+static int new_session(void) {
+  sl_parser_free(&S.in);
+  return sl_agent_conn_attach_fd(&S, host_end, 5000, 1, &E);
+}
+
+static int64_t proc_id;
+
+static void session_starts_with_sync(void) {
+  CHECK_OK(sl_agent_conn_attach_fd(&S, host_end, 5000, 1, &E), &E);
+  CHECK_OK(simple(&S, SL_MSG_HELLO, 0, 0), &E);
+  CHECK_INT(field_i64(&F, SL_F_PID, 0), ==, H.pid);
+  proc_id = start_quiet(&S, "sleep 0.2; echo from the stream");
+  CHECK_INT(proc_id, >, 0);
+}
+
+static void new_session_after_stale_partial_frame(void) {
+  /* The previous host died in the middle of a frame: its header promises
+   * more bytes than ever come. */
+  const uint8_t partial[] = {60, 0, 0, 0, SL_MSG_EXEC, 1, 0, 0, 0, SL_F_COMMAND, 40, 0, 0, 0,
+                             'e', 'c'};
+  CHECK_INT(send(host_end, partial, sizeof partial, MSG_NOSIGNAL), ==, (long)sizeof partial);
+  CHECK_OK(new_session(), &E);
+  CHECK_OK(simple(&S, SL_MSG_PING, 0, 0), &E);
+  /* Processes outlive sessions. */
+  CHECK_OK(simple(&S, SL_MSG_WAIT, SL_F_PROC, proc_id), &E);
+  sl_buf b = {0};
+  size_t start = sl_frame_begin(&b, SL_MSG_READ, 0);
+  sl_frame_put_i64(&b, SL_F_PROC, proc_id);
+  sl_frame_end(&b, start, NULL);
+  CHECK_OK(sl_agent_conn_call(&S, &b, NULL, NULL, &reply, &F, &E), &E);
+  sl_buf_free(&b);
+  const uint8_t *data;
+  size_t len;
+  CHECK(sl_frame_get_bytes(&F, SL_F_DATA, &data, &len));
+  CHECK_INT(len, ==, 16);
+  CHECK(memcmp(data, "from the stream\n", 16) == 0);
+}
+
+static void malformed_input_resynchronises(void) {
+  const uint8_t junk[] = {3, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8};
+  CHECK_INT(send(host_end, junk, sizeof junk, MSG_NOSIGNAL), ==, (long)sizeof junk);
+  /* The agent ignores frames until the next sync marker. */
+  sl_buf b = {0};
+  sl_frame_end(&b, sl_frame_begin(&b, SL_MSG_PING, 77), NULL);
+  CHECK_INT(send(host_end, b.data, b.len, MSG_NOSIGNAL), ==, (long)b.len);
+  sl_buf_free(&b);
+  CHECK_OK(new_session(), &E);
+  CHECK_OK(simple(&S, SL_MSG_PING, 0, 0), &E);
+}
+
+static long cpu_ticks(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  long utime = 0, stime = 0;
+  /* Fields after the command: state is 3rd, utime 14th, stime 15th. */
+  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime,
+                          &stime) != 2)
+    return -1;
+  return utime + stime;
+}
+
+static void hangup_keeps_agent_serving(void) {
+  int64_t proc = start_quiet(&S, "sleep 0.3; echo after the hangup");
+  CHECK_INT(proc, >, 0);
+  close(host_end);
+  host_end = -1;
+  sl_parser_free(&S.in);
+  S.fd = -1;
+  long before = cpu_ticks(H.pid);
+  sleep_ms(1000);
+  long after = cpu_ticks(H.pid);
+  CHECK_INT(before, >=, 0);
+  /* A loop spinning on the hung-up fd would use most of the second
+   * (about 100 ticks); an idle agent uses next to none. */
+  CHECK_INT(after - before, <, 30);
+  sl_agent_conn c;
+  CHECK_OK(sl_agent_conn_open(&c, H.sock, 5000, 0, &E), &E);
+  CHECK_OK(simple(&c, SL_MSG_WAIT, SL_F_PROC, proc), &E);
+  CHECK_INT(field_i64(&F, SL_F_EXIT_CODE, -1), ==, 0);
+  sl_buf b = {0};
+  size_t start = sl_frame_begin(&b, SL_MSG_READ, 0);
+  sl_frame_put_i64(&b, SL_F_PROC, proc);
+  sl_frame_end(&b, start, NULL);
+  CHECK_OK(sl_agent_conn_call(&c, &b, NULL, NULL, &reply, &F, &E), &E);
+  sl_buf_free(&b);
+  const uint8_t *data;
+  size_t len;
+  CHECK(sl_frame_get_bytes(&F, SL_F_DATA, &data, &len));
+  CHECK_INT(len, ==, 17);
+  CHECK(memcmp(data, "after the hangup\n", 17) == 0);
+  sl_agent_conn_close(&c);
+}
+
+/* --serial on a pty, standing in for a console: the agent switches the
+ * tty to raw mode, so every byte value passes unchanged both ways. */
+static void serial_tty_passes_all_bytes(void) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  CHECK(master >= 0);
+  CHECK_INT(grantpt(master), ==, 0);
+  CHECK_INT(unlockpt(master), ==, 0);
+  const char *slave = ptsname(master);
+  CHECK(slave != NULL);
+  harness tty;
+  CHECK_INT(harness_start_with(&tty, (const char *[]){"--serial", slave, NULL}, -1), ==, 0);
+  /* The socket appears after the tty was opened and set up. */
+  sl_agent_conn c;
+  CHECK_OK(sl_agent_conn_attach_fd(&c, master, 5000, 1, &E), &E);
+  uint8_t all[512];
+  for (size_t i = 0; i < sizeof all; i++) all[i] = (uint8_t)i;
+  sl_buf b = {0};
+  size_t start = sl_frame_begin(&b, SL_MSG_EXEC, 0);
+  sl_frame_put_strv(&b, SL_F_ARGV, (const char *[]){"cat", NULL});
+  sl_frame_put_bytes(&b, SL_F_STDIN, all, sizeof all);
+  sl_frame_put_i64(&b, SL_F_STREAM, 1);
+  sl_frame_end(&b, start, NULL);
+  collected out = {0};
+  CHECK_OK(sl_agent_conn_call(&c, &b, collect_event, &out, &reply, &F, &E), &E);
+  sl_buf_free(&b);
+  CHECK_INT(F.type, ==, SL_MSG_EXIT);
+  CHECK(bytes_equal(&out.out[1], all, sizeof all));
+  collected_free(&out);
+  sl_agent_conn_close(&c);
+  harness_stop(&tty);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  int sp[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) return 1;
+  if (harness_start_with(&H, (const char *[]){"--stream-fd", "3", NULL}, sp[1]) < 0) return 1;
+  close(sp[1]);
+  host_end = sp[0];
+  RUN(session_starts_with_sync);
+  RUN(new_session_after_stale_partial_frame);
+  RUN(malformed_input_resynchronises);
+  RUN(hangup_keeps_agent_serving);
+  RUN(serial_tty_passes_all_bytes);
+  if (S.fd >= 0) sl_agent_conn_close(&S);
+  sl_buf_free(&reply);
+  harness_stop(&H);
+  TEST_EXIT();
+}
