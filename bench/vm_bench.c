@@ -4,7 +4,8 @@
  *
  *     build/bench/vm_bench [memory_mb] [forks] [guest command to print]
  *
- * The guest is the development root of tests/c/vm_dev_root.h. The kernel
+ * The guest is sandlot-agent on the busybox root of tests/c/vm_fixture.h;
+ * run it from the build directory or set SANDLOT_BUILD_DIR. The kernel
  * cache is $SANDLOT_VM_CACHE (default /tmp/sandlot-vm-cache); the store is
  * a fresh directory under /tmp, removed at the end. */
 #include <jansson.h>
@@ -15,7 +16,7 @@
 #include <unistd.h>
 
 #include "vm.h"
-#include "vm_dev_root.h"
+#include "vm_fixture.h"
 #include "vm_util.h"
 
 #define SNAPSHOTS 5
@@ -91,17 +92,21 @@ int main(int argc, char **argv) {
   if (mkdtemp(home) == NULL) return 1;
   char base[600], agent[600];
   sl_error err = {0};
-  if (vm_dev_setup(home, base, sizeof base, agent, sizeof agent, &err) < 0) die("setup", &err);
+  if (vm_fixture_setup(home, base, sizeof base, agent, sizeof agent, &err) < 0) die("setup", &err);
 
   sl_vm *src = NULL;
   sl_vm_options opt = {.home = home, .base_disk = base, .agent = agent, .memory_mb = memory_mb};
   double t = sl_now_ms();
   if (sl_vm_create(&opt, "sb-bench", &src, &err) < 0) die("create", &err);
   json_t *out = json_pack("{s:i, s:f}", "memory_mib", (int)memory_mb, "boot_ms", sl_now_ms() - t);
-  free(vm_dev_exec(src, "n=1; echo $n"));
+  free(vm_exec(src,
+               "mkfifo /tmp/tick /tmp/tock && (n=0; while read x </tmp/tick; do n=$((n+1)); "
+               "echo $n >/tmp/tock; done) >/dev/null 2>&1 </dev/null &",
+               NULL, &err));
+  free(vm_exec(src, "echo >/tmp/tick; cat /tmp/tock", NULL, &err));
   sleep(3); /* let the guest settle into idle and report its free pages */
   if (argc > 3) {
-    char *guest_out = vm_dev_exec(src, argv[3]);
+    char *guest_out = vm_exec(src, argv[3], NULL, &err);
     fprintf(stderr, "guest `%s`:\n%s", argv[3], guest_out ? guest_out : "(no output)\n");
     free(guest_out);
   }
@@ -121,7 +126,7 @@ int main(int argc, char **argv) {
     t = sl_now_ms();
     if (sl_vm_fork(home, snap, id, &fork[i], &err) < 0) die("fork", &err);
     double running = sl_now_ms() - t;
-    char *result = vm_dev_exec(fork[i], "n=$((n+1)); echo $n");
+    char *result = vm_exec(fork[i], "echo >/tmp/tick; cat /tmp/tock", NULL, &err);
     double first = sl_now_ms() - t;
     fprintf(stderr, "fork %d: running after %.1f ms, first exec result after %.1f ms (%s)\n", i,
             running, first, result ? strtok(result, "\n") : "no output");

@@ -350,6 +350,22 @@ static int wait_agent_port(sl_vm *vm, int timeout_ms, sl_error *err) {
   return 0;
 }
 
+int vm_agent_hello(sl_vm *vm, sl_error *err) {
+  sl_agent_conn conn;
+  int lock = -1;
+  int rc = sl_vm_agent_open(vm, &conn, &lock, SL_VM_AGENT_TIMEOUT_MS, err);
+  if (rc < 0) return rc;
+  sl_buf request = {0}, reply = {0};
+  sl_frame_end(&request, sl_frame_begin(&request, SL_MSG_HELLO, 0), NULL);
+  sl_frame final;
+  rc = sl_agent_conn_call(&conn, &request, NULL, NULL, &reply, &final, err);
+  sl_buf_free(&request);
+  sl_buf_free(&reply);
+  sl_vm_agent_close(&conn, lock);
+  if (rc < 0) return sl_error_wrap(err, "agent hello of %s", vm->id);
+  return 0;
+}
+
 static int boot_files(const sl_vm_options *opt, char *kernel, char *initrd, sl_error *err) {
   char cache[VM_PATH_MAX];
   sl_vm_cache_dir(opt->home, cache, sizeof cache);
@@ -440,6 +456,7 @@ int sl_vm_create(const sl_vm_options *opt, const char *id, sl_vm **out, sl_error
   if (rc == 0) rc = vm_launch(vm, false, err);
   if (rc == 0)
     rc = wait_agent_port(vm, opt->boot_timeout_ms > 0 ? opt->boot_timeout_ms : 120000, err);
+  if (rc == 0) rc = vm_agent_hello(vm, err);
   if (rc < 0) {
     discard_vm(vm);
     sl_vm_close(vm);
@@ -482,6 +499,25 @@ static int lock_port(sl_vm *vm, unsigned port, bool wait, sl_error *err) {
     return e == EWOULDBLOCK ? -EWOULDBLOCK : sl_error_errno(err, e, "flock %s", path);
   }
   return fd;
+}
+
+int sl_vm_agent_open(sl_vm *vm, sl_agent_conn *conn, int *lock_fd, int timeout_ms,
+                     sl_error *err) {
+  int fd = sl_vm_agent_connect(vm, lock_fd, err);
+  if (fd < 0) return fd;
+  int rc = sl_agent_conn_attach_fd(conn, fd, timeout_ms, 1, err);
+  if (rc < 0) {
+    close(fd);
+    close(*lock_fd);
+    *lock_fd = -1;
+    return sl_error_wrap(err, "agent of %s", vm->id);
+  }
+  return 0;
+}
+
+void sl_vm_agent_close(sl_agent_conn *conn, int lock_fd) {
+  sl_agent_conn_close(conn);
+  if (lock_fd >= 0) close(lock_fd);
 }
 
 int sl_vm_agent_connect(sl_vm *vm, int *lock_fd, sl_error *err) {

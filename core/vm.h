@@ -16,11 +16,16 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "agent_client.h"
 #include "error.h"
 #include "vm_argv.h"
 
 #define SL_VM_DEFAULT_MEMORY_MB 256u
-#define SL_VM_DEFAULT_PORTS 2u
+/* The agent serves one port in stream mode (sandlot.agent.0); host
+ * processes share it through its lock (see sl_vm_agent_connect). */
+#define SL_VM_DEFAULT_PORTS 1u
+/* How long a fork's agent may take for the post-restore hooks. */
+#define SL_VM_AGENT_TIMEOUT_MS 30000
 
 /* How to create a VM sandbox. Zero fields take the defaults. */
 typedef struct sl_vm_options {
@@ -101,5 +106,11 @@ int sl_vm_snapshot_delete(const char *home, const char *snap_id, sl_error *err);
  * (pid mod ports). Returns the connected socket; `*lock_fd` must be closed
  * after the socket to release the port. */
 int sl_vm_agent_connect(sl_vm *vm, int *lock_fd, sl_error *err);
+
+/* sl_vm_agent_connect() plus the stream-mode sync marker: `conn` is ready
+ * for sl_agent_conn_call(). Release with sl_vm_agent_close(). */
+int sl_vm_agent_open(sl_vm *vm, sl_agent_conn *conn, int *lock_fd, int timeout_ms,
+                     sl_error *err);
+void sl_vm_agent_close(sl_agent_conn *conn, int lock_fd);
 
 #endif

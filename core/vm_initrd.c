@@ -17,9 +17,10 @@
  * sandlot.ports=N, the number of agent ports on the host side. It loads the
  * virtio modules, mounts the root disk, puts the agent on a tmpfs at
  * /.sandlot (so the root disk needs no copy of it), waits for the N ports
- * and hands PID 1 to the agent with the port devices as arguments. On any
- * failure it prints the reason on the console and powers off, which ends
- * QEMU (-no-reboot) so the host sees the failure at once. */
+ * and hands PID 1 to the agent, which serves port sandlot.agent.0 in
+ * stream mode. On any failure it prints the reason on the console and
+ * powers off, which ends QEMU (-no-reboot) so the host sees the failure
+ * at once. */
 const char sl_vm_init_script[] =
     "#!/bin/busybox sh\n"
     "bb=/bin/busybox\n"
@@ -39,26 +40,32 @@ const char sl_vm_init_script[] =
     "  $bb sleep 0.01\n"
     "done\n"
     "$bb mount -t ext4 /dev/vda /newroot || fail 'mount of /dev/vda failed'\n"
-    "$bb mkdir -p /newroot/.sandlot /newroot/proc /newroot/sys /newroot/dev\n"
+    "for d in .sandlot proc sys dev tmp run; do $bb mkdir -p /newroot/$d; done\n"
     "$bb mount -t tmpfs -o mode=0755,size=64m sandlot /newroot/.sandlot\n"
     "$bb cp /sandlot/agent /newroot/.sandlot/agent || fail 'copy of the agent failed'\n"
     "i=0\n"
     "while :; do\n"
-    "  ports=''; n=0\n"
+    "  port=''; n=0\n"
     "  for p in /sys/class/virtio-ports/*; do\n"
-    "    [ -e \"$p/name\" ] || continue\n"
-    "    case $($bb cat \"$p/name\") in sandlot.agent.*)\n"
-    "      [ -c \"/dev/${p##*/}\" ] && { ports=\"$ports /dev/${p##*/}\"; n=$((n + 1)); } ;;\n"
+    "    [ -e \"$p/name\" ] && [ -c \"/dev/${p##*/}\" ] || continue\n"
+    "    case $($bb cat \"$p/name\") in\n"
+    "      sandlot.agent.0) port=/dev/${p##*/}; n=$((n + 1)) ;;\n"
+    "      sandlot.agent.*) n=$((n + 1)) ;;\n"
     "    esac\n"
     "  done\n"
-    "  [ $n -ge $want ] && break\n"
+    "  [ -n \"$port\" ] && [ $n -ge $want ] && break\n"
     "  i=$((i + 1)); [ $i -gt 1000 ] && fail \"found $n of $want agent ports\"\n"
     "  $bb sleep 0.01\n"
     "done\n"
     "$bb mount --move /dev /newroot/dev\n"
     "$bb mount --move /sys /newroot/sys\n"
     "$bb mount --move /proc /newroot/proc\n"
-    "exec $bb switch_root /newroot /.sandlot/agent --vm $ports\n";
+    "$bb mkdir -p /newroot/dev/pts /newroot/dev/shm\n"
+    "$bb mount -t devpts -o newinstance,ptmxmode=0666 devpts /newroot/dev/pts\n"
+    "$bb mount -t tmpfs -o mode=1777 shm /newroot/dev/shm\n"
+    "$bb mount -t tmpfs -o mode=1777 tmp /newroot/tmp\n"
+    "$bb mount -t tmpfs -o mode=0755 run /newroot/run\n"
+    "exec $bb switch_root /newroot /.sandlot/agent --serial $port\n";
 
 /* Writing the archive. */
 

@@ -57,6 +57,9 @@ int vm_qmp_prepare_migration(sl_qmp_sync *q, bool ignore_shared, sl_error *err);
  * the MIGRATION event "completed"; "failed" is -EIO. */
 int vm_qmp_migrate_fd(sl_qmp_sync *q, int fd, bool incoming, sl_error *err);
 
+/* Open an agent session and exchange hello, proving the agent serves. */
+int vm_agent_hello(sl_vm *vm, sl_error *err);
+
 sl_vm *vm_alloc(const char *home, const char *id, sl_error *err);
 /* Read qemu.pid and, when it names this sandbox's QEMU, set vm->pid and
  * open vm->pidfd. */

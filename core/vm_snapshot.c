@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -272,6 +273,24 @@ static int load_state(sl_vm *vm, const char *state, bool ram_in_state, sl_error 
   return rc;
 }
 
+/* Give a restored guest fresh entropy and its own hostname, so forks of one
+ * snapshot neither share /dev/urandom output nor a name. */
+static int refresh_identity(sl_vm *vm, sl_error *err) {
+  unsigned char entropy[64];
+  if (getrandom(entropy, sizeof entropy, 0) != (ssize_t)sizeof entropy)
+    return sl_error_errno(err, errno, "getrandom");
+  sl_agent_conn conn;
+  int lock = -1;
+  int rc = sl_vm_agent_open(vm, &conn, &lock, SL_VM_AGENT_TIMEOUT_MS, err);
+  if (rc < 0) return rc;
+  int exit_code = 0;
+  rc = sl_agent_post_restore(&conn, vm->id, entropy, sizeof entropy, NULL,
+                             SL_VM_AGENT_TIMEOUT_MS, &exit_code, err);
+  sl_vm_agent_close(&conn, lock);
+  if (rc < 0) return sl_error_wrap(err, "post-restore of %s", vm->id);
+  return 0;
+}
+
 /* Launch an incoming QEMU for `vm` and load `state`; kill QEMU on failure. */
 static int launch_and_load(sl_vm *vm, const char *state, bool ram_in_state, sl_error *err) {
   int rc = vm_launch(vm, true, err);
@@ -344,6 +363,10 @@ int sl_vm_fork(const char *home, const char *snap_id, const char *id, sl_vm **ou
   if (rc == 0) rc = vm_conf_save(vm->dir, vm->conf, err);
   if (rc == 0)
     rc = launch_and_load(vm, p.state, json_is_true(json_object_get(snap, "ram_in_state")), err);
+  if (rc == 0) {
+    rc = refresh_identity(vm, err);
+    if (rc < 0) sl_vm_kill(vm, NULL);
+  }
   json_decref(snap);
   if (rc < 0) {
     if (made_dir) {
@@ -442,6 +465,7 @@ int sl_vm_rollback(sl_vm *vm, const char *snap_id, sl_error *err) {
   if (rc == 0) rc = vm_conf_save(vm->dir, vm->conf, err);
   if (rc == 0)
     rc = launch_and_load(vm, p.state, json_is_true(json_object_get(snap, "ram_in_state")), err);
+  if (rc == 0) rc = refresh_identity(vm, err);
   json_decref(snap);
   char state[VM_PATH_MAX];
   if (vm_path(state, vm->dir, "state", NULL) == 0) unlink(state);

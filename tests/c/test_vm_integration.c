@@ -2,9 +2,10 @@
  * host has usable KVM): boot, snapshot, fork, pause/resume, rollback and
  * bad input.
  *
- * The guest root and agent come from vm_dev_root.h.
- * TODO: switch to sandlot-agent and the base template once they exist, and
- * add the /dev/urandom check for forks (it needs the agent's reseed).
+ * The guest runs sandlot-agent on a busybox root (vm_fixture.h). A
+ * counter process in the guest keeps its count in memory and answers one
+ * tick per request through two FIFOs on tmpfs, so its answers show
+ * whether RAM survived a snapshot.
  *
  * Needs root, qemu-system-x86_64, and the Debian mirror once to fetch the
  * guest kernel into $SANDLOT_BUILD_DIR/vm-cache. */
@@ -18,7 +19,7 @@
 #include <unistd.h>
 
 #include "test.h"
-#include "vm_dev_root.h"
+#include "vm_fixture.h"
 #include "vm.h"
 #include "vm_image.h"
 #include "vm_util.h"
@@ -40,8 +41,8 @@ static void setup(void) {
   if (mkdtemp(home) == NULL) exit(1);
 
   sl_error err = {0};
-  if (vm_dev_setup(home, base_disk, sizeof base_disk, agent_script, sizeof agent_script,
-                   &err) < 0) {
+  if (vm_fixture_setup(home, base_disk, sizeof base_disk, agent_script, sizeof agent_script,
+                       &err) < 0) {
     fprintf(stderr, "setup failed: %s\n", err.msg);
     exit(1);
   }
@@ -49,14 +50,25 @@ static void setup(void) {
 
 /* True when `command` prints exactly `expected` (plus a newline). */
 static bool guest_prints(sl_vm *vm, const char *command, const char *expected) {
-  char *out = vm_dev_exec(vm, command);
+  sl_error err = {0};
+  int code = -1;
+  char *out = vm_exec(vm, command, &code, &err);
   char want[256];
   snprintf(want, sizeof want, "%s\n", expected);
   bool ok = out != NULL && strcmp(out, want) == 0;
-  if (!ok) fprintf(stderr, "guest `%s` printed \"%s\", expected \"%s\"\n", command, out, expected);
+  if (!ok)
+    fprintf(stderr, "guest `%s` printed \"%s\" (exit %d, %s), expected \"%s\"\n", command,
+            out ? out : "", code, err.msg, expected);
   free(out);
   return ok;
 }
+
+/* Start the counter process; `tick` then prints 1, 2, 3, ... */
+static const char start_counter[] =
+    "mkfifo /tmp/tick /tmp/tock && "
+    "(n=0; while read x </tmp/tick; do n=$((n+1)); echo $n >/tmp/tock; done) "
+    ">/dev/null 2>&1 </dev/null & echo started";
+static const char tick[] = "echo >/tmp/tick; cat /tmp/tock";
 
 static sl_vm_options options(void) {
   return (sl_vm_options){.home = home, .base_disk = base_disk, .agent = agent_script,
@@ -100,9 +112,36 @@ static void boot_and_exec(void) {
   CHECK(guest_prints(vm, "echo hello", "hello"));
   CHECK(guest_prints(vm, "cat /data/seed", "from-template"));
   CHECK(guest_prints(vm, "ls /.sandlot", "agent"));
+  CHECK(guest_prints(vm, "tr '\\0' ' ' </proc/1/cmdline; echo", "/.sandlot/agent --serial /dev/vport1p1 "));
+
+  /* A failing command reports its exit code. */
+  int code = 0;
+  char *out = vm_exec(vm, "echo partial; exit 3", &code, &err);
+  CHECK(out != NULL);
+  CHECK_STR(out, "partial\n");
+  CHECK_INT(code, ==, 3);
+  free(out);
   CHECK_OK(sl_vm_delete(home, "sb-boot", &err), &err);
   CHECK(!qemu_running_for("sb-boot"));
   CHECK(!sandbox_dir_exists("sb-boot"));
+  sl_vm_close(vm);
+}
+
+static void files_through_agent(void) {
+  sl_vm *vm = NULL;
+  sl_error err = {0};
+  sl_vm_options opt = options();
+  CHECK_OK(sl_vm_create(&opt, "sb-files", &vm, &err), &err);
+  CHECK_OK(vm_write_file(vm, "/data/new/dir/note.txt", "written by the host\n", &err), &err);
+  CHECK(guest_prints(vm, "cat /data/new/dir/note.txt", "written by the host"));
+  CHECK(guest_prints(vm, "echo from the guest > /tmp/g && echo ok", "ok"));
+  char *text = vm_read_file(vm, "/tmp/g", &err);
+  CHECK(text != NULL);
+  CHECK_STR(text, "from the guest\n");
+  free(text);
+  CHECK(vm_read_file(vm, "/data/missing", &err) == NULL);
+  CHECK_INT(err.code, ==, ENOENT);
+  CHECK_OK(sl_vm_delete(home, "sb-files", &err), &err);
   sl_vm_close(vm);
 }
 
@@ -113,30 +152,51 @@ static void snapshot_fork_continuity(void) {
                                           .agent = agent_script},
                         "sb-src", &src, &err),
            &err);
-  CHECK(guest_prints(src, "n=1; echo $n", "1"));
-  CHECK(guest_prints(src, "n=$((n+1)); echo $n", "2"));
-  CHECK(guest_prints(src, "echo before > /data/f; sync; cat /data/f", "before"));
+  CHECK(guest_prints(src, start_counter, "started"));
+  CHECK(guest_prints(src, tick, "1"));
+  CHECK(guest_prints(src, tick, "2"));
+  CHECK(guest_prints(src, "echo before > /data/f; cat /data/f", "before"));
 
+  /* Reading /dev/urandom now makes the guest's CRNG seed fresh, so the
+   * forks would not reseed on their own for the next seconds of guest
+   * time: any difference between them comes from the host's entropy. */
+  CHECK(guest_prints(src, "head -c 16 /dev/urandom | wc -c", "16"));
   sl_vm_snapshot_stats st;
   CHECK_OK(sl_vm_snapshot(src, "sn-one", &st, &err), &err);
   CHECK(st.pause_ms > 0);
   CHECK(st.state_bytes > 0);
 
   /* The source keeps running from where it was. */
-  CHECK(guest_prints(src, "n=$((n+1)); echo $n", "3"));
+  CHECK(guest_prints(src, tick, "3"));
   CHECK(guest_prints(src, "echo after > /data/f; cat /data/f", "after"));
 
   CHECK_OK(sl_vm_fork(home, "sn-one", "sb-fa", &a, &err), &err);
   CHECK_OK(sl_vm_fork(home, "sn-one", "sb-fb", &b, &err), &err);
-  CHECK(guest_prints(a, "n=$((n+1)); echo $n", "3"));
-  CHECK(guest_prints(b, "n=$((n+1)); echo $n", "3"));
+  CHECK(guest_prints(a, tick, "3"));
+  CHECK(guest_prints(b, tick, "3"));
   CHECK(guest_prints(a, "cat /data/f", "before"));
   CHECK(guest_prints(b, "cat /data/f", "before"));
+  CHECK(guest_prints(a, "hostname", "sb-fa"));
+  CHECK(guest_prints(b, "hostname", "sb-fb"));
+
+  /* Each fork got fresh entropy, so their random streams differ. */
+  char *ra = vm_exec(a, "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'", NULL, &err);
+  char *rb = vm_exec(b, "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'", NULL, &err);
+  CHECK(ra != NULL);
+  CHECK(rb != NULL);
+  CHECK_INT(strlen(ra), ==, 64);
+  CHECK(strcmp(ra, rb) != 0);
+  free(ra);
+  free(rb);
 
   /* Forks are independent of each other and of the source. */
-  CHECK(guest_prints(a, "n=$((n+10)); echo a > /data/g; echo $n", "13"));
-  CHECK(guest_prints(b, "echo $n; cat /data/g 2>/dev/null || echo none", "3\nnone"));
-  CHECK(guest_prints(src, "echo $n; cat /data/f", "3\nafter"));
+  CHECK(guest_prints(a, tick, "4"));
+  CHECK(guest_prints(a, tick, "5"));
+  CHECK(guest_prints(a, "echo a > /data/g; cat /data/g", "a"));
+  CHECK(guest_prints(b, tick, "4"));
+  CHECK(guest_prints(b, "cat /data/g 2>/dev/null || echo none", "none"));
+  CHECK(guest_prints(src, tick, "4"));
+  CHECK(guest_prints(src, "cat /data/f", "after"));
 
   /* A snapshot in use by forks cannot be deleted. */
   CHECK_INT(sl_vm_snapshot_delete(home, "sn-one", &err), ==, -EBUSY);
@@ -157,14 +217,17 @@ static void fork_of_fork(void) {
                                           .agent = agent_script},
                         "sb-g0", &src, &err),
            &err);
-  CHECK(guest_prints(src, "n=5; echo $n", "5"));
+  CHECK(guest_prints(src, start_counter, "started"));
+  CHECK(guest_prints(src, tick, "1"));
   CHECK_OK(sl_vm_snapshot(src, "sn-g0", NULL, &err), &err);
   CHECK_OK(sl_vm_fork(home, "sn-g0", "sb-g1", &a, &err), &err);
-  CHECK(guest_prints(a, "n=$((n+1)); echo x > /data/g1; echo $n", "6"));
+  CHECK(guest_prints(a, tick, "2"));
+  CHECK(guest_prints(a, "echo x > /data/g1; cat /data/g1", "x"));
   /* The fork's RAM is private, so this snapshot carries RAM in its state. */
   CHECK_OK(sl_vm_snapshot(a, "sn-g1", NULL, &err), &err);
   CHECK_OK(sl_vm_fork(home, "sn-g1", "sb-g2", &aa, &err), &err);
-  CHECK(guest_prints(aa, "n=$((n+1)); echo $n; cat /data/g1", "7\nx"));
+  CHECK(guest_prints(aa, tick, "3"));
+  CHECK(guest_prints(aa, "cat /data/g1; hostname", "x\nsb-g2"));
   CHECK_OK(sl_vm_delete(home, "sb-g2", &err), &err);
   CHECK_OK(sl_vm_delete(home, "sb-g1", &err), &err);
   CHECK_OK(sl_vm_delete(home, "sb-g0", &err), &err);
@@ -180,7 +243,9 @@ static void pause_and_resume(void) {
   sl_error err = {0};
   sl_vm_options opt = options();
   CHECK_OK(sl_vm_create(&opt, "sb-pause", &vm, &err), &err);
-  CHECK(guest_prints(vm, "n=41; echo paused > /data/p; echo $n", "41"));
+  CHECK(guest_prints(vm, start_counter, "started"));
+  CHECK(guest_prints(vm, tick, "1"));
+  CHECK(guest_prints(vm, "echo paused > /data/p; cat /data/p", "paused"));
   CHECK_OK(sl_vm_pause(vm, &err), &err);
   CHECK(sl_vm_is_paused(vm));
   CHECK(!qemu_running_for("sb-pause"));
@@ -193,7 +258,8 @@ static void pause_and_resume(void) {
   CHECK(sl_vm_is_paused(again));
   CHECK_OK(sl_vm_resume(again, &err), &err);
   CHECK(!sl_vm_is_paused(again));
-  CHECK(guest_prints(again, "n=$((n+1)); echo $n; cat /data/p", "42\npaused"));
+  CHECK(guest_prints(again, tick, "2"));
+  CHECK(guest_prints(again, "cat /data/p", "paused"));
   CHECK_OK(sl_vm_delete(home, "sb-pause", &err), &err);
   sl_vm_close(again);
   sl_vm_close(vm);
@@ -204,11 +270,16 @@ static void rollback_in_place(void) {
   sl_error err = {0};
   sl_vm_options opt = options();
   CHECK_OK(sl_vm_create(&opt, "sb-rb", &vm, &err), &err);
-  CHECK(guest_prints(vm, "n=7; echo keep > /data/r; echo $n", "7"));
+  CHECK(guest_prints(vm, start_counter, "started"));
+  CHECK(guest_prints(vm, tick, "1"));
+  CHECK(guest_prints(vm, "echo keep > /data/r; cat /data/r", "keep"));
   CHECK_OK(sl_vm_snapshot(vm, "sn-rb", NULL, &err), &err);
-  CHECK(guest_prints(vm, "n=100; echo lost > /data/r; rm /data/seed; echo $n", "100"));
+  CHECK(guest_prints(vm, tick, "2"));
+  CHECK(guest_prints(vm, tick, "3"));
+  CHECK(guest_prints(vm, "echo lost > /data/r; rm /data/seed; cat /data/r", "lost"));
   CHECK_OK(sl_vm_rollback(vm, "sn-rb", &err), &err);
-  CHECK(guest_prints(vm, "echo $n; cat /data/r /data/seed", "7\nkeep\nfrom-template"));
+  CHECK(guest_prints(vm, tick, "2"));
+  CHECK(guest_prints(vm, "cat /data/r /data/seed", "keep\nfrom-template"));
   /* A rolled-back VM has shared RAM again and snapshots on the fast path. */
   CHECK_OK(sl_vm_snapshot(vm, "sn-rb2", NULL, &err), &err);
   CHECK_OK(sl_vm_delete(home, "sb-rb", &err), &err);
@@ -284,6 +355,7 @@ int main(void) {
   setup();
   atexit(cleanup);
   RUN(boot_and_exec);
+  RUN(files_through_agent);
   RUN(snapshot_fork_continuity);
   RUN(fork_of_fork);
   RUN(pause_and_resume);
