@@ -124,15 +124,21 @@ int main(int argc, char **argv) {
     char id[32];
     snprintf(id, sizeof id, "sb-fork-%d", i);
     t = sl_now_ms();
-    if (sl_vm_fork(home, snap, id, &fork[i], &err) < 0) die("fork", &err);
-    double running = sl_now_ms() - t;
+    sl_vm_fork_stats st;
+    if (sl_vm_fork(home, snap, id, &st, &fork[i], &err) < 0) die("fork", &err);
     char *result = vm_exec(fork[i], "echo >/tmp/tick; cat /tmp/tock", NULL, &err);
     double first = sl_now_ms() - t;
-    fprintf(stderr, "fork %d: running after %.1f ms, first exec result after %.1f ms (%s)\n", i,
-            running, first, result ? strtok(result, "\n") : "no output");
-    json_array_append_new(fork_list, json_pack("{s:f, s:f, s:b}", "running_ms", running,
-                                               "first_exec_ms", first, "exec_ok",
-                                               result != NULL && strcmp(result, "2") == 0));
+    fprintf(stderr,
+            "fork %d: overlay %.1f, QEMU up %.1f, running after cont %.1f, ready %.1f, "
+            "first exec result %.1f ms (%s)\n",
+            i, st.disk_ms, st.launch_ms, st.running_ms, st.ready_ms, first,
+            result ? strtok(result, "\n") : "no output");
+    json_array_append_new(
+        fork_list,
+        json_pack("{s:f, s:f, s:f, s:f, s:f, s:b}", "overlay_ms", st.disk_ms, "launch_ms",
+                  st.launch_ms, "running_ms", st.running_ms, "ready_ms", st.ready_ms,
+                  "first_exec_ms", first, "exec_ok",
+                  result != NULL && strcmp(result, "2") == 0));
     free(result);
   }
   for (int i = 0; i < forks; i++)

@@ -78,9 +78,18 @@ int sl_vm_thaw(sl_vm *vm, sl_error *err);
 int sl_vm_snapshot(sl_vm *vm, const char *snap_id, sl_vm_snapshot_stats *stats,
                    sl_error *err);
 
-/* Start a new VM `id` from snapshot `snap_id`; it runs when this returns. */
-int sl_vm_fork(const char *home, const char *snap_id, const char *id, sl_vm **out,
-               sl_error *err);
+/* Timings of one fork, in milliseconds from the start of the call. */
+typedef struct sl_vm_fork_stats {
+  double disk_ms;    /* overlay and vm.json written */
+  double launch_ms;  /* QEMU listening, waiting for migrate-incoming */
+  double running_ms; /* state loaded and the reply to cont received */
+  double ready_ms;   /* hostname and entropy set by the agent: returned */
+} sl_vm_fork_stats;
+
+/* Start a new VM `id` from snapshot `snap_id`; it runs when this returns.
+ * `stats` may be NULL. */
+int sl_vm_fork(const char *home, const char *snap_id, const char *id,
+               sl_vm_fork_stats *stats, sl_vm **out, sl_error *err);
 
 /* Save the VM's state into its directory and end QEMU; the same id comes
  * back with sl_vm_resume(). */

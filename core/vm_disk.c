@@ -1,7 +1,10 @@
 /* Root disk images: an ext4 file system made from a directory, stored as a
  * qcow2 base, and per-sandbox qcow2 overlays on top of it. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "vm_image.h"
@@ -29,12 +32,122 @@ int sl_vm_disk_build(const char *root, unsigned size_mb, const char *qcow2, sl_e
   return 0;
 }
 
+/* A qcow2 overlay is written directly rather than by qemu-img, which saves
+ * starting a process (15 to 25 ms of a fork on a loaded host). The layout
+ * is the one qemu-img 7.2 writes for an empty overlay: cluster 0 holds the
+ * version 3 header, the backing format extension and the backing file
+ * name; cluster 1 the refcount table; cluster 2 a refcount block counting
+ * clusters 0 to 3; cluster 3 the L1 table, all entries zero (every read
+ * goes to the backing file). */
+#define QCOW2_MAGIC 0x514649fbu
+#define QCOW2_CLUSTER_BITS 16
+#define QCOW2_CLUSTER ((uint64_t)1 << QCOW2_CLUSTER_BITS)
+#define QCOW2_HEADER_LENGTH 112
+#define QCOW2_EXT_BACKING_FORMAT 0xe2792acau
+
+static void put_be32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static void put_be64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get_be64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+  return v;
+}
+
+/* The virtual size of the qcow2 image at `path`. */
+static int qcow2_virtual_size(const char *path, uint64_t *size, sl_error *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return sl_error_errno(err, errno, "open %s", path);
+  uint8_t header[32];
+  ssize_t n = pread(fd, header, sizeof header, 0);
+  close(fd);
+  if (n != (ssize_t)sizeof header || (get_be64(header) >> 32) != QCOW2_MAGIC)
+    return sl_error_set(err, EINVAL, "not a qcow2 image: %s", path);
+  *size = get_be64(header + 24);
+  return 0;
+}
+
+/* Fill the first cluster: header, extensions, backing file name. */
+static int qcow2_header(uint8_t *c0, const char *backing, uint64_t size, uint32_t l1_size,
+                        sl_error *err) {
+  size_t name_len = strlen(backing);
+  size_t name_offset = QCOW2_HEADER_LENGTH + 16 + 8; /* after two extensions */
+  if (name_offset + name_len > 1023)
+    return sl_error_set(err, ENAMETOOLONG, "backing file path too long: %s", backing);
+  put_be32(c0, QCOW2_MAGIC);
+  put_be32(c0 + 4, 3);
+  put_be64(c0 + 8, name_offset);
+  put_be32(c0 + 16, (uint32_t)name_len);
+  put_be32(c0 + 20, QCOW2_CLUSTER_BITS);
+  put_be64(c0 + 24, size);
+  put_be32(c0 + 36, l1_size);
+  put_be64(c0 + 40, 3 * QCOW2_CLUSTER);  /* L1 table */
+  put_be64(c0 + 48, 1 * QCOW2_CLUSTER);  /* refcount table */
+  put_be32(c0 + 56, 1);                  /* refcount table clusters */
+  put_be32(c0 + 96, 4);                  /* refcount order: 16-bit refcounts */
+  put_be32(c0 + 100, QCOW2_HEADER_LENGTH);
+  uint8_t *ext = c0 + QCOW2_HEADER_LENGTH;
+  put_be32(ext, QCOW2_EXT_BACKING_FORMAT);
+  put_be32(ext + 4, 5);
+  memcpy(ext + 8, "qcow2", 5); /* padded with zeros to 8 bytes */
+  /* The end-of-extensions marker (type 0, length 0) is already zero. */
+  memcpy(c0 + name_offset, backing, name_len);
+  return 0;
+}
+
+static int write_all_at(int fd, const void *data, size_t len, off_t offset, sl_error *err) {
+  const uint8_t *p = data;
+  while (len > 0) {
+    ssize_t n = pwrite(fd, p, len, offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sl_error_errno(err, errno, "write");
+    p += n;
+    len -= (size_t)n;
+    offset += n;
+  }
+  return 0;
+}
+
+static int qcow2_write_overlay(int fd, const char *backing, uint64_t size, sl_error *err) {
+  uint64_t l2_span = QCOW2_CLUSTER * (QCOW2_CLUSTER / 8);
+  uint64_t l1_size = (size + l2_span - 1) / l2_span;
+  if (l1_size * 8 > QCOW2_CLUSTER)
+    return sl_error_set(err, EFBIG, "disk too large for a one-cluster L1 table: %llu bytes",
+                        (unsigned long long)size);
+  uint8_t c0[1024] = {0}, reftable[8], refblock[8];
+  int rc = qcow2_header(c0, backing, size, (uint32_t)l1_size, err);
+  if (rc < 0) return rc;
+  put_be64(reftable, 2 * QCOW2_CLUSTER);
+  for (int i = 0; i < 4; i++) {
+    refblock[2 * i] = 0;
+    refblock[2 * i + 1] = 1;
+  }
+  rc = write_all_at(fd, c0, sizeof c0, 0, err);
+  if (rc == 0) rc = write_all_at(fd, reftable, sizeof reftable, (off_t)QCOW2_CLUSTER, err);
+  if (rc == 0) rc = write_all_at(fd, refblock, sizeof refblock, (off_t)(2 * QCOW2_CLUSTER), err);
+  if (rc == 0 && ftruncate(fd, (off_t)(3 * QCOW2_CLUSTER + l1_size * 8)) < 0)
+    rc = sl_error_errno(err, errno, "ftruncate");
+  return rc;
+}
+
 int sl_vm_disk_overlay(const char *backing, const char *overlay, sl_error *err) {
   if (backing[0] != '/')
     return sl_error_set(err, EINVAL, "backing image path is not absolute: %s", backing);
-  const char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                        "-b", backing, overlay, NULL};
-  int rc = sl_run(argv, NULL, err);
+  uint64_t size = 0;
+  int rc = qcow2_virtual_size(backing, &size, err);
   if (rc < 0) return sl_error_wrap(err, "disk overlay %s", overlay);
+  int fd = open(overlay, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return sl_error_errno(err, errno, "create %s", overlay);
+  rc = qcow2_write_overlay(fd, backing, size, err);
+  if (close(fd) < 0 && rc == 0) rc = sl_error_errno(err, errno, "close %s", overlay);
+  if (rc < 0) {
+    unlink(overlay);
+    return sl_error_wrap(err, "disk overlay %s", overlay);
+  }
   return 0;
 }

@@ -339,8 +339,8 @@ static int conf_from_snapshot(sl_vm *vm, json_t *snap, const capture_paths *p,
   return rc;
 }
 
-int sl_vm_fork(const char *home, const char *snap_id, const char *id, sl_vm **out,
-               sl_error *err) {
+int sl_vm_fork(const char *home, const char *snap_id, const char *id,
+               sl_vm_fork_stats *stats, sl_vm **out, sl_error *err) {
   json_t *snap = NULL;
   capture_paths p;
   int rc = load_snapshot_conf(home, snap_id, &snap, &p, err);
@@ -351,7 +351,7 @@ int sl_vm_fork(const char *home, const char *snap_id, const char *id, sl_vm **ou
     json_decref(snap);
     return sl_error_set(err, EINVAL, "invalid sandbox id: \"%s\"", id ? id : "");
   }
-  double start = sl_now_ms();
+  double start = sl_now_ms(), t_disk = 0, t_launch = 0, t_load = 0;
   char disk[VM_PATH_MAX];
   if (mkdir(vm->dir, 0700) < 0)
     rc = errno == EEXIST ? sl_error_set(err, EEXIST, "sandbox exists: %s", id)
@@ -361,12 +361,13 @@ int sl_vm_fork(const char *home, const char *snap_id, const char *id, sl_vm **ou
   if (rc == 0) rc = vm_path(disk, vm->dir, "disk.qcow2", err);
   if (rc == 0) rc = sl_vm_disk_overlay(p.disk, disk, err);
   if (rc == 0) rc = vm_conf_save(vm->dir, vm->conf, err);
-  if (rc == 0)
-    rc = launch_and_load(vm, p.state, json_is_true(json_object_get(snap, "ram_in_state")), err);
-  if (rc == 0) {
-    rc = refresh_identity(vm, err);
-    if (rc < 0) sl_vm_kill(vm, NULL);
-  }
+  t_disk = sl_now_ms();
+  if (rc == 0) rc = vm_launch(vm, true, err);
+  t_launch = sl_now_ms();
+  if (rc == 0) rc = load_state(vm, p.state, json_is_true(json_object_get(snap, "ram_in_state")), err);
+  t_load = sl_now_ms();
+  if (rc == 0) rc = refresh_identity(vm, err);
+  if (rc < 0) sl_vm_kill(vm, NULL);
   json_decref(snap);
   if (rc < 0) {
     if (made_dir) {
@@ -378,8 +379,13 @@ int sl_vm_fork(const char *home, const char *snap_id, const char *id, sl_vm **ou
     sl_vm_close(vm);
     return sl_error_wrap(err, "fork %s from %s", id, snap_id);
   }
-  SL_INFO("vm.forked", "sandbox=%s snapshot=%s pid=%d fork_ms=%.1f", id, snap_id,
-          (int)vm->pid, sl_now_ms() - start);
+  sl_vm_fork_stats st = {.disk_ms = t_disk - start, .launch_ms = t_launch - start,
+                         .running_ms = t_load - start, .ready_ms = sl_now_ms() - start};
+  if (stats != NULL) *stats = st;
+  SL_INFO("vm.forked",
+          "sandbox=%s snapshot=%s pid=%d disk_ms=%.1f launch_ms=%.1f running_ms=%.1f "
+          "ready_ms=%.1f",
+          id, snap_id, (int)vm->pid, st.disk_ms, st.launch_ms, st.running_ms, st.ready_ms);
   *out = vm;
   return 0;
 }

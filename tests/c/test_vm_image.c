@@ -116,6 +116,54 @@ static void copy_sparse_keeps_holes(void) {
   CHECK_OK(sl_remove_tree(dir, &err), &err);
 }
 
+/* The overlay written without qemu-img passes qemu-img check, names its
+ * backing file, reads through to it and takes writes. */
+static void overlay_passes_qemu_img_check(void) {
+  char dir[] = "/tmp/sandlot-qcow2-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char base[128], overlay[128], overlay2[128];
+  snprintf(base, sizeof base, "%s/base.qcow2", dir);
+  snprintf(overlay, sizeof overlay, "%s/overlay.qcow2", dir);
+  snprintf(overlay2, sizeof overlay2, "%s/overlay2.qcow2", dir);
+  sl_error err = {0};
+  const char *create[] = {"qemu-img", "create", "-q", "-f", "qcow2", base, "3G", NULL};
+  CHECK_OK(sl_run(create, NULL, &err), &err);
+  const char *fill[] = {"qemu-io", "-c", "write -P 0x5a 1M 64k", base, NULL};
+  CHECK_OK(sl_run(fill, NULL, &err), &err);
+
+  CHECK_OK(sl_vm_disk_overlay(base, overlay, &err), &err);
+  const char *check[] = {"qemu-img", "check", "-q", overlay, NULL};
+  CHECK_OK(sl_run(check, NULL, &err), &err);
+  char *info = NULL;
+  const char *info_argv[] = {"qemu-img", "info", "--output=json", overlay, NULL};
+  CHECK_OK(sl_run(info_argv, &info, &err), &err);
+  CHECK(strstr(info, "\"virtual-size\": 3221225472") != NULL);
+  CHECK(strstr(info, base) != NULL);
+  CHECK(strstr(info, "\"backing-filename-format\": \"qcow2\"") != NULL);
+  free(info);
+  const char *read_base[] = {"qemu-io", "-c", "read -P 0x5a 1M 64k", overlay, NULL};
+  CHECK_OK(sl_run(read_base, NULL, &err), &err);
+  const char *write[] = {"qemu-io", "-c", "write -P 0xa5 2G 128k", overlay, NULL};
+  CHECK_OK(sl_run(write, NULL, &err), &err);
+  CHECK_OK(sl_run(check, NULL, &err), &err);
+  const char *read_back[] = {"qemu-io", "-c", "read -P 0xa5 2G 128k", overlay, NULL};
+  CHECK_OK(sl_run(read_back, NULL, &err), &err);
+
+  /* An overlay on an overlay, as a fork of a fork has. */
+  CHECK_OK(sl_vm_disk_overlay(overlay, overlay2, &err), &err);
+  const char *read_chain[] = {"qemu-io", "-c", "read -P 0xa5 2G 128k", overlay2, NULL};
+  CHECK_OK(sl_run(read_chain, NULL, &err), &err);
+
+  CHECK_INT(sl_vm_disk_overlay(base, overlay, &err), ==, -EEXIST);
+  CHECK_INT(sl_vm_disk_overlay("relative.qcow2", overlay2, &err), ==, -EINVAL);
+  char raw[128];
+  snprintf(raw, sizeof raw, "%s/raw", dir);
+  CHECK_OK(sl_write_file_atomic(raw, "not an image", 12, 0644, &err), &err);
+  CHECK_INT(sl_vm_disk_overlay(raw, overlay2, &err), ==, -EINVAL);
+  CHECK(strstr(err.msg, "not a qcow2 image") != NULL);
+  CHECK_OK(sl_remove_tree(dir, &err), &err);
+}
+
 static void run_reports_stderr(void) {
   const char *argv[] = {"sh", "-c", "echo out; echo 'bad thing' >&2; exit 3", NULL};
   char *output = NULL;
@@ -138,6 +186,7 @@ int main(void) {
   RUN(cpio_unpacks_with_busybox);
   RUN(init_script_starts_agent);
   RUN(copy_sparse_keeps_holes);
+  RUN(overlay_passes_qemu_img_check);
   RUN(run_reports_stderr);
   TEST_EXIT();
 }

@@ -170,8 +170,8 @@ static void snapshot_fork_continuity(void) {
   CHECK(guest_prints(src, tick, "3"));
   CHECK(guest_prints(src, "echo after > /data/f; cat /data/f", "after"));
 
-  CHECK_OK(sl_vm_fork(home, "sn-one", "sb-fa", &a, &err), &err);
-  CHECK_OK(sl_vm_fork(home, "sn-one", "sb-fb", &b, &err), &err);
+  CHECK_OK(sl_vm_fork(home, "sn-one", "sb-fa", NULL, &a, &err), &err);
+  CHECK_OK(sl_vm_fork(home, "sn-one", "sb-fb", NULL, &b, &err), &err);
   CHECK(guest_prints(a, tick, "3"));
   CHECK(guest_prints(b, tick, "3"));
   CHECK(guest_prints(a, "cat /data/f", "before"));
@@ -220,12 +220,12 @@ static void fork_of_fork(void) {
   CHECK(guest_prints(src, start_counter, "started"));
   CHECK(guest_prints(src, tick, "1"));
   CHECK_OK(sl_vm_snapshot(src, "sn-g0", NULL, &err), &err);
-  CHECK_OK(sl_vm_fork(home, "sn-g0", "sb-g1", &a, &err), &err);
+  CHECK_OK(sl_vm_fork(home, "sn-g0", "sb-g1", NULL, &a, &err), &err);
   CHECK(guest_prints(a, tick, "2"));
   CHECK(guest_prints(a, "echo x > /data/g1; cat /data/g1", "x"));
   /* The fork's RAM is private, so this snapshot carries RAM in its state. */
   CHECK_OK(sl_vm_snapshot(a, "sn-g1", NULL, &err), &err);
-  CHECK_OK(sl_vm_fork(home, "sn-g1", "sb-g2", &aa, &err), &err);
+  CHECK_OK(sl_vm_fork(home, "sn-g1", "sb-g2", NULL, &aa, &err), &err);
   CHECK(guest_prints(aa, tick, "3"));
   CHECK(guest_prints(aa, "cat /data/g1; hostname", "x\nsb-g2"));
   CHECK_OK(sl_vm_delete(home, "sb-g2", &err), &err);
@@ -293,7 +293,7 @@ static void bad_input_leaves_nothing(void) {
   sl_error err = {0};
   sl_vm_options opt = options();
 
-  CHECK_INT(sl_vm_fork(home, "sn-missing", "sb-bad1", &vm, &err), ==, -ENOENT);
+  CHECK_INT(sl_vm_fork(home, "sn-missing", "sb-bad1", NULL, &vm, &err), ==, -ENOENT);
   CHECK(strstr(err.msg, "snapshot not found: sn-missing") != NULL);
   CHECK(!sandbox_dir_exists("sb-bad1"));
 
@@ -308,7 +308,7 @@ static void bad_input_leaves_nothing(void) {
   CHECK(!sandbox_dir_exists("sb-bad3"));
 
   CHECK_INT(sl_vm_open(home, "sb-nothing", &vm, &err), ==, -ENOENT);
-  CHECK_INT(sl_vm_fork(home, "../x", "sb-bad4", &vm, &err), ==, -EINVAL);
+  CHECK_INT(sl_vm_fork(home, "../x", "sb-bad4", NULL, &vm, &err), ==, -EINVAL);
 }
 
 static void corrupted_state_fails_cleanly(void) {
@@ -326,13 +326,13 @@ static void corrupted_state_fails_cleanly(void) {
   CHECK(fd >= 0);
   CHECK_INT(pwrite(fd, "garbage!garbage!", 16, 0), ==, 16);
   close(fd);
-  CHECK_INT(sl_vm_fork(home, "sn-cs", "sb-cs-fork", &fork, &err), ==, -EIO);
+  CHECK_INT(sl_vm_fork(home, "sn-cs", "sb-cs-fork", NULL, &fork, &err), ==, -EIO);
   CHECK(strstr(err.msg, "fork sb-cs-fork from sn-cs") != NULL);
   CHECK(!sandbox_dir_exists("sb-cs-fork"));
   CHECK(!qemu_running_for("sb-cs-fork"));
 
   CHECK_INT(truncate(state, 1000), ==, 0);
-  CHECK_INT(sl_vm_fork(home, "sn-cs", "sb-cs-fork", &fork, &err), ==, -EIO);
+  CHECK_INT(sl_vm_fork(home, "sn-cs", "sb-cs-fork", NULL, &fork, &err), ==, -EIO);
   CHECK(!sandbox_dir_exists("sb-cs-fork"));
   CHECK(!qemu_running_for("sb-cs-fork"));
   CHECK_OK(sl_vm_snapshot_delete(home, "sn-cs", &err), &err);
