@@ -335,9 +335,9 @@ static bool match_port_open(const char *event, json_t *data, void *arg) {
 
 /* Wait until the guest opens agent port 0, which the agent does once it
  * serves requests. QEMU reports that as a VSERPORT_CHANGE event.
- * NOTE: an agent that opened its port before this QMP connection was made
- * is missed and the wait times out; boot takes far longer than QEMU's
- * start, so this does not happen in practice. */
+ * NOTE: the event of an agent that opened its port before this QMP
+ * connection was made is missed, and the wait times out. Boot takes far
+ * longer than QEMU's start, so this has not happened. */
 static int wait_agent_port(sl_vm *vm, int timeout_ms, sl_error *err) {
   sl_qmp_sync *q = NULL;
   int rc = vm_qmp_connect(vm, &q, err);

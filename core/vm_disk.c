@@ -34,11 +34,11 @@ int sl_vm_disk_build(const char *root, unsigned size_mb, const char *qcow2, sl_e
 
 /* A qcow2 overlay is written directly rather than by qemu-img, which saves
  * starting a process (15 to 25 ms of a fork on a loaded host). The layout
- * is the one qemu-img 7.2 writes for an empty overlay: cluster 0 holds the
- * version 3 header, the backing format extension and the backing file
- * name; cluster 1 the refcount table; cluster 2 a refcount block counting
- * clusters 0 to 3; cluster 3 the L1 table, all entries zero (every read
- * goes to the backing file). */
+ * is the one qemu-img 7.2 writes for an empty overlay. Cluster 0 contains
+ * the version 3 header, the backing format extension and the backing file
+ * name. Cluster 1 is the refcount table, cluster 2 a refcount block that
+ * counts clusters 0 to 3, and cluster 3 the L1 table. All L1 entries are
+ * zero, so every read goes to the backing file. */
 #define QCOW2_MAGIC 0x514649fbu
 #define QCOW2_CLUSTER_BITS 16
 #define QCOW2_CLUSTER ((uint64_t)1 << QCOW2_CLUSTER_BITS)

@@ -2,8 +2,8 @@
  *
  * The kernel is Debian's linux-image-cloud-amd64 (fetched with apt-get
  * download and unpacked with dpkg-deb, never installed on the host). Its
- * virtio drivers are modules, so the initramfs carries them together with
- * busybox (static) and the agent; its /init loads them, mounts the root
+ * virtio drivers are modules, so the initramfs contains them together with
+ * busybox (static) and the agent. Its /init loads them, mounts the root
  * disk and starts the agent there. The root disk is an ext4 image of a
  * template's root filesystem in a qcow2 base; each sandbox writes to its
  * own qcow2 overlay on top. */

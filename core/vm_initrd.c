@@ -14,10 +14,10 @@
 #include "vm_util.h"
 
 /* The kernel runs /init as PID 1 with the kernel command line parameter
- * sandlot.ports=N, the number of agent ports on the host side. It loads the
- * virtio modules, mounts the root disk, puts the agent on a tmpfs at
- * /.sandlot (so the root disk needs no copy of it), waits for the N ports
- * and hands PID 1 to the agent, which serves port sandlot.agent.0 in
+ * sandlot.ports=N, the number of agent ports on the host side. /init loads
+ * the virtio modules, mounts the root disk and puts the agent on a tmpfs
+ * at /.sandlot, so the root disk needs no copy of it. Once the N ports
+ * exist it hands PID 1 to the agent, which serves port sandlot.agent.0 in
  * stream mode. On any failure it prints the reason on the console and
  * powers off, which ends QEMU (-no-reboot) so the host sees the failure
  * at once. */

@@ -29,8 +29,8 @@ int sl_kmod_depends(const void *ko, size_t len, char **depends, sl_error *err) {
   while (p < end) {
     const char *hit = memmem(p, (size_t)(end - p), tag, sizeof tag - 1);
     if (hit == NULL) break;
-    /* A .modinfo entry starts after a NUL byte, which tells it from the
-     * same text inside another string. */
+    /* A .modinfo entry starts after a NUL byte, which distinguishes it
+     * from the same text inside another string. */
     if (hit > (const char *)ko && hit[-1] == '\0') {
       const char *value = hit + sizeof tag - 1;
       const char *nul = memchr(value, '\0', (size_t)(end - value));
@@ -229,7 +229,7 @@ static int fetch_kernel(const char *cache_dir, const char *final, sl_error *err)
   return rc;
 }
 
-/* True when `dir` holds every module of sl_vm_guest_modules; a kernel
+/* True when `dir` contains every module of sl_vm_guest_modules. A kernel
  * unpacked by an older sandlot with fewer modules is fetched again. */
 static bool kernel_complete(const char *dir) {
   for (size_t i = 0; sl_vm_guest_modules[i]; i++) {

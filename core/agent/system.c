@@ -49,7 +49,7 @@ static void handle_set_hostname(conn *c, const sl_frame *f) {
 
 /* Mix host-provided random bytes into the kernel pool and reseed the CRNG.
  * RNDADDENTROPY also credits them but needs CAP_SYS_ADMIN in the initial
- * user namespace; a sandbox without it still mixes them in by writing to
+ * user namespace. A sandbox without it still mixes them in by writing to
  * /dev/urandom, which takes effect at the next periodic reseed. */
 static int add_entropy(const uint8_t *data, size_t len, int *credited, sl_error *err) {
   int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);

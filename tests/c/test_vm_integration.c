@@ -3,8 +3,8 @@
  * bad input.
  *
  * The guest runs sandlot-agent on a busybox root (vm_fixture.h). A
- * counter process in the guest keeps its count in memory and answers one
- * tick per request through two FIFOs on tmpfs, so its answers show
+ * counter process in the guest keeps its count in memory and replies to
+ * one tick per request through two FIFOs on tmpfs, so its replies show
  * whether RAM survived a snapshot.
  *
  * Needs root, qemu-system-x86_64, and the Debian mirror once to fetch the
