@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -141,29 +140,32 @@ int sl_run_in(const char *cwd, const char *const argv[], char **output, sl_error
   return rc;
 }
 
-/* Copy with write(2) from a read-only mapping of the source, for file
- * systems between which copy_file_range(2) fails (tmpfs to ext4 is EXDEV
- * since Linux 5.19). */
-static int copy_range_mapped(int in, int out, off_t start, off_t end, sl_error *err) {
-  const off_t window = 64 << 20;
-  for (off_t pos = start; pos < end; pos += window) {
-    size_t len = (size_t)(end - pos < window ? end - pos : window);
-    void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, in, pos);
-    if (map == MAP_FAILED) return sl_error_errno(err, errno, "mmap");
-    size_t done = 0;
-    while (done < len) {
-      ssize_t n = pwrite(out, (char *)map + done, len - done, pos + (off_t)done);
+/* Copy with pread(2) and pwrite(2) through a buffer, for file systems
+ * between which copy_file_range(2) fails (tmpfs to ext4 is EXDEV since
+ * Linux 5.19). A buffer beats a mapping of the source here: a mapping
+ * costs a page fault per 4 KiB page, which doubled the time of copying
+ * guest RAM on a VM host. */
+static int copy_range_buffered(int in, int out, off_t start, off_t end, sl_error *err) {
+  const size_t chunk = 4u << 20;
+  char *buf = malloc(chunk);
+  if (buf == NULL) return sl_error_set(err, ENOMEM, "out of memory");
+  int rc = 0;
+  for (off_t pos = start; pos < end && rc == 0;) {
+    size_t want = (size_t)(end - pos < (off_t)chunk ? end - pos : (off_t)chunk);
+    ssize_t got = pread(in, buf, want, pos);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) rc = sl_error_errno(err, errno, "read");
+    if (got <= 0) break; /* the source shrank */
+    for (ssize_t done = 0; done < got && rc == 0;) {
+      ssize_t n = pwrite(out, buf + done, (size_t)(got - done), pos + done);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        int e = errno;
-        munmap(map, len);
-        return sl_error_errno(err, e, "write");
-      }
-      done += (size_t)n;
+      if (n < 0) rc = sl_error_errno(err, errno, "write");
+      else done += n;
     }
-    munmap(map, len);
+    pos += got;
   }
-  return 0;
+  free(buf);
+  return rc;
 }
 
 /* `start` and `end` are multiples of the page size or `end` is the end of
@@ -174,7 +176,7 @@ static int copy_range(int in, int out, off_t start, off_t end, sl_error *err) {
     ssize_t n = copy_file_range(in, &in_off, out, &out_off, (size_t)(end - in_off), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL))
-      return copy_range_mapped(in, out, in_off, end, err);
+      return copy_range_buffered(in, out, in_off, end, err);
     if (n < 0) return sl_error_errno(err, errno, "copy_file_range");
     if (n == 0) break; /* the source shrank */
   }
