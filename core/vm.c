@@ -211,6 +211,8 @@ void vm_add_console_tail(sl_vm *vm, sl_error *err) {
 
 /* Launching QEMU. */
 
+#define VM_FIXED_PATHS 5
+
 static int fill_spec(sl_vm *vm, bool incoming, sl_vm_spec *spec, char paths[][VM_PATH_MAX],
                      sl_error *err) {
   json_t *c = vm->conf;
@@ -230,18 +232,20 @@ static int fill_spec(sl_vm *vm, bool incoming, sl_vm_spec *spec, char paths[][VM
       .daemonize = true,
       .incoming_defer = incoming,
   };
-  static const char *const names[] = {"disk.qcow2", "qmp.sock", "console.log", "qemu.pid"};
-  for (int i = 0; i < 4; i++)
+  static const char *const names[] = {"disk.qcow2", "qmp.sock", "console.log", "qemu.pid",
+                                      "events.sock"};
+  for (int i = 0; i < VM_FIXED_PATHS; i++)
     if (vm_path(paths[i], vm->dir, names[i], err) < 0) return -ENAMETOOLONG;
   spec->disk = paths[0];
   spec->qmp_socket = paths[1];
   spec->console_log = paths[2];
   spec->pidfile = paths[3];
+  spec->events_socket = paths[4];
   for (unsigned i = 0; i < spec->agent_ports && i < SL_VM_AGENT_PORTS_MAX; i++) {
     char name[32];
     snprintf(name, sizeof name, "agent-%u.sock", i);
-    if (vm_path(paths[4 + i], vm->dir, name, err) < 0) return -ENAMETOOLONG;
-    spec->agent_sockets[i] = paths[4 + i];
+    if (vm_path(paths[VM_FIXED_PATHS + i], vm->dir, name, err) < 0) return -ENAMETOOLONG;
+    spec->agent_sockets[i] = paths[VM_FIXED_PATHS + i];
   }
   return 0;
 }
@@ -258,7 +262,7 @@ static int check_socket_paths(const sl_vm_spec *spec, sl_error *err) {
 
 int vm_launch(sl_vm *vm, bool incoming, sl_error *err) {
   sl_vm_spec spec;
-  char paths[4 + SL_VM_AGENT_PORTS_MAX][VM_PATH_MAX];
+  char paths[VM_FIXED_PATHS + SL_VM_AGENT_PORTS_MAX][VM_PATH_MAX];
   int rc = fill_spec(vm, incoming, &spec, paths, err);
   if (rc == 0) rc = check_socket_paths(&spec, err);
   sl_argv argv = {0};
@@ -266,6 +270,7 @@ int vm_launch(sl_vm *vm, bool incoming, sl_error *err) {
   if (rc < 0) return rc;
   unlink(spec.pidfile);
   unlink(spec.qmp_socket);
+  unlink(spec.events_socket);
   for (unsigned i = 0; i < spec.agent_ports; i++) unlink(spec.agent_sockets[i]);
   /* With -daemonize QEMU exits once its sockets listen, so a zero exit
    * means the QMP socket accepts connections. */
@@ -312,17 +317,35 @@ int vm_qmp_connect(sl_vm *vm, sl_qmp_sync **q, sl_error *err) {
   return 0;
 }
 
-static int qmp_simple(sl_vm *vm, const char *command, sl_error *err) {
+int vm_require_running(sl_vm *vm, sl_error *err) {
   if (sl_vm_is_paused(vm)) return sl_error_set(err, ESRCH, "sandbox is paused: %s", vm->id);
+  struct pollfd pfd = {.fd = vm->pidfd, .events = POLLIN};
+  if (vm->pidfd < 0 || poll(&pfd, 1, 0) != 0) vm_read_pid(vm);
+  if (vm->pidfd < 0)
+    return sl_error_set(err, ESRCH, "sandbox is not running: %s (no QEMU process)", vm->id);
+  return 0;
+}
+
+static int qmp_simple(sl_vm *vm, const char *command, json_t **ret, sl_error *err) {
+  int rc = vm_require_running(vm, err);
+  if (rc < 0) return rc;
   sl_qmp_sync *q = NULL;
-  int rc = vm_qmp_connect(vm, &q, err);
-  if (rc == 0) rc = sl_qmp_sync_execute(q, command, NULL, NULL, VM_QMP_TIMEOUT_MS, err);
+  rc = vm_qmp_connect(vm, &q, err);
+  if (rc == 0) rc = sl_qmp_sync_execute(q, command, NULL, ret, VM_QMP_TIMEOUT_MS, err);
   sl_qmp_sync_close(q);
   return rc;
 }
 
-int sl_vm_freeze(sl_vm *vm, sl_error *err) { return qmp_simple(vm, "stop", err); }
-int sl_vm_thaw(sl_vm *vm, sl_error *err) { return qmp_simple(vm, "cont", err); }
+int sl_vm_query_status(sl_vm *vm, char *status, size_t len, sl_error *err) {
+  json_t *ret = NULL;
+  int rc = qmp_simple(vm, "query-status", &ret, err);
+  if (rc == 0) snprintf(status, len, "%s", json_string_value(json_object_get(ret, "status")) ?: "");
+  json_decref(ret);
+  return rc;
+}
+
+int sl_vm_freeze(sl_vm *vm, sl_error *err) { return qmp_simple(vm, "stop", NULL, err); }
+int sl_vm_thaw(sl_vm *vm, sl_error *err) { return qmp_simple(vm, "cont", NULL, err); }
 
 /* Creating a VM. */
 
@@ -521,7 +544,8 @@ void sl_vm_agent_close(sl_agent_conn *conn, int lock_fd) {
 }
 
 int sl_vm_agent_connect(sl_vm *vm, int *lock_fd, sl_error *err) {
-  if (sl_vm_is_paused(vm)) return sl_error_set(err, ESRCH, "sandbox is paused: %s", vm->id);
+  int rc = vm_require_running(vm, err);
+  if (rc < 0) return rc;
   unsigned ports = conf_uint(vm->conf, "agent_ports");
   int lock = -EWOULDBLOCK;
   unsigned port = 0;

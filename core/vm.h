@@ -1,7 +1,7 @@
 /* The microVM backend: one QEMU process per sandbox, driven over QMP.
  *
  * Files (see docs/ARCHITECTURE.md, VM backend):
- *   $SANDLOT_HOME/sandboxes/<id>/   disk.qcow2 (overlay), qmp.sock,
+ *   $SANDLOT_HOME/sandboxes/<id>/   disk.qcow2 (overlay), qmp.sock, events.sock,
  *       agent-<n>.sock and agent-<n>.lock, console.log, qemu.pid, vm.json,
  *       and while paused: state (device state) and ram
  *   $SANDLOT_HOME/snapshots/<id>/   state, ram, disk.qcow2, vm.json
@@ -68,6 +68,10 @@ pid_t sl_vm_pid(const sl_vm *vm); /* 0 when no QEMU runs */
 bool sl_vm_is_paused(const sl_vm *vm);
 const char *sl_vm_dir(const sl_vm *vm);
 const char *sl_vm_console_log(const sl_vm *vm);
+
+/* QEMU's run state: "running", "paused" (frozen), "postmigrate", ...
+ * -ESRCH when the VM is paused to disk or its QEMU has exited. */
+int sl_vm_query_status(sl_vm *vm, char *status, size_t len, sl_error *err);
 
 /* Stop or continue the guest's vCPUs (QMP stop / cont). */
 int sl_vm_freeze(sl_vm *vm, sl_error *err);

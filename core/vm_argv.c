@@ -186,6 +186,15 @@ static int push_control(const sl_vm_spec *s, sl_argv *a, sl_error *err) {
                        err) < 0 ||
       sl_argv_push(a, "-mon", err) < 0 || sl_argv_push(a, "chardev=qmp,mode=control", err) < 0)
     return -err->code;
+  /* QEMU serves one client per QMP socket: operations use the first, and
+   * a process that watches events (SHUTDOWN, STOP, RESUME) the second. */
+  if (s->events_socket != NULL &&
+      (sl_argv_push(a, "-chardev", err) < 0 ||
+       push_path_option(a, "socket,id=qmp-events,path=", s->events_socket,
+                        ",server=on,wait=off", err) < 0 ||
+       sl_argv_push(a, "-mon", err) < 0 ||
+       sl_argv_push(a, "chardev=qmp-events,mode=control", err) < 0))
+    return -err->code;
   if (s->pidfile != NULL &&
       (sl_argv_push(a, "-pidfile", err) < 0 || sl_argv_push(a, s->pidfile, err) < 0))
     return -err->code;

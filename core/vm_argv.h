@@ -47,6 +47,7 @@ typedef struct sl_vm_spec {
   const char *ram_path;  /* file backing guest RAM */
   bool ram_shared;       /* share=on: guest writes reach the file */
   const char *qmp_socket;
+  const char *events_socket; /* a second QMP monitor for watchers, or NULL */
   const char *console_log;
   const char *pidfile;   /* NULL: no -pidfile */
   unsigned agent_ports;  /* virtio-serial ports, each behind its own socket */

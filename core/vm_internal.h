@@ -49,6 +49,9 @@ int vm_wait_exit(sl_vm *vm, int timeout_ms, sl_error *err);
 
 int vm_qmp_connect(sl_vm *vm, sl_qmp_sync **q, sl_error *err);
 
+/* -ESRCH unless the VM is running: not paused and its QEMU alive. */
+int vm_require_running(sl_vm *vm, sl_error *err);
+
 /* Enable the migration capabilities sandlot uses ("events", and
  * "x-ignore-shared" when `ignore_shared`) and lift the bandwidth limit. */
 int vm_qmp_prepare_migration(sl_qmp_sync *q, bool ignore_shared, sl_error *err);

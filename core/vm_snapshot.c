@@ -229,12 +229,12 @@ int sl_vm_snapshot(sl_vm *vm, const char *snap_id, sl_vm_snapshot_stats *stats,
   memset(st, 0, sizeof *st);
   if (snap_id == NULL || snap_id[0] == '\0' || strchr(snap_id, '/') || snap_id[0] == '.')
     return sl_error_set(err, EINVAL, "invalid snapshot id: \"%s\"", snap_id ? snap_id : "");
-  if (sl_vm_is_paused(vm)) return sl_error_set(err, ESRCH, "sandbox is paused: %s", vm->id);
+  int rc = vm_require_running(vm, err);
+  if (rc < 0) return sl_error_wrap(err, "snapshot");
   char dir[VM_PATH_MAX];
   vm_snapshot_dir(vm->home, snap_id, dir, sizeof dir);
   capture_paths p;
-  int rc = capture_paths_of(dir, &p, err);
-  if (rc == 0) rc = sl_mkdir_p(vm->home, 0700, err);
+  rc = capture_paths_of(dir, &p, err);
   char parent[VM_PATH_MAX];
   snprintf(parent, sizeof parent, "%s/snapshots", vm->home);
   if (rc == 0) rc = sl_mkdir_p(parent, 0700, err);
@@ -393,9 +393,10 @@ int sl_vm_fork(const char *home, const char *snap_id, const char *id,
 /* Pause and resume. */
 
 int sl_vm_pause(sl_vm *vm, sl_error *err) {
-  if (sl_vm_is_paused(vm)) return sl_error_set(err, ESRCH, "sandbox is paused: %s", vm->id);
+  int rc = vm_require_running(vm, err);
+  if (rc < 0) return sl_error_wrap(err, "pause");
   capture_paths p;
-  int rc = capture_paths_of(vm->dir, &p, err);
+  rc = capture_paths_of(vm->dir, &p, err);
   if (rc < 0) return rc;
   unlink(p.state);
   unlink(p.ram);

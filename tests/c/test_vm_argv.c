@@ -20,6 +20,7 @@ static sl_vm_spec base_spec(void) {
       .ram_path = "/dev/shm/sb.ram",
       .ram_shared = true,
       .qmp_socket = "/store/sb/qmp.sock",
+      .events_socket = "/store/sb/events.sock",
       .console_log = "/store/sb/console.log",
       .pidfile = "/store/sb/qemu.pid",
       .agent_ports = 2,
@@ -79,6 +80,8 @@ static void build_lists_every_device(void) {
   CHECK(find_option(&a, "-device", "virtserialport,bus=vser0.0,nr=2,chardev=agent1,id=agentport1,name=sandlot.agent.1") > 0);
   CHECK(find_option(&a, "-chardev", "socket,id=qmp,path=/store/sb/qmp.sock,server=on,wait=off") > 0);
   CHECK(find_option(&a, "-mon", "chardev=qmp,mode=control") > 0);
+  CHECK(find_option(&a, "-chardev", "socket,id=qmp-events,path=/store/sb/events.sock,server=on,wait=off") > 0);
+  CHECK(find_option(&a, "-mon", "chardev=qmp-events,mode=control") > 0);
   CHECK(find_option(&a, "-device", "virtio-balloon-device,id=balloon0,free-page-reporting=on") > 0);
   CHECK(find_option(&a, "-pidfile", "/store/sb/qemu.pid") > 0);
   CHECK(has_arg(&a, "-daemonize"));

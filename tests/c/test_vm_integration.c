@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -121,6 +122,32 @@ static void boot_and_exec(void) {
   CHECK_STR(out, "partial\n");
   CHECK_INT(code, ==, 3);
   free(out);
+  /* Freeze and thaw stop and continue the vCPUs. */
+  char status[32];
+  CHECK_OK(sl_vm_query_status(vm, status, sizeof status, &err), &err);
+  CHECK_STR(status, "running");
+  CHECK_OK(sl_vm_freeze(vm, &err), &err);
+  CHECK_OK(sl_vm_query_status(vm, status, sizeof status, &err), &err);
+  CHECK_STR(status, "paused");
+  CHECK_OK(sl_vm_thaw(vm, &err), &err);
+  CHECK_OK(sl_vm_query_status(vm, status, sizeof status, &err), &err);
+  CHECK_STR(status, "running");
+  CHECK(guest_prints(vm, "echo thawed", "thawed"));
+
+  /* A guest that powers off ends QEMU (-no-reboot); later calls report a
+   * sandbox that is not running. */
+  pid_t pid = sl_vm_pid(vm);
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  CHECK(pidfd >= 0);
+  free(vm_exec(vm, "poweroff -f", NULL, &err));
+  struct pollfd exited = {.fd = pidfd, .events = POLLIN};
+  CHECK_INT(poll(&exited, 1, 30000), ==, 1);
+  close(pidfd);
+  CHECK_INT(sl_vm_snapshot(vm, "sn-dead", NULL, &err), ==, -ESRCH);
+  CHECK(strstr(err.msg, "sandbox is not running: sb-boot") != NULL);
+  CHECK_INT(sl_vm_freeze(vm, &err), ==, -ESRCH);
+  int lock = -1;
+  CHECK_INT(sl_vm_agent_connect(vm, &lock, &err), ==, -ESRCH);
   CHECK_OK(sl_vm_delete(home, "sb-boot", &err), &err);
   CHECK(!qemu_running_for("sb-boot"));
   CHECK(!sandbox_dir_exists("sb-boot"));
