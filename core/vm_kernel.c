@@ -169,6 +169,14 @@ static int apt_download(const char *dir, const char *package, char *deb, size_t 
   const char *argv[] = {"apt-get", "-q", "-o", "APT::Sandbox::User=root", "download",
                         package, NULL};
   int rc = sl_run_in(dir, argv, NULL, err);
+  if (rc < 0) {
+    /* A machine whose package lists were never fetched (or are stale)
+     * knows no current kernel package: update them once and retry. */
+    SL_INFO("vm.kernel_fetch", "package=%s retry=\"after apt-get update\" error=\"%s\"",
+            package, err ? err->msg : "");
+    const char *update[] = {"apt-get", "-q", "-o", "DPkg::Lock::Timeout=600", "update", NULL};
+    if (sl_run(update, NULL, err) == 0) rc = sl_run_in(dir, argv, NULL, err);
+  }
   if (rc < 0)
     return sl_error_wrap(err, "download of the guest kernel package %s (is the apt mirror "
                          "reachable and apt-get update done?)", package);

@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "qmp.h"
 #include "test.h"
 #include "vm_fixture.h"
 #include "vm.h"
@@ -102,6 +103,46 @@ static bool sandbox_dir_exists(const char *id) {
   return sl_path_exists(path);
 }
 
+/* What the loop QMP client saw on the events socket. */
+typedef struct events_seen {
+  bool ready;
+  int ready_status;
+  bool stop, resume, shutdown;
+  bool replied;
+  char status[32];
+} events_seen;
+
+static void events_ready(sl_qmp *q, int status, const sl_error *err, void *data) {
+  events_seen *e = data;
+  e->ready = true;
+  e->ready_status = status;
+}
+
+static void events_event(sl_qmp *q, const char *event, json_t *data, int status, void *arg) {
+  events_seen *e = arg;
+  if (event == NULL) return;
+  if (strcmp(event, "STOP") == 0) e->stop = true;
+  if (strcmp(event, "RESUME") == 0) e->resume = true;
+  if (strcmp(event, "SHUTDOWN") == 0) e->shutdown = true;
+}
+
+static void events_reply(sl_qmp *q, int status, json_t *ret, const sl_error *err, void *data) {
+  events_seen *e = data;
+  e->replied = true;
+  snprintf(e->status, sizeof e->status, "%s",
+           status == 0 ? json_string_value(json_object_get(ret, "status")) : "error");
+}
+
+/* Run `loop` until `*flag` is set or `timeout_ms` has passed. */
+static bool run_until(uv_loop_t *loop, const bool *flag, int timeout_ms) {
+  double deadline = sl_now_ms() + timeout_ms;
+  while (!*flag && sl_now_ms() < deadline) {
+    uv_run(loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  return *flag;
+}
+
 static void boot_and_exec(void) {
   sl_vm *vm = NULL;
   sl_error err = {0};
@@ -122,6 +163,18 @@ static void boot_and_exec(void) {
   CHECK_STR(out, "partial\n");
   CHECK_INT(code, ==, 3);
   free(out);
+  /* A watcher on the events socket, on a libuv loop, sees what the
+   * operations below do. */
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  events_seen seen = {0};
+  sl_qmp *watch = NULL;
+  char events_path[400];
+  snprintf(events_path, sizeof events_path, "%s/events.sock", sl_vm_dir(vm));
+  CHECK_OK(sl_qmp_open(&loop, events_path, events_ready, events_event, &seen, &watch, &err), &err);
+  CHECK(run_until(&loop, &seen.ready, 10000));
+  CHECK_INT(seen.ready_status, ==, 0);
+
   /* Freeze and thaw stop and continue the vCPUs. */
   char status[32];
   CHECK_OK(sl_vm_query_status(vm, status, sizeof status, &err), &err);
@@ -129,7 +182,12 @@ static void boot_and_exec(void) {
   CHECK_OK(sl_vm_freeze(vm, &err), &err);
   CHECK_OK(sl_vm_query_status(vm, status, sizeof status, &err), &err);
   CHECK_STR(status, "paused");
+  CHECK(run_until(&loop, &seen.stop, 10000));
+  CHECK_OK(sl_qmp_execute(watch, "query-status", NULL, events_reply, &seen, &err), &err);
+  CHECK(run_until(&loop, &seen.replied, 10000));
+  CHECK_STR(seen.status, "paused");
   CHECK_OK(sl_vm_thaw(vm, &err), &err);
+  CHECK(run_until(&loop, &seen.resume, 10000));
   CHECK_OK(sl_vm_query_status(vm, status, sizeof status, &err), &err);
   CHECK_STR(status, "running");
   CHECK(guest_prints(vm, "echo thawed", "thawed"));
@@ -143,6 +201,10 @@ static void boot_and_exec(void) {
   struct pollfd exited = {.fd = pidfd, .events = POLLIN};
   CHECK_INT(poll(&exited, 1, 30000), ==, 1);
   close(pidfd);
+  CHECK(run_until(&loop, &seen.shutdown, 10000));
+  sl_qmp_close(watch);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_INT(uv_loop_close(&loop), ==, 0);
   CHECK_INT(sl_vm_snapshot(vm, "sn-dead", NULL, &err), ==, -ESRCH);
   CHECK(strstr(err.msg, "sandbox is not running: sb-boot") != NULL);
   CHECK_INT(sl_vm_freeze(vm, &err), ==, -ESRCH);
