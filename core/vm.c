@@ -193,18 +193,32 @@ int sl_vm_open(const char *home, const char *id, sl_vm **out, sl_error *err) {
   return 0;
 }
 
+/* The console line that best explains a failed boot: the last line of
+ * /init's own report, else the kernel's panic line, else the last line. */
+static const char *console_reason(char *log, size_t len) {
+  while (len > 0 && (log[len - 1] == '\n' || log[len - 1] == '\r')) log[--len] = '\0';
+  static const char *const markers[] = {"sandlot-init:", "Kernel panic", NULL};
+  for (size_t m = 0; markers[m]; m++) {
+    char *hit = NULL;
+    for (char *p = strstr(log, markers[m]); p; p = strstr(p + 1, markers[m])) hit = p;
+    if (hit != NULL) {
+      hit[strcspn(hit, "\r\n")] = '\0';
+      return hit;
+    }
+  }
+  const char *line = strrchr(log, '\n');
+  return line ? line + 1 : log;
+}
+
 void vm_add_console_tail(sl_vm *vm, sl_error *err) {
   char path[VM_PATH_MAX], *log = NULL;
   size_t len = 0;
   if (err == NULL || vm_path(path, vm->dir, "console.log", NULL) < 0) return;
   if (sl_read_file(path, 64u << 20, &log, &len, NULL) < 0) return;
-  while (len > 0 && (log[len - 1] == '\n' || log[len - 1] == '\r')) log[--len] = '\0';
-  const char *tail = len > 300 ? log + len - 300 : log;
-  const char *line = strrchr(tail, '\n');
-  if (line != NULL && line[1] != '\0') tail = line + 1;
-  if (tail[0] != '\0') {
+  const char *reason = console_reason(log, len);
+  if (reason[0] != '\0') {
     size_t used = strlen(err->msg);
-    snprintf(err->msg + used, sizeof err->msg - used, " (console: %s)", tail);
+    snprintf(err->msg + used, sizeof err->msg - used, " (console: %.300s)", reason);
   }
   free(log);
 }
@@ -366,6 +380,7 @@ static int wait_agent_port(sl_vm *vm, int timeout_ms, sl_error *err) {
   int rc = vm_qmp_connect(vm, &q, err);
   if (rc == 0) rc = sl_qmp_sync_wait_event(q, match_port_open, NULL, timeout_ms, err);
   sl_qmp_sync_close(q);
+  if (rc == -EPIPE) rc = sl_error_set(err, EIO, "QEMU exited during boot");
   if (rc < 0) {
     vm_add_console_tail(vm, err);
     return sl_error_wrap(err, "boot of %s", vm->id);

@@ -24,6 +24,7 @@
 #include "vm_fixture.h"
 #include "vm.h"
 #include "vm_image.h"
+#include "vm_internal.h"
 #include "vm_util.h"
 
 static char home[256];
@@ -95,6 +96,12 @@ static bool qemu_running_for(const char *id) {
   }
   if (d) closedir(d);
   return found;
+}
+
+static bool ram_file_exists(const char *id) {
+  char path[400];
+  vm_live_ram_path(home, id, path, sizeof path);
+  return sl_path_exists(path);
 }
 
 static bool sandbox_dir_exists(const char *id) {
@@ -398,6 +405,37 @@ static void bad_input_leaves_nothing(void) {
 
   CHECK_INT(sl_vm_open(home, "sb-nothing", &vm, &err), ==, -ENOENT);
   CHECK_INT(sl_vm_fork(home, "../x", "sb-bad4", NULL, &vm, &err), ==, -EINVAL);
+  CHECK(!ram_file_exists("sb-bad1"));
+  CHECK(!ram_file_exists("sb-bad2"));
+}
+
+/* A guest whose init dies (here busybox standing in for the agent, which
+ * exits at once) panics; QEMU exits and create reports the console's last
+ * line, leaving nothing behind. */
+static void boot_failure_leaves_nothing(void) {
+  sl_vm *vm = NULL;
+  sl_error err = {0};
+  sl_vm_options opt = options();
+  opt.agent = "/bin/busybox";
+  CHECK_INT(sl_vm_create(&opt, "sb-nokernel", &vm, &err), ==, -EIO);
+  CHECK(strstr(err.msg, "create sb-nokernel: boot of sb-nokernel: QEMU exited during boot") != NULL);
+  CHECK(strstr(err.msg, "(console: Kernel panic") != NULL);
+  CHECK(!sandbox_dir_exists("sb-nokernel"));
+  CHECK(!ram_file_exists("sb-nokernel"));
+  CHECK(!qemu_running_for("sb-nokernel"));
+
+  /* A root disk without a file system: /init reports it and powers off. */
+  char blank[400];
+  snprintf(blank, sizeof blank, "%s/blank.qcow2", home);
+  const char *create[] = {"qemu-img", "create", "-q", "-f", "qcow2", blank, "64M", NULL};
+  CHECK_OK(sl_run(create, NULL, &err), &err);
+  opt = options();
+  opt.base_disk = blank;
+  CHECK_INT(sl_vm_create(&opt, "sb-blank", &vm, &err), ==, -EIO);
+  CHECK(strstr(err.msg, "(console: sandlot-init: mount of /dev/vda failed)") != NULL);
+  CHECK(!sandbox_dir_exists("sb-blank"));
+  CHECK(!ram_file_exists("sb-blank"));
+  CHECK(!qemu_running_for("sb-blank"));
 }
 
 static void corrupted_state_fails_cleanly(void) {
@@ -424,6 +462,7 @@ static void corrupted_state_fails_cleanly(void) {
   CHECK_INT(sl_vm_fork(home, "sn-cs", "sb-cs-fork", NULL, &fork, &err), ==, -EIO);
   CHECK(!sandbox_dir_exists("sb-cs-fork"));
   CHECK(!qemu_running_for("sb-cs-fork"));
+  CHECK(!ram_file_exists("sb-cs-fork"));
   CHECK_OK(sl_vm_snapshot_delete(home, "sn-cs", &err), &err);
 }
 
@@ -450,6 +489,7 @@ int main(void) {
   RUN(pause_and_resume);
   RUN(rollback_in_place);
   RUN(bad_input_leaves_nothing);
+  RUN(boot_failure_leaves_nothing);
   RUN(corrupted_state_fails_cleanly);
   TEST_EXIT();
 }
