@@ -2,9 +2,12 @@
  * qcow2 base, and per-sandbox qcow2 overlays on top of it. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vm_image.h"
@@ -132,6 +135,51 @@ static int qcow2_write_overlay(int fd, const char *backing, uint64_t size, sl_er
   if (rc == 0) rc = write_all_at(fd, refblock, sizeof refblock, (off_t)(2 * QCOW2_CLUSTER), err);
   if (rc == 0 && ftruncate(fd, (off_t)(3 * QCOW2_CLUSTER + l1_size * 8)) < 0)
     rc = sl_error_errno(err, errno, "ftruncate");
+  return rc;
+}
+
+/* Sum of the allocated sizes of the files under a tree; nftw passes no
+ * user pointer, hence the static. */
+static __thread unsigned long long tree_bytes;
+
+static int add_entry_size(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)path;
+  (void)flag;
+  (void)ftw;
+  tree_bytes += (unsigned long long)st->st_blocks * 512;
+  return 0;
+}
+
+static int tree_size_mb(const char *root, unsigned *mb, sl_error *err) {
+  tree_bytes = 0;
+  if (nftw(root, add_entry_size, 32, FTW_PHYS) < 0)
+    return sl_error_errno(err, errno, "walk %s", root);
+  *mb = (unsigned)(tree_bytes >> 20) + 1;
+  return 0;
+}
+
+int sl_vm_base_disk(const char *cache_dir, const char *key, const char *root, unsigned min_mb,
+                    char *path, size_t path_len, sl_error *err) {
+  if (key[0] == '\0' || strchr(key, '/') || key[0] == '.')
+    return sl_error_set(err, EINVAL, "invalid disk key: \"%s\"", key);
+  char dir[4096], lock_path[4200];
+  snprintf(dir, sizeof dir, "%s/disks", cache_dir);
+  snprintf(path, path_len, "%s/%s.qcow2", dir, key);
+  snprintf(lock_path, sizeof lock_path, "%s/%s.lock", dir, key);
+  int rc = sl_mkdir_p(dir, 0755, err);
+  if (rc < 0) return rc;
+  int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock < 0) return sl_error_errno(err, errno, "open %s", lock_path);
+  while (flock(lock, LOCK_EX) < 0 && errno == EINTR) {
+  }
+  if (!sl_path_exists(path)) {
+    unsigned used = 0;
+    rc = tree_size_mb(root, &used, err);
+    unsigned size = 2 * used + 1024;
+    if (size < min_mb) size = min_mb;
+    if (rc == 0) rc = sl_vm_disk_build(root, size, path, err);
+  }
+  close(lock);
   return rc;
 }
 

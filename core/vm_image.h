@@ -73,6 +73,14 @@ extern const char sl_vm_init_script[];
  * and convert it to a qcow2 image at `qcow2`. */
 int sl_vm_disk_build(const char *root, unsigned size_mb, const char *qcow2, sl_error *err);
 
+/* The qcow2 root disk for the root filesystem `root` of a template layer:
+ * <cache_dir>/disks/<key>.qcow2, built once (under a lock) and reused, so
+ * `key` must change whenever the tree does (a layer id made from a digest
+ * of its contents). The file system gets twice the tree's size plus 1 GiB,
+ * at least `min_mb` MiB, as free space for the guest. */
+int sl_vm_base_disk(const char *cache_dir, const char *key, const char *root, unsigned min_mb,
+                    char *path, size_t path_len, sl_error *err);
+
 /* Create a qcow2 overlay at `overlay` whose backing file is `backing`
  * (an absolute path to a qcow2 image). */
 int sl_vm_disk_overlay(const char *backing, const char *overlay, sl_error *err);

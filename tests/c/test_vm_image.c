@@ -164,6 +164,42 @@ static void overlay_passes_qemu_img_check(void) {
   CHECK_OK(sl_remove_tree(dir, &err), &err);
 }
 
+/* A base disk is built once per key, sized for the tree plus free space. */
+static void base_disk_built_once(void) {
+  char dir[] = "/tmp/sandlot-base-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char root[128], file[160], path[256], again[256];
+  snprintf(root, sizeof root, "%s/root", dir);
+  snprintf(file, sizeof file, "%s/root/etc/hello", dir);
+  sl_error err = {0};
+  CHECK_OK(sl_mkdir_p(root, 0755, &err), &err);
+  snprintf(path, sizeof path, "%s/etc", root);
+  CHECK_OK(sl_mkdir_p(path, 0755, &err), &err);
+  CHECK_OK(sl_write_file_atomic(file, "hello\n", 6, 0644, &err), &err);
+
+  CHECK_OK(sl_vm_base_disk(dir, "ly-0123456789ab", root, 64, path, sizeof path, &err), &err);
+  struct stat first;
+  CHECK_INT(stat(path, &first), ==, 0);
+  char *info = NULL;
+  const char *info_argv[] = {"qemu-img", "info", "--output=json", path, NULL};
+  CHECK_OK(sl_run(info_argv, &info, &err), &err);
+  /* Twice the tree (a few KiB, so 1 MiB) plus 1 GiB. */
+  CHECK(strstr(info, "\"virtual-size\": 1075838976") != NULL);
+  free(info);
+
+  CHECK_OK(sl_vm_base_disk(dir, "ly-0123456789ab", root, 64, again, sizeof again, &err), &err);
+  CHECK_STR(again, path);
+  struct stat second;
+  CHECK_INT(stat(again, &second), ==, 0);
+  CHECK_INT(second.st_ino, ==, first.st_ino);
+  CHECK_INT(second.st_mtime, ==, first.st_mtime);
+
+  CHECK_INT(sl_vm_base_disk(dir, "../x", root, 64, again, sizeof again, &err), ==, -EINVAL);
+  CHECK_INT(sl_vm_base_disk(dir, "ly-missing", "/nonexistent/root", 64, again, sizeof again, &err),
+            ==, -ENOENT);
+  CHECK_OK(sl_remove_tree(dir, &err), &err);
+}
+
 static void run_reports_stderr(void) {
   const char *argv[] = {"sh", "-c", "echo out; echo 'bad thing' >&2; exit 3", NULL};
   char *output = NULL;
@@ -187,6 +223,7 @@ int main(void) {
   RUN(init_script_starts_agent);
   RUN(copy_sparse_keeps_holes);
   RUN(overlay_passes_qemu_img_check);
+  RUN(base_disk_built_once);
   RUN(run_reports_stderr);
   TEST_EXIT();
 }

@@ -45,8 +45,8 @@ static inline int vm_fixture_make_root(const char *root, sl_error *err) {
   return sl_write_file_atomic(path, "from-template\n", 14, 0644, err);
 }
 
-/* Build, under `home`, the root disk `base_disk` (256 MiB) and find the
- * agent binary in $SANDLOT_BUILD_DIR. */
+/* Build, under `home`, the root disk `base_disk` and find the agent binary
+ * in $SANDLOT_BUILD_DIR. */
 static inline int vm_fixture_setup(const char *home, char *base_disk, size_t base_len, char *agent,
                             size_t agent_len, sl_error *err) {
   const char *build = getenv("SANDLOT_BUILD_DIR");
@@ -54,9 +54,8 @@ static inline int vm_fixture_setup(const char *home, char *base_disk, size_t bas
   if (!sl_path_exists(agent)) return sl_error_set(err, ENOENT, "agent binary not found: %s", agent);
   char root[600];
   snprintf(root, sizeof root, "%s/root", home);
-  snprintf(base_disk, base_len, "%s/base.qcow2", home);
   if (vm_fixture_make_root(root, err) < 0) return -1;
-  return sl_vm_disk_build(root, 256, base_disk, err);
+  return sl_vm_base_disk(home, "fixture", root, 256, base_disk, base_len, err);
 }
 
 typedef struct vm_output {
