@@ -69,7 +69,7 @@ bool sl_vm_is_paused(const sl_vm *vm);
 const char *sl_vm_dir(const sl_vm *vm);
 const char *sl_vm_console_log(const sl_vm *vm);
 
-/* QEMU's run state: "running", "paused" (frozen), "postmigrate", ...
+/* QEMU's run state: "running", or "paused" or "postmigrate" when frozen, ...
  * -ESRCH when the VM is paused to disk or its QEMU has exited. */
 int sl_vm_query_status(sl_vm *vm, char *status, size_t len, sl_error *err);
 

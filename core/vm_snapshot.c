@@ -182,10 +182,24 @@ static int capture_stopped(sl_vm *vm, sl_qmp_sync *q, const capture_paths *p, bo
   return rc;
 }
 
+static int query_running(sl_qmp_sync *q, bool *running, sl_error *err) {
+  json_t *status = NULL;
+  int rc = sl_qmp_sync_execute(q, "query-status", NULL, &status, VM_QMP_TIMEOUT_MS, err);
+  *running = rc == 0 && json_is_true(json_object_get(status, "running"));
+  json_decref(status);
+  return rc;
+}
+
+/* Stop the guest, capture it into `p`, then either continue it (snapshot:
+ * `keep_running`) or end QEMU (pause). A guest that was frozen before
+ * stays frozen after a snapshot. A failed capture continues the guest in
+ * both cases, so the sandbox is left as it was. */
 static int stop_capture_cont(sl_vm *vm, const capture_paths *p, bool copy_disk,
-                             bool then_continue, sl_vm_snapshot_stats *st, sl_error *err) {
+                             bool keep_running, sl_vm_snapshot_stats *st, sl_error *err) {
   sl_qmp_sync *q = NULL;
+  bool was_running = false;
   int rc = vm_qmp_connect(vm, &q, err);
+  if (rc == 0) rc = query_running(q, &was_running, err);
   if (rc == 0) rc = vm_qmp_prepare_migration(q, ram_shared(vm), err);
   if (rc < 0) {
     sl_qmp_sync_close(q);
@@ -194,18 +208,17 @@ static int stop_capture_cont(sl_vm *vm, const capture_paths *p, bool copy_disk,
   double start = sl_now_ms();
   rc = sl_qmp_sync_execute(q, "stop", NULL, NULL, VM_QMP_TIMEOUT_MS, err);
   if (rc == 0) rc = capture_stopped(vm, q, p, copy_disk, st, err);
-  /* Continue even after a failed capture: the sandbox keeps running. */
+  bool resume = was_running && (keep_running || rc < 0);
   sl_error cont_err = {0};
-  int cont_rc = then_continue ? sl_qmp_sync_execute(q, "cont", NULL, NULL, VM_QMP_TIMEOUT_MS,
-                                                    &cont_err)
-                              : 0;
+  int cont_rc = resume ? sl_qmp_sync_execute(q, "cont", NULL, NULL, VM_QMP_TIMEOUT_MS, &cont_err)
+                       : 0;
   st->pause_ms = sl_now_ms() - start;
   if (cont_rc < 0) SL_ERROR("vm.cont_failed", "sandbox=%s error=\"%s\"", vm->id, cont_err.msg);
   if (rc == 0 && cont_rc < 0) {
     *err = cont_err;
     rc = cont_rc;
   }
-  if (rc == 0 && !then_continue)
+  if (rc == 0 && !keep_running)
     rc = sl_qmp_sync_execute(q, "quit", NULL, NULL, VM_QMP_TIMEOUT_MS, err);
   sl_qmp_sync_close(q);
   return rc;

@@ -294,6 +294,19 @@ static void snapshot_fork_continuity(void) {
   CHECK(guest_prints(src, tick, "4"));
   CHECK(guest_prints(src, "cat /data/f", "after"));
 
+  /* A frozen VM stays frozen across a snapshot. */
+  char status[32];
+  CHECK_OK(sl_vm_freeze(src, &err), &err);
+  CHECK_OK(sl_vm_snapshot(src, "sn-frozen", NULL, &err), &err);
+  CHECK_OK(sl_vm_query_status(src, status, sizeof status, &err), &err);
+  /* QEMU reports "postmigrate" for a stopped guest after a migration. */
+  CHECK(strcmp(status, "running") != 0);
+  CHECK_OK(sl_vm_thaw(src, &err), &err);
+  CHECK_OK(sl_vm_query_status(src, status, sizeof status, &err), &err);
+  CHECK_STR(status, "running");
+  CHECK(guest_prints(src, tick, "5"));
+  CHECK_OK(sl_vm_snapshot_delete(home, "sn-frozen", &err), &err);
+
   /* A snapshot in use by forks cannot be deleted. */
   CHECK_INT(sl_vm_snapshot_delete(home, "sn-one", &err), ==, -EBUSY);
 
