@@ -4,8 +4,10 @@
  *
  *     build/bench/vm_bench [memory_mb] [forks] [guest command to print]
  *
- * The guest is sandlot-agent on the busybox root of tests/c/vm_fixture.h;
- * run it from the build directory or set SANDLOT_BUILD_DIR. The kernel
+ * The guest is sandlot-agent on the busybox root of tests/c/vm_fixture.h,
+ * or on the root file system directory named by VM_BENCH_ROOT (a Debian
+ * root made by mmdebstrap, say). Run it from the build directory or set
+ * SANDLOT_BUILD_DIR. The kernel
  * cache is $SANDLOT_VM_CACHE (default /tmp/sandlot-vm-cache); the store is
  * a fresh directory under /tmp, removed at the end. */
 #include <jansson.h>
@@ -93,6 +95,9 @@ int main(int argc, char **argv) {
   char base[600], agent[600];
   sl_error err = {0};
   if (vm_fixture_setup(home, base, sizeof base, agent, sizeof agent, &err) < 0) die("setup", &err);
+  const char *root = getenv("VM_BENCH_ROOT");
+  if (root != NULL && sl_vm_base_disk(home, "bench-root", root, 1024, base, sizeof base, &err) < 0)
+    die("root disk", &err);
 
   sl_vm *src = NULL;
   sl_vm_options opt = {.home = home, .base_disk = base, .agent = agent, .memory_mb = memory_mb};
