@@ -312,14 +312,31 @@ int vm_wait_exit(sl_vm *vm, int timeout_ms, sl_error *err) {
   return 0;
 }
 
+/* Remove what only a running QEMU needs: the pid file and the live RAM
+ * file on tmpfs (never a snapshot's RAM file, which a fork maps). Returns
+ * true when the RAM file was there. */
+static bool release_files(sl_vm *vm) {
+  char path[VM_PATH_MAX];
+  if (vm_path(path, vm->dir, "qemu.pid", NULL) == 0) unlink(path);
+  vm_live_ram_path(vm->home, vm->id, path, sizeof path);
+  return unlink(path) == 0;
+}
+
 int sl_vm_kill(sl_vm *vm, sl_error *err) {
   if (vm->pidfd < 0) vm_read_pid(vm);
   if (vm->pidfd < 0) return 0;
   syscall(SYS_pidfd_send_signal, vm->pidfd, SIGKILL, NULL, 0);
   int rc = vm_wait_exit(vm, 10000, err);
   if (rc < 0) return sl_error_wrap(err, "kill %s", vm->id);
-  char path[VM_PATH_MAX];
-  if (vm_path(path, vm->dir, "qemu.pid", NULL) == 0) unlink(path);
+  release_files(vm);
+  return 0;
+}
+
+int sl_vm_gc(sl_vm *vm, bool *cleaned, sl_error *err) {
+  *cleaned = false;
+  vm_read_pid(vm);
+  if (vm->pidfd >= 0) return 0;
+  *cleaned = release_files(vm);
   return 0;
 }
 

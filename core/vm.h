@@ -103,8 +103,14 @@ int sl_vm_resume(sl_vm *vm, sl_error *err);
 /* Put the running or paused VM back to snapshot `snap_id`, keeping its id. */
 int sl_vm_rollback(sl_vm *vm, const char *snap_id, sl_error *err);
 
-/* End QEMU (SIGKILL) and wait for it to exit. */
+/* End QEMU (SIGKILL), wait for it to exit and release its live RAM file.
+ * The sandbox's directory stays (see sl_vm_delete). */
 int sl_vm_kill(sl_vm *vm, sl_error *err);
+
+/* Release what a VM whose QEMU has gone (crashed, killed, powered off)
+ * still holds: its live RAM file on tmpfs. `*cleaned` tells whether
+ * there was something. A running VM is left alone. */
+int sl_vm_gc(sl_vm *vm, bool *cleaned, sl_error *err);
 
 /* Kill the VM if it runs and remove all its files. */
 int sl_vm_delete(const char *home, const char *id, sl_error *err);

@@ -217,6 +217,12 @@ static void boot_and_exec(void) {
   CHECK_INT(sl_vm_freeze(vm, &err), ==, -ESRCH);
   int lock = -1;
   CHECK_INT(sl_vm_agent_connect(vm, &lock, &err), ==, -ESRCH);
+  /* gc releases the RAM file the dead QEMU left on tmpfs. */
+  CHECK(ram_file_exists("sb-boot"));
+  bool cleaned = false;
+  CHECK_OK(sl_vm_gc(vm, &cleaned, &err), &err);
+  CHECK(cleaned);
+  CHECK(!ram_file_exists("sb-boot"));
   CHECK_OK(sl_vm_delete(home, "sb-boot", &err), &err);
   CHECK(!qemu_running_for("sb-boot"));
   CHECK(!sandbox_dir_exists("sb-boot"));
@@ -237,7 +243,19 @@ static void files_through_agent(void) {
   free(text);
   CHECK(vm_read_file(vm, "/data/missing", &err) == NULL);
   CHECK_INT(err.code, ==, ENOENT);
+
+  /* gc leaves a running VM alone; kill releases the RAM file but keeps
+   * the sandbox's directory until delete. */
+  bool cleaned = true;
+  CHECK_OK(sl_vm_gc(vm, &cleaned, &err), &err);
+  CHECK(!cleaned);
+  CHECK(ram_file_exists("sb-files"));
+  CHECK_OK(sl_vm_kill(vm, &err), &err);
+  CHECK(!qemu_running_for("sb-files"));
+  CHECK(!ram_file_exists("sb-files"));
+  CHECK(sandbox_dir_exists("sb-files"));
   CHECK_OK(sl_vm_delete(home, "sb-files", &err), &err);
+  CHECK(!sandbox_dir_exists("sb-files"));
   sl_vm_close(vm);
 }
 
