@@ -352,48 +352,58 @@ static int conf_from_snapshot(sl_vm *vm, json_t *snap, const capture_paths *p,
   return rc;
 }
 
+/* The steps of a fork after its directory exists, with their times from
+ * `start` in `st`. On failure QEMU is gone; the caller removes the files. */
+static int fork_steps(sl_vm *vm, json_t *snap, const capture_paths *p, const char *snap_id,
+                      double start, sl_vm_fork_stats *st, sl_error *err) {
+  char disk[VM_PATH_MAX];
+  bool ram_in_state = json_is_true(json_object_get(snap, "ram_in_state"));
+  int rc = conf_from_snapshot(vm, snap, p, snap_id, false, err);
+  if (rc == 0) rc = vm_path(disk, vm->dir, "disk.qcow2", err);
+  if (rc == 0) rc = sl_vm_disk_overlay(p->disk, disk, err);
+  if (rc == 0) rc = vm_conf_save(vm->dir, vm->conf, err);
+  st->disk_ms = sl_now_ms() - start;
+  if (rc == 0) rc = vm_launch(vm, true, err);
+  st->launch_ms = sl_now_ms() - start;
+  if (rc == 0) rc = load_state(vm, p->state, ram_in_state, err);
+  st->running_ms = sl_now_ms() - start;
+  if (rc == 0) rc = refresh_identity(vm, err);
+  st->ready_ms = sl_now_ms() - start;
+  if (rc < 0) sl_vm_kill(vm, NULL);
+  return rc;
+}
+
+static int make_sandbox_dir(sl_vm *vm, sl_error *err) {
+  if (mkdir(vm->dir, 0700) == 0) return 0;
+  if (errno == EEXIST) return sl_error_set(err, EEXIST, "sandbox exists: %s", vm->id);
+  return sl_error_errno(err, errno, "mkdir %s", vm->dir);
+}
+
 int sl_vm_fork(const char *home, const char *snap_id, const char *id,
                sl_vm_fork_stats *stats, sl_vm **out, sl_error *err) {
+  if (id == NULL || id[0] == '\0' || strchr(id, '/') || id[0] == '.')
+    return sl_error_set(err, EINVAL, "invalid sandbox id: \"%s\"", id ? id : "");
   json_t *snap = NULL;
   capture_paths p;
   int rc = load_snapshot_conf(home, snap_id, &snap, &p, err);
-  if (rc < 0) return sl_error_wrap(err, "fork %s", id ? id : "");
-  sl_vm *vm = NULL;
-  if (id == NULL || id[0] == '\0' || strchr(id, '/') || id[0] == '.' ||
-      (vm = vm_alloc(home, id, err)) == NULL) {
+  if (rc < 0) return sl_error_wrap(err, "fork %s", id);
+  sl_vm *vm = vm_alloc(home, id, err);
+  if (vm == NULL) {
     json_decref(snap);
-    return sl_error_set(err, EINVAL, "invalid sandbox id: \"%s\"", id ? id : "");
+    return -ENOMEM;
   }
-  double start = sl_now_ms(), t_disk = 0, t_launch = 0, t_load = 0;
-  char disk[VM_PATH_MAX];
-  if (mkdir(vm->dir, 0700) < 0)
-    rc = errno == EEXIST ? sl_error_set(err, EEXIST, "sandbox exists: %s", id)
-                         : sl_error_errno(err, errno, "mkdir %s", vm->dir);
-  bool made_dir = rc == 0;
-  if (rc == 0) rc = conf_from_snapshot(vm, snap, &p, snap_id, false, err);
-  if (rc == 0) rc = vm_path(disk, vm->dir, "disk.qcow2", err);
-  if (rc == 0) rc = sl_vm_disk_overlay(p.disk, disk, err);
-  if (rc == 0) rc = vm_conf_save(vm->dir, vm->conf, err);
-  t_disk = sl_now_ms();
-  if (rc == 0) rc = vm_launch(vm, true, err);
-  t_launch = sl_now_ms();
-  if (rc == 0) rc = load_state(vm, p.state, json_is_true(json_object_get(snap, "ram_in_state")), err);
-  t_load = sl_now_ms();
-  if (rc == 0) rc = refresh_identity(vm, err);
-  if (rc < 0) sl_vm_kill(vm, NULL);
+  double start = sl_now_ms();
+  sl_vm_fork_stats st = {0};
+  rc = make_sandbox_dir(vm, err);
+  if (rc == 0) {
+    rc = fork_steps(vm, snap, &p, snap_id, start, &st, err);
+    if (rc < 0) sl_remove_tree(vm->dir, NULL);
+  }
   json_decref(snap);
   if (rc < 0) {
-    if (made_dir) {
-      char ram[VM_PATH_MAX];
-      vm_live_ram_path(vm->home, vm->id, ram, sizeof ram);
-      unlink(ram);
-      sl_remove_tree(vm->dir, NULL);
-    }
     sl_vm_close(vm);
     return sl_error_wrap(err, "fork %s from %s", id, snap_id);
   }
-  sl_vm_fork_stats st = {.disk_ms = t_disk - start, .launch_ms = t_launch - start,
-                         .running_ms = t_load - start, .ready_ms = sl_now_ms() - start};
   if (stats != NULL) *stats = st;
   SL_INFO("vm.forked",
           "sandbox=%s snapshot=%s pid=%d disk_ms=%.1f launch_ms=%.1f running_ms=%.1f "
