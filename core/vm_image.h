@@ -32,7 +32,11 @@ typedef struct sl_vm_kernel {
 } sl_vm_kernel;
 
 /* Make sure a kernel is unpacked under `cache_dir`/kernel, fetching it when
- * missing. Concurrent callers serialize on a lock file. */
+ * missing. Concurrent callers serialize on a lock file.
+ * NOTE: a kernel directory that lacks a module of sl_vm_guest_modules is
+ * fetched again, possibly as a newer release, in place. Snapshots taken
+ * before then start their forks with the new vmlinuz file; the running
+ * guest is in the restored RAM, so only a guest reboot would see it. */
 int sl_vm_kernel_ensure(const char *cache_dir, sl_vm_kernel *kernel, sl_error *err);
 
 /* The "depends=" value of a module's .modinfo section, read from the raw
@@ -62,7 +66,9 @@ typedef struct sl_vm_initrd_spec {
 } sl_vm_initrd_spec;
 
 /* Build (or reuse) the initramfs for `spec` under `cache_dir`; its name
- * carries a hash of the inputs, so a new agent gives a new file. */
+ * carries a hash of the inputs, so a new agent gives a new file.
+ * NOTE: old archives are never removed, because snapshots name theirs in
+ * vm.json and their forks start QEMU with it. */
 int sl_vm_initrd_ensure(const char *cache_dir, const sl_vm_initrd_spec *spec, char *path,
                         size_t path_len, sl_error *err);
 
