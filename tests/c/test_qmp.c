@@ -97,6 +97,7 @@ typedef struct step {
   const char *send;
   const char *expect;
   const char *reply;
+  int raw; /* send `send` as is, without "\r\n", after a short delay */
 } step;
 
 typedef struct server {
@@ -138,6 +139,11 @@ static void *server_main(void *arg) {
   int fd = accept(s->listen_fd, NULL, NULL);
   if (fd < 0) return NULL;
   for (const step *st = s->steps; st->send || st->expect; st++) {
+    if (st->send && st->raw) {
+      usleep(20000);
+      if (write(fd, st->send, strlen(st->send)) < 0) break;
+      continue;
+    }
     if (st->send) {
       server_send(fd, st->send);
       continue;
@@ -190,20 +196,24 @@ static void server_stop(server *s) {
   rmdir(s->dir);
 }
 
+#define SEND(text) {.send = (text)}
+#define RAW(text) {.send = (text), .raw = 1}
+#define EXPECT(command, reply_text) {.expect = (command), .reply = (reply_text)}
+#define END {.send = NULL}
 #define GREETING "{\"QMP\": {\"version\": {}, \"capabilities\": []}}"
-#define CAPS_OK {NULL, "qmp_capabilities", "{\"return\": {}, \"id\": \"%s\"}"}
+#define CAPS_OK EXPECT("qmp_capabilities", "{\"return\": {}, \"id\": \"%s\"}")
 
 static const step sync_script[] = {
-    {GREETING, NULL, NULL},
+    SEND(GREETING),
     CAPS_OK,
-    {NULL, "query-status",
+    EXPECT("query-status",
      "{\"event\": \"STOP\", \"data\": {}}\r\n"
-     "{\"return\": {\"status\": \"paused\", \"running\": false}, \"id\": \"%s\"}"},
-    {NULL, "cont", "{\"error\": {\"class\": \"GenericError\", \"desc\": \"bad state\"}, \"id\": \"%s\"}"},
-    {NULL, "getfd", "{\"return\": {}, \"id\": \"%s\"}"},
-    {"{\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}}", NULL, NULL},
-    {"{\"event\": \"MIGRATION\", \"data\": {\"status\": \"completed\"}}", NULL, NULL},
-    {NULL, NULL, NULL},
+     "{\"return\": {\"status\": \"paused\", \"running\": false}, \"id\": \"%s\"}"),
+    EXPECT("cont", "{\"error\": {\"class\": \"GenericError\", \"desc\": \"bad state\"}, \"id\": \"%s\"}"),
+    EXPECT("getfd", "{\"return\": {}, \"id\": \"%s\"}"),
+    SEND("{\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}}"),
+    SEND("{\"event\": \"MIGRATION\", \"data\": {\"status\": \"completed\"}}"),
+    END,
 };
 
 static bool match_event_name(const char *event, json_t *data, void *arg) {
@@ -249,8 +259,8 @@ static void sync_client_runs_script(void) {
 }
 
 static void sync_client_times_out(void) {
-  static const step script[] = {{GREETING, NULL, NULL}, CAPS_OK, {NULL, "stop", NULL},
-                                {NULL, NULL, NULL}};
+  static const step script[] = {SEND(GREETING), CAPS_OK, EXPECT("stop", NULL),
+                                END};
   /* The server waits for a "stop" that never comes, so an event wait with a
    * short timeout ends with ETIMEDOUT. */
   server s;
@@ -264,6 +274,34 @@ static void sync_client_times_out(void) {
   server_stop(&s);
 }
 
+/* A reply split over several writes, and two messages in one write, are
+ * put together line by line. */
+static void sync_client_joins_split_reply(void) {
+  static const step script[] = {
+      SEND(GREETING),
+      CAPS_OK,
+      EXPECT("query-status", NULL),
+      RAW("{\"return\": {\"sta"),
+      RAW("tus\": \"running\"}, \"id\": \"sl-2\"}\r"),
+      RAW("\n{\"event\": \"RESUME\", \"data\": {}}\r\n{\"event\": \"STOP\"}\r\n"),
+      END,
+  };
+  server s;
+  CHECK_INT(server_start(&s, script), ==, 0);
+  sl_qmp_sync *q = NULL;
+  sl_error err = {0};
+  CHECK_OK(sl_qmp_sync_connect(s.path, 5000, &q, &err), &err);
+  json_t *ret = NULL;
+  CHECK_OK(sl_qmp_sync_execute(q, "query-status", NULL, &ret, 5000, &err), &err);
+  CHECK_STR(json_string_value(json_object_get(ret, "status")), "running");
+  json_decref(ret);
+  CHECK_OK(sl_qmp_sync_wait_event(q, match_event_name, "RESUME", 5000, &err), &err);
+  CHECK_OK(sl_qmp_sync_wait_event(q, match_event_name, "STOP", 5000, &err), &err);
+  sl_qmp_sync_close(q);
+  server_stop(&s);
+  CHECK_STR(s.failure, "");
+}
+
 static void sync_connect_missing_socket(void) {
   sl_qmp_sync *q = NULL;
   sl_error err = {0};
@@ -273,7 +311,7 @@ static void sync_connect_missing_socket(void) {
 }
 
 static void sync_rejects_missing_greeting(void) {
-  static const step script[] = {{"{\"return\": {}}", NULL, NULL}, {NULL, NULL, NULL}};
+  static const step script[] = {SEND("{\"return\": {}}"), END};
   server s;
   CHECK_INT(server_start(&s, script), ==, 0);
   sl_qmp_sync *q = NULL;
@@ -327,12 +365,12 @@ static void on_event(sl_qmp *q, const char *event, json_t *data, int status, voi
 }
 
 static const step loop_script[] = {
-    {GREETING, NULL, NULL},
+    SEND(GREETING),
     CAPS_OK,
-    {NULL, "stop", "{\"event\": \"STOP\", \"data\": {}}\r\n{\"return\": {}, \"id\": \"%s\"}"},
-    {NULL, "query-status", "{\"return\": {\"status\": \"paused\"}, \"id\": \"%s\"}"},
-    {NULL, "cont", "{\"error\": {\"class\": \"GenericError\", \"desc\": \"nope\"}, \"id\": \"%s\"}"},
-    {NULL, NULL, NULL},
+    EXPECT("stop", "{\"event\": \"STOP\", \"data\": {}}\r\n{\"return\": {}, \"id\": \"%s\"}"),
+    EXPECT("query-status", "{\"return\": {\"status\": \"paused\"}, \"id\": \"%s\"}"),
+    EXPECT("cont", "{\"error\": {\"class\": \"GenericError\", \"desc\": \"nope\"}, \"id\": \"%s\"}"),
+    END,
 };
 
 static void loop_client_runs_script(void) {
@@ -379,8 +417,8 @@ static void on_event_close(sl_qmp *q, const char *event, json_t *data, int statu
 }
 
 static void loop_client_sees_hangup(void) {
-  static const step script[] = {{GREETING, NULL, NULL}, CAPS_OK, {NULL, "stop", NULL},
-                                {NULL, NULL, NULL}};
+  static const step script[] = {SEND(GREETING), CAPS_OK, EXPECT("stop", NULL),
+                                END};
   server s;
   CHECK_INT(server_start(&s, script), ==, 0);
   uv_loop_t loop;
@@ -424,6 +462,7 @@ int main(void) {
   RUN(format_command_line);
   RUN(sync_client_runs_script);
   RUN(sync_client_times_out);
+  RUN(sync_client_joins_split_reply);
   RUN(sync_connect_missing_socket);
   RUN(sync_rejects_missing_greeting);
   RUN(loop_client_runs_script);
