@@ -1,0 +1,40 @@
+/* The operations each sandbox backend implements; sandbox.c dispatches
+ * on a sandbox's backend. Internal to the core. */
+#ifndef SANDLOT_BACKEND_H
+#define SANDLOT_BACKEND_H
+
+#include "sandbox.h"
+#include "sandbox_store.h"
+
+struct sl_sandboxes {
+  char home[SL_SANDBOX_PATH_MAX];
+  sl_sbstore *store;
+  sl_line_fn progress;
+  void *progress_data;
+};
+
+typedef struct sl_backend_ops {
+  /* `spec` has passed sl_sandbox_spec_check(). */
+  int (*create)(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_info *out, sl_error *err);
+  /* `info` is not dead; the caller holds the sandbox's op.lock. */
+  int (*kill)(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err);
+  int (*freeze)(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err);
+  int (*thaw)(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err);
+  int (*set_timeout)(sl_sandboxes *h, const sl_sandbox_info *info, int64_t seconds,
+                     sl_error *err);
+  /* Clean up after a crash: called for every record, dead ones included
+   * (their mounts or cgroups may be left over). Sets *cleaned to 1 when
+   * it found leftovers and removed them. */
+  int (*gc)(sl_sandboxes *h, const sl_sandbox_info *info, int *cleaned, sl_error *err);
+} sl_backend_ops;
+
+extern const sl_backend_ops sl_proc_backend;
+
+/* Unmount what is mounted below sandboxes/<id>/ for ids without a row,
+ * counting the mounts in *count. Part of gc. */
+int sl_proc_gc_orphans(sl_sandboxes *h, int *count, sl_error *err);
+
+/* Write <home>/sandboxes/<id> to `buf`. */
+void sl_sandbox_dir(const sl_sandboxes *h, const char *id, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,405 @@
+#include "monitor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/openat2.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "oplock.h"
+#include "proc_init.h"
+#include "proc_overlay.h"
+#include "proc_release.h"
+#include "proc_util.h"
+#include "run.h"
+
+/* How long the agent may take to listen after PID 1 starts. */
+#define AGENT_READY_TIMEOUT_MS 20000
+
+static FILE *log_file;
+
+static void file_sink(sl_log_level level, const char *line, void *data) {
+  (void)level;
+  (void)data;
+  if (log_file) {
+    fprintf(log_file, "%s\n", line);
+    fflush(log_file);
+  }
+}
+
+static void open_log(const sl_monitor *m) {
+  char dir[PATH_MAX + 8], path[PATH_MAX + 32];
+  snprintf(dir, sizeof dir, "%s/log", m->dir);
+  mkdir(dir, 0700);
+  snprintf(path, sizeof path, "%s/monitor.log", dir);
+  log_file = fopen(path, "ae");
+  /* Sanitizer reports and crashes go to stderr: keep them with the log. */
+  if (log_file) dup2(fileno(log_file), 2);
+  sl_log_set_sink(file_sink, NULL);
+  if (getenv("SANDLOT_LOG") == NULL) sl_log_set_level(SL_LOG_INFO);
+}
+
+static int parse_args(int argc, char **argv, const char **home, const char **id, int *ready_fd,
+                      int *pidfd) {
+  *home = *id = NULL;
+  *ready_fd = *pidfd = -1;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--home") == 0) *home = argv[i + 1];
+    else if (strcmp(argv[i], "--id") == 0) *id = argv[i + 1];
+    else if (strcmp(argv[i], "--ready-fd") == 0) *ready_fd = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--creator-pidfd") == 0) *pidfd = atoi(argv[i + 1]);
+    else return -1;
+  }
+  return *home && *id ? 0 : -1;
+}
+
+/* Signals arrive through the signalfd; PID 1 must not inherit the mask,
+ * so the launcher unblocks them in its child. */
+static int setup_signals(sl_monitor *m, sl_error *err) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) return sl_error_errno(err, errno, "sigprocmask");
+  signal(SIGPIPE, SIG_IGN);
+  m->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (m->signal_fd < 0) return sl_error_errno(err, errno, "signalfd");
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+    return sl_error_errno(err, errno, "become child subreaper");
+  return 0;
+}
+
+/* Setup */
+
+static int mount_root(const sl_monitor *m, sl_error *err) {
+  const char *dirs[] = {m->cfg.upper, m->cfg.work, m->cfg.root};
+  for (size_t i = 0; i < 3; i++)
+    if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST) return sl_error_errno(err, errno, "mkdir %s", dirs[i]);
+  return sl_overlay_mount((const char *const *)m->cfg.lowers, m->cfg.nlowers, m->cfg.upper,
+                          m->cfg.work, m->cfg.root, err);
+}
+
+static int reap_init_nohang(sl_monitor *m);
+
+/* The agent is ready once its socket accepts a connection. */
+static int wait_for_agent(sl_monitor *m, sl_error *err) {
+  int64_t deadline = sl_monotonic_ms() + AGENT_READY_TIMEOUT_MS;
+  char socket_path[128];
+  sl_agent_socket_path(m->init_pid, socket_path, sizeof socket_path);
+  struct stat st;
+  while (sl_monotonic_ms() < deadline) {
+    if (stat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+      sl_error ignored = {0};
+      int fd = sl_unix_connect(socket_path, &ignored);
+      if (fd >= 0) {
+        close(fd);
+        return 0;
+      }
+    }
+    if (reap_init_nohang(m))
+      return sl_error_set(err, ECHILD, "agent exited before it listened (exit status %d, signal %d)",
+                          m->exit_status, m->exit_signal);
+    struct timespec ts = {0, 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return sl_error_set(err, ETIMEDOUT, "agent did not listen on %s within %d ms",
+                      socket_path, AGENT_READY_TIMEOUT_MS);
+}
+
+/* Give the host a handle on the agent socket that the sandbox cannot
+ * redirect: a bind mount of the socket's inode at sandboxes/<id>/agent.sock.
+ * A path into the sandbox's root would follow whatever symlink the
+ * sandbox puts there later, against the host's root. The socket is looked
+ * up with RESOLVE_IN_ROOT in the overlay's host mount (mount(2) binds only
+ * from the caller's mount namespace), while the agent is still the only
+ * process. */
+static int publish_agent_socket(sl_monitor *m, sl_error *err) {
+  const char *root = m->cfg.root;
+  char host[PATH_MAX + 32];
+  snprintf(host, sizeof host, "%s/%s", m->dir, SL_AGENT_SOCKET_HOST);
+  int root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd < 0) return sl_error_errno(err, errno, "open %s", root);
+  struct open_how how = {O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+  int sock_fd = (int)syscall(SYS_openat2, root_fd, SL_AGENT_SOCKET + 1, &how, sizeof how);
+  int saved = errno;
+  close(root_fd);
+  if (sock_fd < 0) return sl_error_errno(err, saved, "open the agent socket in %s", root);
+
+  /* O_PATH with O_NOFOLLOW opens a symlink as itself, and the bind below
+   * would follow it: only a socket is published. */
+  struct stat st;
+  int rc = 0;
+  if (fstat(sock_fd, &st) < 0) rc = sl_error_errno(err, errno, "stat the agent socket");
+  else if (!S_ISSOCK(st.st_mode))
+    rc = sl_error_set(err, EPROTO, "%s%s is not a socket", root, SL_AGENT_SOCKET);
+  if (rc < 0) {
+    close(sock_fd);
+    return rc;
+  }
+
+  unlink(host);
+  int placeholder = open(host, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (placeholder < 0) rc = sl_error_errno(err, errno, "create %s", host);
+  else close(placeholder);
+  char source[64];
+  snprintf(source, sizeof source, "/proc/self/fd/%d", sock_fd);
+  if (rc == 0 && mount(source, host, NULL, MS_BIND, NULL) < 0)
+    rc = sl_error_errno(err, errno, "bind the agent socket to %s", host);
+  close(sock_fd);
+  return rc;
+}
+
+static sl_monitor_launch_fn pick_launcher(const char *name) {
+  if (name == NULL || strcmp(name, "fresh") == 0) return sl_monitor_launch_fresh;
+  return NULL;
+}
+
+static int setup(sl_monitor *m, sl_error *err) {
+  sl_cgroup_layout layout;
+  if (sl_cgroup_detect(&layout, err) < 0) return -err->code;
+  /* gc derives these paths from the id while the row has none. */
+  sl_cgroup_for(&layout, m->cfg.id, &m->cgroup);
+  if (sl_cgroup_create(&m->cgroup, &m->cfg.limits, err) < 0) return -err->code;
+  if (mount_root(m, err) < 0) return -err->code;
+
+  m->listen_fd = sl_unix_listen(m->socket_path, err);
+  if (m->listen_fd < 0) return m->listen_fd;
+
+  sl_monitor_launch_fn launch = pick_launcher(m->cfg.launch);
+  if (launch == NULL) return sl_error_set(err, EINVAL, "unknown launch mode: %s", m->cfg.launch);
+  if (launch(m, &m->init_pid, err) < 0) return sl_error_wrap(err, "start PID 1");
+  m->init_start = sl_pid_start_time(m->init_pid);
+  if (wait_for_agent(m, err) < 0) return -err->code;
+  if (publish_agent_socket(m, err) < 0) return -err->code;
+
+  int64_t deadline = m->cfg.timeout_ms > 0 ? sl_now_ms() + m->cfg.timeout_ms : 0;
+  if (sl_monitor_set_deadline(m, deadline, err) < 0) return -err->code;
+  if (deadline > 0 && sl_sbstore_set_deadline(m->store, m->cfg.id, m->cfg.timeout_ms, deadline,
+                                              m->cfg.on_timeout, err) < 0)
+    return -err->code;
+  char cgroups[SL_SANDBOX_PATH_MAX];
+  if (sl_cgroup_format(&m->cgroup, cgroups, sizeof cgroups) < 0)
+    return sl_error_set(err, ENOSPC, "cgroup paths too long");
+  return sl_sbstore_set_running(m->store, m->cfg.id, m->init_pid, m->init_start, getpid(),
+                                cgroups, err);
+}
+
+static void answer_creator(sl_monitor *m, int rc, const sl_error *err) {
+  if (m->ready_fd < 0) return;
+  char line[SL_ERROR_MSG_MAX + 64];
+  if (rc == 0)
+    snprintf(line, sizeof line, "ok\n");
+  else
+    snprintf(line, sizeof line, "err %s %s\n", sl_errname(err->code), err->msg);
+  ssize_t ignored = write(m->ready_fd, line, strlen(line));
+  (void)ignored;
+  close(m->ready_fd);
+  m->ready_fd = -1;
+}
+
+/* Lifetime */
+
+static void record_exit(sl_monitor *m, int status) {
+  m->init_done = 1;
+  m->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  m->exit_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  /* The cgroup's OOM killer ends PID 1 with SIGKILL, like a kill would. */
+  if (m->end_reason == NULL && m->exit_signal == SIGKILL && sl_cgroup_oom_kills(&m->cgroup) > 0)
+    m->end_reason = "oom";
+  if (m->end_reason == NULL) m->end_reason = "exited";
+  SL_INFO("monitor.init_exit", "sandbox=%s pid=%d exit_status=%d signal=%d reason=%s", m->cfg.id,
+          (int)m->init_pid, m->exit_status, m->exit_signal, m->end_reason);
+}
+
+/* Reap every exited child; other children are launch helpers or
+ * reparented orphans. Returns 1 once PID 1 has been reaped. */
+static int reap_init_nohang(sl_monitor *m) {
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+    if (pid == m->init_pid) record_exit(m, status);
+  return m->init_done;
+}
+
+void sl_monitor_kill(sl_monitor *m, const char *reason) {
+  if (m->end_reason == NULL) m->end_reason = reason;
+  SL_INFO("monitor.kill", "sandbox=%s reason=%s", m->cfg.id, reason);
+  if (m->init_pid > 0 && !m->init_done) kill(m->init_pid, SIGKILL);
+  sl_error err = {0};
+  if (sl_cgroup_exists(&m->cgroup) && sl_cgroup_kill_all(&m->cgroup, 10000, &err) < 0)
+    SL_ERROR("monitor.kill_failed", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
+}
+
+int sl_monitor_set_deadline(sl_monitor *m, int64_t deadline_ms, sl_error *err) {
+  struct itimerspec spec = {{0, 0}, {0, 0}};
+  if (deadline_ms > 0) {
+    spec.it_value.tv_sec = deadline_ms / 1000;
+    spec.it_value.tv_nsec = (deadline_ms % 1000) * 1000000L;
+  }
+  if (timerfd_settime(m->timer_fd, TFD_TIMER_ABSTIME, &spec, NULL) < 0)
+    return sl_error_errno(err, errno, "arm the timeout");
+  m->deadline_ms = deadline_ms;
+  return 0;
+}
+
+/* The timeout waits for an operation in progress (a snapshot) rather
+ * than cutting it off: when op.lock is held it retries in 100 ms. */
+void sl_monitor_on_timeout(sl_monitor *m) {
+  sl_error err = {0};
+  int lock = sl_op_lock(m->dir, 0, &err);
+  if (lock < 0) {
+    sl_monitor_set_deadline(m, sl_now_ms() + 100, &err);
+    return;
+  }
+  if (m->cfg.on_timeout == SL_ON_TIMEOUT_KILL) {
+    sl_monitor_kill(m, "timeout");
+  } else {
+    /* NOTE: pause freezes the processes in place; a checkpoint to disk
+     * (state paused) needs the CRIU path. */
+    SL_INFO("monitor.timeout_pause", "sandbox=%s", m->cfg.id);
+    sl_monitor_set_deadline(m, 0, &err);
+    if (sl_cgroup_freeze(&m->cgroup, &err) < 0 ||
+        sl_sbstore_set_state(m->store, m->cfg.id, SL_SANDBOX_FROZEN, &err) < 0 ||
+        sl_sbstore_set_deadline(m->store, m->cfg.id, m->cfg.timeout_ms, 0, m->cfg.on_timeout,
+                                &err) < 0)
+      SL_ERROR("monitor.pause_failed", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
+  }
+  sl_op_unlock(lock);
+}
+
+static void handle_signals(sl_monitor *m) {
+  struct signalfd_siginfo info;
+  while (read(m->signal_fd, &info, sizeof info) == (ssize_t)sizeof info) {
+    if (info.ssi_signo == SIGCHLD) {
+      reap_init_nohang(m);
+    } else {
+      SL_INFO("monitor.signal", "sandbox=%s signal=%u", m->cfg.id, info.ssi_signo);
+      sl_monitor_kill(m, "killed");
+    }
+  }
+}
+
+static void run_loop(sl_monitor *m) {
+  while (!m->init_done) {
+    struct pollfd fds[4] = {
+        {m->signal_fd, POLLIN, 0},
+        {m->listen_fd, POLLIN, 0},
+        {m->timer_fd, POLLIN, 0},
+        {m->creator_pidfd, POLLIN, 0}, /* ignored by poll when -1 */
+    };
+    if (poll(fds, 4, -1) < 0) {
+      if (errno == EINTR) continue;
+      SL_ERROR("monitor.poll", "sandbox=%s error=\"%s\"", m->cfg.id, strerror(errno));
+      sl_monitor_kill(m, "killed");
+      reap_init_nohang(m);
+      continue;
+    }
+    if (fds[0].revents) handle_signals(m);
+    if (fds[1].revents && !m->init_done) sl_monitor_accept(m);
+    if (fds[2].revents) {
+      uint64_t expirations;
+      if (read(m->timer_fd, &expirations, sizeof expirations) > 0 && m->deadline_ms > 0)
+        sl_monitor_on_timeout(m);
+    }
+    if (fds[3].revents && m->end_reason == NULL) sl_monitor_kill(m, "creator_exited");
+  }
+}
+
+static void finish(sl_monitor *m) {
+  sl_error err = {0};
+  if (m->listen_fd >= 0) close(m->listen_fd);
+  unlink(m->socket_path);
+  sl_sandbox_info info;
+  if (sl_sbstore_get(m->store, m->cfg.id, &info, &err) == 0) {
+    sl_cgroup_format(&m->cgroup, info.cgroups, sizeof info.cgroups);
+    if (sl_proc_release(&info, m->dir, &err) < 0)
+      SL_ERROR("monitor.release_failed", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
+  }
+  if (sl_sbstore_set_ended(m->store, m->cfg.id, m->exit_status, m->exit_signal,
+                           m->end_reason ? m->end_reason : "exited", &err) < 0)
+    SL_ERROR("monitor.record_failed", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
+  for (int i = 0; i < m->nwaiters; i++) {
+    ssize_t ignored = write(m->waiters[i], "ok\n", 3);
+    (void)ignored;
+    close(m->waiters[i]);
+  }
+  SL_INFO("monitor.stop", "sandbox=%s reason=%s", m->cfg.id, m->end_reason);
+}
+
+/* Undo a failed setup with the same release as at the end, then report
+ * the error to the creator. */
+static int fail_setup(sl_monitor *m, sl_error *err) {
+  SL_ERROR("monitor.setup_failed", "sandbox=%s error=\"%s: %s\"", m->cfg.id, sl_errname(err->code),
+           err->msg);
+  if (m->init_pid > 0 && !m->init_done) {
+    kill(m->init_pid, SIGKILL);
+    waitpid(m->init_pid, NULL, 0);
+  }
+  if (m->listen_fd >= 0) close(m->listen_fd);
+  unlink(m->socket_path);
+  sl_sandbox_info info;
+  sl_error ignored = {0};
+  if (sl_sbstore_get(m->store, m->cfg.id, &info, &ignored) == 0) {
+    sl_cgroup_format(&m->cgroup, info.cgroups, sizeof info.cgroups);
+    info.init_pid = 0;
+    sl_proc_release(&info, m->dir, &ignored);
+  }
+  answer_creator(m, -1, err);
+  return 1;
+}
+
+static int init_monitor(sl_monitor *m, int argc, char **argv, sl_error *err) {
+  const char *home, *id;
+  memset(m, 0, sizeof *m);
+  m->listen_fd = m->signal_fd = m->timer_fd = -1;
+  if (parse_args(argc, argv, &home, &id, &m->ready_fd, &m->creator_pidfd) < 0)
+    return sl_error_set(err, EINVAL, "usage: sandlot-monitor --home DIR --id ID --ready-fd N "
+                        "[--creator-pidfd N]");
+  snprintf(m->dir, sizeof m->dir, "%s/sandboxes/%s", home, id);
+  snprintf(m->socket_path, sizeof m->socket_path, "%s/monitor.sock", m->dir);
+  open_log(m);
+  SL_INFO("monitor.start", "sandbox=%s pid=%d", id, (int)getpid());
+
+  char config[PATH_MAX + 16];
+  snprintf(config, sizeof config, "%s/config", m->dir);
+  if (sl_proc_config_read(config, &m->cfg, err) < 0) return -err->code;
+  if (sl_sbstore_open(home, &m->store, err) < 0) return -err->code;
+  if (setup_signals(m, err) < 0) return -err->code;
+  m->timer_fd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (m->timer_fd < 0) return sl_error_errno(err, errno, "timerfd_create");
+  return 0;
+}
+
+int sl_monitor_main(int argc, char **argv) {
+  sl_monitor m;
+  sl_error err = {0};
+  if (init_monitor(&m, argc, argv, &err) < 0) {
+    if (m.cfg.id == NULL) m.cfg.id = strdup("?");
+    answer_creator(&m, -1, &err);
+    SL_ERROR("monitor.start_failed", "error=\"%s\"", err.msg);
+    return 1;
+  }
+  if (setup(&m, &err) < 0) return fail_setup(&m, &err);
+  SL_INFO("monitor.ready", "sandbox=%s init_pid=%d", m.cfg.id, (int)m.init_pid);
+  answer_creator(&m, 0, NULL);
+  run_loop(&m);
+  finish(&m);
+  sl_sbstore_close(m.store);
+  sl_proc_config_free(&m.cfg);
+  return 0;
+}

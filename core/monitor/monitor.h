@@ -1,0 +1,75 @@
+/* sandlot-monitor: the per-sandbox process that owns a process sandbox.
+ *
+ * The creator starts it detached (double fork, setsid, stdio on
+ * /dev/null) as
+ *
+ *     sandlot-monitor --home HOME --id ID --ready-fd 3 [--creator-pidfd 4]
+ *
+ * and it reads sandboxes/<id>/config. It is a child subreaper. It creates
+ * the cgroups, mounts the overlay, launches PID 1, waits for the agent's
+ * socket, marks the record running and writes "ok" to the ready fd. On a
+ * failure it undoes its work and writes "err ENAME message". Then it serves
+ * monitor.sock (see monitor_client.h), enforces the timeout, kills the
+ * sandbox when the creator exits (auto_kill), and when PID 1 ends records
+ * the exit status, releases mounts and cgroups and exits. */
+#ifndef SANDLOT_MONITOR_H
+#define SANDLOT_MONITOR_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+#include "proc_cgroup.h"
+#include "proc_config.h"
+#include "sandbox_store.h"
+
+#define SL_MONITOR_MAX_WAITERS 16
+
+typedef struct sl_monitor {
+  sl_proc_config cfg;
+  sl_sbstore *store;
+  char dir[PATH_MAX];       /* sandboxes/<id> */
+  char socket_path[PATH_MAX];
+  sl_cgroup cgroup;
+  int ready_fd;             /* to the creator; -1 once reported */
+  int creator_pidfd;        /* -1 unless auto_kill */
+  int signal_fd, listen_fd, timer_fd;
+  pid_t init_pid;
+  uint64_t init_start;
+  int64_t deadline_ms;      /* 0: no timeout */
+  int init_done;            /* PID 1 has been reaped */
+  int exit_status, exit_signal;
+  const char *end_reason;   /* set once the sandbox is ending */
+  int waiters[SL_MONITOR_MAX_WAITERS]; /* kill requests, replied to at the end */
+  int nwaiters;
+} sl_monitor;
+
+/* How PID 1 comes to life, chosen by the config's launch key. "fresh"
+ * clones a new init that execs the agent. A launcher that restores a
+ * checkpoint instead would run `criu restore -d` as a child of the
+ * monitor: the restored root task is then reparented to the monitor
+ * (the child subreaper), and the launcher reports its pid. The monitor
+ * has created the cgroups and mounted the overlay before any launcher
+ * runs; it waits for the agent socket afterwards. */
+typedef int (*sl_monitor_launch_fn)(sl_monitor *m, pid_t *init_pid, sl_error *err);
+
+int sl_monitor_launch_fresh(sl_monitor *m, pid_t *init_pid, sl_error *err);
+
+/* Entry point of the binary; returns the exit code. */
+int sl_monitor_main(int argc, char **argv);
+
+/* Control socket (control.c). */
+void sl_monitor_accept(sl_monitor *m);
+
+/* Start ending the sandbox: kill its processes and remember why. The
+ * monitor finishes once PID 1 has been reaped. */
+void sl_monitor_kill(sl_monitor *m, const char *reason);
+
+/* Arm (or with 0 disarm) the timeout and record the new deadline. */
+int sl_monitor_set_deadline(sl_monitor *m, int64_t deadline_ms, sl_error *err);
+
+/* What the timeout does: kill, or freeze (on_timeout pause). */
+void sl_monitor_on_timeout(sl_monitor *m);
+
+#endif

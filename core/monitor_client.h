@@ -1,0 +1,29 @@
+/* Requests to a sandbox's monitor over its control socket
+ * (sandboxes/<id>/monitor.sock).
+ *
+ * Protocol: the client sends one line and reads one line back, then the
+ * monitor closes the connection.
+ *
+ *     kill                 ->  ok              (after everything is released)
+ *     status               ->  ok state=running init_pid=123 deadline_ms=0
+ *     set_timeout SECONDS  ->  ok deadline_ms=...   (0 removes the timeout)
+ *
+ * A failure reads "err ENAME message". */
+#ifndef SANDLOT_MONITOR_CLIENT_H
+#define SANDLOT_MONITOR_CLIENT_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+/* Send `request` and wait up to `timeout_ms` for the response. On "ok"
+ * writes the text after "ok " to `reply` (may be NULL) and returns 0; on
+ * "err" returns the named errno with the monitor's message. ECONNREFUSED
+ * or ENOENT when no monitor listens. */
+int sl_monitor_request(const char *socket_path, const char *request, int timeout_ms,
+                       char *reply, size_t len, sl_error *err);
+
+/* Parse one response line (without the newline). Pure. */
+int sl_monitor_parse_reply(const char *line, char *reply, size_t len, sl_error *err);
+
+#endif

@@ -1,0 +1,257 @@
+#include "sandbox.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "log.h"
+#include "oplock.h"
+#include "sandbox_store.h"
+#include "proc_util.h"
+#include "run.h"
+#include "size.h"
+#include "template.h"
+
+/* How long kill, freeze and thaw wait for another operation (a snapshot)
+ * on the same sandbox before they fail with EBUSY. */
+#define OP_LOCK_WAIT_MS 30000
+
+static const sl_backend_ops *ops_for(sl_backend backend, sl_error *err) {
+  if (backend == SL_BACKEND_PROCESS) return &sl_proc_backend;
+  sl_error_set(err, ENOTSUP, "backend not available: %s", sl_backend_name(backend));
+  return NULL;
+}
+
+int sl_sandboxes_open(const char *home, sl_sandboxes **out, sl_error *err) {
+  if (home == NULL || home[0] != '/')
+    return sl_error_set(err, EINVAL, "store path must be absolute: %s", home ? home : "(null)");
+  sl_sandboxes *h = calloc(1, sizeof *h);
+  if (h == NULL) return sl_error_set(err, ENOMEM, "out of memory");
+  if (sl_sbstore_open(home, &h->store, err) < 0) {
+    free(h);
+    return sl_error_wrap(err, "open store %s", home);
+  }
+  /* The store's root, normalized: monitors are found by it. */
+  snprintf(h->home, sizeof h->home, "%s", sl_sbstore_store(h->store)->root);
+  *out = h;
+  return 0;
+}
+
+void sl_sandboxes_close(sl_sandboxes *h) {
+  if (h == NULL) return;
+  sl_sbstore_close(h->store);
+  free(h);
+}
+
+const char *sl_sandboxes_home(const sl_sandboxes *h) { return h->home; }
+
+void sl_sandboxes_set_progress(sl_sandboxes *h, sl_line_fn fn, void *data) {
+  h->progress = fn;
+  h->progress_data = data;
+}
+
+void sl_sandbox_dir(const sl_sandboxes *h, const char *id, char *buf, size_t len) {
+  snprintf(buf, len, "%s/sandboxes/%s", h->home, id);
+}
+
+/* Spec checks */
+
+static int check_pairs(const char *what, const char *const *list, sl_error *err) {
+  for (const char *const *p = list; p && *p; p++) {
+    const char *eq = strchr(*p, '=');
+    if (eq == NULL || eq == *p)
+      return sl_error_set(err, EINVAL, "invalid %s entry: \"%.200s\" (expected NAME=value)", what, *p);
+    for (const char *c = *p; c < eq; c++)
+      if (isspace((unsigned char)*c) || *c == '\0')
+        return sl_error_set(err, EINVAL, "invalid %s name: \"%.*s\"", what, (int)(eq - *p), *p);
+  }
+  return 0;
+}
+
+/* The catalog's label rules: keys of 1..63 characters from A-Z a-z 0-9 .
+ * _ / -, values of at most 255 bytes, at most 64 labels. */
+static int check_labels(const char *const *labels, sl_error *err) {
+  int count = 0;
+  for (const char *const *p = labels; p && *p; p++, count++) {
+    const char *eq = strchr(*p, '=');
+    size_t key = eq ? (size_t)(eq - *p) : 0;
+    int ok = key >= 1 && key <= SL_LABEL_KEY_MAX && strlen(eq + 1) <= SL_LABEL_VALUE_MAX &&
+             strchr(eq + 1, '\n') == NULL;
+    for (size_t i = 0; ok && i < key; i++)
+      ok = isalnum((unsigned char)(*p)[i]) || strchr("._/-", (*p)[i]) != NULL;
+    if (!ok)
+      return sl_error_set(err, EINVAL,
+                          "invalid label: \"%.200s\" (expected key=value, the key 1-63 of "
+                          "A-Z a-z 0-9 . _ / -, the value at most 255 bytes)",
+                          *p);
+  }
+  if (count > SL_LABELS_MAX)
+    return sl_error_set(err, EINVAL, "invalid labels: %d given, at most %d", count, SL_LABELS_MAX);
+  return 0;
+}
+
+/* RFC 1123 host name characters, 1..64 of them. */
+static int check_hostname(const char *name, sl_error *err) {
+  size_t n = strlen(name);
+  int ok = n > 0 && n <= 64 && name[0] != '-' && name[0] != '.';
+  for (const char *c = name; ok && *c; c++)
+    ok = isalnum((unsigned char)*c) || *c == '-' || *c == '.';
+  return ok ? 0 : sl_error_set(err, EINVAL, "invalid hostname: \"%.100s\" (1-64 of a-z, 0-9, '-', '.')", name);
+}
+
+static int check_limits(const sl_create_spec *spec, sl_error *err) {
+  uint64_t bytes;
+  if (spec->memory && sl_parse_size(spec->memory, &bytes, err) < 0) return -EINVAL;
+  if (spec->memory && bytes < 16ULL << 20)
+    return sl_error_set(err, EINVAL, "invalid memory limit: \"%s\" (minimum 16M)", spec->memory);
+  if (spec->pids < 0 || spec->pids > 4194304)
+    return sl_error_set(err, EINVAL, "invalid pids limit: %lld (expected 1..4194304)",
+                        (long long)spec->pids);
+  if (spec->cpu_shares != 0 && (spec->cpu_shares < 2 || spec->cpu_shares > 262144))
+    return sl_error_set(err, EINVAL, "invalid cpu_shares: %lld (expected 2..262144)",
+                        (long long)spec->cpu_shares);
+  if (!(spec->cpus >= 0 && spec->cpus <= 1024) || (spec->cpus > 0 && spec->cpus < 0.01))
+    return sl_error_set(err, EINVAL, "invalid cpus: %g (expected 0.01..1024, or 0 for no quota)",
+                        spec->cpus);
+  if (spec->timeout_sec < 0)
+    return sl_error_set(err, EINVAL, "invalid timeout: %lld (expected seconds >= 0)",
+                        (long long)spec->timeout_sec);
+  return 0;
+}
+
+int sl_sandbox_spec_check(const sl_create_spec *spec, sl_error *err) {
+  if (ops_for(spec->backend, err) == NULL) return -err->code;
+  const char *tname = spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT;
+  if (sl_template_builtin(tname) == NULL)
+    return sl_error_set(err, ENOENT, "template not found: %.100s", tname);
+  if (check_limits(spec, err) < 0) return -err->code;
+  if (spec->on_timeout != SL_ON_TIMEOUT_KILL && spec->on_timeout != SL_ON_TIMEOUT_PAUSE)
+    return sl_error_set(err, EINVAL, "invalid on_timeout: %s (process sandboxes take kill or pause)",
+                        sl_on_timeout_name(spec->on_timeout));
+  if (check_pairs("env", spec->env, err) < 0 || check_labels(spec->labels, err) < 0)
+    return -err->code;
+  if (spec->hostname && check_hostname(spec->hostname, err) < 0) return -err->code;
+  if (spec->cwd && spec->cwd[0] != '/')
+    return sl_error_set(err, EINVAL, "invalid cwd: \"%.200s\" (must be absolute)", spec->cwd);
+  return 0;
+}
+
+/* Calls */
+
+int sl_sandbox_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_info *out,
+                      sl_error *err) {
+  if (sl_sandbox_spec_check(spec, err) < 0) return sl_error_wrap(err, "create sandbox");
+  return ops_for(spec->backend, err)->create(h, spec, out, err);
+}
+
+int sl_sandbox_get(sl_sandboxes *h, const char *id, sl_sandbox_info *out, sl_error *err) {
+  return sl_sbstore_get(h->store, id, out, err);
+}
+
+int sl_sandbox_list(sl_sandboxes *h, sl_sandbox_info **out, size_t *count, sl_error *err) {
+  return sl_sbstore_list(h->store, out, count, err);
+}
+
+typedef int (*op_fn)(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, sl_error *err);
+
+/* Look the sandbox up under its op.lock and run `fn` unless it is dead. */
+static int with_live_sandbox(sl_sandboxes *h, const char *id, const char *what, op_fn fn,
+                             void *arg, sl_error *err) {
+  sl_sandbox_info info;
+  if (sl_sbstore_get(h->store, id, &info, err) < 0) return sl_error_wrap(err, "%s", what);
+  char dir[SL_SANDBOX_PATH_MAX];
+  sl_sandbox_dir(h, id, dir, sizeof dir);
+  int lock = sl_op_lock(dir, OP_LOCK_WAIT_MS, err);
+  if (lock < 0) return sl_error_wrap(err, "%s %s", what, id);
+  int rc = sl_sbstore_get(h->store, id, &info, err);
+  if (rc == 0 && info.state == SL_SANDBOX_DEAD)
+    rc = sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", info.end_reason, id);
+  if (rc == 0) rc = fn(h, &info, arg, err);
+  sl_op_unlock(lock);
+  if (rc < 0) return sl_error_wrap(err, "%s %s", what, id);
+  SL_INFO("sandbox.op", "sandbox=%s op=%s", id, what);
+  return 0;
+}
+
+static int do_kill(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, sl_error *err) {
+  (void)arg;
+  return ops_for(info->backend, err) ? ops_for(info->backend, err)->kill(h, info, err) : -err->code;
+}
+
+static int do_freeze(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, sl_error *err) {
+  const sl_backend_ops *ops = ops_for(info->backend, err);
+  if (ops == NULL) return -err->code;
+  return *(int *)arg ? ops->freeze(h, info, err) : ops->thaw(h, info, err);
+}
+
+static int do_set_timeout(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, sl_error *err) {
+  const sl_backend_ops *ops = ops_for(info->backend, err);
+  return ops ? ops->set_timeout(h, info, *(int64_t *)arg, err) : -err->code;
+}
+
+int sl_sandbox_kill(sl_sandboxes *h, const char *id, sl_error *err) {
+  return with_live_sandbox(h, id, "kill", do_kill, NULL, err);
+}
+
+int sl_sandbox_remove(sl_sandboxes *h, const char *id, sl_error *err) {
+  sl_sandbox_info info;
+  if (sl_sbstore_get(h->store, id, &info, err) < 0) return sl_error_wrap(err, "remove");
+  if (info.state != SL_SANDBOX_DEAD)
+    return sl_error_set(err, EBUSY, "remove %s: sandbox is %s (kill it first)", id,
+                        sl_sandbox_state_name(info.state));
+  char dir[SL_SANDBOX_PATH_MAX];
+  sl_sandbox_dir(h, id, dir, sizeof dir);
+  if (sl_catalog_sandbox_delete(sl_sbstore_catalog(h->store), id, err) < 0)
+    return sl_error_wrap(err, "remove %s", id);
+  /* Only files are left: the monitor or gc released the mounts. */
+  if (sl_remove_tree(dir, err) < 0) return sl_error_wrap(err, "remove %s", id);
+  SL_INFO("sandbox.removed", "sandbox=%s op=remove", id);
+  return 0;
+}
+
+int sl_sandbox_freeze(sl_sandboxes *h, const char *id, sl_error *err) {
+  int frozen = 1;
+  return with_live_sandbox(h, id, "freeze", do_freeze, &frozen, err);
+}
+
+int sl_sandbox_thaw(sl_sandboxes *h, const char *id, sl_error *err) {
+  int frozen = 0;
+  return with_live_sandbox(h, id, "thaw", do_freeze, &frozen, err);
+}
+
+int sl_sandbox_set_timeout(sl_sandboxes *h, const char *id, int64_t seconds, sl_error *err) {
+  if (seconds < 0)
+    return sl_error_set(err, EINVAL, "invalid timeout: %lld (expected seconds >= 0)",
+                        (long long)seconds);
+  /* The monitor serializes timeout changes itself, so no op.lock. */
+  sl_sandbox_info info;
+  if (sl_sbstore_get(h->store, id, &info, err) < 0) return sl_error_wrap(err, "set_timeout");
+  if (info.state == SL_SANDBOX_DEAD)
+    return sl_error_set(err, ESRCH, "set_timeout %s: sandbox has ended (%s)", id, info.end_reason);
+  return do_set_timeout(h, &info, &seconds, err) < 0 ? sl_error_wrap(err, "set_timeout %s", id) : 0;
+}
+
+int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
+  sl_sandbox_info *items;
+  size_t count;
+  if (cleaned) *cleaned = 0;
+  if (sl_sbstore_list(h->store, &items, &count, err) < 0) return sl_error_wrap(err, "gc");
+  int rc = 0;
+  for (size_t i = 0; i < count; i++) {
+    const sl_backend_ops *ops = ops_for(items[i].backend, err);
+    int one = 0;
+    if (ops == NULL || ops->gc(h, &items[i], &one, err) < 0) {
+      SL_WARN("sandbox.gc_failed", "sandbox=%s error=\"%s\"", items[i].id, err->msg);
+      if (rc == 0) rc = -err->code;
+    }
+    if (cleaned) *cleaned += one;
+  }
+  free(items);
+  int orphans = 0;
+  if (sl_proc_gc_orphans(h, &orphans, err) < 0 && rc == 0) rc = -err->code;
+  if (cleaned) *cleaned += orphans;
+  return rc < 0 ? sl_error_wrap(err, "gc") : 0;
+}

@@ -1,0 +1,582 @@
+/* The snapshot engine: catalog rows, store folders, op.lock and CRIU. */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/openat2.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent_client.h"
+#include "criu_tree.h"
+#include "layer_copy.h"
+#include "log.h"
+
+/* The agent socket inside a sandbox, and its host handle in the
+ * sandbox's folder (a bind mount made by the monitor). */
+#define AGENT_SOCKET_IN_SANDBOX "run/sandlot/agent.sock"
+#define AGENT_SOCKET_HOST "agent.sock"
+#define SOURCE_FILE "source"
+#define DEFAULT_CRIU_TIMEOUT_MS 120000
+#define QUIESCE_TIMEOUT_MS 5000
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- op.lock ------------------------------------------------------------ */
+
+/* NOTE: the process backend brings sl_op_lock() (core/oplock.h) with the
+ * same flock on sandboxes/<id>/op.lock; these two helpers go away when it
+ * lands on main. */
+static int op_lock(const char *sandbox_dir, int timeout_ms, sl_error *err) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/op.lock", sandbox_dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", path);
+  double deadline = now_ms() + timeout_ms;
+  while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    if (errno != EWOULDBLOCK || now_ms() >= deadline) {
+      int code = errno == EWOULDBLOCK ? EBUSY : errno;
+      close(fd);
+      return sl_error_set(err, code, "another operation holds the sandbox (%s)", path);
+    }
+    usleep(2000);
+  }
+  return fd;
+}
+
+static void op_unlock(int fd) {
+  if (fd >= 0) close(fd);
+}
+
+/* True when no process has the op.lock of `sandbox_dir` locked. */
+static bool op_lock_free(const char *sandbox_dir) {
+  int fd = op_lock(sandbox_dir, 0, NULL);
+  op_unlock(fd);
+  return fd >= 0;
+}
+
+/* ---- cgroups JSON ------------------------------------------------------- */
+
+/* Copy the JSON string starting after its opening quote at *p into buf,
+ * decoding \" \\ and \/ (cgroup paths need no other escape). */
+static int json_string(const char **p, char *buf, size_t size) {
+  size_t n = 0;
+  for (const char *s = *p; *s; s++) {
+    char c = *s;
+    if (c == '"') {
+      buf[n] = '\0';
+      *p = s + 1;
+      return 0;
+    }
+    if (c == '\\') {
+      s++;
+      if (*s != '"' && *s != '\\' && *s != '/') return -1;
+      c = *s;
+    }
+    if (n + 1 >= size) return -1;
+    buf[n++] = c;
+  }
+  return -1;
+}
+
+int sl_cgroup_path_from_json(const char *json, const char *controller, char *buf, size_t size,
+                             sl_error *err) {
+  const char *p = json ? strchr(json, '{') : NULL;
+  if (p == NULL) return sl_error_set(err, EINVAL, "invalid cgroups JSON: no object");
+  p++;
+  for (;;) {
+    while (*p == ' ' || *p == ',' || *p == '\n' || *p == '\t') p++;
+    if (*p == '}') break;
+    char key[64], value[PATH_MAX];
+    if (*p++ != '"' || json_string(&p, key, sizeof key) < 0)
+      return sl_error_set(err, EINVAL, "invalid cgroups JSON: bad key");
+    while (*p == ' ') p++;
+    if (*p++ != ':') return sl_error_set(err, EINVAL, "invalid cgroups JSON: missing ':'");
+    while (*p == ' ') p++;
+    if (*p++ != '"' || json_string(&p, value, sizeof value) < 0)
+      return sl_error_set(err, EINVAL, "invalid cgroups JSON: bad value for %s", key);
+    if (strcmp(key, controller) == 0) {
+      if (snprintf(buf, size, "%s", value) >= (int)size)
+        return sl_error_set(err, ENAMETOOLONG, "cgroup path too long: %s", value);
+      return 0;
+    }
+  }
+  return sl_error_set(err, ENOENT, "no %s cgroup recorded", controller);
+}
+
+/* The cgroup that freezes the sandbox: the v1 freezer controller's, or on
+ * cgroup v2 the unified one (the process backend's keys). */
+static int freezer_cgroup_of(const char *json, char *buf, size_t size, sl_error *err) {
+  int rc = sl_cgroup_path_from_json(json, "freezer", buf, size, err);
+  if (rc == -ENOENT) rc = sl_cgroup_path_from_json(json, "unified", buf, size, err);
+  if (rc == -ENOENT) rc = sl_error_set(err, ENOENT, "no freezer or unified cgroup recorded");
+  return rc;
+}
+
+/* ---- take --------------------------------------------------------------- */
+
+/* Everything one take needs, filled step by step. */
+typedef struct take_ctx {
+  sl_catalog *cat;
+  const sl_store *store;
+  const sl_snapshot_request *req;
+  sl_sandbox sandbox;
+  char snapshot_id[SL_ID_SIZE], layer_id[SL_ID_SIZE];
+  char sandbox_dir[PATH_MAX], upper[PATH_MAX], freezer[PATH_MAX];
+  char snapshot_dir[PATH_MAX], images[PATH_MAX], layer[PATH_MAX], work[PATH_MAX];
+  bool begun;
+  double dump_ms, frozen_ms;
+} take_ctx;
+
+/* Field 22 of /proc/<pid>/stat (start time in clock ticks after boot), or
+ * -1 when the process is gone. */
+static int64_t process_start_time(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "re");
+  if (f == NULL) return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  /* The command name may contain spaces and parentheses: skip to the last ')'. */
+  char *p = strrchr(buf, ')');
+  long long start = -1;
+  if (p == NULL ||
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+                    "%*d %lld", &start) != 1)
+    return -1;
+  return start;
+}
+
+static int check_sandbox_state(const sl_sandbox *sb, sl_error *err) {
+  switch (sb->state) {
+    case SL_SANDBOX_RUNNING:
+    case SL_SANDBOX_FROZEN: break;
+    case SL_SANDBOX_CREATING:
+      return sl_error_set(err, EBUSY, "sandbox is still being created: %s", sb->id);
+    case SL_SANDBOX_PAUSED:
+      return sl_error_set(err, EINVAL, "sandbox is paused (resume it first): %s", sb->id);
+    case SL_SANDBOX_DEAD: return sl_error_set(err, ESRCH, "sandbox is dead: %s", sb->id);
+  }
+  int64_t start = sb->init_pid > 0 ? process_start_time((pid_t)sb->init_pid) : -1;
+  if (start < 0 || (sb->init_start_time > 0 && start != sb->init_start_time))
+    return sl_error_set(err, ESRCH, "sandbox has no running process: %s (pid %lld)", sb->id,
+                        (long long)sb->init_pid);
+  return 0;
+}
+
+/* Read the sandbox row (again, once the lock is held) and derive paths. */
+static int load_sandbox(take_ctx *t, sl_error *err) {
+  sl_sandbox_clear(&t->sandbox);
+  int rc = sl_catalog_sandbox_get(t->cat, t->req->sandbox_id, &t->sandbox, err);
+  if (rc == 0) rc = check_sandbox_state(&t->sandbox, err);
+  if (rc == 0) rc = freezer_cgroup_of(t->sandbox.cgroups, t->freezer, sizeof t->freezer, err);
+  if (rc == 0)
+    rc = sl_store_sandbox_path(t->store, t->sandbox.id, "upper", t->upper, sizeof t->upper, err);
+  return rc;
+}
+
+/* Create snapshots/<sn>/ with the source sandbox id in it, so gc can find
+ * the sandbox of a pending snapshot, then record the pending row. */
+static int begin_snapshot(take_ctx *t, sl_error *err) {
+  int rc = sl_id_new(SL_ID_SNAPSHOT, t->snapshot_id, err);
+  if (rc == 0) rc = sl_id_new(SL_ID_LAYER, t->layer_id, err);
+  if (rc == 0)
+    rc = sl_store_create_entry(t->store, SL_AREA_SNAPSHOTS, t->snapshot_id, t->snapshot_dir,
+                               sizeof t->snapshot_dir, err);
+  char source[PATH_MAX];
+  if (rc == 0)
+    rc = sl_store_snapshot_path(t->store, t->snapshot_id, "images", t->images, sizeof t->images,
+                                err);
+  if (rc == 0)
+    rc = sl_store_snapshot_path(t->store, t->snapshot_id, SOURCE_FILE, source, sizeof source,
+                                err);
+  if (rc < 0) return rc;
+  FILE *f = fopen(source, "wxe");
+  if (f == NULL || fprintf(f, "%s\n", t->sandbox.id) < 0 || fclose(f) != 0)
+    return sl_error_errno(err, errno, "cannot write %s", source);
+  rc = sl_store_layer_path(t->store, t->layer_id, NULL, t->layer, sizeof t->layer, err);
+  if (rc == 0)
+    rc = sl_store_sandbox_path(t->store, t->sandbox.id, "log", t->work, sizeof t->work, err);
+  if (rc < 0) return rc;
+  mkdir(t->work, 0700);
+  snprintf(t->work + strlen(t->work), sizeof t->work - strlen(t->work), "/%s", t->snapshot_id);
+
+  sl_snapshot_spec spec = {
+      .id = t->snapshot_id,
+      .source_sandbox_id = t->sandbox.id,
+      .name = t->req->name,
+      .tag = t->req->tag,
+      .labels = t->req->labels,
+      .kind = t->req->memory ? SL_SNAPSHOT_FULL : SL_SNAPSHOT_FS,
+      .layer_id = t->layer_id,
+      .layer_path = t->layer,
+      .image_dir = t->images,
+      .expires_at = t->req->expires_at,
+  };
+  rc = sl_catalog_snapshot_begin(t->cat, &spec, err);
+  if (rc == 0) t->begun = true;
+  return rc;
+}
+
+static int dump_full(take_ctx *t, sl_error *err) {
+  char socket[PATH_MAX];
+  int rc = sl_store_sandbox_path(t->store, t->sandbox.id, AGENT_SOCKET_HOST, socket,
+                                 sizeof socket, err);
+  if (rc == 0) rc = sl_agent_quiesce(socket, QUIESCE_TIMEOUT_MS, err);
+  if (rc < 0) return rc;
+  sl_criu_dump_request dump = {
+      .init_pid = (pid_t)t->sandbox.init_pid,
+      .freezer_cgroup = t->freezer,
+      .images_dir = t->images,
+      .work_dir = t->work,
+      .upper_dir = t->upper,
+      .layer_dir = t->layer,
+      .leave_running = true,
+      .keep_frozen = t->sandbox.state == SL_SANDBOX_FROZEN,
+      .timeout_ms = t->req->timeout_ms > 0 ? t->req->timeout_ms : DEFAULT_CRIU_TIMEOUT_MS,
+  };
+  sl_criu_dump_result res;
+  rc = sl_criu_dump_tree(&dump, &res, err);
+  t->dump_ms = res.elapsed_ms;
+  t->frozen_ms = res.stats.frozen_time_us / 1000.0;
+  return rc;
+}
+
+/* Freeze, copy the upper layer, thaw (unless the sandbox was frozen
+ * already), then flush the copy. */
+static int dump_fs(take_ctx *t, sl_error *err) {
+  double start = now_ms();
+  bool was_frozen = t->sandbox.state == SL_SANDBOX_FROZEN;
+  int rc = sl_freezer_freeze(t->freezer, 10000, err);
+  if (rc < 0) return rc;
+  rc = sl_layer_copy(t->upper, t->layer, NULL, err);
+  sl_error thaw_err = {0};
+  if (!was_frozen && sl_freezer_thaw(t->freezer, &thaw_err) < 0 && rc == 0) {
+    if (err != NULL) *err = thaw_err;
+    rc = -thaw_err.code;
+  }
+  if (rc == 0) rc = sl_layer_sync(t->layer, err);
+  t->dump_ms = now_ms() - start;
+  return rc;
+}
+
+static void remove_folder(const char *path) {
+  sl_error err = {0};
+  if (path[0] != '\0' && sl_layer_remove(path, &err) < 0)
+    SL_ERROR("snapshot.cleanup_failed", "path=%s error=\"%s\"", path, err.msg);
+}
+
+static void remove_layer_folders(const sl_layer_list *removed) {
+  for (size_t i = 0; i < removed->count; i++)
+    if (removed->items[i].path != NULL) remove_folder(removed->items[i].path);
+}
+
+/* Undo a failed take: the pending row (and the layer rows it left
+ * unused), the images and the layer folder. */
+static void abort_take(take_ctx *t) {
+  if (t->begun) {
+    sl_layer_list removed = {0};
+    sl_error err = {0};
+    if (sl_catalog_snapshot_delete(t->cat, t->snapshot_id, &removed, &err) < 0)
+      SL_ERROR("snapshot.abort_failed", "snapshot=%s error=\"%s\"", t->snapshot_id, err.msg);
+    remove_layer_folders(&removed);
+    sl_layer_list_free(&removed);
+  }
+  if (t->layer[0] != '\0') remove_folder(t->layer);
+  if (t->snapshot_dir[0] != '\0') remove_folder(t->snapshot_dir);
+}
+
+static int commit_take(take_ctx *t, sl_snapshot *out, sl_error *err) {
+  uint64_t images = 0, layer = 0;
+  int rc = sl_layer_size(t->snapshot_dir, &images, err);
+  if (rc == 0) rc = sl_layer_size(t->layer, &layer, err);
+  if (rc == 0)
+    rc = sl_catalog_snapshot_commit(t->cat, t->snapshot_id, (int64_t)(images + layer),
+                                    (int64_t)layer, out, err);
+  return rc;
+}
+
+static int validate_request(const sl_snapshot_request *req, sl_error *err) {
+  if (req == NULL) return sl_error_set(err, EINVAL, "missing snapshot request");
+  int rc = sl_id_validate(SL_ID_SANDBOX, req->sandbox_id, err);
+  if (rc == 0 && req->lock_timeout_ms < 0)
+    rc = sl_error_set(err, EINVAL, "invalid lock timeout %d ms", req->lock_timeout_ms);
+  return rc;
+}
+
+int sl_snapshot_take(sl_catalog *cat, const sl_store *store, const sl_snapshot_request *req,
+                     sl_snapshot *out, sl_snapshot_timing *timing, sl_error *err) {
+  double start = now_ms();
+  take_ctx t = {.cat = cat, .store = store, .req = req};
+  int rc = validate_request(req, err);
+  if (rc == 0) rc = load_sandbox(&t, err);
+  if (rc == 0)
+    rc = sl_store_sandbox_path(store, t.sandbox.id, NULL, t.sandbox_dir, sizeof t.sandbox_dir,
+                               err);
+  int lock = rc == 0 ? op_lock(t.sandbox_dir, req->lock_timeout_ms, err) : -1;
+  if (lock < 0 && rc == 0) rc = lock;
+  if (rc == 0) rc = load_sandbox(&t, err);
+  if (rc == 0) rc = begin_snapshot(&t, err);
+  if (rc == 0) rc = req->memory ? dump_full(&t, err) : dump_fs(&t, err);
+  if (rc == 0) rc = commit_take(&t, out, err);
+  if (rc < 0) abort_take(&t);
+  op_unlock(lock);
+  if (timing != NULL)
+    *timing = (sl_snapshot_timing){now_ms() - start, t.dump_ms, t.frozen_ms};
+  if (rc == 0)
+    SL_INFO("snapshot.taken", "sandbox=%s snapshot=%s kind=%s ms=%.1f frozen_ms=%.1f",
+            t.sandbox.id, t.snapshot_id, req->memory ? "full" : "fs", now_ms() - start,
+            t.frozen_ms);
+  sl_sandbox_clear(&t.sandbox);
+  if (rc < 0) return sl_error_wrap(err, "snapshot of %s", req && req->sandbox_id ? req->sandbox_id : "?");
+  return 0;
+}
+
+/* ---- forks -------------------------------------------------------------- */
+
+int sl_snapshot_lowerdirs(sl_catalog *cat, const char *snapshot_ref, char *buf, size_t size,
+                          sl_error *err) {
+  sl_snapshot sn = {0};
+  sl_layer_list stack = {0};
+  int rc = sl_catalog_snapshot_resolve(cat, snapshot_ref, &sn, err);
+  if (rc == 0 && sn.kind != SL_SNAPSHOT_FULL)
+    rc = sl_error_set(err, EINVAL,
+                      "snapshot %s has no memory (filesystem only): boot a fresh sandbox on it",
+                      sn.id);
+  if (rc == 0) rc = sl_catalog_layer_stack(cat, sn.layer_id, &stack, err);
+  size_t used = 0;
+  if (size > 0) buf[0] = '\0';
+  for (size_t i = 0; rc == 0 && i < stack.count; i++) {
+    int n = snprintf(buf + used, size - used, "%s%s", i ? ":" : "", stack.items[i].path);
+    if (n < 0 || (size_t)n >= size - used)
+      rc = sl_error_set(err, ENAMETOOLONG, "lower layers of %s do not fit", sn.id);
+    else
+      used += (size_t)n;
+  }
+  sl_layer_list_free(&stack);
+  sl_snapshot_clear(&sn);
+  return rc;
+}
+
+int sl_agent_socket_open_in_root(const char *root, sl_error *err) {
+  int root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd < 0) return sl_error_errno(err, errno, "cannot open %s", root);
+  struct open_how how = {
+      .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+      .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+  };
+  int fd = (int)syscall(SYS_openat2, root_fd, AGENT_SOCKET_IN_SANDBOX, &how, sizeof how);
+  int saved = errno;
+  close(root_fd);
+  if (fd < 0) return sl_error_errno(err, saved, "cannot open the agent socket in %s", root);
+  /* O_PATH | O_NOFOLLOW opens a symlink itself; connecting or binding
+   * through /proc/self/fd would then follow it on the host. */
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+    close(fd);
+    return sl_error_set(err, ELOOP, "the agent socket in %s is not a socket", root);
+  }
+  return fd;
+}
+
+int sl_agent_socket_publish(const char *root, const char *host_path, sl_error *err) {
+  int fd = sl_agent_socket_open_in_root(root, err);
+  if (fd < 0) return fd;
+  int rc = 0;
+  umount2(host_path, MNT_DETACH);
+  unlink(host_path);
+  int placeholder = open(host_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (placeholder < 0)
+    rc = sl_error_errno(err, errno, "cannot create %s", host_path);
+  else
+    close(placeholder);
+  char source[64];
+  snprintf(source, sizeof source, "/proc/self/fd/%d", fd);
+  if (rc == 0 && mount(source, host_path, NULL, MS_BIND, NULL) < 0)
+    rc = sl_error_errno(err, errno, "cannot bind the agent socket on %s", host_path);
+  close(fd);
+  return rc;
+}
+
+/* Connect to the restored agent through a descriptor resolved inside the
+ * fork's root, then set the hostname, add entropy and run on_fork. The
+ * agent's listening socket is restored by CRIU, so it accepts at once;
+ * the retries cover a lazy restore still paging it in. */
+static int run_fork_hooks(const sl_fork_launch *launch, int *exit_code, sl_error *err) {
+  int sock = sl_agent_socket_open_in_root(launch->root, err);
+  if (sock < 0) return sl_error_wrap(err, "agent of the fork");
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", sock);
+  sl_agent_conn conn;
+  int rc = -ETIMEDOUT;
+  double deadline = now_ms() + QUIESCE_TIMEOUT_MS;
+  for (;;) {
+    rc = sl_agent_conn_open(&conn, path, 1000, 0, err);
+    if (rc == 0 || now_ms() > deadline) break;
+    usleep(2000);
+  }
+  close(sock);
+  if (rc < 0) return sl_error_wrap(err, "agent of the fork");
+  unsigned char entropy[32];
+  if (getrandom(entropy, sizeof entropy, 0) != (ssize_t)sizeof entropy)
+    rc = sl_error_errno(err, errno, "getrandom failed");
+  int64_t timeout = launch->on_fork_timeout_ms > 0 ? launch->on_fork_timeout_ms : 60000;
+  if (rc == 0)
+    rc = sl_agent_post_restore(&conn, launch->hostname, entropy, sizeof entropy,
+                               launch->on_fork, timeout, exit_code, err);
+  sl_agent_conn_close(&conn);
+  if (rc == 0 && launch->agent_publish_path != NULL)
+    rc = sl_agent_socket_publish(launch->root, launch->agent_publish_path, err);
+  return rc;
+}
+
+int sl_snapshot_launch_fork(const sl_fork_launch *launch, sl_fork_result *result,
+                            sl_error *err) {
+  sl_fork_result local;
+  sl_fork_result *res = result ? result : &local;
+  memset(res, 0, sizeof *res);
+  sl_criu_restore_request req = {
+      .images_dir = launch->images_dir,
+      .work_dir = launch->work_dir,
+      .root = launch->root,
+      .cgroup_procs = launch->cgroup_procs,
+      .cgroup_count = launch->cgroup_count,
+      .lazy_pages = launch->lazy_pages,
+      .timeout_ms = launch->timeout_ms > 0 ? launch->timeout_ms : DEFAULT_CRIU_TIMEOUT_MS,
+  };
+  sl_criu_restore_result restored;
+  int rc = sl_criu_restore_tree(&req, &restored, err);
+  res->restore_ms = restored.elapsed_ms;
+  if (rc < 0) return rc;
+  res->init_pid = restored.init_pid;
+  double start = now_ms();
+  rc = run_fork_hooks(launch, &res->on_fork_exit, err);
+  res->hooks_ms = now_ms() - start;
+  if (rc < 0) {
+    if (launch->cgroup_count > 0) sl_cgroup_kill_tasks(launch->cgroup_procs[0]);
+    return sl_error_wrap(err, "fork from %s", launch->images_dir);
+  }
+  return 0;
+}
+
+/* ---- remove and gc ------------------------------------------------------ */
+
+/* Delete the catalog row of snapshot `id`, then its folders. */
+static int delete_snapshot(sl_catalog *cat, const sl_store *store, const char *id,
+                           sl_error *err) {
+  sl_layer_list removed = {0};
+  int rc = sl_catalog_snapshot_delete(cat, id, &removed, err);
+  if (rc < 0) return rc;
+  remove_layer_folders(&removed);
+  sl_layer_list_free(&removed);
+  char dir[PATH_MAX];
+  sl_error ignored = {0};
+  if (sl_store_snapshot_path(store, id, NULL, dir, sizeof dir, &ignored) == 0) remove_folder(dir);
+  return 0;
+}
+
+int sl_snapshot_remove(sl_catalog *cat, const sl_store *store, const char *ref, sl_error *err) {
+  sl_snapshot sn = {0};
+  int rc = sl_catalog_snapshot_resolve(cat, ref, &sn, err);
+  if (rc == 0) rc = delete_snapshot(cat, store, sn.id, err);
+  if (rc == 0) SL_INFO("snapshot.deleted", "snapshot=%s", sn.id);
+  sl_snapshot_clear(&sn);
+  return rc;
+}
+
+/* The sandbox id recorded in snapshots/<id>/source, or "" when missing. */
+static void read_source(const sl_store *store, const char *snapshot_id, char *out) {
+  char path[PATH_MAX];
+  out[0] = '\0';
+  sl_error ignored = {0};
+  if (sl_store_snapshot_path(store, snapshot_id, SOURCE_FILE, path, sizeof path, &ignored) < 0)
+    return;
+  FILE *f = fopen(path, "re");
+  if (f == NULL) return;
+  if (fscanf(f, "%15s", out) != 1) out[0] = '\0';
+  fclose(f);
+}
+
+static int gc_pending(sl_catalog *cat, const sl_store *store, int64_t older_than_ms,
+                      int *cleaned, sl_error *err) {
+  sl_id_list pending = {0};
+  int rc = sl_catalog_snapshot_pending(cat, sl_catalog_now_ms() - older_than_ms, 1000,
+                                       &pending, err);
+  for (size_t i = 0; rc == 0 && i < pending.count; i++) {
+    char source[SL_ID_SIZE], dir[PATH_MAX];
+    read_source(store, pending.ids[i], source);
+    sl_error ignored = {0};
+    if (source[0] != '\0' &&
+        sl_store_sandbox_path(store, source, NULL, dir, sizeof dir, &ignored) == 0 &&
+        !op_lock_free(dir))
+      continue; /* its snapshot is still being taken */
+    rc = delete_snapshot(cat, store, pending.ids[i], err);
+    if (rc == 0) {
+      (*cleaned)++;
+      SL_WARN("snapshot.gc_pending", "snapshot=%s sandbox=%s", pending.ids[i], source);
+    }
+  }
+  sl_id_list_free(&pending);
+  return rc;
+}
+
+/* Thaw one running sandbox left frozen by a crashed operation. */
+static void gc_thaw(const sl_store *store, const sl_sandbox *sb, int *cleaned) {
+  char freezer[PATH_MAX], dir[PATH_MAX];
+  sl_freezer_state state;
+  sl_error err = {0};
+  if (freezer_cgroup_of(sb->cgroups, freezer, sizeof freezer, &err) < 0 ||
+      sl_freezer_get(freezer, &state, &err) < 0 || state == SL_FREEZER_THAWED)
+    return;
+  if (sl_store_sandbox_path(store, sb->id, NULL, dir, sizeof dir, &err) < 0) return;
+  int lock = op_lock(dir, 0, &err);
+  if (lock < 0) return; /* an operation is running; its freeze is not stale */
+  if (sl_freezer_get(freezer, &state, &err) == 0 && state != SL_FREEZER_THAWED &&
+      sl_freezer_thaw(freezer, &err) == 0) {
+    (*cleaned)++;
+    SL_WARN("snapshot.gc_thawed", "sandbox=%s cgroup=%s", sb->id, freezer);
+  }
+  op_unlock(lock);
+}
+
+static int gc_frozen(sl_catalog *cat, const sl_store *store, int *cleaned, sl_error *err) {
+  sl_sandbox_query query = SL_SANDBOX_QUERY_INIT;
+  query.state = "running";
+  query.limit = SL_LIST_MAX_LIMIT;
+  char cursor[SL_CURSOR_SIZE];
+  for (;;) {
+    sl_sandbox_page page = {0};
+    int rc = sl_catalog_sandbox_list(cat, &query, &page, err);
+    if (rc < 0) return rc;
+    for (size_t i = 0; i < page.count; i++) gc_thaw(store, &page.items[i], cleaned);
+    bool more = page.has_next;
+    snprintf(cursor, sizeof cursor, "%s", page.next_cursor);
+    sl_sandbox_page_free(&page);
+    if (!more) return 0;
+    query.cursor = cursor;
+  }
+}
+
+int sl_snapshot_gc(sl_catalog *cat, const sl_store *store, int64_t older_than_ms, int *cleaned,
+                   sl_error *err) {
+  int count = 0;
+  int rc = gc_pending(cat, store, older_than_ms, &count, err);
+  if (rc == 0) rc = gc_frozen(cat, store, &count, err);
+  if (cleaned != NULL) *cleaned = count;
+  return rc < 0 ? sl_error_wrap(err, "snapshot gc") : 0;
+}
