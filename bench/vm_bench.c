@@ -101,9 +101,9 @@ int main(int argc, char **argv) {
 
   sl_vm *src = NULL;
   sl_vm_options opt = {.home = home, .base_disk = base, .agent = agent, .memory_mb = memory_mb};
-  double t = sl_now_ms();
+  double t = sl_clock_ms();
   if (sl_vm_create(&opt, "sb-bench", &src, &err) < 0) die("create", &err);
-  json_t *out = json_pack("{s:i, s:f}", "memory_mib", (int)memory_mb, "boot_ms", sl_now_ms() - t);
+  json_t *out = json_pack("{s:i, s:f}", "memory_mib", (int)memory_mb, "boot_ms", sl_clock_ms() - t);
   free(vm_exec(src,
                "mkfifo /tmp/tick /tmp/tock && (n=0; while read x </tmp/tick; do n=$((n+1)); "
                "echo $n >/tmp/tock; done) >/dev/null 2>&1 </dev/null &",
@@ -128,11 +128,11 @@ int main(int argc, char **argv) {
   for (int i = 0; i < forks; i++) {
     char id[32];
     snprintf(id, sizeof id, "sb-fork-%d", i);
-    t = sl_now_ms();
+    t = sl_clock_ms();
     sl_vm_fork_stats st;
     if (sl_vm_fork(home, snap, id, &st, &fork[i], &err) < 0) die("fork", &err);
     char *result = vm_exec(fork[i], "echo >/tmp/tick; cat /tmp/tock", NULL, &err);
-    double first = sl_now_ms() - t;
+    double first = sl_clock_ms() - t;
     fprintf(stderr,
             "fork %d: overlay %.1f, QEMU up %.1f, running after cont %.1f, ready %.1f, "
             "first exec result %.1f ms (%s)\n",

@@ -17,6 +17,7 @@
 
 #include "backend.h"
 #include "log.h"
+#include "proto.h"
 #include "oplock.h"
 #include "monitor_client.h"
 #include "proc_cgroup.h"
@@ -270,7 +271,7 @@ static char **lower_layers(sl_sandboxes *h, const char *agent_layer, const char 
   for (size_t i = 0; rc == 0 && i < stack.count; i++) rc = sl_strv_push(&lowers, count, stack.items[i].path);
   sl_layer_list_free(&stack);
   if (rc < 0) {
-    sl_argv_free(lowers);
+    sl_strv_free(lowers);
     sl_error_set(err, ENOMEM, "out of memory");
     return NULL;
   }
@@ -286,7 +287,7 @@ static int start(sl_sandboxes *h, const sl_create_spec *spec, const sl_sandbox_i
   if (lowers == NULL) return -err->code;
   sl_proc_config cfg;
   int rc = build_config(h, spec, info, lowers, nlowers, &cfg);
-  sl_argv_free(lowers);
+  sl_strv_free(lowers);
   if (rc < 0) {
     sl_proc_config_free(&cfg);
     return sl_error_set(err, ENOMEM, "out of memory");
@@ -435,7 +436,7 @@ static int has_mounts(const char *dir) {
   fclose(f);
   char **mounts = text ? sl_mounts_below(text, dir, &n) : NULL;
   free(text);
-  sl_argv_free(mounts);
+  sl_strv_free(mounts);
   return n > 0;
 }
 
@@ -522,7 +523,7 @@ int sl_proc_gc_orphans(sl_sandboxes *h, int *count, sl_error *err) {
     if (sl_overlay_unmount(mounts[i], err) < 0) rc = -err->code;
     else (*count)++;
   }
-  sl_argv_free(mounts);
+  sl_strv_free(mounts);
   return rc;
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proto.h"
 #include "proc_cgroup.h"
 #include "proc_init.h"
 #include "proc_overlay.h"
@@ -37,7 +38,7 @@ int sl_unmount_below(const char *prefix, int *count, sl_error *err) {
     if (sl_overlay_unmount(mounts[i], err) < 0 && rc == 0) rc = -err->code;
     else if (count) (*count)++;
   }
-  sl_argv_free(mounts);
+  sl_strv_free(mounts);
   return rc;
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proto.h"
 
 /* Bump when the build procedure changes what a spec produces, so older
  * cache entries stop matching. */
@@ -82,12 +83,6 @@ int sl_template_digest(const sl_template_spec *spec, char hex[SL_SHA256_HEX_LEN 
   if (n < 0) return n;
   sl_sha256_hex(text, (size_t)n, hex);
   return 0;
-}
-
-void sl_argv_free(char **argv) {
-  if (argv == NULL) return;
-  for (char **p = argv; *p; p++) free(*p);
-  free(argv);
 }
 
 /* Quote `text` for sh inside single quotes. */
@@ -224,7 +219,7 @@ static int build_into_cache(const sl_template_spec *spec, const char *entry, con
   SL_WARN("template.build", "template=%s digest=%.12s cache=%s note=\"building with mmdebstrap, "
           "this takes a few minutes once per machine\"", spec->name, digest, entry);
   int rc = sl_run(argv, forward_progress, &sink, err);
-  sl_argv_free(argv);
+  sl_strv_free(argv);
   if (sink.log) fclose(sink.log);
   if (rc < 0) return sl_error_wrap(err, "build template %s (log: %s)", spec->name, log_path);
 

@@ -53,10 +53,9 @@ int sl_template_digest(const sl_template_spec *spec, char hex[SL_SHA256_HEX_LEN 
 
 /* Build the mmdebstrap command line that creates `rootfs` from `spec`.
  * Returns a heap-allocated, NULL-terminated argv (free it with
- * sl_argv_free), or NULL with `err` set. */
+ * sl_strv_free of proto.h), or NULL with `err` set. */
 char **sl_template_mmdebstrap_argv(const sl_template_spec *spec, const char *rootfs,
                                    sl_error *err);
-void sl_argv_free(char **argv);
 
 /* The machine-wide cache directory ($SANDLOT_TEMPLATE_CACHE or the
  * default). */

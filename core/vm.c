@@ -279,7 +279,7 @@ int vm_launch(sl_vm *vm, bool incoming, sl_error *err) {
   char paths[VM_FIXED_PATHS + SL_VM_AGENT_PORTS_MAX][VM_PATH_MAX];
   int rc = fill_spec(vm, incoming, &spec, paths, err);
   if (rc == 0) rc = check_socket_paths(&spec, err);
-  sl_argv argv = {0};
+  sl_args argv = {0};
   if (rc == 0) rc = sl_vm_argv_build(&spec, &argv, err);
   if (rc < 0) return rc;
   unlink(spec.pidfile);
@@ -288,8 +288,8 @@ int vm_launch(sl_vm *vm, bool incoming, sl_error *err) {
   for (unsigned i = 0; i < spec.agent_ports; i++) unlink(spec.agent_sockets[i]);
   /* With -daemonize QEMU exits once its sockets listen, so a zero exit
    * means the QMP socket accepts connections. */
-  rc = sl_run((const char *const *)argv.v, NULL, err);
-  sl_argv_free(&argv);
+  rc = sl_run_output((const char *const *)argv.v, NULL, err);
+  sl_args_free(&argv);
   if (rc < 0) return sl_error_wrap(err, "start QEMU for %s", vm->id);
   vm_read_pid(vm);
   if (vm->pid == 0) return sl_error_set(err, EIO, "QEMU for %s started but wrote no pid", vm->id);
@@ -505,7 +505,7 @@ int sl_vm_create(const sl_vm_options *opt, const char *id, sl_vm **out, sl_error
     sl_vm_close(vm);
     return sl_error_set(err, EEXIST, "sandbox exists: %s", id);
   }
-  double start = sl_now_ms();
+  double start = sl_clock_ms();
   rc = sl_mkdir_p(vm->dir, 0700, err);
   if (rc == 0) rc = create_files(opt, vm, err);
   if (rc == 0) rc = vm_launch(vm, false, err);
@@ -517,7 +517,7 @@ int sl_vm_create(const sl_vm_options *opt, const char *id, sl_vm **out, sl_error
     sl_vm_close(vm);
     return sl_error_wrap(err, "create %s", id);
   }
-  SL_INFO("vm.created", "sandbox=%s pid=%d boot_ms=%.0f", id, (int)vm->pid, sl_now_ms() - start);
+  SL_INFO("vm.created", "sandbox=%s pid=%d boot_ms=%.0f", id, (int)vm->pid, sl_clock_ms() - start);
   *out = vm;
   return 0;
 }

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int sl_argv_push(sl_argv *argv, const char *arg, sl_error *err) {
+int sl_args_push(sl_args *argv, const char *arg, sl_error *err) {
   if (argv->n + 2 > argv->cap) {
     size_t cap = argv->cap ? argv->cap * 2 : 32;
     char **v = realloc(argv->v, cap * sizeof *v);
@@ -21,19 +21,19 @@ int sl_argv_push(sl_argv *argv, const char *arg, sl_error *err) {
   return 0;
 }
 
-int sl_argv_pushf(sl_argv *argv, sl_error *err, const char *fmt, ...) {
+int sl_args_pushf(sl_args *argv, sl_error *err, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   char *s = NULL;
   int n = vasprintf(&s, fmt, ap);
   va_end(ap);
   if (n < 0) return sl_error_set(err, ENOMEM, "out of memory building argv");
-  int rc = sl_argv_push(argv, s, err);
+  int rc = sl_args_push(argv, s, err);
   free(s);
   return rc;
 }
 
-void sl_argv_free(sl_argv *argv) {
+void sl_args_free(sl_args *argv) {
   for (size_t i = 0; i < argv->n; i++) free(argv->v[i]);
   free(argv->v);
   argv->v = NULL;
@@ -90,30 +90,30 @@ static int validate(const sl_vm_spec *s, sl_error *err) {
 }
 
 /* Push "<prefix><escaped path><suffix>". */
-static int push_path_option(sl_argv *argv, const char *prefix, const char *path,
+static int push_path_option(sl_args *argv, const char *prefix, const char *path,
                             const char *suffix, sl_error *err) {
   char *escaped = sl_qemu_escape(path);
   if (escaped == NULL) return sl_error_set(err, ENOMEM, "out of memory building argv");
-  int rc = sl_argv_pushf(argv, err, "%s%s%s", prefix, escaped, suffix);
+  int rc = sl_args_pushf(argv, err, "%s%s%s", prefix, escaped, suffix);
   free(escaped);
   return rc;
 }
 
 /* Machine, accelerator, CPU and memory. Guest RAM is always a file so that a
  * snapshot can copy it and forks can map it (see vm.c). */
-static int push_machine(const sl_vm_spec *s, sl_argv *a, sl_error *err) {
+static int push_machine(const sl_vm_spec *s, sl_args *a, sl_error *err) {
   bool kvm = s->accel == SL_VM_ACCEL_KVM;
-  if (sl_argv_push(a, s->qemu, err) < 0 || sl_argv_push(a, "-nodefaults", err) < 0 ||
-      sl_argv_push(a, "-no-user-config", err) < 0 ||
-      sl_argv_push(a, "-display", err) < 0 || sl_argv_push(a, "none", err) < 0 ||
-      sl_argv_push(a, "-no-reboot", err) < 0 || sl_argv_push(a, "-machine", err) < 0 ||
-      sl_argv_push(a, "microvm,x-option-roms=off,memory-backend=ram0", err) < 0 ||
-      sl_argv_push(a, "-accel", err) < 0 ||
-      sl_argv_push(a, kvm ? "kvm" : "tcg,thread=multi", err) < 0 ||
-      sl_argv_push(a, "-cpu", err) < 0 || sl_argv_push(a, kvm ? "host" : "max", err) < 0 ||
-      sl_argv_push(a, "-smp", err) < 0 || sl_argv_pushf(a, err, "%u", s->vcpus) < 0 ||
-      sl_argv_push(a, "-m", err) < 0 || sl_argv_pushf(a, err, "%uM", s->memory_mb) < 0 ||
-      sl_argv_push(a, "-object", err) < 0)
+  if (sl_args_push(a, s->qemu, err) < 0 || sl_args_push(a, "-nodefaults", err) < 0 ||
+      sl_args_push(a, "-no-user-config", err) < 0 ||
+      sl_args_push(a, "-display", err) < 0 || sl_args_push(a, "none", err) < 0 ||
+      sl_args_push(a, "-no-reboot", err) < 0 || sl_args_push(a, "-machine", err) < 0 ||
+      sl_args_push(a, "microvm,x-option-roms=off,memory-backend=ram0", err) < 0 ||
+      sl_args_push(a, "-accel", err) < 0 ||
+      sl_args_push(a, kvm ? "kvm" : "tcg,thread=multi", err) < 0 ||
+      sl_args_push(a, "-cpu", err) < 0 || sl_args_push(a, kvm ? "host" : "max", err) < 0 ||
+      sl_args_push(a, "-smp", err) < 0 || sl_args_pushf(a, err, "%u", s->vcpus) < 0 ||
+      sl_args_push(a, "-m", err) < 0 || sl_args_pushf(a, err, "%uM", s->memory_mb) < 0 ||
+      sl_args_push(a, "-object", err) < 0)
     return -err->code;
   char suffix[64];
   snprintf(suffix, sizeof suffix, ",size=%uM,share=%s", s->memory_mb,
@@ -122,57 +122,57 @@ static int push_machine(const sl_vm_spec *s, sl_argv *a, sl_error *err) {
                           err);
 }
 
-static int push_boot(const sl_vm_spec *s, sl_argv *a, sl_error *err) {
-  if (sl_argv_push(a, "-kernel", err) < 0 || sl_argv_push(a, s->kernel, err) < 0 ||
-      sl_argv_push(a, "-initrd", err) < 0 || sl_argv_push(a, s->initrd, err) < 0 ||
-      sl_argv_push(a, "-append", err) < 0 ||
-      sl_argv_push(a, s->cmdline ? s->cmdline : "", err) < 0)
+static int push_boot(const sl_vm_spec *s, sl_args *a, sl_error *err) {
+  if (sl_args_push(a, "-kernel", err) < 0 || sl_args_push(a, s->kernel, err) < 0 ||
+      sl_args_push(a, "-initrd", err) < 0 || sl_args_push(a, s->initrd, err) < 0 ||
+      sl_args_push(a, "-append", err) < 0 ||
+      sl_args_push(a, s->cmdline ? s->cmdline : "", err) < 0)
     return -err->code;
   return 0;
 }
 
 /* The serial console goes to a file chardev: a socket chardev without a
  * client drops output. */
-static int push_console(const sl_vm_spec *s, sl_argv *a, sl_error *err) {
-  if (sl_argv_push(a, "-chardev", err) < 0 ||
+static int push_console(const sl_vm_spec *s, sl_args *a, sl_error *err) {
+  if (sl_args_push(a, "-chardev", err) < 0 ||
       push_path_option(a, "file,id=console,path=", s->console_log, "", err) < 0 ||
-      sl_argv_push(a, "-serial", err) < 0 || sl_argv_push(a, "chardev:console", err) < 0)
+      sl_args_push(a, "-serial", err) < 0 || sl_args_push(a, "chardev:console", err) < 0)
     return -err->code;
   return 0;
 }
 
-static int push_disk(const sl_vm_spec *s, sl_argv *a, sl_error *err) {
-  if (sl_argv_push(a, "-blockdev", err) < 0 ||
+static int push_disk(const sl_vm_spec *s, sl_args *a, sl_error *err) {
+  if (sl_args_push(a, "-blockdev", err) < 0 ||
       push_path_option(a, "driver=file,node-name=disk-file,filename=", s->disk, "", err) < 0 ||
-      sl_argv_push(a, "-blockdev", err) < 0 ||
-      sl_argv_push(a, "driver=qcow2,node-name=disk,file=disk-file", err) < 0 ||
-      sl_argv_push(a, "-device", err) < 0 ||
-      sl_argv_push(a, "virtio-blk-device,drive=disk,id=disk0", err) < 0)
+      sl_args_push(a, "-blockdev", err) < 0 ||
+      sl_args_push(a, "driver=qcow2,node-name=disk,file=disk-file", err) < 0 ||
+      sl_args_push(a, "-device", err) < 0 ||
+      sl_args_push(a, "virtio-blk-device,drive=disk,id=disk0", err) < 0)
     return -err->code;
   return 0;
 }
 
 /* Free page reporting: the guest tells QEMU which pages it freed, and QEMU
  * punches them out of the RAM file (fallocate on a shared file backend). */
-static int push_balloon(sl_argv *a, sl_error *err) {
-  if (sl_argv_push(a, "-device", err) < 0 ||
-      sl_argv_push(a, "virtio-balloon-device,id=balloon0,free-page-reporting=on", err) < 0)
+static int push_balloon(sl_args *a, sl_error *err) {
+  if (sl_args_push(a, "-device", err) < 0 ||
+      sl_args_push(a, "virtio-balloon-device,id=balloon0,free-page-reporting=on", err) < 0)
     return -err->code;
   return 0;
 }
 
-static int push_agent_ports(const sl_vm_spec *s, sl_argv *a, sl_error *err) {
-  if (sl_argv_push(a, "-device", err) < 0 ||
-      sl_argv_pushf(a, err, "virtio-serial-device,id=vser0,max_ports=%u",
+static int push_agent_ports(const sl_vm_spec *s, sl_args *a, sl_error *err) {
+  if (sl_args_push(a, "-device", err) < 0 ||
+      sl_args_pushf(a, err, "virtio-serial-device,id=vser0,max_ports=%u",
                     s->agent_ports + 1) < 0)
     return -err->code;
   for (unsigned i = 0; i < s->agent_ports; i++) {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "socket,id=agent%u,path=", i);
-    if (sl_argv_push(a, "-chardev", err) < 0 ||
+    if (sl_args_push(a, "-chardev", err) < 0 ||
         push_path_option(a, prefix, s->agent_sockets[i], ",server=on,wait=off", err) < 0 ||
-        sl_argv_push(a, "-device", err) < 0 ||
-        sl_argv_pushf(a, err,
+        sl_args_push(a, "-device", err) < 0 ||
+        sl_args_pushf(a, err,
                       "virtserialport,bus=vser0.0,nr=%u,chardev=agent%u,id=agentport%u,name=%s%u",
                       i + 1, i, i, SL_VM_AGENT_PORT_PREFIX, i) < 0)
       return -err->code;
@@ -180,32 +180,32 @@ static int push_agent_ports(const sl_vm_spec *s, sl_argv *a, sl_error *err) {
   return 0;
 }
 
-static int push_control(const sl_vm_spec *s, sl_argv *a, sl_error *err) {
-  if (sl_argv_push(a, "-chardev", err) < 0 ||
+static int push_control(const sl_vm_spec *s, sl_args *a, sl_error *err) {
+  if (sl_args_push(a, "-chardev", err) < 0 ||
       push_path_option(a, "socket,id=qmp,path=", s->qmp_socket, ",server=on,wait=off",
                        err) < 0 ||
-      sl_argv_push(a, "-mon", err) < 0 || sl_argv_push(a, "chardev=qmp,mode=control", err) < 0)
+      sl_args_push(a, "-mon", err) < 0 || sl_args_push(a, "chardev=qmp,mode=control", err) < 0)
     return -err->code;
   /* QEMU serves one client per QMP socket: operations use the first, and
    * a process that watches events (SHUTDOWN, STOP, RESUME) the second. */
   if (s->events_socket != NULL &&
-      (sl_argv_push(a, "-chardev", err) < 0 ||
+      (sl_args_push(a, "-chardev", err) < 0 ||
        push_path_option(a, "socket,id=qmp-events,path=", s->events_socket,
                         ",server=on,wait=off", err) < 0 ||
-       sl_argv_push(a, "-mon", err) < 0 ||
-       sl_argv_push(a, "chardev=qmp-events,mode=control", err) < 0))
+       sl_args_push(a, "-mon", err) < 0 ||
+       sl_args_push(a, "chardev=qmp-events,mode=control", err) < 0))
     return -err->code;
   if (s->pidfile != NULL &&
-      (sl_argv_push(a, "-pidfile", err) < 0 || sl_argv_push(a, s->pidfile, err) < 0))
+      (sl_args_push(a, "-pidfile", err) < 0 || sl_args_push(a, s->pidfile, err) < 0))
     return -err->code;
-  if (s->daemonize && sl_argv_push(a, "-daemonize", err) < 0) return -err->code;
+  if (s->daemonize && sl_args_push(a, "-daemonize", err) < 0) return -err->code;
   if (s->incoming_defer &&
-      (sl_argv_push(a, "-incoming", err) < 0 || sl_argv_push(a, "defer", err) < 0))
+      (sl_args_push(a, "-incoming", err) < 0 || sl_args_push(a, "defer", err) < 0))
     return -err->code;
   return 0;
 }
 
-int sl_vm_argv_build(const sl_vm_spec *spec, sl_argv *out, sl_error *err) {
+int sl_vm_argv_build(const sl_vm_spec *spec, sl_args *out, sl_error *err) {
   int rc = validate(spec, err);
   if (rc == 0) rc = push_machine(spec, out, err);
   if (rc == 0) rc = push_boot(spec, out, err);
@@ -214,6 +214,6 @@ int sl_vm_argv_build(const sl_vm_spec *spec, sl_argv *out, sl_error *err) {
   if (rc == 0) rc = push_agent_ports(spec, out, err);
   if (rc == 0) rc = push_balloon(out, err);
   if (rc == 0) rc = push_control(spec, out, err);
-  if (rc < 0) sl_argv_free(out);
+  if (rc < 0) sl_args_free(out);
   return rc;
 }

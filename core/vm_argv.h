@@ -19,17 +19,18 @@
 
 typedef enum { SL_VM_ACCEL_TCG = 0, SL_VM_ACCEL_KVM = 1 } sl_vm_accel;
 
-/* A growable NULL-terminated vector of owned strings, ready for execv(). */
-typedef struct sl_argv {
+/* A growable NULL-terminated vector of owned strings, ready for execv().
+ * (criu.h has its own sl_argv, filled only by its builder.) */
+typedef struct sl_args {
   char **v;
   size_t n;
   size_t cap;
-} sl_argv;
+} sl_args;
 
-int sl_argv_push(sl_argv *argv, const char *arg, sl_error *err);
-int sl_argv_pushf(sl_argv *argv, sl_error *err, const char *fmt, ...)
+int sl_args_push(sl_args *argv, const char *arg, sl_error *err);
+int sl_args_pushf(sl_args *argv, sl_error *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void sl_argv_free(sl_argv *argv);
+void sl_args_free(sl_args *argv);
 
 /* Everything that differs between two QEMU processes of sandlot. A fork or a
  * restore must use the spec of its source with only the paths, `ram_shared`
@@ -62,7 +63,7 @@ typedef struct sl_vm_spec {
 
 /* Fill `out` (which must be zeroed) with the argv for `spec`, argv[0] being
  * spec->qemu. Returns 0, or -EINVAL with the offending field named. */
-int sl_vm_argv_build(const sl_vm_spec *spec, sl_argv *out, sl_error *err);
+int sl_vm_argv_build(const sl_vm_spec *spec, sl_args *out, sl_error *err);
 
 /* Return a copy of `value` with every ',' doubled, as QEMU's option parser
  * requires inside "key=value,..." lists. NULL when out of memory. */

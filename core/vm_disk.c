@@ -26,8 +26,8 @@ int sl_vm_disk_build(const char *root, unsigned size_mb, const char *qcow2, sl_e
                           raw, size, NULL};
   const char *convert[] = {"qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2",
                            raw, tmp, NULL};
-  int rc = sl_run(mke2fs, NULL, err);
-  if (rc == 0) rc = sl_run(convert, NULL, err);
+  int rc = sl_run_output(mke2fs, NULL, err);
+  if (rc == 0) rc = sl_run_output(convert, NULL, err);
   if (rc == 0 && rename(tmp, qcow2) < 0) rc = sl_error_errno(err, errno, "rename to %s", qcow2);
   unlink(raw);
   unlink(tmp);

@@ -168,14 +168,14 @@ static int apt_download(const char *dir, const char *package, char *deb, size_t 
                         sl_error *err) {
   const char *argv[] = {"apt-get", "-q", "-o", "APT::Sandbox::User=root", "download",
                         package, NULL};
-  int rc = sl_run_in(dir, argv, NULL, err);
+  int rc = sl_run_output_in(dir, argv, NULL, err);
   if (rc < 0) {
     /* A machine whose package lists were never fetched (or are stale)
      * knows no current kernel package: update them once and retry. */
     SL_INFO("vm.kernel_fetch", "package=%s retry=\"after apt-get update\" error=\"%s\"",
             package, err ? err->msg : "");
     const char *update[] = {"apt-get", "-q", "-o", "DPkg::Lock::Timeout=600", "update", NULL};
-    if (sl_run(update, NULL, err) == 0) rc = sl_run_in(dir, argv, NULL, err);
+    if (sl_run_output(update, NULL, err) == 0) rc = sl_run_output_in(dir, argv, NULL, err);
   }
   if (rc < 0)
     return sl_error_wrap(err, "download of the guest kernel package %s (is the apt mirror "
@@ -189,7 +189,7 @@ static int apt_download(const char *dir, const char *package, char *deb, size_t 
 static int kernel_package_of(const char *deb, char *name, size_t name_len, sl_error *err) {
   const char *argv[] = {"dpkg-deb", "-f", deb, "Depends", NULL};
   char *depends = NULL;
-  int rc = sl_run(argv, &depends, err);
+  int rc = sl_run_output(argv, &depends, err);
   if (rc < 0) return rc;
   size_t n = strcspn(depends, " (,|\n");
   if (n == 0 || strncmp(depends, "linux-image-", 12) != 0) {
@@ -206,7 +206,7 @@ static int unpack_kernel(const char *tmp, const char *deb, const char *release, 
   char x[4096], src[4300], out[4096], dst[4300];
   snprintf(x, sizeof x, "%s/x", tmp);
   const char *argv[] = {"dpkg-deb", "-x", deb, x, NULL};
-  int rc = sl_run(argv, NULL, err);
+  int rc = sl_run_output(argv, NULL, err);
   snprintf(out, sizeof out, "%s/kernel", tmp);
   if (rc == 0) rc = sl_mkdir_p(out, 0755, err);
   snprintf(src, sizeof src, "%s/boot/vmlinuz-%s", x, release);

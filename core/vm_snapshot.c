@@ -76,7 +76,7 @@ static void add_migration_error(sl_qmp_sync *q, sl_error *err) {
  * in the finish-migrate run state, in which cont fails with "Migration is
  * not finalized yet". Wait until the run state has moved on. */
 static int wait_migration_finalized(sl_qmp_sync *q, sl_error *err) {
-  double deadline = sl_now_ms() + VM_QMP_TIMEOUT_MS;
+  double deadline = sl_clock_ms() + VM_QMP_TIMEOUT_MS;
   for (;;) {
     json_t *status = NULL;
     int rc = sl_qmp_sync_execute(q, "query-status", NULL, &status, VM_QMP_TIMEOUT_MS, err);
@@ -85,7 +85,7 @@ static int wait_migration_finalized(sl_qmp_sync *q, sl_error *err) {
         strcmp(json_string_value(json_object_get(status, "status")) ?: "", "finish-migrate") == 0;
     json_decref(status);
     if (!finishing) return 0;
-    if (sl_now_ms() > deadline)
+    if (sl_clock_ms() > deadline)
       return sl_error_set(err, ETIMEDOUT, "timed out waiting for the end of finish-migrate");
     usleep(500);
   }
@@ -168,16 +168,16 @@ static int capture_stopped(sl_vm *vm, sl_qmp_sync *q, const capture_paths *p, bo
                            sl_vm_snapshot_stats *st, sl_error *err) {
   char disk[VM_PATH_MAX];
   int rc = vm_path(disk, vm->dir, "disk.qcow2", err);
-  double t = sl_now_ms();
+  double t = sl_clock_ms();
   /* QEMU flushes the qcow2 metadata on stop, so the file is consistent. */
   if (rc == 0 && copy_disk) rc = sl_copy_sparse(disk, p->disk, err);
-  st->disk_ms = sl_now_ms() - t;
-  t = sl_now_ms();
+  st->disk_ms = sl_clock_ms() - t;
+  t = sl_clock_ms();
   if (rc == 0 && ram_shared(vm)) rc = sl_copy_sparse(conf_str(vm->conf, "ram_path"), p->ram, err);
-  st->ram_ms = sl_now_ms() - t;
-  t = sl_now_ms();
+  st->ram_ms = sl_clock_ms() - t;
+  t = sl_clock_ms();
   if (rc == 0) rc = save_state(q, p->state, err);
-  st->state_ms = sl_now_ms() - t;
+  st->state_ms = sl_clock_ms() - t;
   st->state_bytes = file_size(p->state);
   return rc;
 }
@@ -205,14 +205,14 @@ static int stop_capture_cont(sl_vm *vm, const capture_paths *p, bool copy_disk,
     sl_qmp_sync_close(q);
     return rc;
   }
-  double start = sl_now_ms();
+  double start = sl_clock_ms();
   rc = sl_qmp_sync_execute(q, "stop", NULL, NULL, VM_QMP_TIMEOUT_MS, err);
   if (rc == 0) rc = capture_stopped(vm, q, p, copy_disk, st, err);
   bool resume = was_running && (keep_running || rc < 0);
   sl_error cont_err = {0};
   int cont_rc = resume ? sl_qmp_sync_execute(q, "cont", NULL, NULL, VM_QMP_TIMEOUT_MS, &cont_err)
                        : 0;
-  st->pause_ms = sl_now_ms() - start;
+  st->pause_ms = sl_clock_ms() - start;
   if (cont_rc < 0) SL_ERROR("vm.cont_failed", "sandbox=%s error=\"%s\"", vm->id, cont_err.msg);
   if (rc == 0 && cont_rc < 0) {
     *err = cont_err;
@@ -362,13 +362,13 @@ static int fork_steps(sl_vm *vm, json_t *snap, const capture_paths *p, const cha
   if (rc == 0) rc = vm_path(disk, vm->dir, "disk.qcow2", err);
   if (rc == 0) rc = sl_vm_disk_overlay(p->disk, disk, err);
   if (rc == 0) rc = vm_conf_save(vm->dir, vm->conf, err);
-  st->disk_ms = sl_now_ms() - start;
+  st->disk_ms = sl_clock_ms() - start;
   if (rc == 0) rc = vm_launch(vm, true, err);
-  st->launch_ms = sl_now_ms() - start;
+  st->launch_ms = sl_clock_ms() - start;
   if (rc == 0) rc = load_state(vm, p->state, ram_in_state, err);
-  st->running_ms = sl_now_ms() - start;
+  st->running_ms = sl_clock_ms() - start;
   if (rc == 0) rc = refresh_identity(vm, err);
-  st->ready_ms = sl_now_ms() - start;
+  st->ready_ms = sl_clock_ms() - start;
   if (rc < 0) sl_vm_kill(vm, NULL);
   return rc;
 }
@@ -392,7 +392,7 @@ int sl_vm_fork(const char *home, const char *snap_id, const char *id,
     json_decref(snap);
     return -ENOMEM;
   }
-  double start = sl_now_ms();
+  double start = sl_clock_ms();
   sl_vm_fork_stats st = {0};
   rc = make_sandbox_dir(vm, err);
   if (rc == 0) {

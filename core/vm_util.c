@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -104,11 +103,11 @@ static int exit_error(const char *prog, int status, const capture *errs, sl_erro
                       (int)len, text);
 }
 
-int sl_run(const char *const argv[], char **output, sl_error *err) {
-  return sl_run_in(NULL, argv, output, err);
+int sl_run_output(const char *const argv[], char **output, sl_error *err) {
+  return sl_run_output_in(NULL, argv, output, err);
 }
 
-int sl_run_in(const char *cwd, const char *const argv[], char **output, sl_error *err) {
+int sl_run_output_in(const char *cwd, const char *const argv[], char **output, sl_error *err) {
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) < 0) return sl_error_errno(err, errno, "pipe");
   if (pipe2(err_pipe, O_CLOEXEC) < 0) {
@@ -224,35 +223,6 @@ int sl_copy_sparse(const char *src, const char *dst, sl_error *err) {
   return 0;
 }
 
-int sl_mkdir_p(const char *path, mode_t mode, sl_error *err) {
-  char buf[4096];
-  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-    return sl_error_set(err, ENAMETOOLONG, "path too long: %s", path);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(buf, mode) < 0 && errno != EEXIST) return sl_error_errno(err, errno, "mkdir %s", buf);
-    *p = '/';
-  }
-  if (mkdir(buf, mode) < 0 && errno != EEXIST) return sl_error_errno(err, errno, "mkdir %s", buf);
-  return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)ftw;
-  int rc = flag == FTW_DP ? rmdir(path) : unlink(path);
-  return rc < 0 && errno != ENOENT ? -1 : 0;
-}
-
-int sl_remove_tree(const char *path, sl_error *err) {
-  struct stat st;
-  if (lstat(path, &st) < 0 && errno == ENOENT) return 0;
-  if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
-    return sl_error_errno(err, errno, "remove %s", path);
-  return 0;
-}
-
 int sl_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
                          sl_error *err) {
   char tmp[4096];
@@ -317,7 +287,7 @@ bool sl_path_exists(const char *path) {
   return stat(path, &st) == 0;
 }
 
-double sl_now_ms(void) {
+double sl_clock_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;

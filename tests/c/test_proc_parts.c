@@ -8,6 +8,7 @@
 #include "proc_init.h"
 #include "proc_overlay.h"
 #include "template.h"
+#include "proto.h"
 #include "test.h"
 
 static void overlay_options_order_layers(void) {
@@ -60,7 +61,7 @@ static void mounts_below_lists_newest_first(void) {
   CHECK_STR(mounts[1], "/s/sandboxes/sb-1/root/proc");
   CHECK_STR(mounts[2], "/s/sandboxes/sb-1/root");
   CHECK(mounts[3] == NULL);
-  sl_argv_free(mounts);
+  sl_strv_free(mounts);
 }
 
 static void config_round_trips(void) {

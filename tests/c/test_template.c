@@ -1,6 +1,7 @@
 #include <errno.h>
 
 #include "template.h"
+#include "proto.h"
 #include "test.h"
 
 static void builtin_base_exists(void) {
@@ -84,7 +85,7 @@ static void mmdebstrap_argv_matches_spec(void) {
     CHECK_STR(argv[i], expected[i]);
   }
   CHECK(argv[i] == NULL);
-  sl_argv_free(argv);
+  sl_strv_free(argv);
 }
 
 static void cache_dir_follows_env(void) {

@@ -31,14 +31,14 @@ static sl_vm_spec base_spec(void) {
 }
 
 /* Index of the argument after `flag` whose value starts with `prefix`, or -1. */
-static int find_option(const sl_argv *a, const char *flag, const char *prefix) {
+static int find_option(const sl_args *a, const char *flag, const char *prefix) {
   for (size_t i = 0; i + 1 < a->n; i++)
     if (strcmp(a->v[i], flag) == 0 && strncmp(a->v[i + 1], prefix, strlen(prefix)) == 0)
       return (int)(i + 1);
   return -1;
 }
 
-static bool has_arg(const sl_argv *a, const char *arg) {
+static bool has_arg(const sl_args *a, const char *arg) {
   for (size_t i = 0; i < a->n; i++)
     if (strcmp(a->v[i], arg) == 0) return true;
   return false;
@@ -55,7 +55,7 @@ static void escape_doubles_commas(void) {
 
 static void build_lists_every_device(void) {
   sl_vm_spec s = base_spec();
-  sl_argv a = {0};
+  sl_args a = {0};
   sl_error err = {0};
   CHECK_OK(sl_vm_argv_build(&s, &a, &err), &err);
   CHECK_STR(a.v[0], "/usr/bin/qemu-system-x86_64");
@@ -86,7 +86,7 @@ static void build_lists_every_device(void) {
   CHECK(find_option(&a, "-pidfile", "/store/sb/qemu.pid") > 0);
   CHECK(has_arg(&a, "-daemonize"));
   CHECK(!has_arg(&a, "-incoming"));
-  sl_argv_free(&a);
+  sl_args_free(&a);
 }
 
 static void build_fork_is_incoming_private(void) {
@@ -96,7 +96,7 @@ static void build_fork_is_incoming_private(void) {
   s.accel = SL_VM_ACCEL_KVM;
   s.pidfile = NULL;
   s.daemonize = false;
-  sl_argv a = {0};
+  sl_args a = {0};
   sl_error err = {0};
   CHECK_OK(sl_vm_argv_build(&s, &a, &err), &err);
   CHECK(find_option(&a, "-incoming", "defer") > 0);
@@ -105,7 +105,7 @@ static void build_fork_is_incoming_private(void) {
   CHECK(find_option(&a, "-object", "memory-backend-file,id=ram0,mem-path=/dev/shm/sb.ram,size=256M,share=off") > 0);
   CHECK(!has_arg(&a, "-pidfile"));
   CHECK(!has_arg(&a, "-daemonize"));
-  sl_argv_free(&a);
+  sl_args_free(&a);
 }
 
 static void build_escapes_commas_in_paths(void) {
@@ -116,7 +116,7 @@ static void build_escapes_commas_in_paths(void) {
   s.console_log = "/x,y/console.log";
   s.agent_sockets[0] = "/x,y/agent-0.sock";
   s.kernel = "/k,1/vmlinuz";
-  sl_argv a = {0};
+  sl_args a = {0};
   sl_error err = {0};
   CHECK_OK(sl_vm_argv_build(&s, &a, &err), &err);
   CHECK(find_option(&a, "-blockdev", "driver=file,node-name=disk-file,filename=/st,,ore/disk.qcow2") > 0);
@@ -126,7 +126,7 @@ static void build_escapes_commas_in_paths(void) {
   CHECK(find_option(&a, "-chardev", "socket,id=agent0,path=/x,,y/agent-0.sock,server") > 0);
   /* -kernel takes a plain file name, which QEMU does not split at commas. */
   CHECK(find_option(&a, "-kernel", "/k,1/vmlinuz") > 0);
-  sl_argv_free(&a);
+  sl_args_free(&a);
 }
 
 static void build_rejects_bad_memory(void) {
@@ -134,7 +134,7 @@ static void build_rejects_bad_memory(void) {
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     sl_vm_spec s = base_spec();
     s.memory_mb = sizes[i];
-    sl_argv a = {0};
+    sl_args a = {0};
     sl_error err = {0};
     CHECK_INT(sl_vm_argv_build(&s, &a, &err), ==, -EINVAL);
     CHECK(strstr(err.msg, "invalid VM memory size") != NULL);
@@ -145,7 +145,7 @@ static void build_rejects_bad_memory(void) {
 static void build_rejects_missing_fields(void) {
   sl_vm_spec s = base_spec();
   s.disk = NULL;
-  sl_argv a = {0};
+  sl_args a = {0};
   sl_error err = {0};
   CHECK_INT(sl_vm_argv_build(&s, &a, &err), ==, -EINVAL);
   CHECK_STR(err.msg, "invalid VM spec: disk is missing");

@@ -59,7 +59,7 @@ static void cpio_unpacks_with_busybox(void) {
 
   const char *argv[] = {"busybox", "sh", "-c", "cd \"$0\" && busybox cpio -i -d <\"$1\"",
                         out, archive, NULL};
-  CHECK_OK(sl_run(argv, NULL, &err), &err);
+  CHECK_OK(sl_run_output(argv, NULL, &err), &err);
 
   char *data = NULL;
   snprintf(path, sizeof path, "%s/bin/hello", out);
@@ -127,32 +127,32 @@ static void overlay_passes_qemu_img_check(void) {
   snprintf(overlay2, sizeof overlay2, "%s/overlay2.qcow2", dir);
   sl_error err = {0};
   const char *create[] = {"qemu-img", "create", "-q", "-f", "qcow2", base, "3G", NULL};
-  CHECK_OK(sl_run(create, NULL, &err), &err);
+  CHECK_OK(sl_run_output(create, NULL, &err), &err);
   const char *fill[] = {"qemu-io", "-c", "write -P 0x5a 1M 64k", base, NULL};
-  CHECK_OK(sl_run(fill, NULL, &err), &err);
+  CHECK_OK(sl_run_output(fill, NULL, &err), &err);
 
   CHECK_OK(sl_vm_disk_overlay(base, overlay, &err), &err);
   const char *check[] = {"qemu-img", "check", "-q", overlay, NULL};
-  CHECK_OK(sl_run(check, NULL, &err), &err);
+  CHECK_OK(sl_run_output(check, NULL, &err), &err);
   char *info = NULL;
   const char *info_argv[] = {"qemu-img", "info", "--output=json", overlay, NULL};
-  CHECK_OK(sl_run(info_argv, &info, &err), &err);
+  CHECK_OK(sl_run_output(info_argv, &info, &err), &err);
   CHECK(strstr(info, "\"virtual-size\": 3221225472") != NULL);
   CHECK(strstr(info, base) != NULL);
   CHECK(strstr(info, "\"backing-filename-format\": \"qcow2\"") != NULL);
   free(info);
   const char *read_base[] = {"qemu-io", "-c", "read -P 0x5a 1M 64k", overlay, NULL};
-  CHECK_OK(sl_run(read_base, NULL, &err), &err);
+  CHECK_OK(sl_run_output(read_base, NULL, &err), &err);
   const char *write[] = {"qemu-io", "-c", "write -P 0xa5 2G 128k", overlay, NULL};
-  CHECK_OK(sl_run(write, NULL, &err), &err);
-  CHECK_OK(sl_run(check, NULL, &err), &err);
+  CHECK_OK(sl_run_output(write, NULL, &err), &err);
+  CHECK_OK(sl_run_output(check, NULL, &err), &err);
   const char *read_back[] = {"qemu-io", "-c", "read -P 0xa5 2G 128k", overlay, NULL};
-  CHECK_OK(sl_run(read_back, NULL, &err), &err);
+  CHECK_OK(sl_run_output(read_back, NULL, &err), &err);
 
   /* An overlay on an overlay, as a fork of a fork has. */
   CHECK_OK(sl_vm_disk_overlay(overlay, overlay2, &err), &err);
   const char *read_chain[] = {"qemu-io", "-c", "read -P 0xa5 2G 128k", overlay2, NULL};
-  CHECK_OK(sl_run(read_chain, NULL, &err), &err);
+  CHECK_OK(sl_run_output(read_chain, NULL, &err), &err);
 
   CHECK_INT(sl_vm_disk_overlay(base, overlay, &err), ==, -EEXIST);
   CHECK_INT(sl_vm_disk_overlay("relative.qcow2", overlay2, &err), ==, -EINVAL);
@@ -182,7 +182,7 @@ static void base_disk_built_once(void) {
   CHECK_INT(stat(path, &first), ==, 0);
   char *info = NULL;
   const char *info_argv[] = {"qemu-img", "info", "--output=json", path, NULL};
-  CHECK_OK(sl_run(info_argv, &info, &err), &err);
+  CHECK_OK(sl_run_output(info_argv, &info, &err), &err);
   /* Twice the tree (a few KiB, so 1 MiB) plus 1 GiB. */
   CHECK(strstr(info, "\"virtual-size\": 1075838976") != NULL);
   free(info);
@@ -204,15 +204,15 @@ static void run_reports_stderr(void) {
   const char *argv[] = {"sh", "-c", "echo out; echo 'bad thing' >&2; exit 3", NULL};
   char *output = NULL;
   sl_error err = {0};
-  CHECK_INT(sl_run(argv, &output, &err), ==, -EIO);
+  CHECK_INT(sl_run_output(argv, &output, &err), ==, -EIO);
   CHECK_STR(err.msg, "sh failed: exit status 3: bad thing");
   CHECK(output == NULL);
   const char *ok[] = {"sh", "-c", "echo out", NULL};
-  CHECK_OK(sl_run(ok, &output, &err), &err);
+  CHECK_OK(sl_run_output(ok, &output, &err), &err);
   CHECK_STR(output, "out\n");
   free(output);
   const char *missing[] = {"/nonexistent/prog", NULL};
-  CHECK_INT(sl_run(missing, NULL, &err), ==, -ENOENT);
+  CHECK_INT(sl_run_output(missing, NULL, &err), ==, -ENOENT);
 }
 
 int main(void) {

@@ -35,7 +35,7 @@ static char agent_script[600];
 static void setup(void) {
   if (geteuid() != 0) SKIP("VM integration tests need root");
   const char *which[] = {"sh", "-c", "command -v qemu-system-x86_64", NULL};
-  if (sl_run(which, NULL, NULL) < 0) SKIP("qemu-system-x86_64 is not installed");
+  if (sl_run_output(which, NULL, NULL) < 0) SKIP("qemu-system-x86_64 is not installed");
 
   const char *build = getenv("SANDLOT_BUILD_DIR");
   snprintf(cache, sizeof cache, "%s/vm-cache", build ? build : "/tmp");
@@ -142,8 +142,8 @@ static void events_reply(sl_qmp *q, int status, json_t *ret, const sl_error *err
 
 /* Run `loop` until `*flag` is set or `timeout_ms` has passed. */
 static bool run_until(uv_loop_t *loop, const bool *flag, int timeout_ms) {
-  double deadline = sl_now_ms() + timeout_ms;
-  while (!*flag && sl_now_ms() < deadline) {
+  double deadline = sl_clock_ms() + timeout_ms;
+  while (!*flag && sl_clock_ms() < deadline) {
     uv_run(loop, UV_RUN_NOWAIT);
     usleep(1000);
   }
@@ -459,7 +459,7 @@ static void boot_failure_leaves_nothing(void) {
   char blank[400];
   snprintf(blank, sizeof blank, "%s/blank.qcow2", home);
   const char *create[] = {"qemu-img", "create", "-q", "-f", "qcow2", blank, "64M", NULL};
-  CHECK_OK(sl_run(create, NULL, &err), &err);
+  CHECK_OK(sl_run_output(create, NULL, &err), &err);
   opt = options();
   opt.base_disk = blank;
   CHECK_INT(sl_vm_create(&opt, "sb-blank", &vm, &err), ==, -EIO);

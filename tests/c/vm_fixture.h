@@ -31,7 +31,7 @@ static inline int vm_fixture_make_root(const char *root, sl_error *err) {
   if (sl_copy_sparse("/bin/busybox", path, err) < 0 || chmod(path, 0755) < 0) return -1;
   const char *list[] = {"/bin/busybox", "--list", NULL};
   char *applets = NULL;
-  if (sl_run(list, &applets, err) < 0) return -1;
+  if (sl_run_output(list, &applets, err) < 0) return -1;
   char *save = NULL;
   for (char *a = strtok_r(applets, "\n", &save); a; a = strtok_r(NULL, "\n", &save)) {
     snprintf(path, sizeof path, "%s/bin/%s", root, a);
