@@ -501,9 +501,10 @@ int sl_vm_create(const sl_vm_options *opt, const char *id, sl_vm **out, sl_error
   if (rc < 0) return sl_error_wrap(err, "create %s", id ? id : "");
   sl_vm *vm = vm_alloc(opt->home, id, err);
   if (vm == NULL) return -ENOMEM;
-  if (sl_path_exists(vm->dir)) {
+  char conf[VM_PATH_MAX];
+  if (vm_path(conf, vm->dir, "vm.json", err) < 0 || sl_path_exists(conf)) {
     sl_vm_close(vm);
-    return sl_error_set(err, EEXIST, "sandbox exists: %s", id);
+    return err && err->code ? -err->code : sl_error_set(err, EEXIST, "sandbox exists: %s", id);
   }
   double start = sl_clock_ms();
   rc = sl_mkdir_p(vm->dir, 0700, err);

@@ -54,7 +54,8 @@ typedef struct sl_vm_snapshot_stats {
  * $SANDLOT_VM_CACHE when set, else <home>/vm. */
 void sl_vm_cache_dir(const char *home, char *out, size_t len);
 
-/* Boot a new VM `id` and wait until its agent replies to hello. On
+/* Boot a new VM `id` and wait until its agent replies to hello. Its
+ * directory may exist already (empty, made by the sandbox store). On
  * failure nothing is left: no QEMU process, no files. */
 int sl_vm_create(const sl_vm_options *opt, const char *id, sl_vm **out, sl_error *err);
 
