@@ -17,7 +17,6 @@
 
 #include "backend.h"
 #include "log.h"
-#include "proto.h"
 #include "oplock.h"
 #include "monitor_client.h"
 #include "proc_cgroup.h"

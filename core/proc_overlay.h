@@ -31,7 +31,7 @@ int sl_is_mount_point(const char *path);
 /* Collect the mount points at or below `prefix` listed in mountinfo
  * text, last mounted first, which is the order to unmount them in.
  * Returns a NULL-terminated heap array of heap strings for
- * sl_strv_free() of proto.h. Pure. */
+ * sl_strv_free(). Pure. */
 char **sl_mounts_below(const char *mountinfo, const char *prefix, size_t *count);
 
 #endif

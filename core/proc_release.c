@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "proto.h"
 #include "proc_cgroup.h"
 #include "proc_init.h"
 #include "proc_overlay.h"

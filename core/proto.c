@@ -300,12 +300,6 @@ int sl_frame_get_strv(const sl_frame *f, uint8_t key, char ***out, size_t *count
   return (int)n;
 }
 
-void sl_strv_free(char **v) {
-  if (v == NULL) return;
-  for (char **p = v; *p != NULL; p++) free(*p);
-  free(v);
-}
-
 /* ---- Parser ------------------------------------------------------------- */
 
 void sl_parser_init(sl_parser *p, size_t max_frame) {

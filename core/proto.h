@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "strv.h"
 
 #define SL_PROTO_VERSION 1
 /* Maximum value of a frame's length field. */
@@ -213,7 +214,6 @@ int sl_frame_get_str(const sl_frame *f, uint8_t key, char **out, sl_error *err);
  * of strings (0 with an empty array when absent) or -EPROTO / -ENOMEM. */
 int sl_frame_get_strv(const sl_frame *f, uint8_t key, char ***out, size_t *count,
                       sl_error *err);
-void sl_strv_free(char **v);
 
 /* Incremental parser for a byte stream. Bytes go in through sl_parser_feed()
  * or, without a copy, through sl_parser_space() + sl_parser_commit(). */

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "proto.h"
 
 /* Bump when the build procedure changes what a spec produces, so older
  * cache entries stop matching. */

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "strv.h"
 #include "run.h"
 #include "sha256.h"
 
@@ -53,7 +54,7 @@ int sl_template_digest(const sl_template_spec *spec, char hex[SL_SHA256_HEX_LEN 
 
 /* Build the mmdebstrap command line that creates `rootfs` from `spec`.
  * Returns a heap-allocated, NULL-terminated argv (free it with
- * sl_strv_free of proto.h), or NULL with `err` set. */
+ * sl_strv_free), or NULL with `err` set. */
 char **sl_template_mmdebstrap_argv(const sl_template_spec *spec, const char *rootfs,
                                    sl_error *err);
 

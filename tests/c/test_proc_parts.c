@@ -8,7 +8,6 @@
 #include "proc_init.h"
 #include "proc_overlay.h"
 #include "template.h"
-#include "proto.h"
 #include "test.h"
 
 static void overlay_options_order_layers(void) {

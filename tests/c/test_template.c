@@ -1,7 +1,6 @@
 #include <errno.h>
 
 #include "template.h"
-#include "proto.h"
 #include "test.h"
 
 static void builtin_base_exists(void) {
