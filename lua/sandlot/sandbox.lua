@@ -97,6 +97,9 @@ function Sandbox:_connect(fname)
     agent = agents[path]
     if agent == nil or not agent:is_open() then
       -- A VM's agent sits behind a serial port, which needs sync markers.
+      -- NOTE: a VM port serves one connection at a time, and this client
+      -- does not take the port's lock (sl_vm_agent_connect), so another
+      -- sandlot process using the same VM at once competes for the port.
       agent = core.agent_open(path, self.backend == "vm")
       agents[path] = agent
     end
