@@ -509,7 +509,7 @@ static int l_close(lua_State *L) {
 }
 
 /* agent:shutdown(errname, message): close the client now, also for the
- * process handles that use it; they fail with this error (the sandbox
+ * process handles that use it. They fail with this error (the sandbox
  * has ended, say) instead of ECANCELED. */
 static int l_shutdown(lua_State *L) {
   agent_ud *ud = luaL_checkudata(L, 1, SL_AGENT_MT);

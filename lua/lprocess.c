@@ -264,7 +264,7 @@ static void on_process_exit(sl_agent_exec *x, const sl_exit_status *st, const sl
     p->state = P_EXITED;
     p->status = *st;
   } else if (err->code == ECANCELED && p->agent->ended.code != 0) {
-    p->state = P_FAILED; /* agent:shutdown() says why */
+    p->state = P_FAILED; /* with the reason agent:shutdown() gave */
     p->err = p->agent->ended;
   } else {
     /* Once the process ran, every failure comes from the connection

@@ -292,7 +292,7 @@ function Sandbox:process(id)
 end
 
 --- The agent drops a process once this host received its exit, so the
--- handle answers requests about an ended process itself.
+-- handle itself replies to requests about an ended process.
 local function ended(self)
   return self.state == "exited" or self.state == "failed"
 end

@@ -361,7 +361,7 @@ function Sandbox:kill()
 end
 
 --- Delete the record and the folder (logs, end reason) of a sandbox that
--- has ended, so Sandbox.list and Sandbox.get no longer return it; its
+-- has ended. Sandbox.list and Sandbox.get no longer return it, and its
 -- snapshots stay. EBUSY while it is alive. Suspends.
 function Sandbox:delete()
   check.self("sandbox:delete", self, Sandbox)
