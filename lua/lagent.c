@@ -390,7 +390,7 @@ static void file_done(sl_agent *client, const uint8_t *bytes, size_t len, const 
 
 static int l_read_file(lua_State *L) {
   lagent *a = lagent_check(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = sl_check_cstring(L, 2);
   sl_async_check(L, "sandbox:read_file");
   sl_waiter *w = sl_waiter_new(L, NULL, NULL);
   sl_error err = {0};
@@ -403,7 +403,7 @@ static int l_read_file(lua_State *L) {
 
 static int l_write_file(lua_State *L) {
   lagent *a = lagent_check(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = sl_check_cstring(L, 2);
   size_t len;
   const char *data = luaL_checklstring(L, 3, &len);
   lua_Integer mode = luaL_optinteger(L, 4, 0644);
@@ -434,7 +434,7 @@ static const char **string_list(lua_State *L, int index, const char *name) {
   const char **list = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *list, 0);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, -2, i);
-    list[i - 1] = lua_tostring(L, -1);
+    list[i - 1] = sl_to_cstring(L, -1, name);
     if (list[i - 1] == NULL) luaL_error(L, "%s must list strings", name);
     lua_pop(L, 1); /* the string stays in the table */
   }
@@ -447,7 +447,7 @@ static const char **string_list(lua_State *L, int index, const char *name) {
 
 static const char *opt_string(lua_State *L, int index, const char *name) {
   lua_getfield(L, index, name);
-  const char *s = lua_tostring(L, -1);
+  const char *s = sl_to_cstring(L, -1, name);
   lua_pop(L, 1); /* the string stays in the table */
   return s;
 }

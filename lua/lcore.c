@@ -16,6 +16,21 @@ static int l_set_exit_status(lua_State *L) {
   return 0;
 }
 
+const char *sl_check_cstring(lua_State *L, int index) {
+  size_t len;
+  const char *s = luaL_checklstring(L, index, &len);
+  if (strlen(s) != len) luaL_argerror(L, index, "string contains a NUL byte");
+  return s;
+}
+
+const char *sl_to_cstring(lua_State *L, int index, const char *name) {
+  if (lua_type(L, index) != LUA_TSTRING) return NULL;
+  size_t len;
+  const char *s = lua_tolstring(L, index, &len);
+  if (strlen(s) != len) luaL_error(L, "%s contains a NUL byte", name);
+  return s;
+}
+
 int luaopen_sandlot_core(lua_State *L) {
   lua_newtable(L);
   lua_pushliteral(L, SANDLOT_VERSION);

@@ -25,6 +25,15 @@ SL_BINDINGS(SL_DECLARE_BINDING)
 
 int luaopen_sandlot_core(lua_State *L);
 
+/* The string at `index` for a C API. Raises when it is not a string or
+ * has a NUL byte, where C would cut it short: the Lua modules return
+ * EINVAL for such values before they reach a binding. */
+const char *sl_check_cstring(lua_State *L, int index);
+
+/* The string at `index` (a table field `name`) for a C API, or NULL when
+ * it is not a string; raises when it has a NUL byte. */
+const char *sl_to_cstring(lua_State *L, int index, const char *name);
+
 /* Make require find sandlot.core and the Lua modules embedded in the
  * binary (the .lua files under lua/sandlot). */
 void sl_install_modules(lua_State *L);

@@ -362,6 +362,11 @@ static int queue(lua_State *L, sb_work *w) {
 static const char *spec_string(lua_State *L, sb_work *w, int slot, const char *name) {
   lua_getfield(L, 1, name);
   const char *value = lua_tostring(L, -1);
+  size_t len = value != NULL ? lua_rawlen(L, -1) : 0;
+  if (value != NULL && strlen(value) != len) {
+    work_free(w);
+    luaL_error(L, "Sandbox.create: %s contains a NUL byte", name);
+  }
   if (value != NULL && (w->strings[slot] = strdup(value)) == NULL) {
     work_free(w);
     luaL_error(L, "not enough memory");
@@ -379,7 +384,13 @@ static char **spec_list(lua_State *L, sb_work *w, const char *name) {
   char **list = calloc((size_t)n + 1, sizeof *list);
   for (lua_Integer i = 1; list != NULL && i <= n; i++) {
     lua_geti(L, -1, i);
-    const char *s = lua_tostring(L, -1);
+    size_t len = 0;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (s != NULL && strlen(s) != len) {
+      strv_free(list);
+      work_free(w);
+      luaL_error(L, "Sandbox.create: %s contains a NUL byte", name);
+    }
     list[i - 1] = strdup(s ? s : "");
     lua_pop(L, 1);
     if (list[i - 1] == NULL) {
@@ -448,7 +459,7 @@ static int l_create(lua_State *L) {
 /* ---- Other calls ---- */
 
 static int queue_id_op(lua_State *L, sb_op op, const char *fname) {
-  const char *id = luaL_checkstring(L, 1);
+  const char *id = sl_check_cstring(L, 1);
   sl_async_check(L, fname);
   sb_work *w = work_new(L, op);
   w->id = strdup(id);
@@ -473,7 +484,7 @@ static int l_set_timeout(lua_State *L) {
   sl_async_check(L, "sandbox:set_timeout");
   sb_work *w = work_new(L, OP_SET_TIMEOUT);
   w->seconds = seconds;
-  w->id = strdup(luaL_checkstring(L, 1));
+  w->id = strdup(sl_check_cstring(L, 1));
   if (w->id == NULL) {
     work_free(w);
     return luaL_error(L, "not enough memory");

@@ -9,6 +9,39 @@ function M.fail(name, fmt, ...)
   return nil, name .. ": " .. fmt:format(...), name
 end
 
+local escapes = { ["\0"] = "\\0", ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"',
+  ["\\"] = "\\\\" }
+
+--- `value` (a string) written for a message, as sl_subject() in
+-- core/error.h writes it: as it is when it is not empty and has only
+-- printable characters other than space, quote and backslash; otherwise
+-- in double quotes with C escapes (\0, \n, \xHH).
+function M.subject(value)
+  if value ~= "" and not value:find '[%c %z"\\]' then
+    return value
+  end
+  return '"' .. value:gsub('[%c%z"\\]', function(byte)
+    return escapes[byte] or ("\\x%02x"):format(byte:byte())
+  end) .. '"'
+end
+
+--- nil when the string `value` can pass through C (it has no NUL byte),
+-- else the EINVAL fail tuple naming `what` and the value.
+function M.text(what, value)
+  if value:find("\0", 1, true) then
+    return M.fail("EINVAL", "invalid %s: %s (contains a NUL byte)", what, M.subject(value))
+  end
+end
+
+--- Like M.text for a name in NAME=value pairs: also rejects an empty
+-- name and one with "=".
+function M.pair_name(what, name)
+  if name == "" or name:find("=", 1, true) then
+    return M.fail("EINVAL", "invalid %s: %s (expected a name without \"=\")", what, M.subject(name))
+  end
+  return M.text(what, name)
+end
+
 local function type_matches(value, expected)
   if type(expected) == "table" then
     for _, name in ipairs(expected) do

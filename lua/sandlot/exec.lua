@@ -13,6 +13,21 @@ local exec_options = {
   on_stdout = "function", on_stderr = "function",
 }
 
+--- The fail tuple when the command, an argument or the cwd has a NUL
+-- byte, which a C string cannot carry.
+local function check_texts(spec, merged)
+  local texts = { { "command", spec.command }, { "cwd", merged.cwd } }
+  for i, word in ipairs(spec.argv or {}) do
+    texts[#texts + 1] = { ("argv[%d]"):format(i), word }
+  end
+  for _, text in ipairs(texts) do
+    local _, message, name = check.text(text[1], text[2] or "")
+    if message then
+      return nil, message, name
+    end
+  end
+end
+
 --- Build the agent's exec spec from a command (a string for /bin/sh -c,
 -- or a list: program and arguments, which may also carry the options as
 -- named fields) and an options table. Returns the spec and the options,
@@ -49,6 +64,10 @@ local function exec_spec(fname, command, options)
     merged[key] = value
   end
   check.options(fname, merged, exec_options, 4)
+  local _, message, name = check_texts(spec, merged)
+  if message then
+    return nil, message, name
+  end
   if merged.timeout ~= nil then
     if merged.timeout <= 0 or merged.timeout > 1e9 then
       return fail("EINVAL", "invalid timeout: %s (expected seconds > 0)", tostring(merged.timeout))
@@ -61,8 +80,12 @@ local function exec_spec(fname, command, options)
       if type(key) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
         error(("%s: env must map names to strings"):format(fname), 4)
       end
-      if key == "" or key:find("[=%z]") then
-        return fail("EINVAL", "invalid environment variable name: %q", key)
+      _, message, name = check.pair_name("environment variable name", key)
+      if not message then
+        _, message, name = check.text("value of environment variable " .. key, tostring(value))
+      end
+      if message then
+        return nil, message, name
       end
       spec.env[#spec.env + 1] = key .. "=" .. tostring(value)
     end

@@ -8,8 +8,11 @@ local Sandbox = require "sandlot.sandbox"
 
 local flags = core.file_flags
 
+--- Raise unless `path` is a string; return the EINVAL fail tuple when it
+-- has a NUL byte, which would cut it short on its way to the agent.
 local function path_arg(fname, path, position)
   check.arg(fname, position or 1, path, "string", 3)
+  return check.text("path", path)
 end
 
 local function mode_of(fname, options)
@@ -30,7 +33,10 @@ local write_options = { mode = "number", append = "boolean", parents = "boolean"
 -- parents (create missing folders).
 function Sandbox:write_file(path, data, options)
   check.self("sandbox:write_file", self, Sandbox)
-  path_arg("sandbox:write_file", path)
+  local _, bad_path, bad_name = path_arg("sandbox:write_file", path)
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
   check.arg("sandbox:write_file", 2, data, "string", 2)
   options = options or {}
   check.arg("sandbox:write_file", 3, options, "table", 2)
@@ -56,7 +62,10 @@ end
 --- The content of the file at `path`; ENOENT when it does not exist.
 function Sandbox:read_file(path)
   check.self("sandbox:read_file", self, Sandbox)
-  path_arg("sandbox:read_file", path)
+  local _, bad_path, bad_name = path_arg("sandbox:read_file", path)
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
   local agent, message, name = self:_connect("sandbox:read_file")
   if not agent then
     return nil, message, name
@@ -91,7 +100,10 @@ end
 -- ("file", "dir", "symlink" or "other"), size, mode, mtime (seconds)}.
 local function list_dir(self, path)
   check.self("sandbox:list", self, Sandbox)
-  path_arg("sandbox:list", path)
+  local _, bad_path, bad_name = path_arg("sandbox:list", path)
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
   local reply, message, name = self:_call("sandbox:list", "list_dir", { path = path })
   if not reply then
     return nil, message, name
@@ -118,7 +130,10 @@ end
 -- (default true; false describes a symlink itself).
 function Sandbox:stat(path, options)
   check.self("sandbox:stat", self, Sandbox)
-  path_arg("sandbox:stat", path)
+  local _, bad_path, bad_name = path_arg("sandbox:stat", path)
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
   options = options or {}
   check.options("sandbox:stat", options, { follow = "boolean" }, 2)
   local fields = { path = path }
@@ -136,7 +151,10 @@ end
 -- and accept an existing folder), mode (default 0755).
 function Sandbox:mkdir(path, options)
   check.self("sandbox:mkdir", self, Sandbox)
-  path_arg("sandbox:mkdir", path)
+  local _, bad_path, bad_name = path_arg("sandbox:mkdir", path)
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
   options = options or {}
   check.options("sandbox:mkdir", options, { parents = "boolean", mode = "number" }, 2)
   local mode, _, message, name = mode_of("sandbox:mkdir", options)
@@ -156,7 +174,10 @@ end
 -- with its contents).
 function Sandbox:remove(path, options)
   check.self("sandbox:remove", self, Sandbox)
-  path_arg("sandbox:remove", path)
+  local _, bad_path, bad_name = path_arg("sandbox:remove", path)
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
   options = options or {}
   check.options("sandbox:remove", options, { recursive = "boolean" }, 2)
   local fields = { path = path, flags = options.recursive and flags.recursive or 0 }
@@ -171,8 +192,13 @@ end
 -- with EEXIST when `to` exists).
 function Sandbox:rename(from, to, options)
   check.self("sandbox:rename", self, Sandbox)
-  path_arg("sandbox:rename", from, 1)
-  path_arg("sandbox:rename", to, 2)
+  local _, bad_path, bad_name = path_arg("sandbox:rename", from, 1)
+  if not bad_path then
+    _, bad_path, bad_name = path_arg("sandbox:rename", to, 2)
+  end
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
   options = options or {}
   check.options("sandbox:rename", options, { replace = "boolean" }, 2)
   local fields = { path = from, new_path = to, flags = options.replace == false and flags.noreplace or 0 }

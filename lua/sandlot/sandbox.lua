@@ -161,7 +161,9 @@ local function on_template_progress(line)
   end
 end
 
-local function pairs_to_list(fname, what, map)
+--- A sorted list of "key=value" from a table; raises on wrong types,
+-- returns the EINVAL fail tuple for a key with "=" or a NUL byte.
+local function pairs_to_list(fname, what, noun, map)
   local list = {}
   for key, value in pairs(map) do
     if type(key) ~= "string" then
@@ -169,6 +171,13 @@ local function pairs_to_list(fname, what, map)
     end
     if type(value) ~= "string" and type(value) ~= "number" then
       error(("%s: %s.%s must be a string, got %s"):format(fname, what, key, type(value)), 4)
+    end
+    local _, message, name = check.pair_name(noun .. " name", key)
+    if not message then
+      _, message, name = check.text(("value of %s %s"):format(noun, key), tostring(value))
+    end
+    if message then
+      return nil, message, name
     end
     list[#list + 1] = key .. "=" .. tostring(value)
   end
@@ -204,11 +213,22 @@ local function create_spec(options)
     end
     spec.memory = tostring(math.tointeger(options.memory))
   end
-  if options.env then
-    spec.env = pairs_to_list("Sandbox.create", "env", options.env)
+  for _, key in ipairs { "template", "backend", "on_timeout", "memory", "cwd", "hostname" } do
+    if type(options[key]) == "string" then
+      local _, message, name = check.text(key, options[key])
+      if message then
+        return nil, message, name
+      end
+    end
   end
-  if options.labels then
-    spec.labels = pairs_to_list("Sandbox.create", "labels", options.labels)
+  for key, noun in pairs { env = "environment variable", labels = "label" } do
+    if options[key] then
+      local list, message, name = pairs_to_list("Sandbox.create", key, noun, options[key])
+      if not list then
+        return nil, message, name
+      end
+      spec[key] = list
+    end
   end
   spec.on_progress = nil
   return spec
@@ -255,6 +275,10 @@ end
 -- Suspends.
 function Sandbox.get(id)
   check.arg("Sandbox.get", 1, id, "string", 2)
+  local _, bad_id, bad_name = check.text("sandbox id", id)
+  if bad_id then
+    return nil, bad_id, bad_name
+  end
   local info, message, name = core.sandbox_get(id)
   if not info then
     return nil, message, name

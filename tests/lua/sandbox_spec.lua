@@ -237,6 +237,54 @@ describe("sandbox:exec", function()
   end)
 end)
 
+describe("values C cannot carry", function()
+  local sb
+
+  setup(function()
+    sb = create {}
+  end)
+
+  teardown(function()
+    if sb then
+      sb:kill()
+    end
+  end)
+
+  local function check_einval(expected, ok, message, name)
+    assert.is_nil(ok)
+    assert.are.equal("EINVAL", name)
+    assert.are.equal(expected, message)
+  end
+
+  it("exec rejects NUL bytes and = in names", function()
+    check_einval('EINVAL: invalid command: "echo a\\0b" (contains a NUL byte)', sb:exec "echo a\0b")
+    check_einval('EINVAL: invalid argv[2]: "a\\0b" (contains a NUL byte)', sb:exec { "echo", "a\0b" })
+    check_einval('EINVAL: invalid value of environment variable A: "x\\0y" (contains a NUL byte)',
+      sb:exec("echo $A", { env = { A = "x\0y" } }))
+    check_einval('EINVAL: invalid environment variable name: B=C (expected a name without "=")',
+      sb:exec("env", { env = { ["B=C"] = "d" } }))
+    check_einval('EINVAL: invalid cwd: "/tmp\\0x" (contains a NUL byte)', sb:exec("pwd", { cwd = "/tmp\0x" }))
+  end)
+
+  it("create rejects NUL bytes and = in names", function()
+    local before = #assert(Sandbox.list())
+    check_einval('EINVAL: invalid environment variable name: B=C (expected a name without "=")',
+      Sandbox.create { env = { ["B=C"] = "d" } })
+    check_einval('EINVAL: invalid label name: k=v (expected a name without "=")',
+      Sandbox.create { labels = { ["k=v"] = "w" } })
+    check_einval('EINVAL: invalid value of label k: "v\\0w" (contains a NUL byte)',
+      Sandbox.create { labels = { k = "v\0w" } })
+    check_einval('EINVAL: invalid hostname: "a\\0b" (contains a NUL byte)', Sandbox.create { hostname = "a\0b" })
+    check_einval('EINVAL: invalid template: "base\\0x" (contains a NUL byte)',
+      Sandbox.create { template = "base\0x" })
+    local _, message, name = Sandbox.get(sb.id .. "\0junk")
+    assert.are.equal("EINVAL", name)
+    assert.matches("contains a NUL byte", message, 1, true)
+    -- The rejected calls created nothing.
+    assert.are.equal(before, #assert(Sandbox.list()))
+  end)
+end)
+
 describe("freeze and thaw", function()
   it("stop and resume progress", function()
     local sb = create {}
