@@ -31,9 +31,10 @@ int sl_sandboxes_open(const char *home, sl_sandboxes **out, sl_error *err) {
     return sl_error_set(err, EINVAL, "store path must be absolute: %s", home ? home : "(null)");
   sl_sandboxes *h = calloc(1, sizeof *h);
   if (h == NULL) return sl_error_set(err, ENOMEM, "out of memory");
+  /* The store and catalog name the store in their messages. */
   if (sl_sbstore_open(home, &h->store, err) < 0) {
     free(h);
-    return sl_error_wrap(err, "open store %s", home);
+    return -err->code;
   }
   /* The store's root, normalized: monitors are found by it. */
   snprintf(h->home, sizeof h->home, "%s", sl_sbstore_store(h->store)->root);
@@ -126,8 +127,9 @@ static int check_limits(const sl_create_spec *spec, sl_error *err) {
 int sl_sandbox_spec_check(const sl_create_spec *spec, sl_error *err) {
   if (ops_for(spec->backend, err) == NULL) return -err->code;
   const char *tname = spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT;
+  char quoted[SL_SUBJECT_MAX];
   if (sl_template_builtin(tname) == NULL)
-    return sl_error_set(err, ENOENT, "template not found: %.100s", tname);
+    return sl_error_set(err, ENOENT, "template not found: %s", sl_subject(quoted, sizeof quoted, tname));
   if (check_limits(spec, err) < 0) return -err->code;
   if (spec->on_timeout != SL_ON_TIMEOUT_KILL && spec->on_timeout != SL_ON_TIMEOUT_PAUSE)
     return sl_error_set(err, EINVAL, "invalid on_timeout: %s (process sandboxes take kill or pause)",
@@ -158,21 +160,25 @@ int sl_sandbox_list(sl_sandboxes *h, sl_sandbox_info **out, size_t *count, sl_er
 
 typedef int (*op_fn)(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, sl_error *err);
 
-/* Look the sandbox up under its op.lock and run `fn` unless it is dead. */
+/* Look the sandbox up under its op.lock and run `fn` unless it is dead.
+ * "sandbox not found" and "sandbox has ended" name the sandbox and need
+ * no more context; other failures get `what` and the id, once. */
 static int with_live_sandbox(sl_sandboxes *h, const char *id, const char *what, op_fn fn,
                              void *arg, sl_error *err) {
   sl_sandbox_info info;
-  if (sl_sbstore_get(h->store, id, &info, err) < 0) return sl_error_wrap(err, "%s", what);
+  if (sl_sbstore_get(h->store, id, &info, err) < 0) return -err->code;
   char dir[SL_SANDBOX_PATH_MAX];
   sl_sandbox_dir(h, id, dir, sizeof dir);
   int lock = sl_op_lock(dir, OP_LOCK_WAIT_MS, err);
-  if (lock < 0) return sl_error_wrap(err, "%s %s", what, id);
+  if (lock < 0) return sl_error_wrap_subject(err, what, id);
   int rc = sl_sbstore_get(h->store, id, &info, err);
-  if (rc == 0 && info.state == SL_SANDBOX_DEAD)
-    rc = sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", info.end_reason, id);
+  if (rc == 0 && info.state == SL_SANDBOX_DEAD) {
+    sl_op_unlock(lock);
+    return sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", info.end_reason, id);
+  }
   if (rc == 0) rc = fn(h, &info, arg, err);
   sl_op_unlock(lock);
-  if (rc < 0) return sl_error_wrap(err, "%s %s", what, id);
+  if (rc < 0) return sl_error_wrap_subject(err, what, id);
   SL_INFO("sandbox.op", "sandbox=%s op=%s", id, what);
   return 0;
 }
@@ -199,16 +205,16 @@ int sl_sandbox_kill(sl_sandboxes *h, const char *id, sl_error *err) {
 
 int sl_sandbox_remove(sl_sandboxes *h, const char *id, sl_error *err) {
   sl_sandbox_info info;
-  if (sl_sbstore_get(h->store, id, &info, err) < 0) return sl_error_wrap(err, "remove");
+  if (sl_sbstore_get(h->store, id, &info, err) < 0) return -err->code;
   if (info.state != SL_SANDBOX_DEAD)
-    return sl_error_set(err, EBUSY, "remove %s: sandbox is %s (kill it first)", id,
-                        sl_sandbox_state_name(info.state));
+    return sl_error_set(err, EBUSY, "sandbox is %s (kill it first): %s",
+                        sl_sandbox_state_name(info.state), id);
   char dir[SL_SANDBOX_PATH_MAX];
   sl_sandbox_dir(h, id, dir, sizeof dir);
   if (sl_catalog_sandbox_delete(sl_sbstore_catalog(h->store), id, err) < 0)
-    return sl_error_wrap(err, "remove %s", id);
+    return sl_error_wrap_subject(err, "remove", id);
   /* Only files are left: the monitor or gc released the mounts. */
-  if (sl_remove_tree(dir, err) < 0) return sl_error_wrap(err, "remove %s", id);
+  if (sl_remove_tree(dir, err) < 0) return sl_error_wrap_subject(err, "remove", id);
   SL_INFO("sandbox.removed", "sandbox=%s op=remove", id);
   return 0;
 }
@@ -229,10 +235,11 @@ int sl_sandbox_set_timeout(sl_sandboxes *h, const char *id, int64_t seconds, sl_
                         (long long)seconds);
   /* The monitor serializes timeout changes itself, so no op.lock. */
   sl_sandbox_info info;
-  if (sl_sbstore_get(h->store, id, &info, err) < 0) return sl_error_wrap(err, "set_timeout");
+  if (sl_sbstore_get(h->store, id, &info, err) < 0) return -err->code;
   if (info.state == SL_SANDBOX_DEAD)
-    return sl_error_set(err, ESRCH, "set_timeout %s: sandbox has ended (%s)", id, info.end_reason);
-  return do_set_timeout(h, &info, &seconds, err) < 0 ? sl_error_wrap(err, "set_timeout %s", id) : 0;
+    return sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", info.end_reason, id);
+  if (do_set_timeout(h, &info, &seconds, err) < 0) return sl_error_wrap_subject(err, "set_timeout", id);
+  return 0;
 }
 
 int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {

@@ -85,7 +85,9 @@ int sl_store_pick_root(uid_t euid, const char *sandlot_home, const char *xdg_dat
                        const char *home, char *buf, size_t size, sl_error *err);
 
 /* sl_store_pick_root() with geteuid(), $SANDLOT_HOME, $XDG_DATA_HOME and
- * $HOME (or the password database entry of the user when HOME is unset). */
+ * $HOME (or the password database entry of the user when HOME is unset).
+ * A SANDLOT_HOME that is set but empty fails with EINVAL: it is more
+ * likely a mistake than a request for the default store. */
 int sl_store_resolve_root(char *buf, size_t size, sl_error *err);
 
 /* Open the store at `root` (NULL: sl_store_resolve_root), creating the root
@@ -96,6 +98,12 @@ int sl_store_resolve_root(char *buf, size_t size, sl_error *err);
  * call fails with EPERM and names the folder, because another user could
  * swap files under sandlot. Idempotent. */
 int sl_store_open(sl_store *store, const char *root, sl_error *err);
+
+/* Whether a store exists at `root`: 1 when it has a catalog, 0 when the
+ * root or its catalog is missing. Creates nothing, so read-only callers
+ * (listing sandboxes) can report "none" without making a store. Fails
+ * with ENOTDIR when the root is not a folder. */
+int sl_store_exists(const char *root, sl_error *err);
 
 /* Folders of the store that hold one entry per id or name. */
 typedef enum {

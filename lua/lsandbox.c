@@ -111,16 +111,19 @@ static int l_on_template_progress(lua_State *L) {
 
 /* ---- The core handle ---- */
 
-/* Pool thread: the handle, opened on first use. */
-static int get_handle(sl_sandboxes **out, sl_error *err) {
+/* Pool thread: the handle, opened on first use. Without `create`, a
+ * store that does not exist yet is left alone: `*out` is then NULL. */
+static int get_handle(sl_sandboxes **out, int create, sl_error *err) {
   int rc = 0;
   pthread_mutex_lock(&S.lock);
   if (S.handle == NULL) {
     char root[PATH_MAX];
     snprintf(root, sizeof root, "%s", S.home);
     if (root[0] == '\0') rc = sl_store_resolve_root(root, sizeof root, err);
-    if (rc == 0) rc = sl_sandboxes_open(root, &S.handle, err);
-    if (rc == 0) {
+    int exists = rc == 0 && !create ? sl_store_exists(root, err) : 1;
+    if (exists < 0) rc = exists;
+    if (rc == 0 && exists) rc = sl_sandboxes_open(root, &S.handle, err);
+    if (rc == 0 && exists) {
       snprintf(S.home, sizeof S.home, "%s", root);
       sl_sandboxes_set_progress(S.handle, sl_lua_progress_line, NULL);
     }
@@ -191,11 +194,28 @@ typedef struct {
   sl_error err;
 } sb_work;
 
+/* Pool thread: the result of a read-only call when no store exists:
+ * no sandboxes, so nothing to list or collect and no id to find. */
+static void run_without_store(sb_work *w) {
+  char root[PATH_MAX], quoted[SL_QUOTE_SIZE];
+  pthread_mutex_lock(&S.lock);
+  snprintf(root, sizeof root, "%s", S.home);
+  pthread_mutex_unlock(&S.lock);
+  if (root[0] == '\0') sl_store_resolve_root(root, sizeof root, NULL);
+  if (w->op == OP_LIST || w->op == OP_GC) return;
+  w->rc = sl_error_set(&w->err, ENOENT, "sandbox not found (no store at %s): %s", root,
+                       sl_quote(w->id, quoted, sizeof quoted));
+}
+
 static void work_run(void *data) {
   sb_work *w = data;
   sl_sandboxes *h;
-  w->rc = get_handle(&h, &w->err);
+  w->rc = get_handle(&h, w->op == OP_CREATE, &w->err);
   if (w->rc < 0) return;
+  if (h == NULL) {
+    run_without_store(w);
+    return;
+  }
   switch (w->op) {
   case OP_CREATE: w->rc = sl_sandbox_create(h, &w->spec, &w->info, &w->err); break;
   case OP_GET: w->rc = sl_sandbox_get(h, w->id, &w->info, &w->err); break;
@@ -316,7 +336,7 @@ static void orphan_kill_run(uv_work_t *req) {
   orphan_kill *k = req->data;
   sl_sandboxes *h;
   sl_error err = {0};
-  if (get_handle(&h, &err) == 0 && sl_sandbox_kill(h, k->id, &err) < 0)
+  if (get_handle(&h, 1, &err) == 0 && sl_sandbox_kill(h, k->id, &err) < 0)
     SL_WARN("sandbox.cancelled_create", "sandbox=%s error=%s", k->id, err.msg);
 }
 

@@ -27,6 +27,7 @@ static void reply_file_error(conn *c, uint32_t id, int code, const char *op, con
   case ENOTEMPTY: reply_error(c, id, code, "folder not empty: %s", subject); break;
   case EACCES:
   case EPERM: reply_error(c, id, code, "permission denied: %s", subject); break;
+  case EINVAL: reply_error(c, id, code, "not a regular file: %s", subject); break;
   default: reply_error(c, id, code, "%s %s failed: %s", op, subject, strerror(code));
   }
 }
@@ -124,7 +125,7 @@ static int open_for_read(conn *c, uint32_t id, const char *path, struct stat *st
     return -1;
   }
   if (!S_ISREG(st->st_mode)) {
-    reply_error(c, id, EINVAL, "not a regular file: %s", path);
+    reply_file_error(c, id, EINVAL, "read", path);
     close(fd);
     return -1;
   }
@@ -191,7 +192,7 @@ static int open_for_write(conn *c, uint32_t id, const char *path, int64_t flags,
     return -1;
   }
   if (!S_ISREG(st.st_mode)) {
-    reply_error(c, id, EINVAL, "not a regular file: %s", path);
+    reply_file_error(c, id, EINVAL, "write", path);
     close(fd);
     return -1;
   }

@@ -3,12 +3,25 @@
 -- task and sets the exit status: 0, 1 when an operation failed, 2 on a
 -- usage error.
 local core = require "sandlot.core"
+local check = require "sandlot.check"
 local Sandbox = require("sandlot").Sandbox
 
 local M = {}
 
 local function report(fmt, ...)
   io.stderr:write("sandlot: ", fmt:format(...), "\n")
+end
+
+--- `message` ("ENAME: message: subject") without a trailing ": ID" or
+-- ': "ID"', for a report that names the id in its own context.
+local function without_subject(message, id)
+  for _, subject in ipairs { id, '"' .. id .. '"' } do
+    local tail = ": " .. subject
+    if message:sub(-#tail) == tail then
+      return message:sub(1, -#tail - 1)
+    end
+  end
+  return message
 end
 
 local function usage(fmt, ...)
@@ -81,7 +94,7 @@ function M.kill(...)
     if ok then
       io.stdout:write("killed ", id, "\n")
     else
-      report("kill %s: %s", id, message)
+      report("kill %s: %s", check.subject(id), without_subject(message, id))
       status = 1
     end
   end

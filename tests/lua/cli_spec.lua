@@ -310,3 +310,54 @@ describe("the REPL on a pipe", function()
     assert.matches("incomplete chunk at end of input", err)
   end)
 end)
+
+describe("the store of the sandbox commands", function()
+  local dir
+
+  before_each(function()
+    dir = support.temp_dir()
+  end)
+
+  after_each(function()
+    support.remove_tree(dir)
+  end)
+
+  local function run_with_home(home, args)
+    return run(args, { env = support.environment { SANDLOT_HOME = home } })
+  end
+
+  it("rejects an empty SANDLOT_HOME", function()
+    local code, out, err = run_with_home("", { "ls" })
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.are.equal("sandlot: ls: EINVAL: SANDLOT_HOME is set but empty (unset it for the default "
+      .. "store, or set it to an absolute path)\n", err)
+  end)
+
+  it("lists nothing and creates no store", function()
+    local home = dir .. "/not/there"
+    local code, out, err = run_with_home(home, { "ls", "-a" })
+    assert.are.equal(0, code, err)
+    assert.matches("^ID +STATE +TEMPLATE +AGE\n$", out)
+    code, out, err = run_with_home(home, { "gc" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("gc: cleaned 0 sandboxes\n", out)
+    code, out, err = run_with_home(home, { "kill", "sb-000000000000" })
+    assert.are.equal(1, code)
+    assert.are.equal("sandlot: kill sb-000000000000: ENOENT: sandbox not found (no store at " .. home
+      .. ")\n", err)
+    assert.is_nil(io.open(dir .. "/not"))
+  end)
+
+  it("names a store root that is a file once", function()
+    local file = dir .. "/afile"
+    assert(io.open(file, "w")):close()
+    local code, _, err = run_with_home(file, { "ls" })
+    assert.are.equal(1, code)
+    assert.are.equal("sandlot: ls: ENOTDIR: store root is not a folder: " .. file .. "\n", err)
+    local out
+    code, out, err = run_with_home(file, { "-e", "print((select(2, require('sandlot').Sandbox.create {})))" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("ENOTDIR: open store: cannot open " .. file .. ": Not a directory\n", out)
+  end)
+end)

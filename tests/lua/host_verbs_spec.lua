@@ -59,6 +59,11 @@ describe("another sandlot process", function()
     assert.is_nil(ok)
     assert.are.equal("ESRCH", name)
 
+    code, out, err = sandlot_command { "kill", sb.id }
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.are.equal("sandlot: kill " .. sb.id .. ": ESRCH: sandbox has ended (killed)\n", err)
+
     code, out = sandlot_command { "ls" }
     assert.are.equal(0, code)
     assert.is_nil(out:find(sb.id, 1, true))

@@ -362,6 +362,24 @@ describe("failures", function()
     assert.are.equal(folders, #entries(home .. "/sandboxes"))
   end)
 
+  it("quote an empty template name", function()
+    local ok, message, name = Sandbox.create { template = "" }
+    assert.is_nil(ok)
+    assert.are.equal("ENOENT", name)
+    assert.are.equal('ENOENT: create sandbox: template not found: ""', message)
+  end)
+
+  it("name an ended sandbox once", function()
+    local sb = create {}
+    assert(sb:kill())
+    for _, call in ipairs { sb.kill, sb.freeze, sb.thaw } do
+      local ok, message, name = call(sb)
+      assert.is_nil(ok)
+      assert.are.equal("ESRCH", name)
+      assert.are.equal("ESRCH: sandbox has ended (killed): " .. sb.id, message)
+    end
+  end)
+
   it("clean up a create that fails inside the new sandbox", function()
     local before = count_rows()
     local folders = #entries(home .. "/sandboxes")
