@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,9 @@ static int check_limits(const sl_create_spec *spec, sl_error *err) {
   if (spec->memory && sl_parse_size(spec->memory, &bytes, err) < 0) return -EINVAL;
   if (spec->memory && bytes < 16ULL << 20)
     return sl_error_set(err, EINVAL, "invalid memory limit: \"%s\" (minimum 16M)", spec->memory);
+  if (spec->memory && bytes > INT64_MAX)
+    return sl_error_set(err, EINVAL, "invalid memory limit: \"%s\" (at most %lld bytes)",
+                        spec->memory, (long long)INT64_MAX);
   if (spec->pids < 0 || spec->pids > 4194304)
     return sl_error_set(err, EINVAL, "invalid pids limit: %lld (expected 1..4194304)",
                         (long long)spec->pids);
@@ -118,9 +122,9 @@ static int check_limits(const sl_create_spec *spec, sl_error *err) {
   if (!(spec->cpus >= 0 && spec->cpus <= 1024) || (spec->cpus > 0 && spec->cpus < 0.01))
     return sl_error_set(err, EINVAL, "invalid cpus: %g (expected 0.01..1024, or 0 for no quota)",
                         spec->cpus);
-  if (spec->timeout_sec < 0)
-    return sl_error_set(err, EINVAL, "invalid timeout: %lld (expected seconds >= 0)",
-                        (long long)spec->timeout_sec);
+  if (spec->timeout_sec < 0 || spec->timeout_sec > SL_TIMEOUT_MAX_SEC)
+    return sl_error_set(err, EINVAL, "invalid timeout: %lld (expected whole seconds from 0 to %lld)",
+                        (long long)spec->timeout_sec, SL_TIMEOUT_MAX_SEC);
   return 0;
 }
 
@@ -230,9 +234,9 @@ int sl_sandbox_thaw(sl_sandboxes *h, const char *id, sl_error *err) {
 }
 
 int sl_sandbox_set_timeout(sl_sandboxes *h, const char *id, int64_t seconds, sl_error *err) {
-  if (seconds < 0)
-    return sl_error_set(err, EINVAL, "invalid timeout: %lld (expected seconds >= 0)",
-                        (long long)seconds);
+  if (seconds < 0 || seconds > SL_TIMEOUT_MAX_SEC)
+    return sl_error_set(err, EINVAL, "invalid timeout: %lld (expected whole seconds from 0 to %lld)",
+                        (long long)seconds, SL_TIMEOUT_MAX_SEC);
   /* The monitor serializes timeout changes itself, so no op.lock. */
   sl_sandbox_info info;
   if (sl_sbstore_get(h->store, id, &info, err) < 0) return -err->code;

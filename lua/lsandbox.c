@@ -498,8 +498,9 @@ static int l_thaw(lua_State *L) { return queue_id_op(L, OP_THAW, "sandbox:thaw")
 
 static int l_set_timeout(lua_State *L) {
   lua_Integer seconds = luaL_checkinteger(L, 2);
-  if (seconds < 0) return sl_push_fail(L, EINVAL, "invalid timeout: %lld (expected seconds >= 0)",
-                                       (long long)seconds);
+  if (seconds < 0 || seconds > SL_TIMEOUT_MAX_SEC)
+    return sl_push_fail(L, EINVAL, "invalid timeout: %lld (expected whole seconds from 0 to %lld)",
+                        (long long)seconds, SL_TIMEOUT_MAX_SEC);
   lua_settop(L, 1);
   sl_async_check(L, "sandbox:set_timeout");
   sb_work *w = work_new(L, OP_SET_TIMEOUT);
@@ -569,6 +570,8 @@ void sl_open_sandbox(lua_State *L) {
       {NULL, NULL},
   };
   luaL_setfuncs(L, functions, 0);
+  lua_pushinteger(L, SL_TIMEOUT_MAX_SEC);
+  lua_setfield(L, -2, "timeout_max");
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   S.main = lua_tothread(L, -1);

@@ -27,8 +27,9 @@ static int set_timeout(sl_monitor *m, const char *arg, char *out, size_t len, sl
   char *end;
   errno = 0;
   long long seconds = strtoll(arg, &end, 10);
-  if (errno || end == arg || *end || seconds < 0 || seconds > 100LL * 365 * 24 * 3600)
-    return sl_error_set(err, EINVAL, "invalid timeout: \"%s\" (expected whole seconds >= 0)", arg);
+  if (errno || end == arg || *end || seconds < 0 || seconds > SL_TIMEOUT_MAX_SEC)
+    return sl_error_set(err, EINVAL, "invalid timeout: \"%s\" (expected whole seconds from 0 to %lld)",
+                        arg, SL_TIMEOUT_MAX_SEC);
   int64_t values[2] = {seconds * 1000, seconds > 0 ? sl_now_ms() + seconds * 1000 : 0};
   if (sl_sbstore_set_deadline(m->store, m->cfg.id, values[0], values[1], m->cfg.on_timeout, err) < 0)
     return -err->code;

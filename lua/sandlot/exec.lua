@@ -361,10 +361,16 @@ function Process:kill(signal)
   if type(signal) == "string" then
     number = signals[signal:upper():gsub("^SIG", "")]
     if number == nil then
-      return fail("EINVAL", "unknown signal name: %s", signal)
+      return fail("EINVAL", "unknown signal name: %s (expected a name such as \"TERM\" or a number)",
+        check.subject(signal))
     end
   elseif signal ~= nil then
     check.arg("process:kill", 1, signal, { "number", "string" }, 2)
+    number = math.tointeger(signal)
+    if number == nil or number < 1 or number > 64 then
+      return fail("EINVAL", "invalid signal number: %s (expected 1 to 64, or a name such as \"TERM\")",
+        tostring(signal))
+    end
   end
   if ended(self) then
     return fail("ESRCH", "process %d has exited", self.id)

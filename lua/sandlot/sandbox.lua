@@ -185,9 +185,36 @@ local function pairs_to_list(fname, what, noun, map)
   return list
 end
 
-local function whole(value)
-  return math.type(value) == "integer" or (math.type(value) == "float" and value == math.floor(value)
-    and value >= -2^53 and value <= 2^53)
+--- Format a number for a message; a whole float gets no exponent.
+local function number_text(value)
+  if math.type(value) == "float" and value == math.floor(value) and math.abs(value) < 1e21 then
+    return ("%.0f"):format(value)
+  end
+  return tostring(value)
+end
+
+--- Convert `value` to an integer; nil and the reason when it has no
+-- exact integer value.
+local function to_integer(value)
+  local integer = math.tointeger(value)
+  if integer then
+    return integer
+  elseif value ~= value or value ~= math.floor(value) then
+    return nil, "expected a whole number"
+  end
+  return nil, value > 0 and "too large" or "too small"
+end
+
+--- The timeout in whole seconds, or the EINVAL fail tuple. The range is
+-- the core's (SL_TIMEOUT_MAX_SEC, about 100 years), the same for create,
+-- set_timeout and the monitor.
+local function timeout_seconds(value)
+  local seconds = math.tointeger(value)
+  if seconds == nil or seconds < 0 or seconds > core.timeout_max then
+    return fail("EINVAL", "invalid timeout: %s (expected whole seconds from 0 to %d)",
+      number_text(value), core.timeout_max)
+  end
+  return seconds
 end
 
 --- Check and normalize create options: types raise, values fail.
@@ -197,21 +224,34 @@ local function create_spec(options)
   for key, value in pairs(options) do
     spec[key] = value
   end
-  for _, key in ipairs { "timeout", "pids", "cpu_shares" } do
+  if options.timeout ~= nil then
+    local seconds, message, name = timeout_seconds(options.timeout)
+    if not seconds then
+      return nil, message, name
+    end
+    spec.timeout = seconds
+  end
+  for _, key in ipairs { "pids", "cpu_shares" } do
     local value = options[key]
     if value ~= nil then
-      if not whole(value) then
-        return fail("EINVAL", "invalid %s: %s (expected a whole number)", key, tostring(value))
+      local integer, why = to_integer(value)
+      if not integer then
+        return fail("EINVAL", "invalid %s: %s (%s)", key, number_text(value), why)
       end
-      spec[key] = math.tointeger(value)
+      spec[key] = integer
     end
   end
   if type(options.memory) == "number" then
-    if not whole(options.memory) or options.memory <= 0 then
-      return fail("EINVAL", "invalid memory limit: %s (expected bytes > 0 or a size such as \"512M\")",
-        tostring(options.memory))
+    local bytes, why = to_integer(options.memory)
+    if why == "too large" then
+      why = ("too large: at most %d bytes"):format(math.maxinteger)
+    elseif not bytes or bytes <= 0 then
+      why = 'expected whole bytes > 0, or a size such as "512M"'
     end
-    spec.memory = tostring(math.tointeger(options.memory))
+    if not bytes or bytes <= 0 then
+      return fail("EINVAL", "invalid memory limit: %s (%s)", number_text(options.memory), why)
+    end
+    spec.memory = tostring(bytes)
   end
   for _, key in ipairs { "template", "backend", "on_timeout", "memory", "cwd", "hostname" } do
     if type(options[key]) == "string" then
@@ -427,10 +467,12 @@ end
 function Sandbox:set_timeout(seconds)
   check.self("sandbox:set_timeout", self, Sandbox)
   check.arg("sandbox:set_timeout", 1, seconds, "number", 2)
-  if not whole(seconds) or seconds < 0 then
-    return fail("EINVAL", "invalid timeout: %s (expected whole seconds >= 0)", tostring(seconds))
+  local whole, message, name = timeout_seconds(seconds)
+  if not whole then
+    return nil, message, name
   end
-  local ok, message, name = core.sandbox_set_timeout(self.id, math.tointeger(seconds))
+  local ok
+  ok, message, name = core.sandbox_set_timeout(self.id, whole)
   if not ok then
     return nil, message, name
   end

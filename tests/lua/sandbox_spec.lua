@@ -362,6 +362,34 @@ describe("failures", function()
     assert.are.equal(folders, #entries(home .. "/sandboxes"))
   end)
 
+  it("state limits that match the value", function()
+    local function expect(message, ok, actual, name)
+      assert.is_nil(ok)
+      assert.are.equal("EINVAL", name)
+      assert.are.equal(message, actual)
+    end
+    expect("EINVAL: invalid memory limit: 18446744073709551616 (too large: at most 9223372036854775807 bytes)",
+      Sandbox.create { memory = 2.0 ^ 64 })
+    expect('EINVAL: invalid memory limit: 1.5 (expected whole bytes > 0, or a size such as "512M")',
+      Sandbox.create { memory = 1.5 })
+    expect("EINVAL: invalid timeout: 4611686018427387904 (expected whole seconds from 0 to 3153600000)",
+      Sandbox.create { timeout = 2.0 ^ 62 })
+    expect("EINVAL: invalid timeout: 10000000000000 (expected whole seconds from 0 to 3153600000)",
+      Sandbox.create { timeout = 10 ^ 13 })
+    expect('EINVAL: create sandbox: invalid size: "1.5G" (expected a whole number and a unit, such as 1536M '
+      .. "for 1.5G)", Sandbox.create { memory = "1.5G" })
+    local sb = create {}
+    expect("EINVAL: invalid timeout: 10000000000000 (expected whole seconds from 0 to 3153600000)",
+      sb:set_timeout(10 ^ 13))
+    -- The maximum is the same for create, set_timeout and the monitor.
+    assert.is_true(sb:set_timeout(3153600000))
+    assert.is_true(sb:set_timeout(0))
+    local p = assert(sb:spawn { "sleep", "30" })
+    expect('EINVAL: invalid signal number: 999 (expected 1 to 64, or a name such as "TERM")', p:kill(999))
+    expect('EINVAL: unknown signal name: FOO (expected a name such as "TERM" or a number)', p:kill "FOO")
+    assert(sb:kill())
+  end)
+
   it("quote an empty template name", function()
     local ok, message, name = Sandbox.create { template = "" }
     assert.is_nil(ok)
