@@ -16,6 +16,41 @@ static int l_set_exit_status(lua_State *L) {
   return 0;
 }
 
+/* Whether `source` (a chunk name) is one of the embedded modules. */
+static int is_embedded_source(const char *source) {
+  if (source == NULL || source[0] != '@') return 0;
+  for (const sl_embedded_module *m = sl_embedded_modules; m->name != NULL; m++)
+    if (strcmp(source + 1, m->path) == 0) return 1;
+  return 0;
+}
+
+/* Push "source:line: " of the innermost Lua function on the stack that is
+ * not part of an embedded module, or "" when there is none. */
+static void push_user_where(lua_State *L) {
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
+    if (is_embedded_source(ar.source)) continue;
+    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+    return;
+  }
+  lua_pushliteral(L, "");
+}
+
+int sl_raise(lua_State *L, const char *fmt, ...) {
+  push_user_where(L);
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+int sl_arg_error(lua_State *L, const char *fname, int arg, const char *message) {
+  return sl_raise(L, "%s: bad argument #%d (%s)", fname, arg, message);
+}
+
 const char *sl_check_cstring(lua_State *L, int index) {
   size_t len;
   const char *s = luaL_checklstring(L, index, &len);

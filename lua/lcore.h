@@ -10,6 +10,7 @@
 #define SANDLOT_LCORE_H
 
 #include <lua.h>
+#include <stdarg.h>
 
 #define SL_BINDINGS(X) \
   X(task)              \
@@ -24,6 +25,17 @@ SL_BINDINGS(SL_DECLARE_BINDING)
 #undef SL_DECLARE_BINDING
 
 int luaopen_sandlot_core(lua_State *L);
+
+/* Raise the formatted message as an error, prefixed with the position of
+ * the innermost caller outside sandlot's embedded modules: a binding
+ * called through lua/sandlot/*.lua then points at the user's line, not
+ * at the module's. Does not return. */
+int sl_raise(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* luaL_argerror with the public name: raises "FNAME: bad argument #ARG
+ * (MESSAGE)" at the user's line (see sl_raise). `arg` counts as the user
+ * writes the call, so for a method the first argument after self is 1. */
+int sl_arg_error(lua_State *L, const char *fname, int arg, const char *message);
 
 /* The string at `index` for a C API. Raises when it is not a string or
  * has a NUL byte, where C would cut it short: the Lua modules return

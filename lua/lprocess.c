@@ -560,15 +560,29 @@ int sl_process_attach(lua_State *L, int agent_index, int64_t proc, int64_t pid,
 
 /* ---- Methods ---- */
 
-static lproc *check_proc(lua_State *L) {
-  process_ud *ud = luaL_checkudata(L, 1, SL_PROCESS_MT);
-  if (ud->p == NULL) luaL_error(L, "attempt to use a closed process handle");
+/* The handle at index 1, for method `fname`; raises on a closed one with
+ * the message liolib uses for closed files. */
+static lproc *check_proc(lua_State *L, const char *fname) {
+  process_ud *ud = luaL_testudata(L, 1, SL_PROCESS_MT);
+  if (ud == NULL)
+    sl_raise(L, "%s: expected a process handle as self (call it with a colon), got %s", fname,
+             luaL_typename(L, 1));
+  if (ud->p == NULL) sl_raise(L, "attempt to use a closed process handle");
   return ud->p;
 }
 
-static int stream_arg(lua_State *L, int index) {
-  static const char *const names[] = {"stdout", "stderr", NULL};
-  return luaL_checkoption(L, index, "stdout", names) + 1;
+/* The fd of the stream named at `index` ("stdout", the default, or
+ * "stderr"); `arg` is its position in the user's call. */
+static int stream_arg(lua_State *L, int index, const char *fname, int arg) {
+  if (lua_isnoneornil(L, index)) return 1;
+  const char *name = lua_tostring(L, index);
+  if (lua_type(L, index) == LUA_TSTRING && strcmp(name, "stdout") == 0) return 1;
+  if (lua_type(L, index) == LUA_TSTRING && strcmp(name, "stderr") == 0) return 2;
+  if (lua_type(L, index) != LUA_TSTRING)
+    return sl_arg_error(L, fname, arg, lua_pushfstring(L, "expected \"stdout\" or \"stderr\", got %s",
+                                                       luaL_typename(L, index)));
+  return sl_arg_error(L, fname, arg, lua_pushfstring(L, "expected \"stdout\" or \"stderr\", got \"%s\"",
+                                                     name));
 }
 
 /* Suspend until a wait of `kind` completes, or return its results at
@@ -604,48 +618,60 @@ static int wait_for(lua_State *L, lproc *p, const char *fname, wait_kind kind, i
 
 static void require_mode(lua_State *L, lproc *p, sl_output_mode mode, const char *fname) {
   if (p->mode != mode)
-    luaL_error(L, "%s: not available on this handle (%s)", fname,
-               mode == SL_OUTPUT_STREAM ? "its output is captured" : "its output is streamed");
+    sl_raise(L, "%s: not available on this handle (%s)", fname,
+             mode == SL_OUTPUT_STREAM ? "its output is captured" : "its output is streamed");
   if (mode == SL_OUTPUT_STREAM && p->pump_mask != 0)
-    luaL_error(L, "%s: output goes to the on_stdout/on_stderr callbacks of this process", fname);
+    sl_raise(L, "%s: output goes to the on_stdout/on_stderr callbacks of this process", fname);
 }
 
 /* p:read([max [, stream]]): up to `max` bytes once any are there; nil at
  * the end. */
 static int l_read(lua_State *L) {
-  lproc *p = check_proc(L);
-  lua_Integer max = luaL_optinteger(L, 2, READ_DEFAULT);
-  luaL_argcheck(L, max > 0, 2, "expected a byte count > 0");
-  int fd = stream_arg(L, 3);
+  lproc *p = check_proc(L, "process:read");
+  lua_Integer max = READ_DEFAULT;
+  if (!lua_isnoneornil(L, 2)) {
+    int is_integer = 0;
+    max = lua_tointegerx(L, 2, &is_integer);
+    if (!is_integer || max <= 0)
+      sl_arg_error(L, "process:read", 1,
+                   lua_pushfstring(L, "expected a byte count > 0, got %s", luaL_tolstring(L, 2, NULL)));
+  }
+  int fd = stream_arg(L, 3, "process:read", 2);
   require_mode(L, p, SL_OUTPUT_STREAM, "process:read");
   return wait_for(L, p, "process:read", W_READ, fd, (size_t)max, 0);
 }
 
 static int l_read_line(lua_State *L) {
-  lproc *p = check_proc(L);
-  int fd = stream_arg(L, 2);
+  lproc *p = check_proc(L, "process:read_line");
+  int fd = stream_arg(L, 2, "process:read_line", 1);
   require_mode(L, p, SL_OUTPUT_STREAM, "process:read_line");
   return wait_for(L, p, "process:read_line", W_LINE, fd, 0, 0);
 }
 
 static int l_read_all(lua_State *L) {
-  lproc *p = check_proc(L);
-  int fd = stream_arg(L, 2);
+  lproc *p = check_proc(L, "process:read_all");
+  int fd = stream_arg(L, 2, "process:read_all", 1);
   require_mode(L, p, SL_OUTPUT_STREAM, "process:read_all");
   return wait_for(L, p, "process:read_all", W_ALL, fd, 0, 0);
 }
 
 static int l_wait(lua_State *L) {
-  lproc *p = check_proc(L);
-  lua_Number timeout = luaL_optnumber(L, 2, 0);
-  luaL_argcheck(L, timeout >= 0 && timeout <= 1e9, 2, "expected seconds >= 0");
+  lproc *p = check_proc(L, "process:wait");
+  lua_Number timeout = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    int is_number = 0;
+    timeout = lua_tonumberx(L, 2, &is_number);
+    if (!is_number || !(timeout >= 0 && timeout <= 1e9))
+      sl_arg_error(L, "process:wait", 1,
+                   lua_pushfstring(L, "expected seconds from 0 to 1e9, got %s", luaL_tolstring(L, 2, NULL)));
+  }
   return wait_for(L, p, "process:wait", W_EXIT, 0, 0, timeout);
 }
 
 /* p:_next_chunk(): fd and bytes of the next output (CAPTURE handles), nil
  * at the end. */
 static int l_next_chunk(lua_State *L) {
-  lproc *p = check_proc(L);
+  lproc *p = check_proc(L, "process:_next_chunk");
   require_mode(L, p, SL_OUTPUT_CAPTURE, "process:_next_chunk");
   return wait_for(L, p, "sandbox:exec", W_CHUNK, 0, 0, 0);
 }
@@ -653,7 +679,7 @@ static int l_next_chunk(lua_State *L) {
 /* p:_set_pump(fn, stdout, stderr): run fn as a task whenever output of a
  * chosen stream arrives; fn takes it with p:_take(). */
 static int l_set_pump(lua_State *L) {
-  lproc *p = check_proc(L);
+  lproc *p = check_proc(L, "process:_set_pump");
   luaL_checktype(L, 2, LUA_TFUNCTION);
   int mask = (lua_toboolean(L, 3) ? 1 << 1 : 0) | (lua_toboolean(L, 4) ? 1 << 2 : 0);
   drop_pump(p);
@@ -667,7 +693,7 @@ static int l_set_pump(lua_State *L) {
 
 /* p:_take(): fd and bytes of output waiting for a callback, or nil. */
 static int l_take(lua_State *L) {
-  lproc *p = check_proc(L);
+  lproc *p = check_proc(L, "process:_take");
   for (int fd = 1; fd <= 2; fd++) {
     if (!(p->pump_mask & (1 << fd)) || unread(p, fd) == 0) continue;
     lua_pushinteger(L, fd);
@@ -719,7 +745,7 @@ static int l_close(lua_State *L) {
 }
 
 static int l_agent(lua_State *L) {
-  check_proc(L);
+  check_proc(L, "process:_agent");
   lua_getiuservalue(L, 1, 1);
   return 1;
 }

@@ -530,6 +530,13 @@ static int l_async_check(lua_State *L) {
   return 0;
 }
 
+/* core.raise(message): raise `message` at the first caller outside
+ * sandlot's Lua modules (sl_raise), for argument errors of the public API
+ * whatever the depth of the module's call chain. */
+static int l_raise(lua_State *L) {
+  return sl_raise(L, "%s", luaL_checkstring(L, 1));
+}
+
 /* ---- Setup and shutdown ---- */
 
 /* Runs when the Lua state closes; by then no pool work is left. Lines
@@ -567,6 +574,7 @@ void sl_open_sandbox(lua_State *L) {
       {"home", l_home},
       {"on_template_progress", l_on_template_progress},
       {"async_check", l_async_check},
+      {"raise", l_raise},
       {NULL, NULL},
   };
   luaL_setfuncs(L, functions, 0);

@@ -2,7 +2,14 @@
 --
 -- Wrong types and unknown option names are programmer errors and raise;
 -- wrong values are expected failures and return a fail tuple.
+local core = require "sandlot.core"
+
 local M = {}
+
+--- Raise `message` as an error at the first caller outside sandlot's Lua
+-- modules, so it points at the user's line however deep the module's
+-- call chain is (tail calls included).
+M.raise = core.raise
 
 --- nil, "ENAME: message", "ENAME"
 function M.fail(name, fmt, ...)
@@ -62,26 +69,26 @@ local function type_names(expected)
 end
 
 --- Raise unless argument `position` of `fname` has the expected type (a
--- type name or a list of them). `level` is passed to error().
-function M.arg(fname, position, value, expected, level)
+-- type name or a list of them).
+function M.arg(fname, position, value, expected)
   if not type_matches(value, expected) then
-    error(("%s: argument %d must be a %s, got %s"):format(fname, position, type_names(expected),
-      type(value)), level + 1)
+    M.raise(("%s: argument %d must be a %s, got %s"):format(fname, position, type_names(expected),
+      type(value)))
   end
 end
 
 --- Raise on an option name that `allowed` (name -> expected type) does not
 -- list, or an option of the wrong type. nil values are left out.
-function M.options(fname, options, allowed, level)
+function M.options(fname, options, allowed)
   for key, value in pairs(options) do
     local expected = type(key) == "string" and allowed[key]
     if not expected then
       if type(key) == "string" then
-        error(("%s: unknown option %q"):format(fname, key), level + 1)
+        M.raise(("%s: unknown option %q"):format(fname, key))
       end
     elseif not type_matches(value, expected) then
-      error(("%s: option %s must be a %s, got %s"):format(fname, key, type_names(expected),
-        type(value)), level + 1)
+      M.raise(("%s: option %s must be a %s, got %s"):format(fname, key, type_names(expected),
+        type(value)))
     end
   end
 end
@@ -90,8 +97,8 @@ end
 -- dot instead of a colon, or on something else).
 function M.self(fname, self, class)
   if getmetatable(self) ~= class then
-    error(("%s: expected a %s object as self (call it with a colon), got %s"):format(fname,
-      class.__name or "sandlot", type(self)), 3)
+    M.raise(("%s: expected a %s object as self (call it with a colon), got %s"):format(fname,
+      class.__name or "sandlot", type(self)))
   end
 end
 

@@ -33,9 +33,9 @@ end
 -- named fields) and an options table. Returns the spec and the options,
 -- or the fail tuple for a bad value.
 local function exec_spec(fname, command, options)
-  check.arg(fname, 1, command, { "string", "table" }, 4)
+  check.arg(fname, 1, command, { "string", "table" })
   if options ~= nil then
-    check.arg(fname, 2, options, "table", 4)
+    check.arg(fname, 2, options, "table")
   end
   local merged = {}
   local spec = {}
@@ -46,12 +46,12 @@ local function exec_spec(fname, command, options)
     spec.argv = {}
     for i, word in ipairs(command) do
       if type(word) ~= "string" then
-        error(("%s: argv[%d] must be a string, got %s"):format(fname, i, type(word)), 4)
+        check.raise(("%s: argv[%d] must be a string, got %s"):format(fname, i, type(word)))
       end
       spec.argv[i] = word
     end
     if #spec.argv == 0 then
-      error(("%s: the command list is empty (expected a program and its arguments)"):format(fname), 4)
+      check.raise(("%s: the command list is empty (expected a program and its arguments)"):format(fname))
     end
     spec.name = table.concat(spec.argv, " ")
     for key, value in pairs(command) do
@@ -63,7 +63,7 @@ local function exec_spec(fname, command, options)
   for key, value in pairs(options or {}) do
     merged[key] = value
   end
-  check.options(fname, merged, exec_options, 4)
+  check.options(fname, merged, exec_options)
   local _, message, name = check_texts(spec, merged)
   if message then
     return nil, message, name
@@ -78,7 +78,7 @@ local function exec_spec(fname, command, options)
     spec.env = {}
     for key, value in pairs(merged.env) do
       if type(key) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
-        error(("%s: env must map names to strings"):format(fname), 4)
+        check.raise(("%s: env must map names to strings"):format(fname))
       end
       _, message, name = check.pair_name("environment variable name", key)
       if not message then
@@ -288,7 +288,7 @@ end
 -- Suspends.
 function Sandbox:process(id)
   check.self("sandbox:process", self, Sandbox)
-  check.arg("sandbox:process", 1, id, "number", 2)
+  check.arg("sandbox:process", 1, id, "number")
   local existing = handles[handle_key(self, id)]
   if existing and existing.state ~= "closed" then
     return existing
@@ -320,7 +320,15 @@ local function ended(self)
   return self.state == "exited" or self.state == "failed"
 end
 
+--- Raise unless the handle is open (the message of liolib's closed files).
+local function check_open(self)
+  if self.state == "closed" then
+    check.raise("attempt to use a closed process handle")
+  end
+end
+
 local function process_call(self, fname, request, fields)
+  check_open(self)
   local agent = self:_agent()
   core.async_check(fname)
   local reply, message, name = agent:call(request, fields)
@@ -333,7 +341,7 @@ end
 --- Write bytes to the process's stdin; returns once the agent wrote them
 -- to the pipe. EPIPE after close_stdin. Suspends.
 function Process:write(data)
-  check.arg("process:write", 1, data, "string", 2)
+  check.arg("process:write", 1, data, "string")
   if ended(self) then
     return fail("EPIPE", "process %d has ended: stdin is closed", self.id)
   end
@@ -365,7 +373,7 @@ function Process:kill(signal)
         check.subject(signal))
     end
   elseif signal ~= nil then
-    check.arg("process:kill", 1, signal, { "number", "string" }, 2)
+    check.arg("process:kill", 1, signal, { "number", "string" })
     number = math.tointeger(signal)
     if number == nil or number < 1 or number > 64 then
       return fail("EINVAL", "invalid signal number: %s (expected 1 to 64, or a name such as \"TERM\")",
@@ -391,7 +399,8 @@ function Process:lines(stream)
 end
 
 local function set_callback(self, fname, fd, callback)
-  check.arg(fname, 1, callback, "function", 3)
+  check_open(self)
+  check.arg(fname, 1, callback, "function")
   local set = callbacks[self] or {}
   callbacks[self] = set
   set[fd] = callback

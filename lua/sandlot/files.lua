@@ -11,7 +11,7 @@ local flags = core.file_flags
 --- Raise unless `path` is a string; return the EINVAL fail tuple when it
 -- has a NUL byte, which would cut it short on its way to the agent.
 local function path_arg(fname, path, position)
-  check.arg(fname, position or 1, path, "string", 3)
+  check.arg(fname, position or 1, path, "string")
   return check.text("path", path)
 end
 
@@ -37,10 +37,10 @@ function Sandbox:write_file(path, data, options)
   if bad_path then
     return nil, bad_path, bad_name
   end
-  check.arg("sandbox:write_file", 2, data, "string", 2)
+  check.arg("sandbox:write_file", 2, data, "string")
   options = options or {}
-  check.arg("sandbox:write_file", 3, options, "table", 2)
-  check.options("sandbox:write_file", options, write_options, 2)
+  check.arg("sandbox:write_file", 3, options, "table")
+  check.options("sandbox:write_file", options, write_options)
   local mode, _, message, name = mode_of("sandbox:write_file", options)
   if message then
     return nil, message, name
@@ -135,7 +135,7 @@ function Sandbox:stat(path, options)
     return nil, bad_path, bad_name
   end
   options = options or {}
-  check.options("sandbox:stat", options, { follow = "boolean" }, 2)
+  check.options("sandbox:stat", options, { follow = "boolean" })
   local fields = { path = path }
   if options.follow == false then
     fields.flags = flags.nofollow
@@ -156,7 +156,7 @@ function Sandbox:mkdir(path, options)
     return nil, bad_path, bad_name
   end
   options = options or {}
-  check.options("sandbox:mkdir", options, { parents = "boolean", mode = "number" }, 2)
+  check.options("sandbox:mkdir", options, { parents = "boolean", mode = "number" })
   local mode, _, message, name = mode_of("sandbox:mkdir", options)
   if message then
     return nil, message, name
@@ -179,7 +179,7 @@ function Sandbox:remove(path, options)
     return nil, bad_path, bad_name
   end
   options = options or {}
-  check.options("sandbox:remove", options, { recursive = "boolean" }, 2)
+  check.options("sandbox:remove", options, { recursive = "boolean" })
   local fields = { path = path, flags = options.recursive and flags.recursive or 0 }
   local reply, message, name = self:_call("sandbox:remove", "remove", fields)
   if not reply then
@@ -200,7 +200,7 @@ function Sandbox:rename(from, to, options)
     return nil, bad_path, bad_name
   end
   options = options or {}
-  check.options("sandbox:rename", options, { replace = "boolean" }, 2)
+  check.options("sandbox:rename", options, { replace = "boolean" })
   local fields = { path = from, new_path = to, flags = options.replace == false and flags.noreplace or 0 }
   local reply, message, name = self:_call("sandbox:rename", "rename", fields)
   if not reply then

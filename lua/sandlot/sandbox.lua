@@ -167,10 +167,10 @@ local function pairs_to_list(fname, what, noun, map)
   local list = {}
   for key, value in pairs(map) do
     if type(key) ~= "string" then
-      error(("%s: %s keys must be strings, got %s"):format(fname, what, type(key)), 4)
+      check.raise(("%s: %s keys must be strings, got %s"):format(fname, what, type(key)))
     end
     if type(value) ~= "string" and type(value) ~= "number" then
-      error(("%s: %s.%s must be a string, got %s"):format(fname, what, key, type(value)), 4)
+      check.raise(("%s: %s.%s must be a string, got %s"):format(fname, what, key, type(value)))
     end
     local _, message, name = check.pair_name(noun .. " name", key)
     if not message then
@@ -219,7 +219,7 @@ end
 
 --- Check and normalize create options: types raise, values fail.
 local function create_spec(options)
-  check.options("Sandbox.create", options, create_options, 3)
+  check.options("Sandbox.create", options, create_options)
   local spec = {}
   for key, value in pairs(options) do
     spec[key] = value
@@ -285,7 +285,7 @@ end
 -- lines go to stderr). Suspends.
 function Sandbox.create(options)
   options = options or {}
-  check.arg("Sandbox.create", 1, options, "table", 2)
+  check.arg("Sandbox.create", 1, options, "table")
   core.async_check("Sandbox.create")
   local spec, message, name = create_spec(options)
   if not spec then
@@ -314,7 +314,7 @@ end
 -- sandlot process using this store shares; ENOENT for an unknown id.
 -- Suspends.
 function Sandbox.get(id)
-  check.arg("Sandbox.get", 1, id, "string", 2)
+  check.arg("Sandbox.get", 1, id, "string")
   local _, bad_id, bad_name = check.text("sandbox id", id)
   if bad_id then
     return nil, bad_id, bad_name
@@ -353,8 +353,8 @@ end
 -- or a table of labels that must all match. Suspends.
 local function list_sandboxes(filter)
   filter = filter or {}
-  check.arg("Sandbox.list", 1, filter, "table", 3)
-  check.options("Sandbox.list", filter, list_options, 3)
+  check.arg("Sandbox.list", 1, filter, "table")
+  check.options("Sandbox.list", filter, list_options)
   local labels = filter.label and label_filter(filter.label)
   if filter.label and labels == nil then
     return fail("EINVAL", "invalid label filter: %q (expected key=value)", filter.label)
@@ -466,7 +466,7 @@ end
 -- 0 removes the timeout. Suspends.
 function Sandbox:set_timeout(seconds)
   check.self("sandbox:set_timeout", self, Sandbox)
-  check.arg("sandbox:set_timeout", 1, seconds, "number", 2)
+  check.arg("sandbox:set_timeout", 1, seconds, "number")
   local whole, message, name = timeout_seconds(seconds)
   if not whole then
     return nil, message, name
