@@ -267,3 +267,24 @@ int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
   if (cleaned) *cleaned += orphans;
   return rc < 0 ? sl_error_wrap(err, "gc") : 0;
 }
+
+int sl_sandbox_remove_ended(sl_sandboxes *h, int64_t age_ms, int *removed, sl_error *err) {
+  sl_sandbox_info *items;
+  size_t count;
+  if (removed) *removed = 0;
+  if (sl_sbstore_list(h->store, &items, &count, err) < 0) return -err->code;
+  int64_t cutoff = sl_now_ms() - (age_ms > 0 ? age_ms : 0);
+  int rc = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (items[i].state != SL_SANDBOX_DEAD || items[i].ended_at_ms > cutoff) continue;
+    sl_error one = {0};
+    if (sl_sandbox_remove(h, items[i].id, &one) < 0) {
+      SL_WARN("sandbox.remove_failed", "sandbox=%s error=\"%s\"", items[i].id, one.msg);
+      if (rc == 0) rc = sl_error_set(err, one.code, "%s", one.msg);
+      continue;
+    }
+    if (removed) (*removed)++;
+  }
+  free(items);
+  return rc;
+}

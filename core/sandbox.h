@@ -138,6 +138,13 @@ int sl_sandbox_set_timeout(sl_sandboxes *h, const char *id, int64_t seconds, sl_
  * number of sandboxes cleaned to `cleaned` (may be NULL). */
 int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err);
 
+/* Remove the records and folders of sandboxes that ended at least
+ * `age_ms` milliseconds ago (0: every ended one), as sl_sandbox_remove()
+ * does; their snapshots stay. Writes how many were removed to `removed`
+ * (may be NULL). A sandbox that cannot be removed is logged and skipped,
+ * and the first such failure is returned after the others were tried. */
+int sl_sandbox_remove_ended(sl_sandboxes *h, int64_t age_ms, int *removed, sl_error *err);
+
 /* Check `spec` without creating anything: backend, template name, sizes,
  * limits, env and label syntax. */
 int sl_sandbox_spec_check(const sl_create_spec *spec, sl_error *err);

@@ -189,6 +189,7 @@ typedef struct {
   sl_sandbox_info *list;
   size_t count;
   int cleaned;
+  int removed;           /* OP_GC: records of ended sandboxes removed */
   int rc;
   int pushed;
   sl_error err;
@@ -225,7 +226,11 @@ static void work_run(void *data) {
   case OP_FREEZE: w->rc = sl_sandbox_freeze(h, w->id, &w->err); break;
   case OP_THAW: w->rc = sl_sandbox_thaw(h, w->id, &w->err); break;
   case OP_SET_TIMEOUT: w->rc = sl_sandbox_set_timeout(h, w->id, w->seconds, &w->err); break;
-  case OP_GC: w->rc = sl_sandbox_gc(h, &w->cleaned, &w->err); break;
+  case OP_GC:
+    w->rc = sl_sandbox_gc(h, &w->cleaned, &w->err);
+    if (w->rc == 0 && w->seconds >= 0)
+      w->rc = sl_sandbox_remove_ended(h, w->seconds * 1000, &w->removed, &w->err);
+    break;
   }
 }
 
@@ -313,7 +318,8 @@ static int work_push(lua_State *T, void *data) {
     return 1;
   case OP_GC:
     lua_pushinteger(T, w->cleaned);
-    return 1;
+    lua_pushinteger(T, w->removed);
+    return 2;
   default:
     lua_pushboolean(T, 1);
     return 1;
@@ -325,8 +331,9 @@ static void strv_free(char **v) {
   free(v);
 }
 
-/* A kill for a sandbox whose create was cancelled while it ran. No task
- * received it, so it must not stay behind. */
+/* A kill that no task waits for: of a sandbox whose create was cancelled
+ * while it ran (no task received it, so it must not stay behind), or of
+ * a sandbox object closed where it could not suspend. */
 typedef struct {
   uv_work_t req;
   char id[SL_SANDBOX_ID_MAX];
@@ -336,8 +343,10 @@ static void orphan_kill_run(uv_work_t *req) {
   orphan_kill *k = req->data;
   sl_sandboxes *h;
   sl_error err = {0};
-  if (get_handle(&h, 1, &err) == 0 && sl_sandbox_kill(h, k->id, &err) < 0)
-    SL_WARN("sandbox.cancelled_create", "sandbox=%s error=%s", k->id, err.msg);
+  int rc = get_handle(&h, 1, &err);
+  if (rc == 0) rc = sl_sandbox_kill(h, k->id, &err);
+  if (rc < 0 && err.code != ESRCH)
+    SL_WARN("sandbox.detached_kill_failed", "sandbox=%s error=\"%s\"", k->id, err.msg);
 }
 
 static void orphan_kill_done(uv_work_t *req, int status) {
@@ -518,9 +527,23 @@ static int l_list(lua_State *L) {
   return queue(L, work_new(L, OP_LIST));
 }
 
+/* core.sandbox_gc([keep_seconds]): gc, then with `keep_seconds` remove
+ * the records of sandboxes that ended at least that long ago. Returns
+ * how many sandboxes were cleaned and how many records removed. */
 static int l_gc(lua_State *L) {
+  lua_Integer keep = luaL_optinteger(L, 1, -1);
   sl_async_check(L, "sandlot.gc");
-  return queue(L, work_new(L, OP_GC));
+  sb_work *w = work_new(L, OP_GC);
+  w->seconds = keep < 0 ? -1 : keep;
+  return queue(L, w);
+}
+
+/* core.sandbox_kill_detached(id): kill the sandbox on the pool without
+ * waiting, for a sandbox object closed where its task cannot suspend
+ * (the __close of a failed task). Failures are logged. */
+static int l_kill_detached(lua_State *L) {
+  kill_orphan(sl_check_cstring(L, 1));
+  return 0;
 }
 
 /* core.async_check(name): raise the error of a suspending function
@@ -528,6 +551,13 @@ static int l_gc(lua_State *L) {
 static int l_async_check(lua_State *L) {
   sl_async_check(L, luaL_checkstring(L, 1));
   return 0;
+}
+
+/* core.can_suspend(): whether the running code may call a suspending
+ * function (sl_async_can_suspend). */
+static int l_can_suspend(lua_State *L) {
+  lua_pushboolean(L, sl_async_can_suspend(L));
+  return 1;
 }
 
 /* core.raise(message): raise `message` at the first caller outside
@@ -570,11 +600,13 @@ void sl_open_sandbox(lua_State *L) {
       {"sandbox_thaw", l_thaw},
       {"sandbox_set_timeout", l_set_timeout},
       {"sandbox_gc", l_gc},
+      {"sandbox_kill_detached", l_kill_detached},
       {"set_home", l_set_home},
       {"home", l_home},
       {"on_template_progress", l_on_template_progress},
       {"async_check", l_async_check},
       {"raise", l_raise},
+      {"can_suspend", l_can_suspend},
       {NULL, NULL},
   };
   luaL_setfuncs(L, functions, 0);

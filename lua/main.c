@@ -26,7 +26,9 @@ static const command commands[] = {
     {"ls", "[-a]", "List sandboxes: id, state, template, age (-a: ended ones too).",
      cmd_sandbox_verb},
     {"kill", "ID...", "Kill sandboxes and release their mounts and cgroups.", cmd_sandbox_verb},
-    {"gc", "", "Clean up after crashed hosts and monitors; print what was cleaned.",
+    {"rm", "[-f] ID...", "Delete the records of ended sandboxes (-f: kill live ones first).",
+     cmd_sandbox_verb},
+    {"gc", "[-a]", "Clean up after crashes; delete records ended over a day ago (-a: all).",
      cmd_sandbox_verb},
 };
 
@@ -126,7 +128,7 @@ static int run_chunk(int argc, char **argv) {
   return run_loaded(L, rc, before, 1, argv[0], argv + 2, argc - 2);
 }
 
-/* ls, kill and gc: argv[0] names a function of the sandlot.cli module,
+/* ls, kill, rm and gc: argv[0] names a function of the sandlot.cli module,
  * which runs as the main task with the other words as arguments. */
 static int cmd_sandbox_verb(int argc, char **argv) {
   lua_State *L = sl_host_open(SL_HOST_SCRIPT);

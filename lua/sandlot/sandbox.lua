@@ -42,6 +42,28 @@ function Sandbox:__tostring()
   return ("sandlot.Sandbox (%s, %s)"):format(self.id, self.state)
 end
 
+--- Kill the sandbox when a to-be-closed variable that holds the object
+-- goes out of scope (`local sb <close> = assert(Sandbox.create {})`).
+-- It waits for the kill where the task can suspend. Where it cannot (a
+-- failed or cancelled task closing its variables, or a pcall unwinding
+-- an error) the kill runs on the threadpool without waiting. A sandbox
+-- that has ended already is left alone, and a failed kill is logged.
+function Sandbox:__close()
+  if getmetatable(self) ~= Sandbox or self.state == "dead" then
+    return
+  end
+  if not core.can_suspend() then
+    core.sandbox_kill_detached(self.id)
+    self.state = "dead"
+    self._info.state = "dead"
+    return
+  end
+  local ok, message, name = self:kill()
+  if not ok and name ~= "ESRCH" then
+    core.log("warn", "sandbox.close_failed", ("sandbox=%s error=%q"):format(self.id, message))
+  end
+end
+
 --- The fail tuple of a call on a sandbox that has ended.
 function Sandbox:_ended()
   local reason = self._info.end_reason or "dead"

@@ -285,6 +285,55 @@ describe("values C cannot carry", function()
   end)
 end)
 
+describe("to-be-closed sandboxes", function()
+  local function ended(id)
+    local sb = Sandbox.get(id)
+    return sb ~= nil and sb.state == "dead"
+  end
+
+  it("kill the sandbox at the end of the scope", function()
+    local id, info
+    do
+      local sb <close> = create {}
+      id = sb.id
+      info = assert(sb:info())
+      assert.are.equal("running", sb.state)
+    end
+    local sb = assert(Sandbox.get(id))
+    assert.are.equal("dead", sb.state)
+    assert.are.equal("killed", assert(sb:info()).end_reason)
+    assert.is_nil(sandboxes.wait_clean(home, info))
+  end)
+
+  it("kill it when the task fails or a pcall unwinds", function()
+    local id
+    local task = sandlot.spawn(function()
+      local sb <close> = create {}
+      id = sb.id
+      error("the task breaks")
+    end)
+    assert.is_nil(task:wait())
+    sandboxes.eventually(function() return ended(id) end, "the failed task's sandbox ends")
+    local ok = pcall(function()
+      local sb <close> = create {}
+      id = sb.id
+      error("unwinding")
+    end)
+    assert.is_false(ok)
+    sandboxes.eventually(function() return ended(id) end, "the unwound sandbox ends")
+  end)
+
+  it("leave an ended sandbox alone", function()
+    local sb = create {}
+    assert(sb:kill())
+    do
+      local closing <close> = sb
+      assert.are.equal("dead", closing.state)
+    end
+    assert.are.equal("killed", assert(sb:info()).end_reason)
+  end)
+end)
+
 describe("freeze and thaw", function()
   it("stop and resume progress", function()
     local sb = create {}
