@@ -17,6 +17,7 @@
  * ended. */
 #include <errno.h>
 #include <lauxlib.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -452,10 +453,36 @@ static const char *opt_string(lua_State *L, int index, const char *name) {
   return s;
 }
 
+static int flag_field(lua_State *L, int index, const char *name) {
+  lua_getfield(L, index, name);
+  int value = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return value;
+}
+
+/* The capture fields of an exec spec: max_output (bytes per stream, 0 or
+ * absent for all), keep_stdout, keep_stderr, chunk_stdout, chunk_stderr
+ * (booleans) and deadline (seconds, 0 or absent for none). */
+static sl_capture capture_options(lua_State *L, int index) {
+  sl_capture capture = {.limit = SIZE_MAX};
+  lua_getfield(L, index, "max_output");
+  lua_Integer max = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (max > 0) capture.limit = (size_t)max;
+  capture.keep_mask = (flag_field(L, index, "keep_stdout") ? 1 << 1 : 0) |
+                      (flag_field(L, index, "keep_stderr") ? 1 << 2 : 0);
+  capture.chunk_mask = (flag_field(L, index, "chunk_stdout") ? 1 << 1 : 0) |
+                       (flag_field(L, index, "chunk_stderr") ? 1 << 2 : 0);
+  lua_getfield(L, index, "deadline");
+  capture.deadline = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return capture;
+}
+
 /* agent:start(spec, mode). The spec has argv (a list) or command (a
  * string), and optionally env (a list of "NAME=value"), cwd, stdin,
- * stdin_open, timeout_ms and name. The mode is "capture" (exec) or
- * "stream" (spawn). */
+ * stdin_open, timeout_ms, name and the capture fields above. The mode is
+ * "capture" (exec) or "stream" (spawn). */
 static int l_start(lua_State *L) {
   lagent_check(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -476,7 +503,9 @@ static int l_start(lua_State *L) {
   spec.timeout_ms = (int64_t)lua_tointeger(L, -1);
   lua_pop(L, 1);
   const char *name = opt_string(L, 2, "name");
-  return sl_process_start(L, 1, &spec, mode == 0 ? SL_OUTPUT_CAPTURE : SL_OUTPUT_STREAM, name);
+  sl_capture capture = capture_options(L, 2);
+  return sl_process_start(L, 1, &spec, mode == 0 ? SL_OUTPUT_CAPTURE : SL_OUTPUT_STREAM, &capture,
+                          name);
 }
 
 static int l_attach(lua_State *L) {

@@ -19,6 +19,7 @@
 #include "lcore.h"
 #include "lsandbox.h"
 #include "log.h"
+#include "proc_cgroup.h"
 #include "sandbox.h"
 #include "store.h"
 
@@ -553,6 +554,31 @@ static int l_async_check(lua_State *L) {
   return 0;
 }
 
+/* core.cgroups_frozen(cgroups): whether the freezer of a process sandbox
+ * (the record's `cgroups`, controller -> folder) is frozen or freezing.
+ * A read of one cgroup file on the loop thread, cheap enough to run
+ * before every agent request. */
+static int l_cgroups_frozen(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  char text[SL_SANDBOX_PATH_MAX];
+  size_t used = 0;
+  text[0] = '\0';
+  lua_pushnil(L);
+  while (lua_next(L, 1) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING && used < sizeof text) {
+      int n = snprintf(text + used, sizeof text - used, "%s=%s\n", lua_tostring(L, -2),
+                       lua_tostring(L, -1));
+      used = n < 0 ? sizeof text : used + (size_t)n;
+    }
+    lua_pop(L, 1);
+  }
+  sl_cgroup cgroup;
+  int frozen = used > 0 && used < sizeof text && sl_cgroup_parse(text, &cgroup, NULL) == 0 &&
+               sl_cgroup_is_frozen(&cgroup);
+  lua_pushboolean(L, frozen);
+  return 1;
+}
+
 /* core.can_suspend(): whether the running code may call a suspending
  * function (sl_async_can_suspend). */
 static int l_can_suspend(lua_State *L) {
@@ -607,6 +633,7 @@ void sl_open_sandbox(lua_State *L) {
       {"async_check", l_async_check},
       {"raise", l_raise},
       {"can_suspend", l_can_suspend},
+      {"cgroups_frozen", l_cgroups_frozen},
       {NULL, NULL},
   };
   luaL_setfuncs(L, functions, 0);

@@ -8,10 +8,23 @@ local Sandbox = require "sandlot.sandbox"
 local fail = check.fail
 local Process = core.process_methods
 
-local exec_options = {
+local spawn_options = {
   timeout = "number", env = "table", cwd = "string", stdin = "string",
   on_stdout = "function", on_stderr = "function",
 }
+
+local exec_options = { max_output = "number", capture = "boolean" }
+for key, expected in pairs(spawn_options) do
+  exec_options[key] = expected
+end
+
+--- Bytes of each stream that sandbox:exec keeps for its result unless
+-- max_output says otherwise: 16 MiB.
+local MAX_OUTPUT = 16 * 1024 * 1024
+
+--- Seconds that sandbox:exec waits for the exit after its timeout, for
+-- the agent's kill to arrive, before it gives up with ETIMEDOUT.
+local EXEC_GRACE = 3
 
 --- The fail tuple when the command, an argument or the cwd has a NUL
 -- byte, which a C string cannot carry.
@@ -32,7 +45,7 @@ end
 -- or a list: program and arguments, which may also carry the options as
 -- named fields) and an options table. Returns the spec and the options,
 -- or the fail tuple for a bad value.
-local function exec_spec(fname, command, options)
+local function exec_spec(fname, command, options, allowed)
   check.arg(fname, 1, command, { "string", "table" })
   if options ~= nil then
     check.arg(fname, 2, options, "table")
@@ -63,7 +76,7 @@ local function exec_spec(fname, command, options)
   for key, value in pairs(options or {}) do
     merged[key] = value
   end
-  check.options(fname, merged, exec_options)
+  check.options(fname, merged, allowed)
   local _, message, name = check_texts(spec, merged)
   if message then
     return nil, message, name
@@ -96,27 +109,63 @@ local function exec_spec(fname, command, options)
   return spec, merged
 end
 
+--- Add to an exec spec what the result keeps: max_output per stream,
+-- streams without a callback (or all with capture = true), and the
+-- host-side deadline after the timeout. Returns the EINVAL fail tuple for
+-- a bad max_output.
+local function capture_spec(spec, merged)
+  local max = merged.max_output or MAX_OUTPUT
+  if max == math.huge then
+    spec.max_output = 0
+  elseif math.tointeger(max) and max > 0 then
+    spec.max_output = math.tointeger(max)
+  else
+    return fail("EINVAL", "invalid max_output: %s (expected bytes > 0, or math.huge for no limit)",
+      tostring(max))
+  end
+  spec.chunk_stdout = merged.on_stdout ~= nil
+  spec.chunk_stderr = merged.on_stderr ~= nil
+  spec.keep_stdout = merged.capture == true or merged.on_stdout == nil
+  spec.keep_stderr = merged.capture == true or merged.on_stderr == nil
+  if merged.timeout then
+    spec.deadline = merged.timeout + EXEC_GRACE
+  end
+  return true
+end
+
 --- Run a command and wait for it to end.
 --
 -- `command` is a string, run by /bin/sh -c, or a list {program, args...},
 -- run directly (PATH is searched). Options, in `options` or as named
--- fields of the list: timeout (seconds; the process group is killed when
--- it expires), env (table NAME = value, added to the sandbox's), cwd,
--- stdin (bytes), on_stdout and on_stderr (function(chunk), called in this
--- task as output arrives, in order; they may suspend, and one that raises
--- fails this task after the process is killed).
+-- fields of the list: timeout (seconds; the agent kills the process
+-- group when it expires, and without an exit EXEC_GRACE seconds later the
+-- call fails with ETIMEDOUT), env (table NAME = value, added to the
+-- sandbox's), cwd, stdin (bytes), on_stdout and on_stderr
+-- (function(chunk), called in this task as output arrives, in order; they
+-- may suspend, and one that raises fails this task after the process is
+-- killed), max_output (bytes kept of each stream, default MAX_OUTPUT,
+-- math.huge for all), capture (also keep the streams that have a
+-- callback; by default only the others are kept).
 --
--- Returns {exit_code, signal, stdout, stderr, timed_out, duration, id,
--- pid}. A process killed by signal N has exit_code 128 + N and signal N.
--- A non-zero exit is a result; a program that does not exist returns
+-- Returns {exit_code, signal, stdout, stderr, stdout_truncated,
+-- stderr_truncated, timed_out, duration, id, pid}. stdout and stderr hold
+-- the first max_output bytes (nil for a stream passed to a callback
+-- without capture); the truncated flags say that more was dropped. A
+-- process killed by signal N has exit_code 128 + N and signal N. A
+-- non-zero exit is a result; a program that does not exist returns
 -- nil, "ENOENT: program not found: NAME", "ENOENT". Suspends.
 function Sandbox:exec(command, options)
   check.self("sandbox:exec", self, Sandbox)
-  local spec, merged, name = exec_spec("sandbox:exec", command, options)
+  local spec, merged, name = exec_spec("sandbox:exec", command, options, exec_options)
   if not spec then
     return nil, merged, name
   end
-  local agent, message
+  local _, message
+  _, message, name = capture_spec(spec, merged)
+  if message then
+    return nil, message, name
+  end
+  local agent
   agent, message, name = self:_connect("sandbox:exec")
   if not agent then
     return nil, message, name
@@ -219,7 +268,7 @@ end
 -- Suspends until the process runs.
 function Sandbox:spawn(command, options)
   check.self("sandbox:spawn", self, Sandbox)
-  local spec, merged, name = exec_spec("sandbox:spawn", command, options)
+  local spec, merged, name = exec_spec("sandbox:spawn", command, options, spawn_options)
   if not spec then
     return nil, merged, name
   end

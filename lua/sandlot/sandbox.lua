@@ -98,10 +98,24 @@ function Sandbox:_failed(message, name, kind)
   return nil, message, name
 end
 
---- The agent connection, connected; or the fail tuple. Suspends.
+--- States in which no agent answers: none runs yet, none runs while the
+-- sandbox is dumped to disk, or its processes are stopped.
+local unreachable = { creating = true, paused = true, frozen = true }
+
+--- Whether the freezer of a process sandbox is frozen now, read from its
+-- cgroup. It is also frozen for a moment during a snapshot, which the
+-- record (still "running") tells apart from sb:freeze.
+local function freezer_frozen(self)
+  return self.backend == "process" and self._info.cgroups ~= nil
+    and core.cgroups_frozen(self._info.cgroups)
+end
+
+--- The agent connection, connected; or the fail tuple. A frozen sandbox
+-- fails at once with EBUSY, because its agent cannot answer and a request
+-- sent now would run after the thaw. Suspends.
 function Sandbox:_connect(fname)
   core.async_check(fname)
-  if self.state == "creating" or self.state == "paused" then
+  if unreachable[self.state] or freezer_frozen(self) then
     local info = core.sandbox_get(self.id)
     if info then
       update(self, info)
@@ -109,8 +123,7 @@ function Sandbox:_connect(fname)
   end
   if self.state == "dead" then
     return self:_ended()
-  elseif self.state == "creating" or self.state == "paused" then
-    -- No agent runs yet, or none runs while the sandbox is dumped to disk.
+  elseif unreachable[self.state] then
     return fail("EBUSY", "sandbox is %s: %s", self.state, self.id)
   end
   local agent = self._agent

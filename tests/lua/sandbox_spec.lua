@@ -5,6 +5,7 @@ local sandboxes = require "sandboxes"
 sandboxes.require_sandboxes()
 
 local sandlot = require "sandlot"
+local support = require "support"
 local uv = require "luv"
 local Sandbox = sandlot.Sandbox
 
@@ -189,7 +190,7 @@ describe("sandbox:exec", function()
     local r = assert(sb:exec(
       "for i in $(seq 1 50); do echo line $i; echo err $i >&2; sleep 0.01; done",
       { on_stdout = function(chunk) out[#out + 1] = chunk end,
-        on_stderr = function(chunk) err[#err + 1] = chunk end }))
+        on_stderr = function(chunk) err[#err + 1] = chunk end, capture = true }))
     local expected_out, expected_err = {}, {}
     for i = 1, 50 do
       expected_out[i] = "line " .. i .. "\n"
@@ -222,6 +223,38 @@ describe("sandbox:exec", function()
       end
       return true
     end, "the callback's process ended")
+  end)
+
+  it("keeps at most max_output bytes of each stream", function()
+    local r = assert(sb:exec("yes", { timeout = 1 }))
+    assert.is_true(r.timed_out)
+    assert.are.equal(16 * 1024 * 1024, #r.stdout)
+    assert.is_true(r.stdout_truncated)
+    assert.is_false(r.stderr_truncated)
+    r = assert(sb:exec("head -c 5000 /dev/zero; echo err >&2", { max_output = 1000 }))
+    assert.are.equal(("\0"):rep(1000), r.stdout)
+    assert.is_true(r.stdout_truncated)
+    assert.are.equal("err\n", r.stderr)
+    assert.is_false(r.stderr_truncated)
+    r = assert(sb:exec("head -c 20000000 /dev/zero", { max_output = math.huge }))
+    assert.are.equal(20000000, #r.stdout)
+    assert.is_false(r.stdout_truncated)
+    local _, message, name = sb:exec("true", { max_output = 0 })
+    assert.are.equal("EINVAL", name)
+    assert.are.equal("EINVAL: invalid max_output: 0 (expected bytes > 0, or math.huge for no limit)", message)
+    assert.has_error(function() sb:spawn("true", { max_output = 10 }) end)
+  end)
+
+  it("keeps no streamed output unless asked", function()
+    local seen = 0
+    local r = assert(sb:exec("head -c 30000000 /dev/zero; echo done >&2",
+      { on_stdout = function(chunk) seen = seen + #chunk end }))
+    assert.are.equal(30000000, seen)
+    assert.is_nil(r.stdout)
+    assert.is_false(r.stdout_truncated)
+    assert.are.equal("done\n", r.stderr)
+    r = assert(sb:exec("echo kept", { on_stdout = function() end, capture = true }))
+    assert.are.equal("kept\n", r.stdout)
   end)
 
   it("rejects bad options", function()
@@ -355,6 +388,68 @@ describe("freeze and thaw", function()
     assert.are.equal("running", sb.state)
     sandboxes.eventually(function() return value() > frozen_at + 2 end, "the counter counts again")
     p:close()
+    assert(sb:kill())
+  end)
+
+  it("make agent calls fail at once with EBUSY", function()
+    local sb = create {}
+    local stale = assert(Sandbox.get(sb.id))
+    assert(sb:freeze())
+    local calls = {
+      function() return sb:exec("true", { timeout = 2 }) end,
+      function() return sb:spawn "true" end,
+      function() return sb:read_file "/etc/hostname" end,
+      function() return sb:write_file("/tmp/x", "y") end,
+      function() return sb:stat "/" end,
+      function() return sb:processes() end,
+      -- An object that still reads "running" finds the freezer frozen.
+      function() return stale:exec "true" end,
+    }
+    for i, call in ipairs(calls) do
+      local ok, message, name = call()
+      assert.is_nil(ok, "call " .. i)
+      assert.are.equal("EBUSY", name, "call " .. i)
+      assert.are.equal("EBUSY: sandbox is frozen: " .. sb.id, message)
+    end
+    local code, out, err = support.run_sandlot({ "-e", [[
+      local sb = assert(require("sandlot").Sandbox.get(arg[1]))
+      print(sb:exec("true", { timeout = 2 }))
+    ]], sb.id }, { env = support.environment { SANDLOT_HOME = home } })
+    assert.are.equal(0, code, err)
+    assert.are.equal("nil\tEBUSY: sandbox is frozen: " .. sb.id .. "\tEBUSY\n", out)
+    assert(sb:thaw())
+    assert.are.equal("ok\n", assert(stale:exec "echo ok").stdout)
+    assert(sb:kill())
+  end)
+
+  it("turn an unanswered exec timeout into ETIMEDOUT", function()
+    local sb = create {}
+    local info = assert(sb:info())
+    -- Freeze behind sandlot's back, as a snapshot does for a moment: the
+    -- record says running, so the request goes out and gets no answer.
+    local freezer = info.cgroups.freezer and info.cgroups.freezer .. "/freezer.state"
+      or info.cgroups.unified .. "/cgroup.freeze"
+    local function set_freezer(value)
+      local file = assert(io.open(freezer, "w"))
+      file:write(value)
+      file:close()
+    end
+    set_freezer(info.cgroups.freezer and "FROZEN" or "1")
+    local ok, message, name = sb:exec({ "sleep", "30" }, { timeout = 0.5 })
+    set_freezer(info.cgroups.freezer and "THAWED" or "0")
+    assert.is_nil(ok)
+    assert.are.equal("ETIMEDOUT", name)
+    assert.are.equal("ETIMEDOUT: the agent reported no exit within 3.5 s (is the sandbox frozen?): sleep 30",
+      message)
+    -- The request reached the agent after the thaw; its process was killed.
+    sandboxes.eventually(function()
+      for _, p in ipairs(assert(sb:processes())) do
+        if p.command == "sleep 30" and p.state == "running" then
+          return false
+        end
+      end
+      return true
+    end, "the late exec is killed")
     assert(sb:kill())
   end)
 end)
