@@ -389,13 +389,16 @@ static void file_done(sl_agent *client, const uint8_t *bytes, size_t len, const 
   sl_waiter_resume(w, n);
 }
 
+/* agent:read_file(path, [max]): the bytes of the file; EFBIG when it
+ * has more than `max` bytes (absent or 0: any size). */
 static int l_read_file(lua_State *L) {
   lagent *a = lagent_check(L, 1);
   const char *path = sl_check_cstring(L, 2);
+  lua_Integer max = luaL_optinteger(L, 3, 0);
   sl_async_check(L, "sandbox:read_file");
   sl_waiter *w = sl_waiter_new(L, NULL, NULL);
   sl_error err = {0};
-  if (sl_agent_read_file(a->client, path, file_done, w, &err) < 0) {
+  if (sl_agent_read_file_max(a->client, path, max > 0 ? (uint64_t)max : 0, file_done, w, &err) < 0) {
     sl_waiter_free(w);
     return push_failure(L, &err, 0);
   }

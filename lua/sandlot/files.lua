@@ -59,25 +59,42 @@ function Sandbox:write_file(path, data, options)
   return true
 end
 
+--- Bytes of a file that sandbox:read_file accepts unless max_size says
+-- otherwise: 64 MiB.
+local MAX_SIZE = 64 * 1024 * 1024
+
 --- The content of the file at `path`; ENOENT when it does not exist.
-function Sandbox:read_file(path)
+-- Options: max_size (bytes, default MAX_SIZE, math.huge for any size); a
+-- larger file fails with EFBIG before its content is transferred.
+function Sandbox:read_file(path, options)
   check.self("sandbox:read_file", self, Sandbox)
   local _, bad_path, bad_name = path_arg("sandbox:read_file", path)
   if bad_path then
     return nil, bad_path, bad_name
   end
+  options = options or {}
+  check.arg("sandbox:read_file", 2, options, "table")
+  check.options("sandbox:read_file", options, { max_size = "number" })
+  local max = options.max_size or MAX_SIZE
+  if max == math.huge then
+    max = 0
+  elseif math.tointeger(max) == nil or max <= 0 then
+    return check.fail("EINVAL", "invalid max_size: %s (expected bytes > 0, or math.huge for any size)",
+      tostring(max))
+  end
+  max = math.tointeger(max)
   local agent, message, name = self:_connect("sandbox:read_file")
   if not agent then
     return nil, message, name
   end
   local data, kind
-  data, message, name, kind = agent:read_file(path)
+  data, message, name, kind = agent:read_file(path, max)
   if data == nil and kind == "connection" then
     agent, message, name = self:_connect("sandbox:read_file")
     if not agent then
       return nil, message, name
     end
-    data, message, name, kind = agent:read_file(path)
+    data, message, name, kind = agent:read_file(path, max)
   end
   if data == nil then
     return self:_failed(message, name, kind)
