@@ -296,13 +296,14 @@ static void handle_signals(sl_monitor *m) {
 
 static void run_loop(sl_monitor *m) {
   while (!m->init_done) {
-    struct pollfd fds[4] = {
+    struct pollfd fds[4 + SL_MONITOR_MAX_CONNS] = {
         {m->signal_fd, POLLIN, 0},
         {m->listen_fd, POLLIN, 0},
         {m->timer_fd, POLLIN, 0},
         {m->creator_pidfd, POLLIN, 0}, /* ignored by poll when -1 */
     };
-    if (poll(fds, 4, -1) < 0) {
+    int conns = sl_monitor_control_poll(m, fds + 4);
+    if (poll(fds, (nfds_t)(4 + conns), sl_monitor_control_timeout(m)) < 0) {
       if (errno == EINTR) continue;
       SL_ERROR("monitor.poll", "sandbox=%s error=\"%s\"", m->cfg.id, strerror(errno));
       sl_monitor_kill(m, "killed");
@@ -317,11 +318,13 @@ static void run_loop(sl_monitor *m) {
         sl_monitor_on_timeout(m);
     }
     if (fds[3].revents && m->end_reason == NULL) sl_monitor_kill(m, "creator_exited");
+    if (!m->init_done) sl_monitor_control_ready(m, fds + 4, conns);
   }
 }
 
 static void finish(sl_monitor *m) {
   sl_error err = {0};
+  sl_monitor_control_close(m);
   if (m->listen_fd >= 0) close(m->listen_fd);
   unlink(m->socket_path);
   sl_sandbox_info info;
