@@ -1,6 +1,7 @@
 #include "lcore.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "embedded.h"
@@ -24,17 +25,29 @@ static int is_embedded_source(const char *source) {
   return 0;
 }
 
-/* Push "source:line: " of the innermost Lua function on the stack that is
- * not part of an embedded module, or "" when there is none. */
-static void push_user_where(lua_State *L) {
+/* sl_user_position() from stack level `first` on. */
+static int position_from(lua_State *T, int first, char *buf, size_t len) {
   lua_Debug ar;
-  for (int level = 1; lua_getstack(L, level, &ar); level++) {
-    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
+  for (int level = first; lua_getstack(T, level, &ar); level++) {
+    if (!lua_getinfo(T, "Sl", &ar) || ar.currentline <= 0) continue;
     if (is_embedded_source(ar.source)) continue;
-    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
-    return;
+    snprintf(buf, len, "%s:%d", ar.short_src, ar.currentline);
+    return 1;
   }
-  lua_pushliteral(L, "");
+  return 0;
+}
+
+int sl_user_position(lua_State *T, char *buf, size_t len) { return position_from(T, 0, buf, len); }
+
+/* Push "source:line: " of the innermost Lua function that called the
+ * running C function (level 0) and is not part of an embedded module,
+ * or "" when there is none. */
+static void push_user_where(lua_State *L) {
+  char where[LUA_IDSIZE + 32];
+  if (position_from(L, 1, where, sizeof where))
+    lua_pushfstring(L, "%s: ", where);
+  else
+    lua_pushliteral(L, "");
 }
 
 int sl_raise(lua_State *L, const char *fmt, ...) {

@@ -11,6 +11,7 @@
 
 #include <lua.h>
 #include <stdarg.h>
+#include <stddef.h>
 
 #define SL_BINDINGS(X) \
   X(task)              \
@@ -31,6 +32,11 @@ int luaopen_sandlot_core(lua_State *L);
  * called through lua/sandlot/*.lua then points at the user's line, not
  * at the module's. Does not return. */
 int sl_raise(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Write "file:line" of the innermost Lua function on T's stack that is
+ * not part of an embedded module (the user's code, for a task suspended
+ * inside a sandlot call) into `buf`. Returns 0 when there is none. */
+int sl_user_position(lua_State *T, char *buf, size_t len);
 
 /* luaL_argerror with the public name: raises "FNAME: bad argument #ARG
  * (MESSAGE)" at the user's line (see sl_raise). `arg` counts as the user

@@ -149,6 +149,31 @@ describe("sandlot run", function()
     assert.are.equal("background\tfalse\ttrue\n", out)
   end)
 
+  it("exits 1 when the main chunk returns a fail tuple", function()
+    local script = write("fails.lua", "print('ran')\nreturn nil, 'EFOO: bad thing', 'EFOO'\n")
+    local code, out, err = run { "run", script }
+    assert.are.equal(1, code)
+    assert.are.equal("ran\n", out)
+    assert.are.equal("sandlot: EFOO: bad thing\n", err)
+    code, out, err = run { "-e", "return 1, 'two'" }
+    assert.are.equal(0, code, err)
+    code = run { "-e", "return nil" }
+    assert.are.equal(0, code)
+  end)
+
+  it("names the tasks that nothing can resume", function()
+    local script = write("stuck2.lua", [[
+      local sandlot = require "sandlot"
+      sandlot.spawn(function()
+        pcall(sandlot.await, function(done) end)
+      end)
+    ]])
+    local code, _, err = run { "run", script }
+    assert.are.equal(0, code)
+    assert.matches("1 task%(s%) wait for something that nothing will deliver; cancelling them:\n"
+      .. "  task %d+ %(.-stuck2%.lua:2%), waiting at .-stuck2%.lua:3\n", err)
+  end)
+
   it("cancels tasks that nothing can resume", function()
     local script = write("stuck.lua", [[
       local sandlot = require "sandlot"
@@ -258,7 +283,8 @@ describe("the REPL on a pipe", function()
 
   it("prints errors and goes on", function()
     local code, out, err = run({}, { input = "error('bad')\nprint('after')\n" })
-    assert.are.equal(0, code)
+    -- The other chunks run, but a chunk that raised makes the exit status 1.
+    assert.are.equal(1, code)
     assert.are.equal("after\n", out)
     assert.matches("^sandlot: stdin:1: bad\nstack traceback:", err)
   end)
@@ -302,6 +328,15 @@ describe("the REPL on a pipe", function()
     })
     repeater:close()
     assert.are.equal(128 + 2, code)
+  end)
+
+  it("exits 1 after a chunk that does not compile", function()
+    local code, out, err = run({ "repl" }, { input = "x = = 1\nprint('after')\n" })
+    assert.are.equal(1, code)
+    assert.are.equal("after\n", out)
+    assert.matches("unexpected symbol near '='", err)
+    code = run({ "repl" }, { input = "print('fine')\n=nil, 'EFOO: shown, not failed'\n" })
+    assert.are.equal(0, code)
   end)
 
   it("reports an incomplete chunk at the end of input", function()
