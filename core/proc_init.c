@@ -188,6 +188,20 @@ static void enter_root(void) {
   if (chdir("/") < 0) fail(errno, "chdir /");
 }
 
+/* Write the host name to /etc/hostname (mode 0644), so that the file
+ * agrees with hostname(1). A template's file comes from the machine that
+ * built it: mmdebstrap copies the build host's /etc/hostname. A root
+ * without /etc keeps none. */
+static void write_hostname_file(const char *name) {
+  int fd = open("/etc/hostname", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == ENOENT) return;
+  if (fd < 0) fail(errno, "open /etc/hostname");
+  char line[80];
+  int n = snprintf(line, sizeof line, "%s\n", name);
+  if (fchmod(fd, 0644) < 0 || write(fd, line, (size_t)n) != n) fail(errno, "write /etc/hostname");
+  close(fd);
+}
+
 static void loopback_up(void) {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) fail(errno, "socket for lo");
@@ -256,6 +270,7 @@ _Noreturn void sl_proc_init_run(const sl_proc_init *cfg) {
   enter_root();
   if (sethostname(cfg->hostname, strlen(cfg->hostname)) < 0)
     fail(errno, "sethostname %s", cfg->hostname);
+  write_hostname_file(cfg->hostname);
   loopback_up();
   make_cwd(cfg->cwd);
   if (chdir(cfg->cwd) < 0) fail(errno, "chdir %s", cfg->cwd);

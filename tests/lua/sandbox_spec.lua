@@ -96,6 +96,19 @@ describe("Sandbox.create", function()
     assert(sb:kill())
   end)
 
+  it("writes its host name to /etc/hostname", function()
+    local named = create { hostname = "box2" }
+    assert.are.equal("box2\n", named:read_file "/etc/hostname")
+    assert.are.equal(tonumber("644", 8), assert(named:stat "/etc/hostname").mode)
+    assert.are.equal("box2\n", assert(named:exec "hostname").stdout)
+    local plain = create {}
+    assert.are.equal("sandlot\n", plain:read_file "/etc/hostname")
+    assert.are.equal("sandlot\n", assert(plain:exec "hostname").stdout)
+    assert.are.equal("sandlot\n", assert(plain:exec "cat /etc/hostname").stdout)
+    assert(named:kill())
+    assert(plain:kill())
+  end)
+
   it("creates five sandboxes at once in parallel tasks", function()
     local started, finished = {}, {}
     local tasks = {}
