@@ -81,8 +81,18 @@ static void mount_or_fail(const char *src, const char *target, const char *type,
   }
 }
 
+/* Format a path; a path that does not fit fails the start. */
+__attribute__((format(printf, 3, 4))) static void format_path(char *buf, size_t len,
+                                                              const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= len) fail(ENAMETOOLONG, "path too long: %.200s...", buf);
+}
+
 static void path_in_root(char *buf, size_t len, const char *sub) {
-  snprintf(buf, len, "%s%s", current->root, sub);
+  format_path(buf, len, "%s%s", current->root, sub);
 }
 
 static void make_dir(const char *path, mode_t mode) {
@@ -94,7 +104,7 @@ static void make_dir(const char *path, mode_t mode) {
  * template. */
 static void make_cwd(const char *cwd) {
   char path[4096];
-  snprintf(path, sizeof path, "%s", cwd);
+  format_path(path, sizeof path, "%s", cwd);
   for (char *p = path + 1; *p != '\0'; p++) {
     if (*p != '/') continue;
     *p = '\0';
@@ -108,7 +118,7 @@ static void populate_dev(const char *dev) {
   char path[4096];
   mode_t old = umask(0);
   for (const sl_proc_device *d = sl_proc_devices; d->name; d++) {
-    snprintf(path, sizeof path, "%s/%s", dev, d->name);
+    format_path(path, sizeof path, "%s/%s", dev, d->name);
     if (mknod(path, S_IFCHR | 0666, makedev(d->major, d->minor)) < 0) fail(errno, "mknod %s", path);
   }
   static const char *const links[][2] = {
@@ -117,16 +127,16 @@ static void populate_dev(const char *dev) {
       {"stderr", "/proc/self/fd/2"},
   };
   for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
-    snprintf(path, sizeof path, "%s/%s", dev, links[i][0]);
+    format_path(path, sizeof path, "%s/%s", dev, links[i][0]);
     if (symlink(links[i][1], path) < 0) fail(errno, "symlink %s", path);
   }
-  snprintf(path, sizeof path, "%s/pts", dev);
+  format_path(path, sizeof path, "%s/pts", dev);
   make_dir(path, 0755);
   /* newinstance: a devpts of its own, so the host's terminals stay out of
    * reach; gid 5 is the tty group of Debian. */
   mount_or_fail("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC,
                 "newinstance,ptmxmode=0666,mode=0620,gid=5");
-  snprintf(path, sizeof path, "%s/shm", dev);
+  format_path(path, sizeof path, "%s/shm", dev);
   make_dir(path, 01777);
   mount_or_fail("shm", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
   umask(old);

@@ -57,7 +57,9 @@ void sl_sandboxes_set_progress(sl_sandboxes *h, sl_line_fn fn, void *data) {
 }
 
 void sl_sandbox_dir(const sl_sandboxes *h, const char *id, char *buf, size_t len) {
-  snprintf(buf, len, "%s/sandboxes/%s", h->home, id);
+  /* Fits SL_SANDBOX_PATH_MAX: the root is at most SL_STORE_ROOT_MAX bytes
+   * and callers pass ids the store validated. */
+  snprintf(buf, len, "%.*s/sandboxes/%.*s", SL_STORE_ROOT_MAX, h->home, SL_SANDBOX_ID_MAX - 1, id);
 }
 
 /* Spec checks */

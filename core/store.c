@@ -10,9 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Room that a root must leave in PATH_MAX for "/sandboxes/<id>/..." paths. */
-#define STORE_PATH_RESERVE 256
-
 static const char *const area_folders[] = {"sandboxes", "snapshots", "layers", "templates"};
 static const sl_id_kind area_kinds[] = {SL_ID_SANDBOX, SL_ID_SNAPSHOT, SL_ID_LAYER};
 #define AREA_COUNT (sizeof area_folders / sizeof area_folders[0])
@@ -25,7 +22,7 @@ static int join_root(const char *base, const char *suffix, char *buf, size_t siz
   size_t len = strlen(base);
   while (len > 1 && base[len - 1] == '/') len--;
   int n = snprintf(buf, size, "%.*s%s", (int)len, base, suffix);
-  if (n < 0 || (size_t)n >= size || (size_t)n + STORE_PATH_RESERVE > PATH_MAX)
+  if (n < 0 || (size_t)n >= size || (size_t)n > SL_STORE_ROOT_MAX)
     return sl_error_set(err, ENAMETOOLONG, "store root too long: %.*s%s", (int)len, base,
                         suffix);
   return 0;

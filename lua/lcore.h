@@ -29,7 +29,7 @@ int luaopen_sandlot_core(lua_State *L);
 
 /* Raise the formatted message as an error, prefixed with the position of
  * the innermost caller outside sandlot's embedded modules: a binding
- * called through lua/sandlot/*.lua then points at the user's line, not
+ * called through the Lua modules of lua/sandlot then points at the user's line, not
  * at the module's. Does not return. */
 int sl_raise(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

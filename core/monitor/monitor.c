@@ -373,8 +373,9 @@ static int init_monitor(sl_monitor *m, int argc, char **argv, sl_error *err) {
   if (parse_args(argc, argv, &home, &id, &m->ready_fd, &m->creator_pidfd) < 0)
     return sl_error_set(err, EINVAL, "usage: sandlot-monitor --home DIR --id ID --ready-fd N "
                         "[--creator-pidfd N]");
-  snprintf(m->dir, sizeof m->dir, "%s/sandboxes/%s", home, id);
-  snprintf(m->socket_path, sizeof m->socket_path, "%s/monitor.sock", m->dir);
+  if (sl_path_format(m->dir, sizeof m->dir, err, "%s/sandboxes/%s", home, id) < 0 ||
+      sl_path_format(m->socket_path, sizeof m->socket_path, err, "%s/monitor.sock", m->dir) < 0)
+    return -err->code;
   open_log(m);
   SL_INFO("monitor.start", "sandbox=%s pid=%d", id, (int)getpid());
 
