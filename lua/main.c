@@ -53,12 +53,22 @@ static void print_usage(FILE *out) {
           "arg[0] and ARGS from arg[1]; `...` holds ARGS too. The program exits when\n"
           "the main task and every task it spawned have ended.\n"
           "\nEnvironment:\n"
-          "  SANDLOT_HOME           Store of sandboxes (default: /var/lib/sandlot for root).\n"
+          "  SANDLOT_HOME           Store of sandboxes (default: /var/lib/sandlot for root,\n"
+          "                         else $XDG_DATA_HOME/sandlot or ~/.local/share/sandlot).\n"
+          "  SANDLOT_TEMPLATE_CACHE Machine-wide cache of built templates (default:\n"
+          "                         /var/cache/sandlot).\n"
+          "  SANDLOT_VM_CACHE       Guest kernel, initramfs and disk images of VM\n"
+          "                         sandboxes (default: $SANDLOT_HOME/vm).\n"
+          "  SANDLOT_VM_RAM_DIR     Folder of the live RAM files of VMs (default: /dev/shm).\n"
+          "  SANDLOT_VM_ACCEL       VM accelerator, kvm or tcg (default: kvm when usable).\n"
           "  SANDLOT_LOG            Log level: debug, info, warn (default), error, off.\n"
-          "  SANDLOT_HISTORY        REPL history file (default: ~/.sandlot_history).\n"
+          "  SANDLOT_HISTORY        REPL history file (default: ~/.sandlot_history; empty\n"
+          "                         for none).\n"
           "  UV_THREADPOOL_SIZE     Threads for blocking work (default: %s).\n"
-          "\nExit status: 0 on success, 1 when the main script raised or failed to\n"
-          "load, 2 on a usage error, 130 when SIGINT cancelled the tasks.\n",
+          "\nFailures print as \"ENAME: message: subject\" (ENOENT, EINVAL, ...).\n"
+          "\nExit status: 0 on success, 1 when the main script raised, failed to load\n"
+          "or returned nil and a message, or when a piped REPL chunk failed; 2 on a\n"
+          "usage error; 130 when SIGINT cancelled the tasks.\n",
           SL_THREADPOOL_SIZE);
 }
 

@@ -217,6 +217,17 @@ describe("sandlot options", function()
     end
   end)
 
+  it("lists every environment variable it reads", function()
+    local _, out = run { "--help" }
+    for _, name in ipairs { "SANDLOT_HOME", "SANDLOT_TEMPLATE_CACHE", "SANDLOT_VM_CACHE",
+      "SANDLOT_VM_RAM_DIR", "SANDLOT_VM_ACCEL", "SANDLOT_LOG", "SANDLOT_HISTORY",
+      "UV_THREADPOOL_SIZE" } do
+      assert.matches("\n  " .. name .. " ", out)
+    end
+    assert.matches("\n  rm %[%-f%] ID%.%.%. ", out)
+    assert.matches("\n  gc %[%-a%] ", out)
+  end)
+
   it("prints the version for --version and -V", function()
     for _, flag in ipairs { "--version", "-V" } do
       local code, out = run { flag }
