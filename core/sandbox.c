@@ -28,8 +28,10 @@ static const sl_backend_ops *ops_for(sl_backend backend, sl_error *err) {
 }
 
 int sl_sandboxes_open(const char *home, sl_sandboxes **out, sl_error *err) {
+  char quoted[SL_SUBJECT_MAX];
   if (home == NULL || home[0] != '/')
-    return sl_error_set(err, EINVAL, "store path must be absolute: %s", home ? home : "(null)");
+    return sl_error_set(err, EINVAL, "store path must be absolute: %s",
+                        sl_subject(quoted, sizeof quoted, home));
   sl_sandboxes *h = calloc(1, sizeof *h);
   if (h == NULL) return sl_error_set(err, ENOMEM, "out of memory");
   /* The store and catalog name the store in their messages. */

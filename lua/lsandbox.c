@@ -138,8 +138,11 @@ static int get_handle(sl_sandboxes **out, int create, sl_error *err) {
  * with EINVAL for a relative path; raises once sandboxes were used at
  * another store. */
 static int l_set_home(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  if (path[0] != '/') return sl_push_fail(L, EINVAL, "store path must be absolute: %s", path);
+  const char *path = sl_check_cstring(L, 1);
+  char quoted[SL_SUBJECT_MAX];
+  if (path[0] != '/')
+    return sl_push_fail(L, EINVAL, "store path must be absolute: %s",
+                        sl_subject(quoted, sizeof quoted, path));
   if (strlen(path) >= sizeof S.home) return sl_push_fail(L, ENAMETOOLONG, "store path too long");
   pthread_mutex_lock(&S.lock);
   int busy = S.handle != NULL && strcmp(S.home, path) != 0;
