@@ -64,13 +64,13 @@ static void on_read_reply(sl_agent *a, const sl_frame *f, const sl_error *err, v
   sl_frame_get_i64(f, SL_F_EOF, &eof, NULL);
   sl_frame_get_i64(f, SL_F_SIZE, &size, NULL);
   sl_error e = {0};
-  /* The size of the first reply fails a large file before any transfer;
-   * the count of bytes catches a file that grows while it is read. */
+  /* The size in the first reply fails a large file before the transfer.
+   * The count of bytes catches a file that grows while it is read. */
   if (t->max > 0 && ((uint64_t)size > t->max || t->offset + len > t->max)) {
-    uint64_t shown = (uint64_t)size > t->offset + len ? (uint64_t)size : t->offset + len;
+    uint64_t found = (uint64_t)size > t->offset + len ? (uint64_t)size : t->offset + len;
     char quoted[SL_SUBJECT_MAX];
     sl_error_set(&e, EFBIG, "file too large (%llu bytes, more than the maximum of %llu): %s",
-                 (unsigned long long)shown, (unsigned long long)t->max,
+                 (unsigned long long)found, (unsigned long long)t->max,
                  sl_subject(quoted, sizeof quoted, t->path));
     transfer_fail(t, &e);
     return;

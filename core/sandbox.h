@@ -24,7 +24,7 @@
 #define SL_SANDBOX_LABELS_MAX 1024
 #define SL_SANDBOX_PATH_MAX 4096
 
-/* The longest timeout, in seconds (100 years of 365 days). Create,
+/* The maximum timeout, in seconds (100 years of 365 days). Create,
  * set_timeout and the monitor accept 0 (none) to this. */
 #define SL_TIMEOUT_MAX_SEC (100LL * 365 * 24 * 3600)
 

@@ -66,9 +66,9 @@ int sl_name_validate(const char *field, const char *name, sl_error *err);
 const char *sl_quote(const char *value, char *buf, size_t size);
 #define SL_QUOTE_SIZE 300
 
-/* The longest store root: sl_store_pick_root() leaves 256 bytes of
- * PATH_MAX for the paths inside the store, so "<root>/sandboxes/<id>/x"
- * always fits a PATH_MAX buffer. */
+/* The maximum length of a store root. sl_store_pick_root() leaves 256
+ * bytes of PATH_MAX for the paths inside the store, so that
+ * "<root>/sandboxes/<id>/x" always fits a PATH_MAX buffer. */
 #define SL_STORE_ROOT_MAX (PATH_MAX - 256)
 
 /* An open store: its absolute root, without a trailing slash. */

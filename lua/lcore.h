@@ -49,7 +49,7 @@ int sl_arg_error(lua_State *L, const char *fname, int arg, const char *message);
 const char *sl_check_cstring(lua_State *L, int index);
 
 /* The string at `index` (a table field `name`) for a C API, or NULL when
- * it is not a string; raises when it has a NUL byte. */
+ * it is not a string. Raises when it has a NUL byte. */
 const char *sl_to_cstring(lua_State *L, int index, const char *name);
 
 /* Make require find sandlot.core and the Lua modules embedded in the

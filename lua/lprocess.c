@@ -200,9 +200,9 @@ static void stop_deadline(lproc *p) {
   p->deadline = NULL;
 }
 
-/* No exit arrived in time: the agent did not answer (a frozen sandbox, a
- * hung agent). The waits fail with ETIMEDOUT; the kill is sent, or sent
- * when the process starts, so it does not run on after a thaw. */
+/* No exit arrived in time because the agent does not reply (a frozen
+ * sandbox, a hung agent). The waits fail with ETIMEDOUT. The kill is sent
+ * now, or when the process starts, so it does not run on after a thaw. */
 static void deadline_expired(uv_timer_t *timer) {
   lproc *p = timer->data;
   if (ended(p)) {
@@ -295,7 +295,7 @@ static void keep_output(lproc *p, int fd, const uint8_t *bytes, size_t len) {
   if (n < len) p->truncated[fd] = 1;
   if (n > 0) sl_buf_append(&p->kept[fd], bytes, n);
   if (p->kept[fd].failed) {
-    /* Out of memory: the result keeps what it had and says so. */
+    /* Out of memory: the result keeps what it had and is marked cut. */
     p->kept[fd].failed = 0;
     p->kept[fd].len = before;
     p->truncated[fd] = 1;

@@ -347,8 +347,8 @@ static int other_device_than_parent(const char *real) {
 
 /* Reply with an error and return -1 when removing `path` would remove the
  * root, a mount point or (recursive) a folder with a mount point below
- * it, before anything is deleted: deleting first would empty most of the
- * tree and then fail on the mount point. */
+ * it. The check runs before anything is deleted, because deleting first
+ * would empty most of the tree and then fail on the mount point. */
 static int check_removable(conn *c, uint32_t id, const char *path, const struct stat *st,
                            int recursive) {
   char real[PATH_MAX], found[PATH_MAX], quoted[SL_SUBJECT_MAX];

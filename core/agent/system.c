@@ -32,7 +32,7 @@ static void handle_quiesce(conn *c, const sl_frame *f) {
 }
 
 /* Keep /etc/hostname (mode 0644) in step with the host name, as PID 1 of
- * a process sandbox does at start; a root without /etc keeps none. */
+ * a process sandbox does at start. A root without /etc keeps none. */
 static int write_hostname_file(const char *name) {
   int fd = open("/etc/hostname", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) return errno == ENOENT ? 0 : -1;

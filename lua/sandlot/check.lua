@@ -19,10 +19,10 @@ end
 local escapes = { ["\0"] = "\\0", ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"',
   ["\\"] = "\\\\" }
 
---- `value` (a string) written for a message, as sl_subject() in
--- core/error.h writes it: as it is when it is not empty and has only
--- printable characters other than space, quote and backslash; otherwise
--- in double quotes with C escapes (\0, \n, \xHH).
+--- Format the string `value` for a message as sl_subject() in
+-- core/error.h does. A value that is not empty and has only printable
+-- characters other than space, quote and backslash stays as it is.
+-- Others go in double quotes with C escapes (\0, \n, \xHH).
 function M.subject(value)
   if value ~= "" and not value:find '[%c %z"\\]' then
     return value

@@ -18,8 +18,8 @@ for key, expected in pairs(spawn_options) do
   exec_options[key] = expected
 end
 
---- Bytes of each stream that sandbox:exec keeps for its result unless
--- max_output says otherwise: 16 MiB.
+--- Bytes of each stream that sandbox:exec keeps for its result when
+-- max_output is not given: 16 MiB.
 local MAX_OUTPUT = 16 * 1024 * 1024
 
 --- Seconds that sandbox:exec waits for the exit after its timeout, for
@@ -148,9 +148,9 @@ end
 -- callback; by default only the others are kept).
 --
 -- Returns {exit_code, signal, stdout, stderr, stdout_truncated,
--- stderr_truncated, timed_out, duration, id, pid}. stdout and stderr hold
+-- stderr_truncated, timed_out, duration, id, pid}. stdout and stderr are
 -- the first max_output bytes (nil for a stream passed to a callback
--- without capture); the truncated flags say that more was dropped. A
+-- without capture), and a truncated flag is true when more was dropped. A
 -- process killed by signal N has exit_code 128 + N and signal N. A
 -- non-zero exit is a result; a program that does not exist returns
 -- nil, "ENOENT: program not found: NAME", "ENOENT". Suspends.

@@ -8,8 +8,8 @@ local Sandbox = require "sandlot.sandbox"
 
 local flags = core.file_flags
 
---- Raise unless `path` is a string; return the EINVAL fail tuple when it
--- has a NUL byte, which would cut it short on its way to the agent.
+--- Raise unless `path` is a string. Return the EINVAL fail tuple when it
+-- has a NUL byte, because C would cut it short on its way to the agent.
 local function path_arg(fname, path, position)
   check.arg(fname, position or 1, path, "string")
   return check.text("path", path)
@@ -59,8 +59,8 @@ function Sandbox:write_file(path, data, options)
   return true
 end
 
---- Bytes of a file that sandbox:read_file accepts unless max_size says
--- otherwise: 64 MiB.
+--- Bytes of a file that sandbox:read_file accepts when max_size is not
+-- given: 64 MiB.
 local MAX_SIZE = 64 * 1024 * 1024
 
 --- The content of the file at `path`; ENOENT when it does not exist.

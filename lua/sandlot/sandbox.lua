@@ -42,9 +42,9 @@ function Sandbox:__tostring()
   return ("sandlot.Sandbox (%s, %s)"):format(self.id, self.state)
 end
 
---- Kill the sandbox when a to-be-closed variable that holds the object
--- goes out of scope (`local sb <close> = assert(Sandbox.create {})`).
--- It waits for the kill where the task can suspend. Where it cannot (a
+--- Kill the sandbox when a to-be-closed variable with the object goes
+-- out of scope (`local sb <close> = assert(Sandbox.create {})`). It
+-- waits for the kill where the task can suspend. Where it cannot (a
 -- failed or cancelled task closing its variables, or a pcall unwinding
 -- an error) the kill runs on the threadpool without waiting. A sandbox
 -- that has ended already is left alone, and a failed kill is logged.
@@ -98,20 +98,20 @@ function Sandbox:_failed(message, name, kind)
   return nil, message, name
 end
 
---- States in which no agent answers: none runs yet, none runs while the
+--- States in which no agent replies: none runs yet, none runs while the
 -- sandbox is dumped to disk, or its processes are stopped.
 local unreachable = { creating = true, paused = true, frozen = true }
 
 --- Whether the freezer of a process sandbox is frozen now, read from its
--- cgroup. It is also frozen for a moment during a snapshot, which the
--- record (still "running") tells apart from sb:freeze.
+-- cgroup. It is also frozen for a moment during a snapshot, when the
+-- record still says "running", unlike after sb:freeze.
 local function freezer_frozen(self)
   return self.backend == "process" and self._info.cgroups ~= nil
     and core.cgroups_frozen(self._info.cgroups)
 end
 
 --- The agent connection, connected; or the fail tuple. A frozen sandbox
--- fails at once with EBUSY, because its agent cannot answer and a request
+-- fails at once with EBUSY, because its agent cannot reply and a request
 -- sent now would run after the thaw. Suspends.
 function Sandbox:_connect(fname)
   core.async_check(fname)
@@ -196,7 +196,7 @@ local function on_template_progress(line)
   end
 end
 
---- A sorted list of "key=value" from a table; raises on wrong types,
+--- A sorted list of "key=value" from a table. Raises on wrong types and
 -- returns the EINVAL fail tuple for a key with "=" or a NUL byte.
 local function pairs_to_list(fname, what, noun, map)
   local list = {}

@@ -328,7 +328,7 @@ static void rename_across_mounts(void) {
   umount2(in_dir("mounts/mnt"), MNT_DETACH);
 }
 
-static void remove_refuses_mount_points(void) {
+static void remove_rejects_mount_points(void) {
   if (mount_scratch() < 0) {
     printf("SKIPPED: removing mount points needs mount(2) (root): %s\n", strerror(errno));
     return;
@@ -372,7 +372,7 @@ int main(void) {
   RUN(rename_and_its_errors);
   RUN(rename_names_the_missing_folder);
   RUN(rename_across_mounts);
-  RUN(remove_refuses_mount_points);
+  RUN(remove_rejects_mount_points);
   sl_agent_conn_close(&C);
   sl_buf_free(&reply);
   sl_buf_free(&begin(0, NULL)->b);
