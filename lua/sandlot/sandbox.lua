@@ -487,7 +487,7 @@ local function state_call(self, fname, call, new_state)
 end
 
 --- Stop every process of the sandbox (freezer cgroup); memory stays.
--- Agent requests wait until thaw. Suspends.
+-- Agent calls on it fail with EBUSY until sb:thaw(). Suspends.
 function Sandbox:freeze()
   return state_call(self, "sandbox:freeze", core.sandbox_freeze, "frozen")
 end
