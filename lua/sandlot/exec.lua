@@ -380,6 +380,13 @@ local function process_call(self, fname, request, fields)
   check_open(self)
   local agent = self:_agent()
   core.async_check(fname)
+  local owner = owners[self]
+  if owner then
+    local ok, message, name = owner:_check_reachable(fname)
+    if not ok then
+      return nil, message, name
+    end
+  end
   local reply, message, name = agent:call(request, fields)
   if not reply then
     return nil, message, name

@@ -110,10 +110,10 @@ local function freezer_frozen(self)
     and core.cgroups_frozen(self._info.cgroups)
 end
 
---- The agent connection, connected; or the fail tuple. A frozen sandbox
--- fails at once with EBUSY, because its agent cannot reply and a request
--- sent now would run after the thaw. Suspends.
-function Sandbox:_connect(fname)
+--- `true` when the agent can reply to a request now, else the fail
+-- tuple: ESRCH once the sandbox has ended, EBUSY while it is frozen,
+-- paused or being created. Suspends when the record must be read again.
+function Sandbox:_check_reachable(fname)
   core.async_check(fname)
   if unreachable[self.state] or freezer_frozen(self) then
     local info = core.sandbox_get(self.id)
@@ -125,6 +125,17 @@ function Sandbox:_connect(fname)
     return self:_ended()
   elseif unreachable[self.state] then
     return fail("EBUSY", "sandbox is %s: %s", self.state, self.id)
+  end
+  return true
+end
+
+--- The agent connection, connected; or the fail tuple. A frozen sandbox
+-- fails at once with EBUSY, because its agent cannot reply and a request
+-- sent now would run after the thaw. Suspends.
+function Sandbox:_connect(fname)
+  local ok, message, name = self:_check_reachable(fname)
+  if not ok then
+    return nil, message, name
   end
   local agent = self._agent
   if agent == nil or not agent:is_open() then
@@ -140,7 +151,8 @@ function Sandbox:_connect(fname)
     end
     self._agent = agent
   end
-  local ok, message, name, kind = agent:connect()
+  local kind
+  ok, message, name, kind = agent:connect()
   if not ok then
     return self:_failed(message, name, kind)
   end

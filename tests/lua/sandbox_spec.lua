@@ -407,8 +407,11 @@ describe("freeze and thaw", function()
   it("make agent calls fail at once with EBUSY", function()
     local sb = create {}
     local stale = assert(Sandbox.get(sb.id))
+    local p = assert(sb:spawn { "cat" })
     assert(sb:freeze())
     local calls = {
+      function() return p:write "x" end,
+      function() return p:kill() end,
       function() return sb:exec("true", { timeout = 2 }) end,
       function() return sb:spawn "true" end,
       function() return sb:read_file "/etc/hostname" end,
@@ -432,6 +435,8 @@ describe("freeze and thaw", function()
     assert.are.equal("nil\tEBUSY: sandbox is frozen: " .. sb.id .. "\tEBUSY\n", out)
     assert(sb:thaw())
     assert.are.equal("ok\n", assert(stale:exec "echo ok").stdout)
+    assert.is_true(p:write "y\n")
+    assert.are.equal("y", p:read_line())
     assert(sb:kill())
   end)
 
