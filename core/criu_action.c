@@ -51,7 +51,7 @@ static int capture_upper(sl_error *err) {
 static int freeze_before_dump(sl_error *err) {
   const char *cgroup = getenv("SANDLOT_FREEZE_CGROUP");
   if (cgroup == NULL) return 0;
-  return sl_freezer_freeze(cgroup, 10000, err);
+  return sl_freezer_freeze_for_dump(cgroup, 10000, err);
 }
 
 int sl_criu_action_run(const char *action, sl_error *err) {

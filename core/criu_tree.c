@@ -16,6 +16,11 @@
 #include "log.h"
 
 #define DEFAULT_GHOST_LIMIT (64u << 20)
+/* The pre-dump action has frozen the tree with no task in a vfork wait,
+ * so seizing takes milliseconds; a task that still cannot be seized
+ * fails the dump after this, instead of CRIU's 10 s, with the tree
+ * frozen all along. */
+#define FREEZE_TIMEOUT_S 3
 
 /* The sandbox's network namespace is external to the images: a restore
  * gets a new, empty one (loopback up) from the process that runs CRIU,
@@ -65,6 +70,7 @@ static sl_criu_opts dump_opts(const sl_criu_dump_request *req, const char *actio
       .file_locks = true,
       .tcp_established = true,
       .ghost_limit = req->ghost_limit ? req->ghost_limit : DEFAULT_GHOST_LIMIT,
+      .freeze_timeout_s = FREEZE_TIMEOUT_S,
       .action_script = action,
       .external = {net_external, "mnt[/dev]:" DEV_KEY},
   };
