@@ -15,6 +15,7 @@
 #include "proc_config.h"
 #include "proc_internal.h"
 #include "proc_release.h"
+#include "proc_util.h"
 #include "sandbox_store.h"
 
 /* A pause or rollback runs CRIU (120 s at most each) and the agent's
@@ -104,8 +105,10 @@ int sl_proc_resume(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err) 
   sl_proc_config_free(&cfg);
   if (rc == 0) rc = sl_proc_start_monitor(h, info->id, info->auto_kill, err);
   if (rc < 0) {
-    /* The monitor releases what it made before it reports; this covers
-     * a monitor that died first. The files and images stay. */
+    /* The monitor releases what it made before it reports, then exits;
+     * this covers a monitor that died first. The files and images stay. */
+    pid_t monitor = sl_monitor_find(h->home, info->id);
+    if (monitor > 0) sl_proc_wait_exit(monitor, 5000);
     sl_error ignored = {0};
     sl_proc_release_paused(info, dir, &ignored);
     return sl_error_wrap(err, "resume %s (it stays paused)", info->id);
