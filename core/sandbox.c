@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "json_flat.h"
+#include "layer_copy.h"
 #include "log.h"
 #include "oplock.h"
 #include "sandbox_store.h"
@@ -263,6 +264,23 @@ int sl_sandbox_set_timeout(sl_sandboxes *h, const char *id, int64_t seconds, sl_
   return do_set_timeout(h, &info, &seconds, err) < 0 ? sl_error_wrap(err, "set_timeout %s", id) : 0;
 }
 
+/* Delete the layers nothing uses any more (those of deleted snapshots
+ * that forks still mounted, for example) and their folders. */
+static int collect_layers(sl_sandboxes *h, int *count, sl_error *err) {
+  sl_layer_list removed = {0};
+  int rc = sl_catalog_layer_collect(sl_sbstore_catalog(h->store), &removed, err);
+  for (size_t i = 0; rc == 0 && i < removed.count; i++) {
+    sl_error one = {0};
+    if (sl_layer_remove(removed.items[i].path, &one) < 0)
+      SL_WARN("sandbox.gc_layer_failed", "layer=%s error=\"%s\"", removed.items[i].id, one.msg);
+    else
+      SL_INFO("sandbox.gc_layer", "layer=%s path=%s", removed.items[i].id, removed.items[i].path);
+  }
+  *count = (int)removed.count;
+  sl_layer_list_free(&removed);
+  return rc;
+}
+
 int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
   sl_sandbox_info *items;
   size_t count;
@@ -287,5 +305,8 @@ int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
                      GC_PENDING_AGE_MS, &snapshots, err) < 0 && rc == 0)
     rc = -err->code;
   if (cleaned) *cleaned += snapshots;
+  int layers = 0;
+  if (collect_layers(h, &layers, err) < 0 && rc == 0) rc = -err->code;
+  if (cleaned) *cleaned += layers;
   return rc < 0 ? sl_error_wrap(err, "gc") : 0;
 }

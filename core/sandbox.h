@@ -235,8 +235,9 @@ int sl_snapshots_delete(sl_sandboxes *h, const char *ref, sl_error *err);
  * sandbox keeps its files; only mounts and cgroups a crashed pause left
  * are released. Running sandboxes left frozen by a crashed snapshot are
  * thawed. Snapshots a crashed take or delete left (pending rows older
- * than 60 s, folders without a row) are removed. Writes the number of
- * sandboxes and snapshots cleaned to `cleaned` (may be NULL). */
+ * than 60 s, folders without a row) are removed, and so are layers that
+ * nothing uses any more. Writes the number of sandboxes, snapshots and
+ * layers cleaned to `cleaned` (may be NULL). */
 int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err);
 
 /* Check `spec` without creating anything: backend, template name, sizes,

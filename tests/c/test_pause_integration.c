@@ -32,36 +32,6 @@ static int holds_nothing(const sl_sandbox_info *paused) {
   return 1;
 }
 
-/* Print numbers 1, 2, ... one per 10 ms: a process whose output must
- * continue without loss across pauses, rollbacks and forks. */
-static const char *const ticker[] = {"/bin/sh", "-c",
-                                     "i=0; while :; do i=$((i+1)); echo $i; sleep 0.01; done",
-                                     NULL};
-
-/* Check that `text` holds the lines first, first + 1, ...; returns the
- * next number expected, or -1. */
-static long check_sequence(const char *text, long first) {
-  long expected = first;
-  const char *p = text;
-  while (*p) {
-    const char *nl = strchr(p, '\n');
-    if (nl == NULL) break; /* a partial last line is read again later */
-    if (atol(p) != expected) {
-      fprintf(stderr, "output: expected %ld, read %.*s\n", expected, (int)(nl - p), p);
-      return -1;
-    }
-    expected++;
-    p = nl + 1;
-  }
-  return expected;
-}
-
-/* Bytes of `text` up to its last complete line. */
-static size_t complete_lines(const char *text) {
-  const char *last = strrchr(text, '\n');
-  return last ? (size_t)(last - text) + 1 : 0;
-}
-
 static void test_pause_resume_keeps_id_and_state(void) {
   sl_error err = {0};
   sl_create_spec spec = test_spec();
