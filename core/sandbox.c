@@ -26,6 +26,7 @@
 
 const sl_backend_ops *sl_backend_ops_for(sl_backend backend, sl_error *err) {
   if (backend == SL_BACKEND_PROCESS) return &sl_proc_backend;
+  if (backend == SL_BACKEND_VM) return &sl_vm_backend;
   sl_error_set(err, ENOTSUP, "backend not available: %s", sl_backend_name(backend));
   return NULL;
 }
@@ -176,7 +177,12 @@ int sl_sandbox_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_in
   copy.backend = sn.backend;
   sl_snapshot_clear(&sn);
   const sl_backend_ops *ops = sl_backend_ops_for(copy.backend, err);
-  return ops ? ops->create(h, &copy, out, err) : sl_error_wrap(err, "create sandbox");
+  if (ops == NULL) return sl_error_wrap(err, "create sandbox");
+  /* A backend without snapshots cannot start from one either. */
+  if (ops->snapshot == NULL)
+    return sl_error_set(err, ENOTSUP, "create sandbox: sandboxes from snapshots are not supported "
+                        "by the %s backend", sl_backend_name(copy.backend));
+  return ops->create(h, &copy, out, err);
 }
 
 int sl_sandbox_get(sl_sandboxes *h, const char *id, sl_sandbox_info *out, sl_error *err) {

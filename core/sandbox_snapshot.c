@@ -32,6 +32,12 @@ static int check_live(const sl_sandbox_info *info, sl_error *err) {
   return sl_error_set(err, ESRCH, "sandbox has ended: %s", info->id);
 }
 
+/* ENOTSUP for an operation a backend does not have (yet). */
+static int unsupported(sl_backend backend, const char *what, sl_error *err) {
+  return sl_error_set(err, ENOTSUP, "%s is not supported by the %s backend", what,
+                      sl_backend_name(backend));
+}
+
 /* Snapshot */
 
 typedef struct snapshot_args {
@@ -44,6 +50,7 @@ static int do_snapshot(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, 
   snapshot_args *a = arg;
   const sl_backend_ops *ops = sl_backend_ops_for(info->backend, err);
   if (ops == NULL || check_live(info, err) < 0) return -err->code;
+  if (ops->snapshot == NULL) return unsupported(info->backend, "snapshot", err);
   return ops->snapshot(h, info, a->opts, a->out, a->timing, err);
 }
 
@@ -66,6 +73,7 @@ static int do_pause(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, sl_
   if (info->state == SL_SANDBOX_PAUSED) return 0;
   const sl_backend_ops *ops = sl_backend_ops_for(info->backend, err);
   if (ops == NULL || check_live(info, err) < 0) return -err->code;
+  if (ops->pause == NULL) return unsupported(info->backend, "pause", err);
   return ops->pause(h, info, opts->files_only, err);
 }
 
@@ -84,7 +92,9 @@ static int do_resume(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, sl
   if (info->state == SL_SANDBOX_CREATING)
     return sl_error_set(err, EBUSY, "sandbox is still being created: %s", info->id);
   const sl_backend_ops *ops = sl_backend_ops_for(info->backend, err);
-  return ops ? ops->resume(h, info, err) : -err->code;
+  if (ops == NULL) return -err->code;
+  if (ops->resume == NULL) return unsupported(info->backend, "resume", err);
+  return ops->resume(h, info, err);
 }
 
 int sl_sandbox_resume(sl_sandboxes *h, const char *id, sl_sandbox_info *out, sl_error *err) {
@@ -130,6 +140,7 @@ static int do_rollback(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, 
   const sl_snapshot *sn = arg;
   const sl_backend_ops *ops = sl_backend_ops_for(info->backend, err);
   if (ops == NULL || check_live(info, err) < 0) return -err->code;
+  if (ops->rollback == NULL) return unsupported(info->backend, "rollback", err);
   if (sn->backend != info->backend)
     return sl_error_set(err, EINVAL, "snapshot %s is a %s snapshot, the sandbox is %s", sn->id,
                         sl_backend_name(sn->backend), sl_backend_name(info->backend));
@@ -222,6 +233,8 @@ int sl_snapshots_delete(sl_sandboxes *h, const char *ref, sl_error *err) {
   int rc = sl_catalog_snapshot_resolve(catalog_of(h), ref, &sn, err);
   const sl_backend_ops *ops = rc == 0 ? sl_backend_ops_for(sn.backend, err) : NULL;
   if (rc == 0 && ops == NULL) rc = -err->code;
+  if (rc == 0 && ops->snapshot_delete == NULL)
+    rc = unsupported(sn.backend, "deleting a snapshot", err);
   if (rc == 0) rc = ops->snapshot_delete(h, &sn, err);
   sl_snapshot_clear(&sn);
   return rc < 0 ? sl_error_wrap(err, "delete snapshot") : 0;

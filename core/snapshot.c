@@ -153,7 +153,8 @@ static int write_entry_file(const take_ctx *t, const char *name, const char *tex
   FILE *f = fopen(path, "wxe");
   if (f == NULL) return sl_error_errno(err, errno, "cannot create %s", path);
   bool failed = fprintf(f, "%s\n", text) < 0;
-  if (fclose(f) != 0 || failed) return sl_error_errno(err, errno ? errno : EIO, "cannot write %s", path);
+  if (fclose(f) != 0 || failed)
+    return sl_error_errno(err, errno ? errno : EIO, "cannot write %s", path);
   return 0;
 }
 
@@ -427,7 +428,8 @@ static int gc_orphan_folders(sl_catalog *cat, const sl_store *store, int64_t old
   int rc = sl_catalog_snapshot_pending(cat, sl_catalog_now_ms() + 86400000, SL_LIST_MAX_LIMIT,
                                        &pending, err);
   DIR *d = rc == 0 ? opendir(area) : NULL;
-  if (rc == 0 && d == NULL && errno != ENOENT) rc = sl_error_errno(err, errno, "cannot list %s", area);
+  if (rc == 0 && d == NULL && errno != ENOENT)
+    rc = sl_error_errno(err, errno, "cannot list %s", area);
   struct dirent *e;
   while (d != NULL && (e = readdir(d)) != NULL) {
     if (sl_id_validate(SL_ID_SNAPSHOT, e->d_name, NULL) < 0) continue;

@@ -18,7 +18,7 @@
 /* Send one request built in `req` to the sandbox's agent on a new
  * connection and wait for its final reply, which `reply` and `final`
  * keep. Events go to `on_event`. */
-static int agent_call(const sl_sandbox_info *info, sl_buf *req, size_t start,
+static inline int agent_call(const sl_sandbox_info *info, sl_buf *req, size_t start,
                       void (*on_event)(const sl_frame *f, void *data), void *data,
                       sl_buf *reply, sl_frame *final, sl_error *err) {
   int rc = sl_frame_end(req, start, err);
@@ -35,7 +35,7 @@ typedef struct captured {
   size_t len;
 } captured;
 
-static void capture_stdout(const sl_frame *f, void *data) {
+static inline void capture_stdout(const sl_frame *f, void *data) {
   captured *c = data;
   int64_t fd = 0;
   const uint8_t *bytes;
@@ -50,8 +50,8 @@ static void capture_stdout(const sl_frame *f, void *data) {
 
 /* Run `command` with /bin/sh -c and wait; its stdout goes to `out` (may
  * be NULL). Returns the exit code, or -1 with `err` set. */
-static int agent_run(const sl_sandbox_info *info, const char *command, char *out, size_t size,
-                     sl_error *err) {
+static inline int agent_run(const sl_sandbox_info *info, const char *command, char *out,
+                            size_t size, sl_error *err) {
   sl_buf req = {0}, reply = {0};
   sl_frame f;
   captured *c = calloc(1, sizeof *c);
@@ -70,7 +70,8 @@ static int agent_run(const sl_sandbox_info *info, const char *command, char *out
 }
 
 /* Start argv in the background; returns the agent's process id or -1. */
-static int64_t agent_spawn(const sl_sandbox_info *info, const char *const *argv, sl_error *err) {
+static inline int64_t agent_spawn(const sl_sandbox_info *info, const char *const *argv,
+                                  sl_error *err) {
   sl_buf req = {0}, reply = {0};
   sl_frame f;
   size_t start = sl_frame_begin(&req, SL_MSG_EXEC, 0);
@@ -84,7 +85,7 @@ static int64_t agent_spawn(const sl_sandbox_info *info, const char *const *argv,
 }
 
 /* Read a whole file (up to `size` - 1 bytes) of the sandbox. */
-static int agent_read(const sl_sandbox_info *info, const char *path, char *buf, size_t size,
+static inline int agent_read(const sl_sandbox_info *info, const char *path, char *buf, size_t size,
                       sl_error *err) {
   sl_buf req = {0}, reply = {0};
   sl_frame f;
@@ -104,7 +105,7 @@ static int agent_read(const sl_sandbox_info *info, const char *path, char *buf, 
   return rc;
 }
 
-static int agent_write(const sl_sandbox_info *info, const char *path, const void *data,
+static inline int agent_write(const sl_sandbox_info *info, const char *path, const void *data,
                        size_t len, int mode, sl_error *err) {
   sl_buf req = {0}, reply = {0};
   sl_frame f;
@@ -119,7 +120,7 @@ static int agent_write(const sl_sandbox_info *info, const char *path, const void
   return rc;
 }
 
-static int agent_write_text(const sl_sandbox_info *info, const char *path, const char *text,
+static inline int agent_write_text(const sl_sandbox_info *info, const char *path, const char *text,
                             sl_error *err) {
   return agent_write(info, path, text, strlen(text), 0644, err);
 }
@@ -130,7 +131,7 @@ typedef struct process_list {
   int count;
 } process_list;
 
-static void collect_process(const sl_frame *f, void *data) {
+static inline void collect_process(const sl_frame *f, void *data) {
   process_list *l = data;
   if (f->type != SL_MSG_PROCESS || l->count == 64) return;
   sl_frame_get_i64(f, SL_F_PROC, &l->procs[l->count], NULL);
@@ -143,7 +144,7 @@ static void collect_process(const sl_frame *f, void *data) {
 }
 
 /* The processes the agent tracks. */
-static int agent_list(const sl_sandbox_info *info, process_list *out, sl_error *err) {
+static inline int agent_list(const sl_sandbox_info *info, process_list *out, sl_error *err) {
   sl_buf req = {0}, reply = {0};
   sl_frame f;
   memset(out, 0, sizeof *out);
@@ -154,7 +155,7 @@ static int agent_list(const sl_sandbox_info *info, process_list *out, sl_error *
   return rc;
 }
 
-static const char *process_state(const process_list *l, int64_t proc) {
+static inline const char *process_state(const process_list *l, int64_t proc) {
   for (int i = 0; i < l->count; i++)
     if (l->procs[i] == proc) return l->states[i];
   return NULL;
@@ -162,7 +163,7 @@ static const char *process_state(const process_list *l, int64_t proc) {
 
 /* Read up to `size` - 1 bytes of process `proc`'s stdout from `offset`
  * (which releases what comes before it). Returns the bytes read. */
-static long agent_read_output(const sl_sandbox_info *info, int64_t proc, int64_t offset,
+static inline long agent_read_output(const sl_sandbox_info *info, int64_t proc, int64_t offset,
                               char *buf, size_t size, sl_error *err) {
   sl_buf req = {0}, reply = {0};
   sl_frame f;
@@ -189,7 +190,7 @@ static long agent_read_output(const sl_sandbox_info *info, int64_t proc, int64_t
 /* Copy the static test workload into the sandbox and start it with
  * `args` ("10" for 10 MB of memory, plus net, lock, deleted). Returns the
  * agent's process id or -1. */
-static int64_t start_workload(const sl_sandbox_info *info, const char *const *args,
+static inline int64_t start_workload(const sl_sandbox_info *info, const char *const *args,
                               sl_error *err) {
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/tests/fixture-bin/test_workload", getenv("SANDLOT_BUILD_DIR"));
@@ -209,7 +210,7 @@ static int64_t start_workload(const sl_sandbox_info *info, const char *const *ar
 
 /* The workload's counter from /tmp/counter, read through the agent; -1
  * when unreadable. `memory_ok` (may be NULL) gets its memory check. */
-static long read_counter(const sl_sandbox_info *info, int *memory_ok) {
+static inline long read_counter(const sl_sandbox_info *info, int *memory_ok) {
   char buf[64];
   sl_error err = {0};
   long counter = -1;
@@ -221,7 +222,7 @@ static long read_counter(const sl_sandbox_info *info, int *memory_ok) {
 }
 
 /* Wait until the counter passes `above`; returns it or -1. */
-static long wait_counter(const sl_sandbox_info *info, long above, int timeout_ms) {
+static inline long wait_counter(const sl_sandbox_info *info, long above, int timeout_ms) {
   for (int waited = 0; waited <= timeout_ms; waited += 10) {
     long counter = read_counter(info, NULL);
     if (counter > above) return counter;
@@ -233,7 +234,7 @@ static long wait_counter(const sl_sandbox_info *info, long above, int timeout_ms
 /* Check that /data/log reads 1, 2, ..., n without a gap or a repeat and
  * n >= min: the files and the memory of every restore come from one
  * instant. Returns n, or -1 with the first bad line printed. */
-static long check_log(const sl_sandbox_info *info, long min) {
+static inline long check_log(const sl_sandbox_info *info, long min) {
   static char buf[1 << 20];
   sl_error err = {0};
   if (agent_read(info, "/data/log", buf, sizeof buf, &err) < 0) {
@@ -252,13 +253,13 @@ static long check_log(const sl_sandbox_info *info, long min) {
 
 /* Print numbers 1, 2, ... one per 10 ms: a process whose output must
  * continue without loss across pauses, rollbacks and forks. */
-static const char *const ticker[] = {"/bin/sh", "-c",
+static const char *const ticker[] __attribute__((unused)) = {"/bin/sh", "-c",
                                      "i=0; while :; do i=$((i+1)); echo $i; sleep 0.01; done",
                                      NULL};
 
 /* Check that `text` holds the lines first, first + 1, ...; returns the
  * next number expected, or -1. */
-static long check_sequence(const char *text, long first) {
+static inline long check_sequence(const char *text, long first) {
   long expected = first;
   const char *p = text;
   while (*p) {
@@ -275,13 +276,13 @@ static long check_sequence(const char *text, long first) {
 }
 
 /* Bytes of `text` up to its last complete line. */
-static size_t complete_lines(const char *text) {
+static inline size_t complete_lines(const char *text) {
   const char *last = strrchr(text, '\n');
   return last ? (size_t)(last - text) + 1 : 0;
 }
 
 /* Count the entries of <home>/<area> (snapshots, layers). */
-static int count_entries(const char *home, const char *area) {
+static inline int count_entries(const char *home, const char *area) {
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/%s", home, area);
   DIR *d = opendir(path);

@@ -184,8 +184,9 @@ static void test_four_forks_diverge(void) {
 static void test_forks_differ_in_hostname_and_random(void) {
   sl_error err = {0};
   char a[128], b[128], host_a[64], host_b[64];
-  CHECK_INT(agent_run(&forks[0], "head -c 16 /dev/urandom | od -An -tx1", a, sizeof a, &err), ==, 0);
-  CHECK_INT(agent_run(&forks[1], "head -c 16 /dev/urandom | od -An -tx1", b, sizeof b, &err), ==, 0);
+  const char *random_bytes = "head -c 16 /dev/urandom | od -An -tx1";
+  CHECK_INT(agent_run(&forks[0], random_bytes, a, sizeof a, &err), ==, 0);
+  CHECK_INT(agent_run(&forks[1], random_bytes, b, sizeof b, &err), ==, 0);
   CHECK(strlen(a) > 30);
   CHECK(strcmp(a, b) != 0);
   CHECK_INT(agent_run(&forks[0], "hostname", host_a, sizeof host_a, &err), ==, 0);
@@ -507,9 +508,8 @@ static void test_concurrent_snapshots_busy(void) {
   sl_freezer_state state;
   sl_cgroup cg;
   CHECK_OK(sl_cgroup_parse(source.cgroups, &cg, &err), &err);
-  CHECK_OK(sl_freezer_get(cg.dirs[SL_CG_FREEZER][0] ? cg.dirs[SL_CG_FREEZER] : cg.dirs[SL_CG_UNIFIED],
-                          &state, &err),
-           &err);
+  const char *freezer = cg.dirs[SL_CG_FREEZER][0] ? cg.dirs[SL_CG_FREEZER] : cg.dirs[SL_CG_UNIFIED];
+  CHECK_OK(sl_freezer_get(freezer, &state, &err), &err);
   CHECK_INT(state, ==, SL_FREEZER_THAWED);
 }
 
@@ -625,7 +625,8 @@ static void test_delete_while_forks_run(void) {
   sl_snapshot_query everything = SL_SNAPSHOT_QUERY_INIT;
   CHECK_OK(sl_snapshots_list(h, &everything, &page, &err), &err);
   CHECK(page.count >= 3); /* outlives, files, and the snapshot of forks[0] */
-  for (size_t i = 0; i < page.count; i++) CHECK_OK(sl_snapshots_delete(h, page.items[i].id, &err), &err);
+  for (size_t i = 0; i < page.count; i++)
+    CHECK_OK(sl_snapshots_delete(h, page.items[i].id, &err), &err);
   sl_snapshot_page_free(&page);
   CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
   CHECK_INT(access(layer_path, F_OK), ==, -1);
