@@ -18,9 +18,9 @@
 
 #define DEFAULT_GHOST_LIMIT (64u << 20)
 /* The pre-dump action has frozen the tree with no task in a vfork wait,
- * so seizing takes milliseconds; a task that still cannot be seized
- * fails the dump after this, instead of CRIU's 10 s, with the tree
- * frozen all along. */
+ * so seizing takes milliseconds. A task that still cannot be seized fails
+ * the dump after these seconds instead of CRIU's 10, during which the
+ * tree stays frozen. */
 #define FREEZE_TIMEOUT_S 3
 
 /* The sandbox's network namespace is external to the images: a restore

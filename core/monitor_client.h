@@ -11,8 +11,8 @@
  *     pause files          ->  ok              (files kept only, monitor exits)
  *     rollback SNAPSHOT_ID ->  ok              (running from the snapshot)
  *
- * The caller of pause and rollback holds the sandbox's op.lock; the
- * answer comes once the operation is done (CRIU runs in between).
+ * The caller of pause and rollback holds the sandbox's op.lock. The
+ * reply comes once the operation is done (CRIU runs in between).
  *
  * A failure reads "err ENAME message". */
 #ifndef SANDLOT_MONITOR_CLIENT_H

@@ -284,8 +284,8 @@ static int prepare_layers(sl_sandboxes *h, const sl_create_spec *spec, char *age
 }
 
 /* Plan a sandbox made from `spec->snapshot`. A full snapshot is forked
- * on the agent layer its images were taken with (the restored agent maps
- * that binary); a filesystem-only one boots the current agent. */
+ * on the agent layer its images were taken with, because the restored
+ * agent maps that binary. A filesystem-only one boots the current agent. */
 static int plan_from_snapshot(sl_sandboxes *h, const sl_create_spec *spec, launch_plan *plan,
                               sl_error *err) {
   sl_snapshot sn = {0};

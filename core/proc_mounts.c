@@ -4,8 +4,8 @@
 #include <string.h>
 #include <sys/mount.h>
 
-/* /dev holds a few nodes and links (size 1 MiB); /tmp and /dev/shm have no
- * size of their own, so the memory cgroup bounds them. */
+/* /dev contains a few nodes and links (size 1 MiB). /tmp and /dev/shm
+ * have no size of their own, so the memory cgroup bounds them. */
 const sl_tmpfs_mount sl_tmpfs_mounts[] = {
     {"/dev", "dev", MS_NOSUID | MS_NOEXEC, "mode=0755,size=1m"},
     {"/dev/shm", "shm", MS_NOSUID | MS_NODEV, "mode=1777"},

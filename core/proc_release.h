@@ -6,7 +6,7 @@
 #include "error.h"
 #include "sandbox.h"
 
-/* The folder in sandboxes/<id>/ that holds the CRIU images of a pause. */
+/* The folder in sandboxes/<id>/ that contains the CRIU images of a pause. */
 #define SL_PAUSE_DIR "pause"
 
 /* Kill every process of the sandbox (its cgroup, and the recorded init

@@ -19,7 +19,7 @@
 #include "sandbox_store.h"
 
 /* A pause or rollback runs CRIU (120 s at most each) and the agent's
- * hooks inside the monitor before it answers. */
+ * hooks inside the monitor before it replies. */
 #define LONG_REQUEST_TIMEOUT_MS 300000
 
 static int read_config(sl_sandboxes *h, const char *id, sl_proc_config *cfg, char *path,
@@ -54,7 +54,7 @@ int sl_proc_snapshot(sl_sandboxes *h, const sl_sandbox_info *info, const sl_snap
   return rc;
 }
 
-/* Send `request` to the sandbox's monitor and wait for its answer. */
+/* Send `request` to the sandbox's monitor and wait for its reply. */
 static int ask_monitor(sl_sandboxes *h, const sl_sandbox_info *info, const char *request,
                        pid_t *monitor, sl_error *err) {
   *monitor = sl_proc_live_monitor(h, info);
@@ -67,7 +67,7 @@ static int ask_monitor(sl_sandboxes *h, const sl_sandbox_info *info, const char 
 int sl_proc_pause(sl_sandboxes *h, const sl_sandbox_info *info, bool files_only, sl_error *err) {
   pid_t monitor;
   int rc = ask_monitor(h, info, files_only ? "pause files" : "pause", &monitor, err);
-  /* The monitor exits right after its answer. */
+  /* The monitor exits right after its reply. */
   if (rc == 0) sl_proc_wait_exit(monitor, 5000);
   return rc;
 }
@@ -81,10 +81,10 @@ static bool has_pause_images(sl_sandboxes *h, const char *id) {
 }
 
 /* A resume starts a new monitor for the same id on the config written
- * at creation (the layers and limits are unchanged), told to restore
- * the pause's images, or to boot a fresh agent after a files-only pause.
- * The timeout and its action come from the row, which set_timeout may
- * have changed while the sandbox was paused. */
+ * at creation, because the layers and limits are unchanged. The config
+ * now asks for a restore of the pause's images, or for a fresh agent
+ * after a files-only pause. The timeout and its action come from the
+ * row, which set_timeout may have changed while the sandbox was paused. */
 int sl_proc_resume(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err) {
   sl_proc_config cfg;
   char path[SL_SANDBOX_PATH_MAX + 16], dir[SL_SANDBOX_PATH_MAX], images[SL_SANDBOX_PATH_MAX + 16];
@@ -92,6 +92,7 @@ int sl_proc_resume(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err) 
   sl_sandbox_dir(h, info->id, dir, sizeof dir);
   snprintf(images, sizeof images, "%s/%s", dir, SL_PAUSE_DIR);
   bool restore = has_pause_images(h, info->id);
+
   free(cfg.launch);
   free(cfg.images);
   cfg.launch = strdup(restore ? "resume" : "fresh");
@@ -103,6 +104,7 @@ int sl_proc_resume(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err) 
                ? sl_error_set(err, ENOMEM, "out of memory")
                : sl_proc_config_write(path, &cfg, err);
   sl_proc_config_free(&cfg);
+
   if (rc == 0) rc = sl_proc_start_monitor(h, info->id, info->auto_kill, err);
   if (rc < 0) {
     /* The monitor releases what it made before it reports, then exits;

@@ -15,8 +15,8 @@
  * Concurrency: the state-changing calls of one sandbox (kill, freeze,
  * thaw, snapshot, pause, resume, rollback, and the monitor's timeout
  * action) take its op.lock, so they run one at a time. Snapshot and pause
- * fail with EBUSY at once when another holds it, unless their options
- * ask to wait; the others wait up to 30 s. */
+ * fail with EBUSY at once while another operation has the lock, unless
+ * their options ask to wait. The others wait up to 30 s. */
 #ifndef SANDLOT_SANDBOX_H
 #define SANDLOT_SANDBOX_H
 
@@ -204,13 +204,13 @@ int sl_sandbox_resume(sl_sandboxes *h, const char *id, sl_sandbox_info *out, sl_
 int sl_sandbox_connect(sl_sandboxes *h, const char *id, sl_sandbox_info *out, sl_error *err);
 
 /* Put a running or frozen sandbox back to the state of `snapshot` (an
- * id, "name:tag" or "name") in place: the same id, hostname, cgroups and
- * timeout; processes, memory and files from the snapshot. The snapshot
- * must have been taken of this sandbox or of one of its ancestors (the
- * sandboxes its source snapshots were taken of, as far as those snapshot
- * rows still exist): EINVAL otherwise. A filesystem-only snapshot boots
- * a fresh agent on its files. After a failed restore the sandbox has
- * ended ("rollback_failed"). */
+ * id, "name:tag" or "name") in place. It keeps its id, hostname, cgroups
+ * and timeout, and gets the processes, memory and files of the snapshot.
+ * The snapshot must have been taken of this sandbox or of one of its
+ * ancestors, the sandboxes its source snapshots were taken of (as far as
+ * those snapshot rows still exist); EINVAL otherwise. A filesystem-only
+ * snapshot boots a fresh agent on its files. After a failed restore the
+ * sandbox has ended ("rollback_failed"). */
 int sl_sandbox_rollback(sl_sandboxes *h, const char *id, const char *snapshot, sl_error *err);
 
 /* One ready snapshot by id, "name:tag" or "name" (the newest). ENOENT
@@ -218,8 +218,8 @@ int sl_sandbox_rollback(sl_sandboxes *h, const char *id, const char *snapshot, s
 int sl_snapshots_get(sl_sandboxes *h, const char *ref, sl_snapshot *out, sl_error *err);
 
 /* A page of snapshots, newest first, filtered by reference, source
- * sandbox and label as the catalog's sl_catalog_snapshot_list() does;
- * unknown names or sandboxes give an empty page. */
+ * sandbox and label as the catalog's sl_catalog_snapshot_list() does.
+ * Unknown names or sandboxes give an empty page. */
 int sl_snapshots_list(sl_sandboxes *h, const sl_snapshot_query *query, sl_snapshot_page *page,
                       sl_error *err);
 

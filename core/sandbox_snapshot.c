@@ -17,7 +17,7 @@
 /* How long resume and rollback wait for another operation. */
 #define OP_LOCK_WAIT_MS 30000
 #define CREATE_MANY_MAX 64
-/* Longest chain of source snapshots a rollback walks to find ancestors. */
+/* Maximum number of source snapshots a rollback walks to find ancestors. */
 #define LINEAGE_MAX_DEPTH 1000
 
 static sl_catalog *catalog_of(sl_sandboxes *h) { return sl_sbstore_catalog(h->store); }

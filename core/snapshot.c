@@ -400,8 +400,9 @@ static bool in_list(const sl_id_list *list, const char *id) {
 /* Whether the folder snapshots/<id>/ is left over from a crash: no row
  * (ready or pending) names it, and no take can still be writing it. A
  * take creates the folder and its source file before it inserts the
- * pending row, holding the sandbox's op.lock all along; a folder whose
- * source is unreadable counts only once it is older than the limit. */
+ * pending row, and it holds the sandbox's op.lock all along. A folder
+ * whose source is unreadable counts only once it is older than the
+ * limit. */
 static bool orphan_folder(sl_catalog *cat, const sl_store *store, const char *id,
                           const sl_id_list *pending, int64_t older_than_ms) {
   sl_snapshot sn = {0};

@@ -71,7 +71,7 @@ int sl_snapshot_remove(sl_catalog *cat, const sl_store *store, const char *ref, 
  * a readable source file goes only once it is older than `older_than_ms`.
  * `cleaned` (may be NULL) receives the number of snapshots and folders
  * removed. A sandbox left frozen by a crashed take is thawed by
- * sl_sandbox_gc(), which knows its backend. */
+ * sl_sandbox_gc(), which dispatches on its backend. */
 int sl_snapshot_gc(sl_catalog *cat, const sl_store *store, int64_t older_than_ms, int *cleaned,
                    sl_error *err);
 
@@ -113,10 +113,10 @@ typedef struct sl_fork_result {
   double hooks_ms;    /* agent ready, hostname, entropy, on_fork */
 } sl_fork_result;
 
-/* Restore a snapshot into a new fork, set its hostname from the host
- * (joining its UTS namespace, because the agent lacks CAP_SYS_ADMIN), and
+/* Restore a snapshot into a new fork and set its hostname from the host,
+ * joining its UTS namespace, because the agent lacks CAP_SYS_ADMIN. Then
  * run the agent's post-restore hooks: 32 fresh random bytes mixed into
- * the kernel's pool (a fork must not share its source's random state)
+ * the kernel's pool (a fork must not share its source's random state),
  * and `on_fork`. Call it
  * from the fork's monitor, a child subreaper: the restored PID 1 becomes
  * its child. On any failure every task in the fork's cgroups is killed. A

@@ -140,8 +140,8 @@ static sl_monitor_launch_fn pick_launcher(const char *name) {
 /* The host's handle on the agent is a bind mount of the socket's inode
  * at sandboxes/<id>/agent.sock (sl_agent_socket_publish), which the
  * sandbox cannot redirect later. The socket found may belong to another
- * process of the sandbox than the agent; the host treats whatever
- * answers there as untrusted input. */
+ * process of the sandbox than the agent, so the host treats whatever
+ * replies there as untrusted input. */
 int sl_monitor_start_init(sl_monitor *m, const char *launch, sl_error *err) {
   sl_monitor_launch_fn launcher = pick_launcher(launch);
   if (launcher == NULL) return sl_error_set(err, EINVAL, "unknown launch mode: %s", launch);

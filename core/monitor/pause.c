@@ -64,7 +64,7 @@ static int dump_for_pause(sl_monitor *m, const char *images, sl_error *err) {
 }
 
 /* Unmount the root and the agent socket's bind and remove the cgroups:
- * a paused sandbox holds nothing on the host but its folder. */
+ * a paused sandbox keeps nothing on the host but its folder. */
 static int release_host(sl_monitor *m, sl_error *err) {
   sl_sandbox_info info;
   int rc = sl_sbstore_get(m->store, m->cfg.id, &info, err);
