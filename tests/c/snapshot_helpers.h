@@ -62,7 +62,11 @@ static inline int agent_run(const sl_sandbox_info *info, const char *command, ch
   int rc = agent_call(info, &req, start, capture_stdout, c, &reply, &f, err);
   int64_t code = -1;
   if (rc == 0 && sl_frame_get_i64(&f, SL_F_EXIT_CODE, &code, NULL) != 1) code = -1;
-  if (out != NULL) snprintf(out, size, "%s", c->out);
+  if (out != NULL && size > 0) {
+    size_t take = c->len < size - 1 ? c->len : size - 1;
+    memcpy(out, c->out, take);
+    out[take] = '\0';
+  }
   free(c);
   sl_buf_free(&req);
   sl_buf_free(&reply);

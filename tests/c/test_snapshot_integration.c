@@ -406,6 +406,9 @@ static void test_kernel_objects_survive(void) {
   CHECK(start_workload(&featured, args, &err) > 0);
   long counter = wait_counter(&featured, 20, 10000);
   CHECK(counter > 0);
+  /* Files on every tmpfs of the sandbox go with the memory. */
+  CHECK_INT(agent_run(&featured, "echo shm > /dev/shm/x && echo dev > /dev/marker && "
+                                 "echo tmp > /tmp/x", NULL, 0, &err), ==, 0);
   static const char connect_cmd[] =
       "python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', 8080)); "
       "print(s.recv(16).decode(), end='')\"";
@@ -428,6 +431,9 @@ static void test_kernel_objects_survive(void) {
   CHECK(atol(buf) > first); /* the established connection carries new counters */
   CHECK_OK(agent_read(&fork, "/tmp/ghost", buf, sizeof buf, &err), &err);
   CHECK_STR(buf, "ghost-data");
+  CHECK_INT(agent_run(&fork, "cat /dev/shm/x /dev/marker /tmp/x", buf, sizeof buf, &err), ==, 0);
+  CHECK_STR(buf, "shm\ndev\ntmp\n");
+  CHECK_INT(agent_run(&fork, "touch /proc/acpi/x 2>/dev/null", NULL, 0, &err), !=, 0);
   CHECK_INT(agent_run(&fork, lock_cmd, NULL, 0, &err), ==, 1); /* the workload holds it */
   CHECK_INT(agent_run(&featured, connect_cmd, buf, sizeof buf, &err), ==, 0);
   CHECK_STR(buf, "hello\n");
@@ -633,6 +639,57 @@ static void test_delete_while_forks_run(void) {
   sl_snapshot_clear(&keep);
 }
 
+/* A host killed in the middle of a snapshot: whatever the moment, no
+ * snapshot becomes visible, and gc leaves the sandbox running and thawed
+ * with no folder or layer of the take behind. */
+static void test_host_killed_mid_snapshot(void) {
+  sl_error err = {0};
+  sl_create_spec spec = test_spec();
+  sl_sandbox_info sb;
+  CHECK_OK(sl_sandbox_create(h, &spec, &sb, &err), &err);
+  const char *args[] = {"10", NULL};
+  CHECK(start_workload(&sb, args, &err) > 0);
+  CHECK(wait_counter(&sb, 20, 10000) > 0);
+  const char *home_dir = sl_sandboxes_home(h);
+  int snapshots = count_entries(home_dir, "snapshots");
+  int layers = count_entries(home_dir, "layers");
+  int delays_ms[] = {5, 30, 60, 120};
+  for (size_t i = 0; i < sizeof delays_ms / sizeof *delays_ms; i++) {
+    pid_t child = fork();
+    if (child == 0) {
+      sl_sandboxes *own = NULL;
+      sl_error child_err = {0};
+      if (sl_sandboxes_open(home_dir, &own, &child_err) == 0)
+        sl_sandbox_snapshot(own, sb.id, NULL, NULL, NULL, &child_err);
+      _exit(0);
+    }
+    sleep_ms(delays_ms[i]);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    sleep_ms(1500); /* CRIU, if it ran, finishes on its own */
+    sl_snapshot_query query = SL_SNAPSHOT_QUERY_INIT;
+    query.sandbox_id = sb.id;
+    sl_snapshot_page page = {0};
+    CHECK_OK(sl_snapshots_list(h, &query, &page, &err), &err);
+    size_t visible = page.count;
+    sl_snapshot_page_free(&page);
+    CHECK_INT(visible, ==, 0);
+    int cleaned = 0;
+    CHECK_OK(sl_snapshot_gc(sl_sbstore_catalog(h->store), sl_sbstore_store(h->store), 0, &cleaned,
+                            &err),
+             &err);
+    CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
+    sl_cgroup cg;
+    CHECK_OK(sl_cgroup_parse(sb.cgroups, &cg, &err), &err);
+    CHECK(!sl_cgroup_is_frozen(&cg));
+    CHECK(wait_counter(&sb, read_counter(&sb, NULL), 10000) > 0);
+    CHECK_INT(count_entries(home_dir, "snapshots"), ==, snapshots);
+    CHECK_INT(count_entries(home_dir, "layers"), ==, layers);
+  }
+  CHECK(check_log(&sb, 1) > 0);
+  CHECK_OK(sl_sandbox_kill(h, sb.id, &err), &err);
+}
+
 /* What a host that died in the middle of a snapshot leaves: a pending
  * row and its folders, a frozen sandbox, and a snapshot folder that no
  * row names. gc clears them once the op.lock is free. */
@@ -821,6 +878,7 @@ int main(void) {
   RUN(test_failed_capture_leaves_nothing);
   RUN(test_delete_while_forks_run);
   RUN(test_gc_after_crashed_take);
+  RUN(test_host_killed_mid_snapshot);
   sl_snapshot_clear(&loaded);
   close_store(h, home);
   TEST_EXIT();
