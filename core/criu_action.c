@@ -89,5 +89,11 @@ int sl_criu_action_path(char *buf, size_t size, sl_error *err) {
   self[n] = '\0';
   if (snprintf(buf, size, "%s/%s", dirname(self), SL_CRIU_ACTION_BINARY) >= (int)size)
     return sl_error_set(err, ENAMETOOLONG, "path of %s is too long", SL_CRIU_ACTION_BINARY);
+  /* Programs in a subfolder of the build (tests, benchmarks) find it
+   * through $SANDLOT_BUILD_DIR, as sl_find_binary() finds the others. */
+  const char *build = getenv("SANDLOT_BUILD_DIR");
+  if (access(buf, X_OK) < 0 && build != NULL && build[0] != '\0' &&
+      snprintf(buf, size, "%s/%s", build, SL_CRIU_ACTION_BINARY) >= (int)size)
+    return sl_error_set(err, ENAMETOOLONG, "path of %s is too long", SL_CRIU_ACTION_BINARY);
   return 0;
 }

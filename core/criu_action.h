@@ -32,7 +32,8 @@
 int sl_criu_action_run(const char *action, sl_error *err);
 
 /* Path of the action binary: $SANDLOT_CRIU_ACTION when set (tests), else
- * the sibling of the running executable. */
+ * the sibling of the running executable, else the one in
+ * $SANDLOT_BUILD_DIR when the sibling is missing. */
 int sl_criu_action_path(char *buf, size_t size, sl_error *err);
 
 #endif
