@@ -42,10 +42,6 @@ static const int kept_caps[] = {
     CAP_AUDIT_WRITE,       /* login tools write audit records */
 };
 
-int sl_agent_socket_path(pid_t init_pid, char *buf, size_t len) {
-  return snprintf(buf, len, "/proc/%d/root%s", (int)init_pid, SL_AGENT_SOCKET);
-}
-
 int sl_proc_cap_kept(int cap) {
   for (size_t i = 0; i < sizeof kept_caps / sizeof kept_caps[0]; i++)
     if (kept_caps[i] == cap) return 1;

@@ -96,10 +96,11 @@ int sl_monitor_pause(sl_monitor *m, bool files_only, sl_error *err) {
     SL_WARN("monitor.sync_failed", "sandbox=%s error=\"%s\"", m->cfg.id, sync_err.msg);
 
   /* Record the pause before releasing: a crash in between leaves a paused
-   * sandbox with mounts, which gc releases. */
-  int rc = sl_sbstore_set_state(m->store, m->cfg.id, SL_SANDBOX_PAUSED, err);
-  if (rc == 0)
-    rc = sl_sbstore_set_deadline(m->store, m->cfg.id, m->cfg.timeout_ms, 0, m->cfg.on_timeout, err);
+   * sandbox with mounts, which gc releases. The deadline goes first, so a
+   * reader that sees the state paused sees no deadline. */
+  int rc = sl_sbstore_set_deadline(m->store, m->cfg.id, m->cfg.timeout_ms, 0, m->cfg.on_timeout,
+                                   err);
+  if (rc == 0) rc = sl_sbstore_set_state(m->store, m->cfg.id, SL_SANDBOX_PAUSED, err);
   sl_monitor_set_deadline(m, 0, &ignored);
   if (rc == 0) rc = release_host(m, err);
   if (rc < 0) {
