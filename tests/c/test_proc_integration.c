@@ -223,6 +223,11 @@ static void timeout_pause_dumps(void) {
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(h, &spec, &info, &err), &err);
   CHECK_INT(wait_for_state(h, info.id, SL_SANDBOX_PAUSED, 20000, &after), ==, 0);
+  /* The monitor records the pause, then releases mounts and cgroups and
+   * exits. */
+  for (int waited = 0; waited < 5000 && sl_monitor_find(sl_sandboxes_home(h), info.id) > 0;
+       waited += 10)
+    sleep_ms(10);
   CHECK(!sl_pid_alive(info.init_pid, info.init_start));
   CHECK_STR(after.agent_socket, "");
   char dir[4096];
