@@ -640,8 +640,8 @@ static void test_delete_while_forks_run(void) {
 }
 
 /* A host killed in the middle of a snapshot: whatever the moment, no
- * snapshot becomes visible, and gc leaves the sandbox running and thawed
- * with no folder or layer of the take behind. */
+ * partial snapshot becomes visible, and gc leaves the sandbox running and
+ * thawed with no folder or layer of the take behind. */
 static void test_host_killed_mid_snapshot(void) {
   sl_error err = {0};
   sl_create_spec spec = test_spec();
@@ -667,13 +667,26 @@ static void test_host_killed_mid_snapshot(void) {
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
     sleep_ms(1500); /* CRIU, if it ran, finishes on its own */
+    /* A snapshot is visible only when the kill came after its commit,
+     * and then it is complete: its images and its layer are there. */
     sl_snapshot_query query = SL_SNAPSHOT_QUERY_INIT;
     query.sandbox_id = sb.id;
     sl_snapshot_page page = {0};
     CHECK_OK(sl_snapshots_list(h, &query, &page, &err), &err);
-    size_t visible = page.count;
+    for (size_t j = 0; j < page.count; j++) {
+      char inventory[4200];
+      snprintf(inventory, sizeof inventory, "%s/inventory.img", page.items[j].image_dir);
+      sl_layer layer = {0};
+      int complete = access(inventory, R_OK) == 0 &&
+                     sl_catalog_layer_get(sl_sbstore_catalog(h->store), page.items[j].layer_id,
+                                          &layer, &err) == 0 &&
+                     access(layer.path, F_OK) == 0;
+      sl_layer_clear(&layer);
+      if (!complete) fprintf(stderr, "incomplete snapshot %s visible\n", page.items[j].id);
+      CHECK(complete);
+      CHECK_OK(sl_snapshots_delete(h, page.items[j].id, &err), &err);
+    }
     sl_snapshot_page_free(&page);
-    CHECK_INT(visible, ==, 0);
     int cleaned = 0;
     CHECK_OK(sl_snapshot_gc(sl_sbstore_catalog(h->store), sl_sbstore_store(h->store), 0, &cleaned,
                             &err),
