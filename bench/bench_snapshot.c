@@ -6,7 +6,7 @@
  * Run it from the build directory's bench folder or with
  * SANDLOT_BUILD_DIR set: it copies tests/fixture-bin/test_workload into
  * each sandbox, a static program that ticks every 0.5 ms, logs to the
- * overlay and holds the given RSS of pseudo-random memory. It reports
+ * overlay and keeps the given RSS of pseudo-random memory. It reports
  * medians over N runs:
  *   - snapshot of a sandbox with 10 and 100 MB: the pause the workload
  *     saw (its longest gap between two ticks, which includes its 0.5 ms
@@ -58,7 +58,7 @@ static int boot_workload(int megabytes, sl_sandbox_info *sb, sl_error *err) {
   return 0;
 }
 
-/* The longest gap the workload logged since /tmp/gaps was emptied. */
+/* The maximum gap the workload logged since /tmp/gaps was emptied. */
 static double max_gap(const sl_sandbox_info *sb) {
   char buf[4096];
   sl_error err = {0};

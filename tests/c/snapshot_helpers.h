@@ -261,7 +261,7 @@ static const char *const ticker[] __attribute__((unused)) = {"/bin/sh", "-c",
                                      "i=0; while :; do i=$((i+1)); echo $i; sleep 0.01; done",
                                      NULL};
 
-/* Check that `text` holds the lines first, first + 1, ...; returns the
+/* Check that `text` contains the lines first, first + 1, ...; returns the
  * next number expected, or -1. */
 static inline long check_sequence(const char *text, long first) {
   long expected = first;

@@ -1,8 +1,8 @@
 /* The tree-level CRIU calls (core/criu_tree.h) on their own, for what the
- * sandbox API never does with them: a dump while a host connection is
- * open (the product always quiesces the agent first), a dump of a dead
- * tree, a capture that fails, a lazy restore, and a restore that must time
- * out within seconds into a prepared target. The sandbox API's snapshots,
+ * sandbox API never does with them. That is a dump while a host
+ * connection is open (the product always quiesces the agent first), a
+ * dump of a dead tree, a capture that fails, a lazy restore, and a
+ * restore that must time out within seconds into a prepared target. The sandbox API's snapshots,
  * forks, pauses and rollbacks are tested against the real process backend
  * in test_snapshot_integration.c and test_pause_integration.c.
  *

@@ -1,7 +1,8 @@
-/* Pause and resume of real process sandboxes through the sandbox API:
- * memory and files to disk with the same id, processes the agent tracks
- * (and their buffered output) across cycles, files-only pauses, the
- * pausing timeout, op.lock, and gc of a crashed pause. Needs root. */
+/* Pause and resume of real process sandboxes through the sandbox API.
+ * Covered: memory and files to disk with the same id, the processes the
+ * agent tracks and their buffered output across cycles, files-only
+ * pauses, the pausing timeout, op.lock, and gc of a crashed pause. Needs
+ * root. */
 #include <errno.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -18,7 +19,8 @@
 static char home[64];
 static sl_sandboxes *h;
 
-/* A sandbox paused and resumed holds nothing on the host in between. */
+/* A paused sandbox keeps nothing on the host: no mount, cgroup or
+ * monitor. */
 static int holds_nothing(const sl_sandbox_info *paused) {
   const char *store = sl_sandboxes_home(h);
   for (int waited = 0; waited < 5000 && sl_monitor_find(store, paused->id) > 0; waited += 10)
@@ -101,7 +103,8 @@ static void test_twenty_cycles_lose_nothing(void) {
   const char *args[] = {"10", NULL};
   int64_t workload = start_workload(&sb, args, &err);
   int64_t proc = agent_spawn(&sb, ticker, &err);
-  CHECK(workload > 0 && proc > 0);
+  CHECK(workload > 0);
+  CHECK(proc > 0);
   CHECK(wait_counter(&sb, 5, 10000) > 0);
   long last = 0, next = 1;
   size_t offset = 0;
@@ -285,8 +288,8 @@ static void test_failed_resume_stays_paused(void) {
 }
 
 /* A monitor that died in the middle of a pause left the overlay mounted
- * and the cgroups of a paused sandbox; gc releases them and keeps the
- * files, and the sandbox can still be resumed. */
+ * and the cgroups of a paused sandbox. gc releases them and keeps the
+ * files, so the sandbox can still be resumed. */
 static void test_gc_after_crashed_pause(void) {
   sl_error err = {0};
   sl_create_spec spec = test_spec();
@@ -294,7 +297,7 @@ static void test_gc_after_crashed_pause(void) {
   CHECK_OK(sl_sandbox_create(h, &spec, &sb, &err), &err);
   CHECK_OK(agent_write_text(&sb, "/precious", "still here", &err), &err);
   /* Imitate the crash: the monitor is gone, the tree is dead, the row
-   * says paused and the mounts and cgroups are still there. */
+   * reads paused and the mounts and cgroups are still there. */
   kill(sb.monitor_pid, SIGKILL);
   kill(sb.init_pid, SIGKILL);
   sleep_ms(200);

@@ -434,7 +434,7 @@ static void test_kernel_objects_survive(void) {
   CHECK_INT(agent_run(&fork, "cat /dev/shm/x /dev/marker /tmp/x", buf, sizeof buf, &err), ==, 0);
   CHECK_STR(buf, "shm\ndev\ntmp\n");
   CHECK_INT(agent_run(&fork, "touch /proc/acpi/x 2>/dev/null", NULL, 0, &err), !=, 0);
-  CHECK_INT(agent_run(&fork, lock_cmd, NULL, 0, &err), ==, 1); /* the workload holds it */
+  CHECK_INT(agent_run(&fork, lock_cmd, NULL, 0, &err), ==, 1); /* the workload has it */
   CHECK_INT(agent_run(&featured, connect_cmd, buf, sizeof buf, &err), ==, 0);
   CHECK_STR(buf, "hello\n");
 
@@ -621,7 +621,7 @@ static void test_delete_while_forks_run(void) {
   CHECK(wait_counter(&orphan, 0, 10000) > 0);
 
   /* The layer stays while a sandbox mounts it or a later snapshot
-   * stacks on it; once every one has ended or is deleted, gc removes it. */
+   * stacks on it. Once every one has ended or is deleted, gc removes it. */
   sl_sandbox_info *all[] = {&forks[0], &forks[1], &forks[2], &forks[3], &grandchild, &orphan};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++)
     CHECK_OK(sl_sandbox_kill(h, all[i]->id, &err), &err);
