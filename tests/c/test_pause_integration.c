@@ -106,6 +106,7 @@ static void test_twenty_cycles_lose_nothing(void) {
   CHECK(workload > 0);
   CHECK(proc > 0);
   CHECK(wait_counter(&sb, 5, 10000) > 0);
+
   long last = 0, next = 1;
   size_t offset = 0;
   char path[64], text[64], buf[64];
@@ -116,6 +117,7 @@ static void test_twenty_cycles_lose_nothing(void) {
     CHECK_OK(agent_write_text(&sb, path, text, &err), &err);
     CHECK_OK(sl_sandbox_pause(h, sb.id, NULL, &err), &err);
     CHECK_OK(sl_sandbox_resume(h, sb.id, &sb, &err), &err);
+
     for (int i = 0; i <= cycle; i++) {
       snprintf(path, sizeof path, "/cycles/%d", i);
       snprintf(text, sizeof text, "cycle %d", i);
@@ -125,6 +127,7 @@ static void test_twenty_cycles_lose_nothing(void) {
     long counter = wait_counter(&sb, last, 10000);
     CHECK(counter > last);
     last = counter;
+
     process_list list;
     CHECK_OK(agent_list(&sb, &list, &err), &err);
     CHECK(process_state(&list, workload) != NULL);
@@ -138,6 +141,7 @@ static void test_twenty_cycles_lose_nothing(void) {
     CHECK(next > 0);
     offset += used;
   }
+
   CHECK(check_log(&sb, last) > 0);
   int memory_ok = 0;
   CHECK(wait_counter(&sb, last + 110, 10000) > 0);

@@ -653,6 +653,7 @@ static void test_host_killed_mid_snapshot(void) {
   const char *home_dir = sl_sandboxes_home(h);
   int snapshots = count_entries(home_dir, "snapshots");
   int layers = count_entries(home_dir, "layers");
+
   int delays_ms[] = {5, 30, 60, 120};
   for (size_t i = 0; i < sizeof delays_ms / sizeof *delays_ms; i++) {
     pid_t child = fork();
@@ -667,6 +668,7 @@ static void test_host_killed_mid_snapshot(void) {
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
     sleep_ms(1500); /* CRIU, if it ran, finishes on its own */
+
     /* A snapshot is visible only when the kill came after its commit,
      * and then it is complete: its images and its layer are there. */
     sl_snapshot_query query = SL_SNAPSHOT_QUERY_INIT;
@@ -687,6 +689,7 @@ static void test_host_killed_mid_snapshot(void) {
       CHECK_OK(sl_snapshots_delete(h, page.items[j].id, &err), &err);
     }
     sl_snapshot_page_free(&page);
+
     int cleaned = 0;
     CHECK_OK(sl_snapshot_gc(sl_sbstore_catalog(h->store), sl_sbstore_store(h->store), 0, &cleaned,
                             &err),
