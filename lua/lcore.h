@@ -17,6 +17,7 @@
   X(task)              \
   X(log)               \
   X(sandbox)           \
+  X(snapshot)          \
   X(agent)             \
   X(process)           \
   X(testing)

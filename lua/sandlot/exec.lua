@@ -339,7 +339,7 @@ function Sandbox:process(id)
   check.self("sandbox:process", self, Sandbox)
   check.arg("sandbox:process", 1, id, "number")
   local existing = handles[handle_key(self, id)]
-  if existing and existing.state ~= "closed" then
+  if existing and existing.state ~= "closed" and existing.state ~= "failed" then
     return existing
   end
   local list, message, name = self:processes()
@@ -382,7 +382,7 @@ local function process_call(self, fname, request, fields)
   core.async_check(fname)
   local owner = owners[self]
   if owner then
-    local ok, message, name = owner:_check_reachable(fname)
+    local ok, message, name = owner:_check_reachable(fname, agent)
     if not ok then
       return nil, message, name
     end

@@ -4,7 +4,8 @@
 -- it through the agent socket the core reports, so objects for one
 -- sandbox made in different sandlot processes (Sandbox.get) all work.
 -- Commands and processes are in sandlot/exec.lua, files in
--- sandlot/files.lua; both add methods to this class.
+-- sandlot/files.lua, snapshots, pause and rollback in
+-- sandlot/snapshot.lua; they add methods to this class.
 --
 -- Methods that talk to the core or the agent suspend, so they run only in
 -- tasks. Expected failures return nil, "ENAME: message", "ENAME"; wrong
@@ -36,6 +37,39 @@ local function wrap(info)
   local self = setmetatable({}, Sandbox)
   update(self, info)
   return self
+end
+
+Sandbox._update = update
+
+--- Agent connections kept from reconnecting, and why: "dump" while a
+-- snapshot or pause dumps the tree (no host connection may be open
+-- then), "paused" while the sandbox is paused. Weak keys.
+local held = setmetatable({}, { __mode = "k" })
+
+--- Keep `agent` from reconnecting, for `reason` ("dump" or "paused").
+-- Requests on it wait until it is released.
+function Sandbox._hold_agent(agent, reason)
+  if not held[agent] then
+    agent:pause()
+  end
+  held[agent] = reason
+end
+
+--- Let a held agent connection reconnect.
+function Sandbox._release_agent(agent)
+  if held[agent] then
+    held[agent] = nil
+    agent:resume()
+  end
+end
+
+--- This host's agent connection to the sandbox, or nil; never connects.
+function Sandbox:_agent_connection()
+  local agent = self._agent or agents[self._info.agent_socket or ""]
+  if agent and agent:is_open() then
+    return agent
+  end
+  return nil
 end
 
 function Sandbox:__tostring()
@@ -112,10 +146,17 @@ end
 
 --- `true` when the agent can reply to a request now, else the fail
 -- tuple: ESRCH once the sandbox has ended, EBUSY while it is frozen,
--- paused or being created. Suspends when the record must be read again.
-function Sandbox:_check_reachable(fname)
+-- paused or being created. A paused sandbox stays so until sb:resume()
+-- or Sandbox.connect(id) resumes it, in this or another sandlot process.
+-- When the record shows it running again, `agent` (default: this host's
+-- connection to the sandbox), held since the pause, may reconnect.
+-- Suspends when the record must be read again.
+function Sandbox:_check_reachable(fname, agent)
   core.async_check(fname)
-  if unreachable[self.state] or freezer_frozen(self) then
+  agent = agent or self:_agent_connection()
+  -- Another object of this host may have paused it.
+  local held_paused = agent ~= nil and held[agent] == "paused"
+  if unreachable[self.state] or held_paused or freezer_frozen(self) then
     local info = core.sandbox_get(self.id)
     if info then
       update(self, info)
@@ -123,15 +164,21 @@ function Sandbox:_check_reachable(fname)
   end
   if self.state == "dead" then
     return self:_ended()
+  elseif self.state == "paused" then
+    return fail("EBUSY", "sandbox is paused (resume it first): %s", self.id)
   elseif unreachable[self.state] then
     return fail("EBUSY", "sandbox is %s: %s", self.state, self.id)
+  end
+  if held_paused then
+    Sandbox._release_agent(agent)
   end
   return true
 end
 
---- The agent connection, connected; or the fail tuple. A frozen sandbox
--- fails at once with EBUSY, because its agent cannot reply and a request
--- sent now would run after the thaw. Suspends.
+--- The agent connection, connected; or the fail tuple. A frozen or
+-- paused sandbox fails at once with EBUSY, because its agent cannot
+-- reply and a request sent now would wait for the thaw or resume.
+-- Suspends.
 function Sandbox:_connect(fname)
   local ok, message, name = self:_check_reachable(fname)
   if not ok then
@@ -193,7 +240,7 @@ local create_options = {
   template = "string", backend = "string", timeout = "number", on_timeout = "string",
   memory = { "string", "number" }, pids = "number", cpu_shares = "number", cpus = "number",
   env = "table", cwd = "string", hostname = "string", labels = "table", auto_kill = "boolean",
-  on_progress = "function",
+  on_progress = "function", snapshot = { "string", "table" }, on_fork = "string",
 }
 
 --- Template progress callbacks of the creates that run now.
@@ -265,8 +312,8 @@ local function timeout_seconds(value)
 end
 
 --- Check and normalize create options: types raise, values fail.
-local function create_spec(options)
-  check.options("Sandbox.create", options, create_options)
+local function create_spec(fname, options)
+  check.options(fname, options, create_options)
   local spec = {}
   for key, value in pairs(options) do
     spec[key] = value
@@ -300,9 +347,16 @@ local function create_spec(options)
     end
     spec.memory = tostring(bytes)
   end
-  for _, key in ipairs { "template", "backend", "on_timeout", "memory", "cwd", "hostname" } do
-    if type(options[key]) == "string" then
-      local _, message, name = check.text(key, options[key])
+  if type(options.snapshot) == "table" then
+    if type(options.snapshot.id) ~= "string" then
+      check.raise(fname .. ": option snapshot must be a snapshot object, id or reference")
+    end
+    spec.snapshot = options.snapshot.id
+  end
+  for _, key in ipairs { "template", "backend", "on_timeout", "memory", "cwd", "hostname",
+    "snapshot", "on_fork" } do
+    if type(spec[key]) == "string" then
+      local _, message, name = check.text(key, spec[key])
       if message then
         return nil, message, name
       end
@@ -310,7 +364,7 @@ local function create_spec(options)
   end
   for key, noun in pairs { env = "environment variable", labels = "label" } do
     if options[key] then
-      local list, message, name = pairs_to_list("Sandbox.create", key, noun, options[key])
+      local list, message, name = pairs_to_list(fname, key, noun, options[key])
       if not list then
         return nil, message, name
       end
@@ -321,20 +375,10 @@ local function create_spec(options)
   return spec
 end
 
---- Sandbox.create{...}: create a sandbox and wait until its agent accepts
--- requests. Options (all optional): template ("base"), backend
--- ("process"), timeout (seconds from now, 0 none), on_timeout ("kill" or
--- "pause"), memory ("512M" or bytes, default 1G), pids (1024), cpu_shares,
--- cpus, env (table NAME = value), cwd ("/"), hostname ("sandlot"), labels
--- (table key = value), auto_kill (kill it when this sandlot process
--- exits), on_progress (function(line) for template build output, called
--- on the loop outside any task, so it cannot suspend; without it the
--- lines go to stderr). Suspends.
-function Sandbox.create(options)
-  options = options or {}
-  check.arg("Sandbox.create", 1, options, "table")
-  core.async_check("Sandbox.create")
-  local spec, message, name = create_spec(options)
+--- Create one sandbox, or `count` in parallel (a list of objects).
+local function create(fname, options, count)
+  core.async_check(fname)
+  local spec, message, name = create_spec(fname, options)
   if not spec then
     return nil, message, name
   end
@@ -344,7 +388,7 @@ function Sandbox.create(options)
     core.on_template_progress(on_template_progress)
   end
   local info
-  info, message, name = core.sandbox_create(spec)
+  info, message, name = core.sandbox_create(spec, count)
   if callback then
     progress_callbacks[callback] = nil
     if next(progress_callbacks) == nil then
@@ -354,7 +398,61 @@ function Sandbox.create(options)
   if not info then
     return nil, message, name
   end
-  return wrap(info)
+  if count == nil then
+    return wrap(info)
+  end
+  local list = {}
+  for i, one in ipairs(info) do
+    list[i] = wrap(one)
+  end
+  return list
+end
+
+--- Sandbox.create{...}: create a sandbox and wait until its agent accepts
+-- requests. Options (all optional): template ("base"), backend
+-- ("process"), timeout (seconds from now, 0 none), on_timeout ("kill",
+-- "pause" or "pause_fs"), memory ("512M" or bytes, default 1G), pids
+-- (1024), cpu_shares, cpus, env (table NAME = value), cwd ("/"), hostname
+-- ("sandlot"), labels (table key = value), auto_kill (kill it when this
+-- sandlot process exits), on_progress (function(line) for template build
+-- output, called on the loop outside any task, so it cannot suspend;
+-- without it the lines go to stderr).
+--
+-- snapshot (a snapshot object, id, "name:tag" or "name") starts from a
+-- snapshot instead of the template. A full snapshot is forked: its
+-- processes continue from the snapshot's memory in a new sandbox with its
+-- own id, hostname (default: the id), cgroups and network namespace. A
+-- filesystem-only one boots a fresh agent on its files. on_fork is a
+-- command run by /bin/sh -c in a fork before create returns; a non-zero
+-- exit fails the create. on_timeout "pause" dumps memory and files to
+-- disk (state paused), "pause_fs" keeps the files only. Suspends.
+function Sandbox.create(options)
+  options = options or {}
+  check.arg("Sandbox.create", 1, options, "table")
+  return create("Sandbox.create", options, nil)
+end
+
+--- Sandbox.create_many{count = N, ...}: N sandboxes from the options of
+-- Sandbox.create (typically forks of one snapshot), created in parallel;
+-- returns the list of objects. All or nothing: when one fails, the others
+-- are killed and the first error is returned. count is 1 to 64.
+-- Suspends.
+function Sandbox.create_many(options)
+  check.arg("Sandbox.create_many", 1, options, "table")
+  local count = options.count
+  if type(count) ~= "number" then
+    check.raise(("Sandbox.create_many: option count must be a number, got %s"):format(type(count)))
+  end
+  local integer = to_integer(count)
+  if not integer or integer < 1 or integer > 64 then
+    return fail("EINVAL", "invalid count: %s (expected 1 to 64)", number_text(count))
+  end
+  local copy = {}
+  for key, value in pairs(options) do
+    copy[key] = value
+  end
+  copy.count = nil
+  return create("Sandbox.create_many", copy, integer)
 end
 
 --- Sandbox.get(id): the sandbox with this id, from the catalog that every
@@ -423,6 +521,28 @@ local function list_sandboxes(filter)
 end
 
 Sandbox._list_sandboxes = list_sandboxes
+
+--- Sandbox.connect(id): the sandbox with this id, ready for requests: a
+-- paused sandbox is resumed first (the same id and state). ENOENT for an
+-- unknown id, ESRCH for one that has ended. Suspends.
+function Sandbox.connect(id)
+  check.arg("Sandbox.connect", 1, id, "string")
+  local _, bad_id, bad_name = check.text("sandbox id", id)
+  if bad_id then
+    return nil, bad_id, bad_name
+  end
+  local info, message, name = core.sandbox_connect(id)
+  if not info then
+    return nil, message, name
+  end
+  local sandbox = wrap(info)
+  -- Process handles of this host that waited through the pause re-attach.
+  local agent = sandbox:_agent_connection()
+  if agent then
+    Sandbox._release_agent(agent)
+  end
+  return sandbox
+end
 
 -- ---- State ----
 

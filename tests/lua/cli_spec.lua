@@ -395,6 +395,26 @@ describe("the store of the sandbox commands", function()
     assert.is_nil(io.open(dir .. "/not"))
   end)
 
+  it("finds no snapshots and creates no store", function()
+    local home = dir .. "/not/there"
+    local script = [[
+local sandlot = require "sandlot"
+local page = assert(sandlot.snapshots.list {})
+print(#page.items, page.has_next)
+print((select(2, sandlot.snapshots.get "sn-000000000000")))
+print((select(2, sandlot.snapshots.delete "loaded:v1")))
+print((select(2, sandlot.Sandbox.connect "sb-000000000000")))
+]]
+    local code, out, err = run_with_home(home, { "-e", script })
+    assert.are.equal(0, code, err)
+    local missing = "(no store at " .. home .. "): "
+    assert.are.equal("0\tfalse\n"
+      .. "ENOENT: snapshot not found " .. missing .. "sn-000000000000\n"
+      .. "ENOENT: snapshot not found " .. missing .. "loaded:v1\n"
+      .. "ENOENT: sandbox not found " .. missing .. "sb-000000000000\n", out)
+    assert.is_nil(io.open(dir .. "/not"))
+  end)
+
   it("names a store root that is a file once", function()
     local file = dir .. "/afile"
     assert(io.open(file, "w")):close()
