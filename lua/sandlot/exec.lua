@@ -363,10 +363,13 @@ function Sandbox:process(id)
   return fail("ENOENT", "no such process: %s in %s", tostring(id), self.id)
 end
 
---- The agent drops a process once this host received its exit, so the
--- handle itself replies to requests about an ended process.
-local function ended(self)
-  return self.state == "exited" or self.state == "failed"
+--- The fail tuple of a failed handle, the one its reads return: ECANCELED
+-- after a rollback, ESRCH once its sandbox ended. nil for a handle that
+-- has not failed.
+local function failure(self)
+  if self.state == "failed" then
+    return forward(owners[self], self:_failure())
+  end
 end
 
 --- Raise unless the handle is open (the message of liolib's closed files).
@@ -395,10 +398,14 @@ local function process_call(self, fname, request, fields)
 end
 
 --- Write bytes to the process's stdin; returns once the agent wrote them
--- to the pipe. EPIPE after close_stdin. Suspends.
+-- to the pipe. EPIPE after close_stdin or the exit; a handle from before
+-- a rollback fails with ECANCELED, as its reads do. Suspends.
 function Process:write(data)
   check.arg("process:write", 1, data, "string")
-  if ended(self) then
+  check_open(self)
+  if self.state == "failed" then
+    return failure(self)
+  elseif self.state == "exited" then
     return fail("EPIPE", "process %d has ended: stdin is closed", self.id)
   end
   return process_call(self, "process:write", "write_stdin", { proc = self.id, data = data })
@@ -406,7 +413,10 @@ end
 
 --- Close the process's stdin once what was written reached it. Suspends.
 function Process:close_stdin()
-  if ended(self) then
+  check_open(self)
+  if self.state == "failed" then
+    return failure(self)
+  elseif self.state == "exited" then
     return true
   end
   return process_call(self, "process:close_stdin", "close_stdin", { proc = self.id })
@@ -419,7 +429,7 @@ local signals = {
 
 --- Send a signal (a number, or a name such as "TERM" or "SIGTERM";
 -- default KILL) to the process group of the process. ESRCH once it has
--- exited. Suspends.
+-- exited; ECANCELED for a handle from before a rollback. Suspends.
 function Process:kill(signal)
   local number = signal or 9
   if type(signal) == "string" then
@@ -436,7 +446,10 @@ function Process:kill(signal)
         tostring(signal))
     end
   end
-  if ended(self) then
+  check_open(self)
+  if self.state == "failed" then
+    return failure(self)
+  elseif self.state == "exited" then
     return fail("ESRCH", "process %d has exited", self.id)
   end
   return process_call(self, "process:kill", "signal", { proc = self.id, signal = number })
