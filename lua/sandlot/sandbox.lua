@@ -473,6 +473,11 @@ end
 
 local list_options = { state = "string", label = { "string", "table" }, backend = "string" }
 
+--- The values the state and backend filters of Sandbox.list accept, in
+-- the order of the catalog's enumerations.
+local sandbox_states = { "creating", "running", "frozen", "paused", "dead" }
+local backends = { "process", "vm" }
+
 local function has_labels(info, wanted)
   for key, value in pairs(wanted) do
     if info.labels[key] ~= tostring(value) then
@@ -495,7 +500,8 @@ end
 
 --- Sandbox.list{state=, label=, backend=}: sandboxes of the store, oldest
 -- first, dead ones included unless a state is given. label is "key=value"
--- or a table of labels that must all match. Suspends.
+-- or a table of labels that must all match. A state or backend that does
+-- not exist is EINVAL, naming the valid ones. Suspends.
 local function list_sandboxes(filter)
   filter = filter or {}
   check.arg("Sandbox.list", 1, filter, "table")
@@ -504,7 +510,18 @@ local function list_sandboxes(filter)
   if filter.label and labels == nil then
     return fail("EINVAL", "invalid label filter: %q (expected key=value)", filter.label)
   end
-  local infos, message, name = core.sandbox_list()
+  local _, message, name
+  if filter.state ~= nil then
+    _, message, name = check.one_of("state", filter.state, sandbox_states)
+  end
+  if message == nil and filter.backend ~= nil then
+    _, message, name = check.one_of("backend", filter.backend, backends)
+  end
+  if message then
+    return nil, message, name
+  end
+  local infos
+  infos, message, name = core.sandbox_list()
   if not infos then
     return nil, message, name
   end

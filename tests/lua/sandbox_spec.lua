@@ -708,4 +708,21 @@ describe("Sandbox.list", function()
     assert.is_nil(ids(assert(Sandbox.list { state = "running" }))[a.id])
     assert.are.equal("dead", ids(assert(Sandbox.list()))[a.id])
   end)
+
+  it("rejects a state or backend that does not exist", function()
+    local none, message, name = Sandbox.list { state = "bogus" }
+    assert.is_nil(none)
+    assert.are.equal("EINVAL", name)
+    assert.are.equal('EINVAL: invalid state: "bogus" (expected one of: creating, running, frozen, '
+      .. "paused, dead)", message)
+    none, message, name = Sandbox.list { backend = "bogus" }
+    assert.is_nil(none)
+    assert.are.equal("EINVAL", name)
+    assert.are.equal('EINVAL: invalid backend: "bogus" (expected one of: process, vm)', message)
+    none, message = Sandbox.list { state = "runing\0" }
+    assert.is_nil(none)
+    assert.are.equal('EINVAL: invalid state: "runing\\0" (expected one of: creating, running, '
+      .. "frozen, paused, dead)", message)
+    assert(Sandbox.list { state = "dead", backend = "vm" })
+  end)
 end)
