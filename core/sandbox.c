@@ -172,6 +172,31 @@ int sl_sandbox_spec_check(const sl_create_spec *spec, sl_error *err) {
   return 0;
 }
 
+/* Reject the options a sandbox made from `sn` cannot honour. A full
+ * snapshot restores the agent from memory, so the agent keeps the
+ * environment and working directory it had when the snapshot was taken;
+ * a filesystem-only one boots a fresh agent, which takes both. */
+static int check_fork_options(const sl_create_spec *spec, const sl_snapshot *sn, sl_error *err) {
+  /* NOTE: SL_BACKEND_PROCESS is also the value of an unset backend, so a
+   * process backend given for a VM snapshot passes. The snapshot API
+   * takes process snapshots only so far. */
+  if (spec->backend != SL_BACKEND_PROCESS && spec->backend != sn->backend)
+    return sl_error_set(err, EINVAL,
+                        "invalid backend: %s (snapshot %s is a %s snapshot, and a sandbox made "
+                        "from a snapshot runs on the snapshot's backend)",
+                        sl_backend_name(spec->backend), sn->id, sl_backend_name(sn->backend));
+  if (sn->kind != SL_SNAPSHOT_FULL) return 0;
+  if (spec->env != NULL && spec->env[0] != NULL)
+    return sl_error_set(err, EINVAL,
+                        "env does not apply to a fork of %s: forks keep the snapshot's "
+                        "environment (pass env to each exec instead)", sn->id);
+  if (spec->cwd != NULL)
+    return sl_error_set(err, EINVAL,
+                        "cwd does not apply to a fork of %s: forks keep the snapshot's working "
+                        "directory (pass cwd to each exec instead)", sn->id);
+  return 0;
+}
+
 /* Calls */
 
 int sl_sandbox_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_info *out,
@@ -183,9 +208,11 @@ int sl_sandbox_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_in
   sl_snapshot sn = {0};
   if (sl_catalog_snapshot_resolve(sl_sbstore_catalog(h->store), spec->snapshot, &sn, err) < 0)
     return sl_error_wrap(err, "create sandbox");
+  int rc = check_fork_options(spec, &sn, err);
   sl_create_spec copy = *spec;
   copy.backend = sn.backend;
   sl_snapshot_clear(&sn);
+  if (rc < 0) return sl_error_wrap(err, "create sandbox");
   const sl_backend_ops *ops = sl_backend_ops_for(copy.backend, err);
   if (ops == NULL) return sl_error_wrap(err, "create sandbox");
   /* A backend without snapshots cannot start from one either. */

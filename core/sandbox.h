@@ -70,8 +70,11 @@ typedef struct sl_create_spec {
    * snapshot's memory in a new sandbox with its own id, cgroups, network
    * namespace and hostname (default: the new id), and 32 fresh random
    * bytes in the kernel's pool. A filesystem-only snapshot boots a fresh
-   * agent on its files. The template is the snapshot's (a different
-   * template_name is EINVAL). */
+   * agent on its files. The backend and template are the snapshot's: a
+   * different backend or template_name is EINVAL. A fork keeps the
+   * environment and working directory of the snapshot's agent, so env
+   * and cwd are EINVAL with a full snapshot. The limits, timeout,
+   * on_timeout, hostname, labels and auto_kill apply as for any sandbox. */
   const char *snapshot;
   /* With a full snapshot: a command run by /bin/sh -c in the fork before
    * create returns; a non-zero exit fails the create (EIO). */

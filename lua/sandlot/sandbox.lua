@@ -422,10 +422,15 @@ end
 -- snapshot instead of the template. A full snapshot is forked: its
 -- processes continue from the snapshot's memory in a new sandbox with its
 -- own id, hostname (default: the id), cgroups and network namespace. A
--- filesystem-only one boots a fresh agent on its files. on_fork is a
--- command run by /bin/sh -c in a fork before create returns; a non-zero
--- exit fails the create. on_timeout "pause" dumps memory and files to
--- disk (state paused), "pause_fs" keeps the files only. Suspends.
+-- filesystem-only one boots a fresh agent on its files. A fork keeps the
+-- environment and working directory of the snapshot's agent, so env and
+-- cwd are EINVAL with a full snapshot (pass them to exec instead); a
+-- backend or template other than the snapshot's is EINVAL too. The
+-- limits, timeout, on_timeout, hostname, labels and auto_kill apply to a
+-- fork as to any sandbox. on_fork is a command run by /bin/sh -c in a
+-- fork before create returns; a non-zero exit fails the create.
+-- on_timeout "pause" dumps memory and files to disk (state paused),
+-- "pause_fs" keeps the files only. Suspends.
 function Sandbox.create(options)
   options = options or {}
   check.arg("Sandbox.create", 1, options, "table")

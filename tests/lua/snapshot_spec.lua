@@ -198,6 +198,54 @@ describe("sandbox:snapshot", function()
     check_einval("EINVAL: invalid count: 1.5 (expected 1 to 64)", none, message, name)
   end)
 
+  it("rejects fork options it cannot honour", function()
+    local function check_einval(start, ok, message, name)
+      assert.is_nil(ok)
+      assert.are.equal("EINVAL", name)
+      assert.are.equal(start, message:sub(1, #start))
+    end
+    check_einval("EINVAL: create sandbox: invalid backend: vm (snapshot " .. snap.id
+      .. " is a process snapshot, ", Sandbox.create { snapshot = snap, backend = "vm" })
+    check_einval("EINVAL: create sandbox: env does not apply to a fork of " .. snap.id
+      .. ": forks keep the snapshot's environment (pass env to each exec instead)",
+      Sandbox.create { snapshot = snap, env = { NEW = "1" } })
+    check_einval("EINVAL: create sandbox: cwd does not apply to a fork of " .. snap.id
+      .. ": forks keep the snapshot's working directory (pass cwd to each exec instead)",
+      Sandbox.create { snapshot = snap, cwd = "/work" })
+    check_einval("EINVAL: create 1 of 2: create sandbox: env does not apply to a fork",
+      Sandbox.create_many { snapshot = snap, count = 2, env = { NEW = "1" } })
+    local none, _, name = Sandbox.create { snapshot = snap, template = "other" }
+    assert.is_nil(none)
+    assert.are.equal("ENOENT", name)
+    assert.are.same({}, assert(Sandbox.list { state = "creating" }))
+  end)
+
+  it("applies limits, timeout, hostname and labels to a fork", function()
+    local child = assert(Sandbox.create {
+      snapshot = snap, memory = "256M", pids = 99, timeout = 600, hostname = "kid",
+      labels = { role = "fork" }, auto_kill = true,
+    })
+    local info = assert(child:info())
+    assert.are.equal(256 * 1024 * 1024, info.memory)
+    assert.are.equal(99, info.pids)
+    assert.are.equal(600, info.timeout)
+    assert.is_true(info.auto_kill)
+    assert.are.same({ role = "fork" }, child.labels)
+    local memory_dir = info.cgroups.memory or info.cgroups.unified
+    local limit_file = info.cgroups.memory and "/memory.limit_in_bytes" or "/memory.max"
+    assert.are.equal(tostring(256 * 1024 * 1024), sandboxes.read(memory_dir .. limit_file):match "%d+")
+    assert.are.equal("kid\n", assert(child:exec "hostname").stdout)
+    assert(child:kill())
+  end)
+
+  it("applies env and cwd to a sandbox from files only", function()
+    local fs = assert(sb:snapshot { memory = false })
+    local fresh = assert(Sandbox.create { snapshot = fs, env = { NEW = "1" }, cwd = "/work" })
+    assert.are.equal("1 /work\n", assert(fresh:exec 'echo "$NEW" "$PWD"').stdout)
+    assert(fresh:kill())
+    assert(sandlot.snapshots.delete(fs))
+  end)
+
   it("takes the files only with memory = false", function()
     assert(sb:write_file("/kept", "files"))
     local fs = assert(sb:snapshot { memory = false })
