@@ -172,10 +172,10 @@ int sl_sandbox_spec_check(const sl_create_spec *spec, sl_error *err) {
   return 0;
 }
 
-/* Reject the options a sandbox made from `sn` cannot honour. A full
- * snapshot restores the agent from memory, so the agent keeps the
- * environment and working directory it had when the snapshot was taken;
- * a filesystem-only one boots a fresh agent, which takes both. */
+/* Reject the options a sandbox made from `sn` cannot honour. A fork of a
+ * full snapshot restores the agent from memory, with the environment and
+ * working directory it had at the snapshot. A filesystem-only snapshot
+ * boots a fresh agent, which takes both. */
 static int check_fork_options(const sl_create_spec *spec, const sl_snapshot *sn, sl_error *err) {
   /* NOTE: SL_BACKEND_PROCESS is also the value of an unset backend, so a
    * process backend given for a VM snapshot passes. The snapshot API
@@ -327,10 +327,11 @@ static int collect_layers(sl_sandboxes *h, int *count, sl_error *err) {
   return rc;
 }
 
-int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
+int sl_sandbox_gc(sl_sandboxes *h, sl_gc_counts *counts, sl_error *err) {
+  sl_gc_counts found = {0};
   sl_sandbox_info *items;
   size_t count;
-  if (cleaned) *cleaned = 0;
+  if (counts) *counts = found;
   if (sl_sbstore_list(h->store, &items, &count, err) < 0) return sl_error_wrap(err, "gc");
   int rc = 0;
   for (size_t i = 0; i < count; i++) {
@@ -340,20 +341,15 @@ int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
       SL_WARN("sandbox.gc_failed", "sandbox=%s error=\"%s\"", items[i].id, err->msg);
       if (rc == 0) rc = -err->code;
     }
-    if (cleaned) *cleaned += one;
+    found.sandboxes += one;
   }
   free(items);
-  int orphans = 0;
-  if (sl_proc_gc_orphans(h, &orphans, err) < 0 && rc == 0) rc = -err->code;
-  if (cleaned) *cleaned += orphans;
-  int snapshots = 0;
+  if (sl_proc_gc_orphans(h, &found.mounts, err) < 0 && rc == 0) rc = -err->code;
   if (sl_snapshot_gc(sl_sbstore_catalog(h->store), sl_sbstore_store(h->store),
-                     GC_PENDING_AGE_MS, &snapshots, err) < 0 && rc == 0)
+                     GC_PENDING_AGE_MS, &found.snapshots, err) < 0 && rc == 0)
     rc = -err->code;
-  if (cleaned) *cleaned += snapshots;
-  int layers = 0;
-  if (collect_layers(h, &layers, err) < 0 && rc == 0) rc = -err->code;
-  if (cleaned) *cleaned += layers;
+  if (collect_layers(h, &found.layers, err) < 0 && rc == 0) rc = -err->code;
+  if (counts) *counts = found;
   return rc < 0 ? sl_error_wrap(err, "gc") : 0;
 }
 

@@ -238,6 +238,15 @@ int sl_snapshots_list(sl_sandboxes *h, const sl_snapshot_query *query, sl_snapsh
  * unknown or already deleted snapshot. */
 int sl_snapshots_delete(sl_sandboxes *h, const char *ref, sl_error *err);
 
+/* What sl_sandbox_gc() cleaned, counted by kind. */
+typedef struct sl_gc_counts {
+  int sandboxes; /* sandboxes released, dropped, thawed or marked dead */
+  int mounts;    /* mounts below sandboxes/ of ids without a record */
+  int snapshots; /* snapshots a crashed take or delete left: pending rows
+                    and directories without a row */
+  int layers;    /* layers that nothing used any more */
+} sl_gc_counts;
+
 /* Clean up what a crashed host or monitor left. For every sandbox whose
  * monitor is gone, kill its processes, unmount what is mounted below its
  * directory, remove its cgroups and mark it dead ("monitor_lost"). Rows
@@ -246,10 +255,10 @@ int sl_snapshots_delete(sl_sandboxes *h, const char *ref, sl_error *err);
  * sandbox keeps its files; only mounts and cgroups a crashed pause left
  * are released. Running sandboxes left frozen by a crashed snapshot are
  * thawed. Snapshots a crashed take or delete left (pending rows older
- * than 60 s, folders without a row) are removed, and so are layers that
- * nothing uses any more. Writes the number of sandboxes, snapshots and
- * layers cleaned to `cleaned` (may be NULL). */
-int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err);
+ * than 60 s, directories without a row) are removed, and so are layers
+ * that nothing uses any more. Writes what was cleaned, by kind, to
+ * `counts` (may be NULL). */
+int sl_sandbox_gc(sl_sandboxes *h, sl_gc_counts *counts, sl_error *err);
 
 /* Remove the records and folders of sandboxes that ended at least
  * `age_ms` milliseconds ago (0: every ended one), as sl_sandbox_remove()

@@ -324,9 +324,9 @@ static void test_gc_after_crashed_pause(void) {
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/sandboxes/%s/", sl_sandboxes_home(h), sb.id);
   CHECK(mounted_below(dir));
-  int cleaned = 0;
+  sl_gc_counts cleaned;
   CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
-  CHECK(cleaned >= 1);
+  CHECK_INT(cleaned.sandboxes, ==, 1);
   CHECK_OK(sl_sandbox_get(h, sb.id, &after, &err), &err);
   CHECK_INT(after.state, ==, SL_SANDBOX_PAUSED);
   CHECK(holds_nothing(&after));

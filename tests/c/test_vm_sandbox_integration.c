@@ -122,9 +122,9 @@ static void gc_marks_powered_off_vm(void) {
   CHECK_INT(poll(&exited, 1, 30000), ==, 1);
   close(pidfd);
 
-  int cleaned = 0;
+  sl_gc_counts cleaned;
   CHECK_OK(sl_sandbox_gc(H, &cleaned, &err), &err);
-  CHECK(cleaned > 0);
+  CHECK(cleaned.sandboxes >= 1);
   sl_sandbox_info now;
   CHECK_OK(sl_sandbox_get(H, info.id, &now, &err), &err);
   CHECK_INT(now.state, ==, SL_SANDBOX_DEAD);

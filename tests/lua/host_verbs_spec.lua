@@ -123,7 +123,23 @@ describe("sandlot gc", function()
     code, out = sandlot_command { "gc" }
     assert.are.equal(0, code)
     assert.are.equal("gc: cleaned 0 sandboxes\n", out)
-    assert.are.equal(0, sandlot.gc())
+    assert.are.same({ sandboxes = 0, mounts = 0, snapshots = 0, layers = 0, records = 0 },
+      sandlot.gc())
+  end)
+
+  it("counts the layers it deletes apart from sandboxes", function()
+    local sb = assert(Sandbox.create {})
+    local files = assert(sb:snapshot { memory = false })
+    local fork = assert(Sandbox.create { snapshot = files })
+    assert(sandlot.snapshots.delete(files)) -- the fork keeps its layer
+    assert(fork:kill())
+    assert(sb:kill())
+    local code, out, err = sandlot_command { "gc" }
+    assert.are.equal(0, code, err)
+    assert.are.equal("gc: cleaned 0 sandboxes, 1 unused layer\n", out)
+    code, out, err = sandlot_command { "gc" }
+    assert.are.equal(0, code, err)
+    assert.are.equal("gc: cleaned 0 sandboxes\n", out)
   end)
 end)
 
@@ -156,9 +172,9 @@ describe("sandlot rm and gc -a", function()
     assert.are.equal("ENOENT", select(3, Sandbox.get(sb.id)))
     local other = assert(Sandbox.create {})
     assert(other:kill())
-    local cleaned, removed = sandlot.gc { keep_ended = 0 }
-    assert.are.equal(0, cleaned)
-    assert.are.equal(1, removed)
+    local counts = assert(sandlot.gc { keep_ended = 0 })
+    assert.are.equal(0, counts.sandboxes)
+    assert.are.equal(1, counts.records)
     assert.are.equal("ENOENT", select(3, Sandbox.get(other.id)))
     assert.has_error(function() sandlot.gc { keep = 1 } end)
     assert.are.equal("EINVAL", select(3, sandlot.gc { keep_ended = -1 }))
