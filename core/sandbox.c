@@ -135,16 +135,17 @@ static int check_limits(const sl_create_spec *spec, sl_error *err) {
   if (spec->memory && bytes < 16ULL << 20)
     return sl_error_set(err, EINVAL, "invalid memory limit: \"%s\" (minimum 16M)", spec->memory);
   if (spec->memory && bytes > INT64_MAX)
-    return sl_error_set(err, EINVAL, "invalid memory limit: \"%s\" (at most %lld bytes)",
+    return sl_error_set(err, EINVAL, "invalid memory limit: \"%s\" (too large: at most %lld bytes)",
                         spec->memory, (long long)INT64_MAX);
-  if (spec->pids < 0 || spec->pids > 4194304)
-    return sl_error_set(err, EINVAL, "invalid pids limit: %lld (expected 1..4194304)",
-                        (long long)spec->pids);
-  if (spec->cpu_shares != 0 && (spec->cpu_shares < 2 || spec->cpu_shares > 262144))
-    return sl_error_set(err, EINVAL, "invalid cpu_shares: %lld (expected 2..262144)",
-                        (long long)spec->cpu_shares);
+  if (spec->pids < 0 || spec->pids > SL_PIDS_MAX)
+    return sl_error_set(err, EINVAL, "invalid pids limit: %lld (expected a whole number from 1 to %d)",
+                        (long long)spec->pids, SL_PIDS_MAX);
+  if (spec->cpu_shares != 0 && (spec->cpu_shares < 2 || spec->cpu_shares > SL_CPU_SHARES_MAX))
+    return sl_error_set(err, EINVAL,
+                        "invalid cpu_shares: %lld (expected a whole number from 2 to %d)",
+                        (long long)spec->cpu_shares, SL_CPU_SHARES_MAX);
   if (!(spec->cpus >= 0 && spec->cpus <= 1024) || (spec->cpus > 0 && spec->cpus < 0.01))
-    return sl_error_set(err, EINVAL, "invalid cpus: %g (expected 0.01..1024, or 0 for no quota)",
+    return sl_error_set(err, EINVAL, "invalid cpus: %g (expected 0.01 to 1024, or 0 for no quota)",
                         spec->cpus);
   if (spec->timeout_sec < 0 || spec->timeout_sec > SL_TIMEOUT_MAX_SEC)
     return sl_error_set(err, EINVAL, "invalid timeout: %lld (expected whole seconds from 0 to %lld)",

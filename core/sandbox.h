@@ -37,6 +37,10 @@
 /* The maximum timeout, in seconds (100 years of 365 days). Create,
  * set_timeout and the monitor accept 0 (none) to this. */
 #define SL_TIMEOUT_MAX_SEC (100LL * 365 * 24 * 3600)
+/* The maximum pids limit: Linux's PID_MAX_LIMIT on 64-bit systems. */
+#define SL_PIDS_MAX 4194304
+/* The maximum of cpu.shares on cgroup v1 (MAX_SHARES of the scheduler). */
+#define SL_CPU_SHARES_MAX 262144
 
 /* What to create. Zero or NULL fields take the documented default. */
 typedef struct sl_create_spec {
@@ -49,11 +53,13 @@ typedef struct sl_create_spec {
                                 the files only, a resume boots a fresh agent
                                 on them */
   const char *memory;        /* memory limit, "512M", "1G"; default "1G";
-                                16M to INT64_MAX bytes */
-  int64_t pids;              /* max processes and threads; default 1024 */
+                                16M to INT64_MAX bytes. A limit above the
+                                host's memory limits nothing */
+  int64_t pids;              /* max processes and threads, 1 to SL_PIDS_MAX;
+                                0: the default, 1024 */
   int64_t cpu_shares;        /* relative CPU weight on the cpu.shares scale,
-                                2..262144 (1024 is a v1 default); 0 leaves
-                                the kernel's default */
+                                2 to SL_CPU_SHARES_MAX (1024 is a v1
+                                default); 0 leaves the kernel's default */
   double cpus;               /* CPU time quota in CPUs (0.5 = half of one);
                                 0: no quota */
   const char *const *env;    /* "NAME=value" entries, NULL-terminated: the

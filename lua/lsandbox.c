@@ -671,6 +671,10 @@ void sl_open_sandbox(lua_State *L) {
   luaL_setfuncs(L, functions, 0);
   lua_pushinteger(L, SL_TIMEOUT_MAX_SEC);
   lua_setfield(L, -2, "timeout_max");
+  lua_pushinteger(L, SL_PIDS_MAX);
+  lua_setfield(L, -2, "pids_max");
+  lua_pushinteger(L, SL_CPU_SHARES_MAX);
+  lua_setfield(L, -2, "cpu_shares_max");
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   S.main = lua_tothread(L, -1);

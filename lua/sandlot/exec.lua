@@ -26,6 +26,9 @@ local MAX_OUTPUT = 16 * 1024 * 1024
 -- the agent's kill to arrive, before it gives up with ETIMEDOUT.
 local EXEC_GRACE = 3
 
+--- The maximum exec timeout in seconds, about 31 years.
+local EXEC_TIMEOUT_MAX = 1000000000
+
 --- The fail tuple when the command, an argument or the cwd has a NUL
 -- byte, which a C string cannot carry.
 local function check_texts(spec, merged)
@@ -82,8 +85,10 @@ local function exec_spec(fname, command, options, allowed)
     return nil, message, name
   end
   if merged.timeout ~= nil then
-    if merged.timeout <= 0 or merged.timeout > 1e9 then
-      return fail("EINVAL", "invalid timeout: %s (expected seconds > 0)", tostring(merged.timeout))
+    -- Written so that NaN fails too.
+    if not (merged.timeout > 0 and merged.timeout <= EXEC_TIMEOUT_MAX) then
+      return fail("EINVAL", "invalid timeout: %s (expected seconds > 0, at most %d)",
+        tostring(merged.timeout), EXEC_TIMEOUT_MAX)
     end
     spec.timeout_ms = math.ceil(merged.timeout * 1000)
   end
@@ -91,7 +96,7 @@ local function exec_spec(fname, command, options, allowed)
     spec.env = {}
     for key, value in pairs(merged.env) do
       if type(key) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
-        check.raise(("%s: env must map names to strings"):format(fname))
+        check.raise(("%s: env must map names to strings or numbers"):format(fname))
       end
       _, message, name = check.pair_name("environment variable name", key)
       if not message then

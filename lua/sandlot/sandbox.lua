@@ -264,7 +264,8 @@ local function pairs_to_list(fname, what, noun, map)
       check.raise(("%s: %s keys must be strings, got %s"):format(fname, what, type(key)))
     end
     if type(value) ~= "string" and type(value) ~= "number" then
-      check.raise(("%s: %s.%s must be a string, got %s"):format(fname, what, key, type(value)))
+      check.raise(("%s: %s.%s must be a string or number, got %s"):format(fname, what, key,
+        type(value)))
     end
     local _, message, name = check.pair_name(noun .. " name", key)
     if not message then
@@ -311,6 +312,13 @@ local function timeout_seconds(value)
   return seconds
 end
 
+--- The create options that are whole numbers in a range. The core takes
+-- 0 for "the default" as well; here 0 is out of range.
+local whole_limits = {
+  { key = "pids", what = "pids limit", min = 1, max = core.pids_max },
+  { key = "cpu_shares", what = "cpu_shares", min = 2, max = core.cpu_shares_max },
+}
+
 --- Check and normalize create options: types raise, values fail.
 local function create_spec(fname, options)
   check.options(fname, options, create_options)
@@ -325,14 +333,15 @@ local function create_spec(fname, options)
     end
     spec.timeout = seconds
   end
-  for _, key in ipairs { "pids", "cpu_shares" } do
-    local value = options[key]
+  for _, limit in ipairs(whole_limits) do
+    local value = options[limit.key]
     if value ~= nil then
-      local integer, why = to_integer(value)
-      if not integer then
-        return fail("EINVAL", "invalid %s: %s (%s)", key, number_text(value), why)
+      local integer = math.tointeger(value)
+      if integer == nil or integer < limit.min or integer > limit.max then
+        return fail("EINVAL", "invalid %s: %s (expected a whole number from %d to %d)", limit.what,
+          number_text(value), limit.min, limit.max)
       end
-      spec[key] = integer
+      spec[limit.key] = integer
     end
   end
   if type(options.memory) == "number" then
@@ -346,6 +355,11 @@ local function create_spec(fname, options)
       return fail("EINVAL", "invalid memory limit: %s (%s)", number_text(options.memory), why)
     end
     spec.memory = tostring(bytes)
+  end
+  local cpus = options.cpus
+  if cpus ~= nil and (not (cpus >= 0 and cpus <= 1024) or (cpus > 0 and cpus < 0.01)) then
+    return fail("EINVAL", "invalid cpus: %s (expected 0.01 to 1024, or 0 for no quota)",
+      number_text(cpus))
   end
   if type(options.snapshot) == "table" then
     if type(options.snapshot.id) ~= "string" then
@@ -411,12 +425,15 @@ end
 --- Sandbox.create{...}: create a sandbox and wait until its agent accepts
 -- requests. Options (all optional): template ("base"), backend
 -- ("process"), timeout (seconds from now, 0 none), on_timeout ("kill",
--- "pause" or "pause_fs"), memory ("512M" or bytes, default 1G), pids
--- (1024), cpu_shares, cpus, env (table NAME = value), cwd ("/"), hostname
--- ("sandlot"), labels (table key = value), auto_kill (kill it when this
--- sandlot process exits), on_progress (function(line) for template build
--- output, called on the loop outside any task, so it cannot suspend;
--- without it the lines go to stderr).
+-- "pause" or "pause_fs"), memory ("512M" or bytes, 16M to 2^63-1, default
+-- 1G; a limit above the host's memory limits nothing), pids (1 to
+-- 4194304, default 1024), cpu_shares (2 to 262144), cpus (0.01 to 1024;
+-- 0, the default, sets no quota), env (table NAME = value), cwd ("/"),
+-- hostname ("sandlot"), labels (table key = value), auto_kill (kill it
+-- when this sandlot process exits), on_progress (function(line) for
+-- template build output, called on the loop outside any task, so it
+-- cannot suspend; without it the lines go to stderr). Values of env and
+-- labels are strings; a number is stored as tostring() writes it.
 --
 -- snapshot (a snapshot object, id, "name:tag" or "name") starts from a
 -- snapshot instead of the template. A full snapshot is forked: its
@@ -424,7 +441,7 @@ end
 -- own id, hostname (default: the id), cgroups and network namespace. A
 -- filesystem-only one boots a fresh agent on its files. A fork keeps the
 -- environment and working directory of the snapshot's agent, so env and
--- cwd are EINVAL with a full snapshot (pass them to exec instead); a
+-- cwd are EINVAL with a full snapshot (pass them to exec instead). A
 -- backend or template other than the snapshot's is EINVAL too. The
 -- limits, timeout, on_timeout, hostname, labels and auto_kill apply to a
 -- fork as to any sandbox. on_fork is a command run by /bin/sh -c in a

@@ -62,7 +62,7 @@ local function label_list(fname, labels)
   local list = {}
   for key, value in pairs(labels or {}) do
     if type(key) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
-      check.raise(fname .. ": labels must map names to strings")
+      check.raise(fname .. ": labels must map names to strings or numbers")
     end
     local _, message, name = check.pair_name("label name", key)
     if not message then

@@ -149,7 +149,7 @@ describe("sandbox:snapshot", function()
     local here = "^snapshot_spec%.lua:%d+: "
     assert.matches(here .. 'sandbox:snapshot: unknown option "nme"$',
       error_of(function() sb:snapshot { nme = "x" } end))
-    assert.matches(here .. "sandbox:snapshot: labels must map names to strings$",
+    assert.matches(here .. "sandbox:snapshot: labels must map names to strings or numbers$",
       error_of(function() sb:snapshot { labels = { true } } end))
     assert.matches(here .. "sandbox:pause: option memory must be a boolean, got string$",
       error_of(function() sb:pause { memory = "no" } end))
