@@ -1,4 +1,5 @@
 -- The sandlot program's command line, run as a child process.
+local sandlot = require "sandlot"
 local support = require "support"
 local run = support.run_sandlot
 
@@ -290,6 +291,12 @@ describe("the REPL on a pipe", function()
     local code, out = run({ "repl" }, { input = input })
     assert.are.equal(0, code)
     assert.are.equal("2\n{ a = { 1 }, b = 2 }\nmulti\n", out)
+  end)
+
+  it("predefines sandlot and Sandbox without a hint", function()
+    local code, out, err = run({ "repl" }, { input = "=Sandbox == sandlot.Sandbox, sandlot.version\n" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("true\t" .. sandlot.version .. "\n", out)
   end)
 
   it("prints errors and goes on", function()
