@@ -440,8 +440,13 @@ static int proc_kill(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err
     if (sl_sbstore_get(h->store, info->id, &now, err) == 0 && now.state == SL_SANDBOX_DEAD)
       return sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", now.end_reason, now.id);
   }
-  SL_WARN("sandbox.kill_orphan", "sandbox=%s op=kill note=\"monitor gone, releasing directly\"",
-          info->id);
+  /* A paused sandbox has no monitor by design; any other has lost it. */
+  if (info->state == SL_SANDBOX_PAUSED)
+    SL_DEBUG("sandbox.kill_paused", "sandbox=%s op=kill note=\"no monitor while paused, releasing "
+             "directly\"", info->id);
+  else
+    SL_WARN("sandbox.kill_orphan", "sandbox=%s op=kill note=\"monitor gone, releasing directly\"",
+            info->id);
   sl_sandbox_info copy = *info;
   return release_orphan(h, &copy, "killed", err);
 }

@@ -107,6 +107,31 @@ describe("auto_kill", function()
   end)
 end)
 
+describe("sandlot kill", function()
+  it("kills a paused sandbox without a warning", function()
+    local sb = assert(Sandbox.create {})
+    assert(sb:pause { memory = false })
+    local code, out, err = sandlot_command { "kill", sb.id }
+    assert.are.equal(0, code, err)
+    assert.are.equal("killed " .. sb.id .. "\n", out)
+    assert.are.equal("", err)
+    assert.are.equal("dead", assert(sb:refresh()).state)
+  end)
+
+  it("warns when a running sandbox lost its monitor", function()
+    local sb = assert(Sandbox.create {})
+    local info = assert(sb:info())
+    assert(uv.kill(info.monitor_pid, "sigkill") == 0)
+    sandboxes.eventually(function() return #sandboxes.pids_with("sandlot-monitor", sb.id) == 0 end,
+      "the monitor is gone")
+    local code, out, err = sandlot_command { "kill", sb.id }
+    assert.are.equal(0, code, err)
+    assert.are.equal("killed " .. sb.id .. "\n", out)
+    assert.matches("level=warn event=sandbox.kill_orphan sandbox=" .. literal(sb.id), err)
+    assert.is_nil(sandboxes.wait_clean(home, info))
+  end)
+end)
+
 describe("sandlot gc", function()
   it("cleans a sandbox whose monitor died", function()
     local sb = assert(Sandbox.create {})
