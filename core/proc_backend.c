@@ -459,7 +459,7 @@ static int change_freezer(sl_sandboxes *h, const sl_sandbox_info *info, int free
   if (info->state == SL_SANDBOX_CREATING)
     return sl_error_set(err, EBUSY, "sandbox is still being created: %s", info->id);
   if (info->state == SL_SANDBOX_PAUSED)
-    return sl_error_set(err, EINVAL, "sandbox is paused (resume it first): %s", info->id);
+    return sl_error_set(err, EBUSY, "sandbox is paused (resume it first): %s", info->id);
   sl_cgroup cg;
   if (sl_cgroup_parse(info->cgroups, &cg, err) < 0) return -err->code;
   int rc = freeze ? sl_cgroup_freeze(&cg, err) : sl_cgroup_thaw(&cg, err);

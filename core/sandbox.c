@@ -231,6 +231,16 @@ int sl_sandbox_list(sl_sandboxes *h, sl_sandbox_info **out, size_t *count, sl_er
   return sl_sbstore_list(h->store, out, count, err);
 }
 
+/* Whether `err` is about the sandbox itself ("sandbox is paused (resume
+ * it first): ID"), which the error contract leaves without an operation
+ * in front, as it does "sandbox has ended". */
+static int about_sandbox(const sl_error *err, const char *id) {
+  size_t length = strlen(err->msg), id_length = strlen(id);
+  return strncmp(err->msg, "sandbox ", 8) == 0 && length > id_length + 2 &&
+         strncmp(err->msg + length - id_length - 2, ": ", 2) == 0 &&
+         strcmp(err->msg + length - id_length, id) == 0;
+}
+
 int sl_sandbox_locked(sl_sandboxes *h, const char *id, const char *what, int wait_ms,
                       sl_op_fn fn, void *arg, sl_error *err) {
   sl_sandbox_info info;
@@ -246,6 +256,7 @@ int sl_sandbox_locked(sl_sandboxes *h, const char *id, const char *what, int wai
   }
   if (rc == 0) rc = fn(h, &info, arg, err);
   sl_op_unlock(lock);
+  if (rc < 0 && about_sandbox(err, id)) return rc;
   if (rc < 0) return sl_error_wrap_subject(err, what, id);
   SL_INFO("sandbox.op", "sandbox=%s op=%s", id, what);
   return 0;

@@ -186,8 +186,8 @@ typedef struct sl_snapshot_opts {
  * instant (the processes stop for the dump, tens of milliseconds) or its
  * files only. The sandbox keeps running with the same id. `out` receives
  * the snapshot (release with sl_snapshot_clear); `timing` may be NULL.
- * Fails with ENOENT, ESRCH (ended), EBUSY (another operation), EINVAL
- * (bad name, tag or labels, or a paused sandbox) or EIO (CRIU failed).
+ * Fails with ENOENT, ESRCH (ended), EBUSY (another operation, or a paused
+ * sandbox), EINVAL (bad name, tag or labels) or EIO (CRIU failed).
  * On failure no snapshot is left and the sandbox keeps running. */
 int sl_sandbox_snapshot(sl_sandboxes *h, const char *id, const sl_snapshot_opts *opts,
                         sl_snapshot *out, sl_snapshot_timing *timing, sl_error *err);

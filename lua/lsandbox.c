@@ -508,7 +508,7 @@ static int l_create(lua_State *L) {
   /* Check here too, so that a bad value fails without a trip to the pool. */
   if (rc == 0) rc = sl_sandbox_spec_check(spec, &err);
   if (rc == 0 && count > 64)
-    rc = sl_error_set(&err, EINVAL, "invalid count: %lld (expected 1..64)", (long long)count);
+    rc = sl_error_set(&err, EINVAL, "invalid count: %lld (expected 1 to 64)", (long long)count);
   if (rc < 0) {
     work_free(w);
     sl_error_wrap(&err, "create sandbox");

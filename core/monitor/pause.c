@@ -45,8 +45,9 @@ static int dump_for_pause(sl_monitor *m, const char *images, sl_error *err) {
   char socket[PATH_MAX + 32], work[PATH_MAX + 64];
   snprintf(socket, sizeof socket, "%s/%s", m->dir, SL_AGENT_SOCKET_HOST);
   snprintf(work, sizeof work, "%s/log/pause-%lld", m->dir, (long long)sl_now_ms());
+  /* sl_agent_quiesce names the step in its errors. */
   int rc = sl_agent_quiesce(socket, QUIESCE_TIMEOUT_MS, err);
-  if (rc < 0) return sl_error_wrap(err, "quiesce the agent");
+  if (rc < 0) return rc;
   sl_criu_dump_request req = {
       .init_pid = m->init_pid,
       .freezer_cgroup = freezer_dir(m),

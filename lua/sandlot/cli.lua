@@ -173,7 +173,7 @@ function M.gc(...)
   io.stdout:write("gc: cleaned ", table.concat(cleaned, ", "), "\n")
 end
 
---- sandlot rm [-f] ID...: delete the records and folders of ended
+--- sandlot rm [-f] ID...: delete the records and directories of ended
 -- sandboxes (-f: kill live ones first); prints "removed ID" for each.
 function M.rm(...)
   local force, ids = false, {}
@@ -191,13 +191,16 @@ function M.rm(...)
   end
   local status = 0
   for _, id in ipairs(ids) do
-    local sb, message = Sandbox.get(id)
+    local sb, message, name = Sandbox.get(id)
     local ok = sb ~= nil
     if ok and force and sb.state ~= "dead" then
       ok, message = sb:kill()
     end
     if ok then
-      ok, message = sb:delete()
+      ok, message, name = sb:delete()
+    end
+    if not ok and name == "EBUSY" and not force and sb and sb.state ~= "dead" then
+      message = ("EBUSY: sandbox is %s (kill it first, or use rm -f)"):format(sb.state)
     end
     if ok then
       io.stdout:write("removed ", id, "\n")

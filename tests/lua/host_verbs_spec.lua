@@ -174,7 +174,8 @@ describe("sandlot rm and gc -a", function()
     local code, out, err = sandlot_command { "rm", sb.id }
     assert.are.equal(1, code)
     assert.are.equal("", out)
-    assert.are.equal("sandlot: rm " .. sb.id .. ": EBUSY: sandbox is running (kill it first)\n", err)
+    assert.are.equal("sandlot: rm " .. sb.id .. ": EBUSY: sandbox is running (kill it first, or use rm -f)\n",
+      err)
     assert.are.equal("running", assert(sb:refresh()).state)
     code, out, err = sandlot_command { "rm", "-f", sb.id }
     assert.are.equal(0, code, err)

@@ -130,6 +130,11 @@ describe("sandbox:snapshot", function()
     ok, message, name = sb:snapshot { name = "loaded", tag = "v1" }
     assert.is_nil(ok)
     assert.are.equal("EEXIST", name)
+    -- The operation comes once, with the sandbox.
+    assert.are.equal("EEXIST: snapshot of " .. sb.id .. ": snapshot name is taken: loaded:v1", message)
+    ok, message = sb:snapshot { name = "" }
+    assert.is_nil(ok)
+    assert.are.equal("EINVAL: snapshot of " .. sb.id .. ": invalid snapshot name: empty", message)
     ok, message, name = sb:snapshot { tag = "alone" }
     assert.is_nil(ok)
     assert.are.equal("EINVAL", name)
@@ -153,9 +158,10 @@ describe("sandbox:snapshot", function()
       error_of(function() sb:snapshot { labels = { true } } end))
     assert.matches(here .. "sandbox:pause: option memory must be a boolean, got string$",
       error_of(function() sb:pause { memory = "no" } end))
-    assert.matches(here .. "sandbox:rollback: argument 1 must be a string, got number$",
+    local expected = 'argument 1 must be a snapshot object or a string %(id, "name:tag" or "name"%)'
+    assert.matches(here .. "sandbox:rollback: " .. expected .. ", got number$",
       error_of(function() sb:rollback(42) end))
-    assert.matches(here .. "sandlot.snapshots.get: argument 1 must be a string, got nil$",
+    assert.matches(here .. "sandlot.snapshots.get: " .. expected .. ", got nil$",
       error_of(function() sandlot.snapshots.get() end))
     assert.matches(here .. "sandlot.snapshots.list: option sandbox must be a string or table, got number$",
       error_of(function() sandlot.snapshots.list { sandbox = 3 } end))
@@ -322,12 +328,27 @@ describe("sandbox:pause", function()
     local process = assert(sb:spawn(adder))
     assert.are.equal(4, add(process, 4))
     assert(sb:write_file("/kept", "yes"))
+    local files = assert(sb:snapshot { memory = false })
     assert(sb:pause())
     assert.are.equal("paused", sb.state)
     local paused = "EBUSY: sandbox is paused (resume it first): " .. sb.id
     local _, message, name = sb:exec "true"
     assert.are.equal("EBUSY", name)
     assert.are.equal(paused, message)
+    -- Every operation that needs its processes fails the same way.
+    for what, call in pairs {
+      snapshot = function() return sb:snapshot() end,
+      freeze = function() return sb:freeze() end,
+      thaw = function() return sb:thaw() end,
+      rollback = function() return sb:rollback(files) end,
+    } do
+      local none
+      none, message, name = call()
+      assert.is_nil(none, what)
+      assert.are.equal("EBUSY", name, what)
+      assert.are.equal(paused, message, what)
+    end
+    assert.are.equal("paused", assert(sb:refresh()).state)
     -- A process handle's request fails at once too, and the handle works
     -- again after the resume.
     _, message, name = process:write "100\n"
@@ -344,6 +365,7 @@ describe("sandbox:pause", function()
     assert.are.equal(process.id, list[1].id)
     assert.are.equal("running", list[1].state)
     assert(sb:kill())
+    assert(files:delete())
   end)
 
   it("is resumed by Sandbox.connect", function()
