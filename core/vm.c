@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "agent_ports.h"
 #include "log.h"
 #include "vm_accel.h"
 #include "vm_image.h"
@@ -540,26 +541,9 @@ static int connect_unix(const char *path, sl_error *err) {
   return fd;
 }
 
-static int lock_port(sl_vm *vm, unsigned port, bool wait, sl_error *err) {
-  char path[VM_PATH_MAX], name[32];
-  snprintf(name, sizeof name, "agent-%u.lock", port);
-  int rc = vm_path(path, vm->dir, name, err);
-  if (rc < 0) return rc;
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return sl_error_errno(err, errno, "open %s", path);
-  while ((rc = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB))) < 0 && errno == EINTR) {
-  }
-  if (rc < 0) {
-    int e = errno;
-    close(fd);
-    return e == EWOULDBLOCK ? -EWOULDBLOCK : sl_error_errno(err, e, "flock %s", path);
-  }
-  return fd;
-}
-
 int sl_vm_agent_open(sl_vm *vm, sl_agent_conn *conn, int *lock_fd, int timeout_ms,
                      sl_error *err) {
-  int fd = sl_vm_agent_connect(vm, lock_fd, err);
+  int fd = sl_vm_agent_connect(vm, timeout_ms, lock_fd, err);
   if (fd < 0) return fd;
   int rc = sl_agent_conn_attach_fd(conn, fd, timeout_ms, 1, err);
   if (rc < 0) {
@@ -576,25 +560,19 @@ void sl_vm_agent_close(sl_agent_conn *conn, int lock_fd) {
   if (lock_fd >= 0) close(lock_fd);
 }
 
-int sl_vm_agent_connect(sl_vm *vm, int *lock_fd, sl_error *err) {
+int sl_vm_agent_connect(sl_vm *vm, int timeout_ms, int *lock_fd, sl_error *err) {
   int rc = vm_require_running(vm, err);
   if (rc < 0) return rc;
-  unsigned ports = conf_uint(vm->conf, "agent_ports");
-  int lock = -EWOULDBLOCK;
   unsigned port = 0;
-  for (port = 0; port < ports && lock == -EWOULDBLOCK; port++) lock = lock_port(vm, port, false, err);
-  if (lock == -EWOULDBLOCK) {
-    port = (unsigned)getpid() % ports + 1;
-    lock = lock_port(vm, port - 1, true, err);
-  }
-  if (lock < 0) return lock;
-  char path[VM_PATH_MAX], name[32];
-  snprintf(name, sizeof name, "agent-%u.sock", port - 1);
-  int fd = vm_path(path, vm->dir, name, err);
+  int lock = sl_agent_port_take(vm->dir, conf_uint(vm->conf, "agent_ports"), timeout_ms, &port,
+                                err);
+  if (lock < 0) return sl_error_wrap(err, "agent of %s", vm->id);
+  char path[VM_PATH_MAX];
+  int fd = sl_agent_port_socket(vm->dir, port, path, sizeof path, err);
   if (fd == 0) fd = connect_unix(path, err);
   if (fd < 0) {
     close(lock);
-    return sl_error_wrap(err, "agent port of %s", vm->id);
+    return sl_error_wrap(err, "agent port %u of %s", port, vm->id);
   }
   *lock_fd = lock;
   return fd;

@@ -21,9 +21,10 @@
 #include "vm_argv.h"
 
 #define SL_VM_DEFAULT_MEMORY_MB 256u
-/* The agent serves one port in stream mode (sandlot.agent.0); host
- * processes share it through its lock (see sl_vm_agent_connect). */
-#define SL_VM_DEFAULT_PORTS 1u
+/* The agent serves every port in stream mode. A host process owns a port
+ * while it holds the port's lock (agent_ports.h). So this many host
+ * processes talk to one guest at once, and more wait for a free port. */
+#define SL_VM_DEFAULT_PORTS 8u
 /* How long a fork's agent may take for the post-restore hooks. */
 #define SL_VM_AGENT_TIMEOUT_MS 30000
 
@@ -120,12 +121,11 @@ int sl_vm_delete(const char *home, const char *id, sl_error *err);
  * disk or RAM file. */
 int sl_vm_snapshot_delete(const char *home, const char *snap_id, sl_error *err);
 
-/* Connect to one of the VM's agent ports. QEMU's socket chardev serves one
- * connection at a time, so a caller owns a port for as long as it holds
- * its flock: the first free port is taken, else the call waits for port
- * (pid mod ports). Returns the connected socket; `*lock_fd` must be closed
- * after the socket to release the port. */
-int sl_vm_agent_connect(sl_vm *vm, int *lock_fd, sl_error *err);
+/* Connect to a free one of the VM's agent ports (agent_ports.h). While
+ * other host processes hold all of them, wait up to `timeout_ms`, then
+ * fail with EBUSY. Returns the connected socket. Close `*lock_fd` after
+ * the socket to release the port. */
+int sl_vm_agent_connect(sl_vm *vm, int timeout_ms, int *lock_fd, sl_error *err);
 
 /* sl_vm_agent_connect() plus the stream-mode sync marker: `conn` is ready
  * for sl_agent_conn_call(). Release with sl_vm_agent_close(). */

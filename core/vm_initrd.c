@@ -17,8 +17,8 @@
  * sandlot.ports=N, the number of agent ports on the host side. /init loads
  * the virtio modules, mounts the root disk and puts the agent on a tmpfs
  * at /.sandlot, so the root disk needs no copy of it. Once the N ports
- * exist it hands PID 1 to the agent, which serves port sandlot.agent.0 in
- * stream mode. On any failure it prints the reason on the console and
+ * exist it hands PID 1 to the agent, which serves each of them in stream
+ * mode. On any failure it prints the reason on the console and
  * powers off, which ends QEMU (-no-reboot) so the host sees the failure
  * at once. */
 const char sl_vm_init_script[] =
@@ -45,15 +45,14 @@ const char sl_vm_init_script[] =
     "$bb cp /sandlot/agent /newroot/.sandlot/agent || fail 'copy of the agent failed'\n"
     "i=0\n"
     "while :; do\n"
-    "  port=''; n=0\n"
+    "  ports=''; n=0\n"
     "  for p in /sys/class/virtio-ports/*; do\n"
     "    [ -e \"$p/name\" ] && [ -c \"/dev/${p##*/}\" ] || continue\n"
     "    case $($bb cat \"$p/name\") in\n"
-    "      sandlot.agent.0) port=/dev/${p##*/}; n=$((n + 1)) ;;\n"
-    "      sandlot.agent.*) n=$((n + 1)) ;;\n"
+    "      sandlot.agent.*) ports=\"$ports --serial /dev/${p##*/}\"; n=$((n + 1)) ;;\n"
     "    esac\n"
     "  done\n"
-    "  [ -n \"$port\" ] && [ $n -ge $want ] && break\n"
+    "  [ $n -ge $want ] && break\n"
     "  i=$((i + 1)); [ $i -gt 1000 ] && fail \"found $n of $want agent ports\"\n"
     "  $bb sleep 0.01\n"
     "done\n"
@@ -65,7 +64,7 @@ const char sl_vm_init_script[] =
     "$bb mount -t tmpfs -o mode=1777 shm /newroot/dev/shm\n"
     "$bb mount -t tmpfs -o mode=1777 tmp /newroot/tmp\n"
     "$bb mount -t tmpfs -o mode=0755 run /newroot/run\n"
-    "exec $bb switch_root /newroot /.sandlot/agent --serial $port\n";
+    "exec $bb switch_root /newroot /.sandlot/agent $ports\n";
 
 /* Writing the archive. */
 

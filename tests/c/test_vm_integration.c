@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "qmp.h"
@@ -161,7 +162,11 @@ static void boot_and_exec(void) {
   CHECK(guest_prints(vm, "echo hello", "hello"));
   CHECK(guest_prints(vm, "cat /data/seed", "from-template"));
   CHECK(guest_prints(vm, "ls /.sandlot", "agent"));
-  CHECK(guest_prints(vm, "tr '\\0' ' ' </proc/1/cmdline; echo", "/.sandlot/agent --serial /dev/vport1p1 "));
+  /* The agent is PID 1 and serves every agent port. */
+  CHECK(guest_prints(vm, "tr '\\0' ' ' </proc/1/cmdline | cut -d' ' -f1", "/.sandlot/agent"));
+  char ports[16];
+  snprintf(ports, sizeof ports, "%u", SL_VM_DEFAULT_PORTS);
+  CHECK(guest_prints(vm, "tr '\\0' '\\n' </proc/1/cmdline | grep -c '^/dev/vport'", ports));
 
   /* A failing command reports its exit code. */
   int code = 0;
@@ -216,7 +221,7 @@ static void boot_and_exec(void) {
   CHECK(strstr(err.msg, "sandbox is not running: sb-boot") != NULL);
   CHECK_INT(sl_vm_freeze(vm, &err), ==, -ESRCH);
   int lock = -1;
-  CHECK_INT(sl_vm_agent_connect(vm, &lock, &err), ==, -ESRCH);
+  CHECK_INT(sl_vm_agent_connect(vm, 1000, &lock, &err), ==, -ESRCH);
   /* gc releases the RAM file the dead QEMU left on tmpfs. */
   CHECK(ram_file_exists("sb-boot"));
   bool cleaned = false;
@@ -229,11 +234,14 @@ static void boot_and_exec(void) {
   sl_vm_close(vm);
 }
 
+/* One VM for the file, port and release tests, booted by the first. */
+static sl_vm *files_vm;
+
 static void files_through_agent(void) {
-  sl_vm *vm = NULL;
   sl_error err = {0};
   sl_vm_options opt = options();
-  CHECK_OK(sl_vm_create(&opt, "sb-files", &vm, &err), &err);
+  CHECK_OK(sl_vm_create(&opt, "sb-files", &files_vm, &err), &err);
+  sl_vm *vm = files_vm;
   CHECK_OK(vm_write_file(vm, "/data/new/dir/note.txt", "written by the host\n", &err), &err);
   CHECK(guest_prints(vm, "cat /data/new/dir/note.txt", "written by the host"));
   CHECK(guest_prints(vm, "echo from the guest > /tmp/g && echo ok", "ok"));
@@ -243,9 +251,89 @@ static void files_through_agent(void) {
   free(text);
   CHECK(vm_read_file(vm, "/data/missing", &err) == NULL);
   CHECK_INT(err.code, ==, ENOENT);
+}
 
-  /* gc leaves a running VM alone; kill releases the RAM file but keeps
-   * the sandbox's directory until delete. */
+/* Run `rounds` commands through the blocking client in a child process;
+ * the child exits 0 when each printed what it should. */
+static pid_t exec_in_child(int child, int rounds) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  sl_vm *vm = NULL;
+  sl_error err = {0};
+  int failed = sl_vm_open(home, "sb-files", &vm, &err) < 0;
+  for (int i = 0; i < rounds && !failed; i++) {
+    char command[64], want[64];
+    snprintf(command, sizeof command, "echo %d-%d", child, i);
+    snprintf(want, sizeof want, "%d-%d", child, i);
+    failed = !guest_prints(vm, command, want);
+  }
+  sl_vm_close(vm);
+  _exit(failed);
+}
+
+typedef struct loop_execs {
+  int started, done, failed;
+} loop_execs;
+
+static void loop_exec_exit(sl_agent_exec *x, const sl_exit_status *st, const sl_error *e,
+                           void *data) {
+  (void)x;
+  loop_execs *l = data;
+  l->done++;
+  if (e != NULL || !st->exited || st->exit_code != 0) {
+    fprintf(stderr, "loop exec failed: %s\n", e ? e->msg : "non-zero exit");
+    l->failed++;
+  }
+}
+
+/* More host processes than agent ports use one VM at once: ten child
+ * processes with the blocking client and this process with the libuv
+ * client. Each waits for a free port rather than failing. */
+static void host_processes_share_ports(void) {
+  CHECK(files_vm != NULL);
+  enum { CHILDREN = SL_VM_DEFAULT_PORTS + 2, ROUNDS = 3, LOOP_EXECS = 4 };
+  pid_t kids[CHILDREN];
+  for (int i = 0; i < CHILDREN; i++) kids[i] = exec_in_child(i, ROUNDS);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char sock[600];
+  snprintf(sock, sizeof sock, "%s/agent.sock", sl_vm_dir(files_vm));
+  sl_agent_options opts = {.vm_ports = 1, .connect_timeout_ms = 60000};
+  sl_agent *a = sl_agent_new(&loop, sock, &opts);
+  CHECK(a != NULL);
+  loop_execs l = {0};
+  sl_exec_callbacks cbs = {.on_exit = loop_exec_exit};
+  sl_exec_spec spec = {.command = "true"};
+  sl_error err = {0};
+  for (int i = 0; i < LOOP_EXECS; i++)
+    CHECK_OK(sl_agent_exec_start(a, &spec, &cbs, &l, NULL, &err), &err);
+  double deadline = sl_clock_ms() + 120000;
+  while (l.done < LOOP_EXECS && sl_clock_ms() < deadline) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  sl_agent_close(a);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_INT(uv_loop_close(&loop), ==, 0);
+
+  int failures = 0;
+  for (int i = 0; i < CHILDREN; i++) {
+    int status = -1;
+    waitpid(kids[i], &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failures++;
+  }
+  CHECK_INT(failures, ==, 0);
+  CHECK_INT(l.done, ==, LOOP_EXECS);
+  CHECK_INT(l.failed, ==, 0);
+}
+
+/* gc leaves a running VM alone; kill releases the RAM file but keeps the
+ * sandbox's directory until delete. */
+static void kill_releases_ram_file(void) {
+  CHECK(files_vm != NULL);
+  sl_vm *vm = files_vm;
+  sl_error err = {0};
   bool cleaned = true;
   CHECK_OK(sl_vm_gc(vm, &cleaned, &err), &err);
   CHECK(!cleaned);
@@ -257,6 +345,7 @@ static void files_through_agent(void) {
   CHECK_OK(sl_vm_delete(home, "sb-files", &err), &err);
   CHECK(!sandbox_dir_exists("sb-files"));
   sl_vm_close(vm);
+  files_vm = NULL;
 }
 
 static void snapshot_fork_continuity(void) {
@@ -515,6 +604,8 @@ int main(void) {
   atexit(cleanup);
   RUN(boot_and_exec);
   RUN(files_through_agent);
+  RUN(host_processes_share_ports);
+  RUN(kill_releases_ram_file);
   RUN(snapshot_fork_continuity);
   RUN(fork_of_fork);
   RUN(pause_and_resume);
