@@ -96,10 +96,8 @@ function Sandbox:_connect(fname)
     local path = self._info.agent_socket
     agent = agents[path]
     if agent == nil or not agent:is_open() then
-      -- A VM's agent sits behind a serial port, which needs sync markers.
-      -- NOTE: a VM port serves one connection at a time, and this client
-      -- does not take the port's lock (sl_vm_agent_connect), so another
-      -- sandlot process using the same VM at once competes for the port.
+      -- A VM's agent sits behind serial ports, one connection each: the
+      -- client takes a free port by its lock and speaks with sync markers.
       agent = core.agent_open(path, self.backend == "vm")
       agents[path] = agent
     end

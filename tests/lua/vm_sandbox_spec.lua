@@ -1,4 +1,4 @@
--- The same Lua API on a VM sandbox: the agent behind QEMU's serial port
+-- The same Lua API on a VM sandbox: the agent behind QEMU's serial ports
 -- speaks the same protocol, reached with sync markers. Needs root and
 -- qemu-system-x86_64; boots with TCG where KVM is not usable.
 local sandboxes = require "sandboxes"
@@ -49,6 +49,31 @@ describe("a VM sandbox", function()
     local p = assert(sb:spawn { "cat" })
     assert(p:write "through the serial port\n")
     assert.are.equal("through the serial port", p:read_line())
+
+    -- Other sandlot processes use the VM while this one keeps a process
+    -- (and so an agent port) open: each takes a free port of its own.
+    local env = support.environment {
+      SANDLOT_HOME = home,
+      SANDLOT_VM_CACHE = uv.os_getenv "SANDLOT_VM_CACHE",
+    }
+    local tasks = {}
+    for i = 1, 3 do
+      local chunk = ([[
+        local sb = assert(require("sandlot").Sandbox.get(%q))
+        local r = assert(sb:exec "echo from process %d")
+        io.write(r.stdout)
+      ]]):format(sb.id, i)
+      tasks[i] = sandlot.spawn(function()
+        return support.run_sandlot({ "-e", chunk }, { env = env })
+      end)
+    end
+    for i, task in ipairs(tasks) do
+      local code, out, err = task:wait()
+      assert.are.equal(0, code, err)
+      assert.are.equal(("from process %d\n"):format(i), out)
+    end
+    assert(p:write "still here\n")
+    assert.are.equal("still here", p:read_line())
     assert(p:close_stdin())
     assert.are.equal(0, assert(p:wait()).exit_code)
 
