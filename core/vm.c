@@ -1,6 +1,7 @@
 /* VM sandboxes: create, open, launch and end QEMU, agent ports. */
 #include "vm.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -17,6 +18,7 @@
 
 #include "agent_ports.h"
 #include "log.h"
+#include "proc_init.h"
 #include "vm_accel.h"
 #include "vm_image.h"
 #include "vm_internal.h"
@@ -31,10 +33,6 @@ int vm_path(char *out, const char *dir, const char *name, sl_error *err) {
   if (snprintf(out, VM_PATH_MAX, "%s/%s", dir, name) >= VM_PATH_MAX)
     return sl_error_set(err, ENAMETOOLONG, "path too long: %s/%s", dir, name);
   return 0;
-}
-
-void vm_snapshot_dir(const char *home, const char *snap_id, char *out, size_t len) {
-  snprintf(out, len, "%s/snapshots/%s", home, snap_id);
 }
 
 /* Two stores may hold the same sandbox id, so the file name also carries a
@@ -91,8 +89,21 @@ int vm_conf_save(const char *dir, json_t *conf, sl_error *err) {
   return rc;
 }
 
-static const char *conf_str(json_t *conf, const char *key) {
+const char *vm_conf_str(json_t *conf, const char *key) {
   return json_string_value(json_object_get(conf, key));
+}
+
+static const char *conf_str(json_t *conf, const char *key) { return vm_conf_str(conf, key); }
+
+bool vm_ram_shared(const sl_vm *vm) {
+  const char *mode = conf_str(vm->conf, "ram_mode");
+  return mode != NULL && strcmp(mode, "shared") == 0;
+}
+
+/* VMs made before the disk switch existed have no "disk" key. */
+int vm_disk_path(const sl_vm *vm, char *out, sl_error *err) {
+  const char *name = conf_str(vm->conf, "disk");
+  return vm_path(out, vm->dir, name ? name : "disk.qcow2", err);
 }
 
 static unsigned conf_uint(json_t *conf, const char *key) {
@@ -247,9 +258,10 @@ static int fill_spec(sl_vm *vm, bool incoming, sl_vm_spec *spec, char paths[][VM
       .daemonize = true,
       .incoming_defer = incoming,
   };
-  static const char *const names[] = {"disk.qcow2", "qmp.sock", "console.log", "qemu.pid",
+  static const char *const names[] = {NULL, "qmp.sock", "console.log", "qemu.pid",
                                       "events.sock"};
-  for (int i = 0; i < VM_FIXED_PATHS; i++)
+  if (vm_disk_path(vm, paths[0], err) < 0) return -ENAMETOOLONG;
+  for (int i = 1; i < VM_FIXED_PATHS; i++)
     if (vm_path(paths[i], vm->dir, names[i], err) < 0) return -ENAMETOOLONG;
   spec->disk = paths[0];
   spec->qmp_socket = paths[1];
@@ -275,6 +287,23 @@ static int check_socket_paths(const sl_vm_spec *spec, sl_error *err) {
   return 0;
 }
 
+/* Remove the disk files of the folder other than the active overlay: links
+ * to disks that snapshots froze, which only an earlier QEMU used, and the
+ * overlay a rollback replaced. */
+static void remove_stale_disks(sl_vm *vm) {
+  const char *active = conf_str(vm->conf, "disk");
+  DIR *d = opendir(vm->dir);
+  struct dirent *e;
+  while (d != NULL && (e = readdir(d)) != NULL) {
+    size_t len = strlen(e->d_name);
+    if (strncmp(e->d_name, "disk", 4) != 0 || len < 6 || strcmp(e->d_name + len - 6, ".qcow2") != 0)
+      continue;
+    if (active != NULL && strcmp(e->d_name, active) == 0) continue;
+    unlinkat(dirfd(d), e->d_name, 0);
+  }
+  if (d != NULL) closedir(d);
+}
+
 int vm_launch(sl_vm *vm, bool incoming, sl_error *err) {
   sl_vm_spec spec;
   char paths[VM_FIXED_PATHS + SL_VM_AGENT_PORTS_MAX][VM_PATH_MAX];
@@ -283,6 +312,9 @@ int vm_launch(sl_vm *vm, bool incoming, sl_error *err) {
   sl_args argv = {0};
   if (rc == 0) rc = sl_vm_argv_build(&spec, &argv, err);
   if (rc < 0) return rc;
+  remove_stale_disks(vm);
+  /* The new QEMU names the active overlay "disk" (vm_argv.c). */
+  json_object_set_new(vm->conf, "disk_node", json_string("disk"));
   unlink(spec.pidfile);
   unlink(spec.qmp_socket);
   unlink(spec.events_socket);
@@ -313,10 +345,9 @@ int vm_wait_exit(sl_vm *vm, int timeout_ms, sl_error *err) {
   return 0;
 }
 
-/* Remove what only a running QEMU needs: the pid file and the live RAM
- * file on tmpfs (never a snapshot's RAM file, which a fork maps). Returns
- * true when the RAM file was there. */
-static bool release_files(sl_vm *vm) {
+/* The live RAM file is on tmpfs; a snapshot's RAM file, which a fork
+ * maps, is never removed here. */
+bool vm_release_files(sl_vm *vm) {
   char path[VM_PATH_MAX];
   if (vm_path(path, vm->dir, "qemu.pid", NULL) == 0) unlink(path);
   vm_live_ram_path(vm->home, vm->id, path, sizeof path);
@@ -329,7 +360,7 @@ int sl_vm_kill(sl_vm *vm, sl_error *err) {
   syscall(SYS_pidfd_send_signal, vm->pidfd, SIGKILL, NULL, 0);
   int rc = vm_wait_exit(vm, 10000, err);
   if (rc < 0) return sl_error_wrap(err, "kill %s", vm->id);
-  release_files(vm);
+  vm_release_files(vm);
   return 0;
 }
 
@@ -337,7 +368,7 @@ int sl_vm_gc(sl_vm *vm, bool *cleaned, sl_error *err) {
   *cleaned = false;
   vm_read_pid(vm);
   if (vm->pidfd >= 0) return 0;
-  *cleaned = release_files(vm);
+  *cleaned = vm_release_files(vm);
   return 0;
 }
 
@@ -406,20 +437,66 @@ static int wait_agent_port(sl_vm *vm, int timeout_ms, sl_error *err) {
   return 0;
 }
 
-int vm_agent_hello(sl_vm *vm, sl_error *err) {
+/* One request through a port of the VM's agent; the final reply goes to
+ * `reply` and `final`. */
+static int agent_call(sl_vm *vm, const sl_buf *request, sl_buf *reply, sl_frame *final,
+                      sl_error *err) {
   sl_agent_conn conn;
   int lock = -1;
   int rc = sl_vm_agent_open(vm, &conn, &lock, SL_VM_AGENT_TIMEOUT_MS, err);
   if (rc < 0) return rc;
+  rc = sl_agent_conn_call(&conn, request, NULL, NULL, reply, final, err);
+  sl_vm_agent_close(&conn, lock);
+  return rc;
+}
+
+int vm_agent_hello(sl_vm *vm, sl_error *err) {
   sl_buf request = {0}, reply = {0};
   sl_frame_end(&request, sl_frame_begin(&request, SL_MSG_HELLO, 0), NULL);
   sl_frame final;
-  rc = sl_agent_conn_call(&conn, &request, NULL, NULL, &reply, &final, err);
+  int rc = agent_call(vm, &request, &reply, &final, err);
   sl_buf_free(&request);
   sl_buf_free(&reply);
-  sl_vm_agent_close(&conn, lock);
   if (rc < 0) return sl_error_wrap(err, "agent hello of %s", vm->id);
   return 0;
+}
+
+static int vm_set_hostname(sl_vm *vm, const char *hostname, sl_error *err) {
+  sl_buf request = {0}, reply = {0};
+  size_t start = sl_frame_begin(&request, SL_MSG_SET_HOSTNAME, 0);
+  sl_frame_put_str(&request, SL_F_NAME, hostname);
+  sl_frame_end(&request, start, NULL);
+  sl_frame final;
+  int rc = agent_call(vm, &request, &reply, &final, err);
+  sl_buf_free(&request);
+  sl_buf_free(&reply);
+  if (rc < 0) return sl_error_wrap(err, "set the hostname of %s", vm->id);
+  return 0;
+}
+
+int vm_agent_run(sl_vm *vm, const char *command, sl_error *err) {
+  sl_buf request = {0}, reply = {0};
+  size_t start = sl_frame_begin(&request, SL_MSG_EXEC, 0);
+  sl_frame_put_str(&request, SL_F_COMMAND, command);
+  sl_frame_put_i64(&request, SL_F_STREAM, 1);
+  sl_frame_end(&request, start, NULL);
+  sl_frame final;
+  int rc = agent_call(vm, &request, &reply, &final, err);
+  int64_t code = -1;
+  if (rc == 0) sl_frame_get_i64(&final, SL_F_EXIT_CODE, &code, NULL);
+  sl_buf_free(&request);
+  sl_buf_free(&reply);
+  if (rc == 0 && code != 0)
+    rc = sl_error_set(err, EIO, "`%s` failed in the guest (exit code %lld)", command, (long long)code);
+  if (rc < 0) return sl_error_wrap(err, "%s", vm->id);
+  return 0;
+}
+
+int vm_boot_wait(sl_vm *vm, int timeout_ms, const char *hostname, sl_error *err) {
+  int rc = wait_agent_port(vm, timeout_ms > 0 ? timeout_ms : VM_BOOT_TIMEOUT_MS, err);
+  if (rc == 0) rc = vm_agent_hello(vm, err);
+  if (rc == 0 && hostname != NULL) rc = vm_set_hostname(vm, hostname, err);
+  return rc;
 }
 
 static int boot_files(const sl_vm_options *opt, char *kernel, char *initrd, sl_error *err) {
@@ -449,22 +526,35 @@ static json_t *new_conf(const sl_vm_options *opt, sl_vm_accel accel, const char 
   if (tsc_khz > 0)
     snprintf(cmdline + n, sizeof cmdline - (size_t)n,
              " tsc_early_khz=%u tsc=reliable no_timer_check", tsc_khz);
-  return json_pack("{s:i, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:n}",
+  return json_pack("{s:i, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:i}",
                    "memory_mb", (json_int_t)(opt->memory_mb ? opt->memory_mb
                                                             : SL_VM_DEFAULT_MEMORY_MB),
                    "vcpus", (json_int_t)(opt->vcpus ? opt->vcpus : 1), "agent_ports",
                    (json_int_t)ports, "accel", sl_vm_accel_name(accel), "kernel", kernel,
                    "initrd", initrd, "cmdline", cmdline, "ram_mode", "shared", "ram_path",
-                   ram_path, "paused", 0, "uses");
+                   ram_path, "paused", 0, "disk", "disk-0.qcow2", "disk_seq", (json_int_t)0);
 }
 
-/* Remove what a failed create or fork left: QEMU, the directory, the RAM. */
-static void discard_vm(sl_vm *vm) {
+/* Files of a VM in its sandbox's folder, besides disk-<n>.qcow2. */
+static const char *const vm_files[] = {"vm.json", "disk.qcow2", "qmp.sock", "events.sock",
+                                       "console.log", "qemu.pid", "state", "ram",
+                                       SL_AGENT_SOCKET_HOST, NULL};
+
+void vm_remove_files(sl_vm *vm) {
   sl_vm_kill(vm, NULL);
-  char ram[VM_PATH_MAX];
-  vm_live_ram_path(vm->home, vm->id, ram, sizeof ram);
-  unlink(ram);
-  sl_remove_tree(vm->dir, NULL);
+  vm_release_files(vm);
+  json_object_set_new(vm->conf ? vm->conf : (vm->conf = json_object()), "disk", json_null());
+  remove_stale_disks(vm);
+  char path[VM_PATH_MAX], name[32];
+  for (size_t i = 0; vm_files[i]; i++)
+    if (vm_path(path, vm->dir, vm_files[i], NULL) == 0) unlink(path);
+  for (unsigned port = 0; port < SL_VM_AGENT_PORTS_MAX; port++) {
+    snprintf(name, sizeof name, "agent-%u.sock", port);
+    if (vm_path(path, vm->dir, name, NULL) == 0) unlink(path);
+    snprintf(name, sizeof name, "agent-%u.lock", port);
+    if (vm_path(path, vm->dir, name, NULL) == 0) unlink(path);
+  }
+  rmdir(vm->dir); /* when nothing else is in it */
 }
 
 static int create_files(const sl_vm_options *opt, sl_vm *vm, sl_error *err) {
@@ -476,7 +566,7 @@ static int create_files(const sl_vm_options *opt, sl_vm *vm, sl_error *err) {
   vm_live_ram_path(vm->home, vm->id, ram, sizeof ram);
   vm->conf = new_conf(opt, accel, kernel, initrd, ram);
   if (vm->conf == NULL) return sl_error_set(err, ENOMEM, "out of memory");
-  rc = vm_path(disk, vm->dir, "disk.qcow2", err);
+  rc = vm_disk_path(vm, disk, err);
   if (rc == 0) rc = sl_vm_disk_overlay(opt->base_disk, disk, err);
   if (rc == 0) rc = vm_conf_save(vm->dir, vm->conf, err);
   return rc;
@@ -511,11 +601,9 @@ int sl_vm_create(const sl_vm_options *opt, const char *id, sl_vm **out, sl_error
   rc = sl_mkdir_p(vm->dir, 0700, err);
   if (rc == 0) rc = create_files(opt, vm, err);
   if (rc == 0) rc = vm_launch(vm, false, err);
-  if (rc == 0)
-    rc = wait_agent_port(vm, opt->boot_timeout_ms > 0 ? opt->boot_timeout_ms : 120000, err);
-  if (rc == 0) rc = vm_agent_hello(vm, err);
+  if (rc == 0) rc = vm_boot_wait(vm, opt->boot_timeout_ms, opt->hostname, err);
   if (rc < 0) {
-    discard_vm(vm);
+    vm_remove_files(vm);
     sl_vm_close(vm);
     return sl_error_wrap(err, "create %s", id);
   }
@@ -576,4 +664,16 @@ int sl_vm_agent_connect(sl_vm *vm, int timeout_ms, int *lock_fd, sl_error *err) 
   }
   *lock_fd = lock;
   return fd;
+}
+
+int sl_vm_delete(const char *home, const char *id, sl_error *err) {
+  sl_vm *vm = NULL;
+  int rc = sl_vm_open(home, id, &vm, err);
+  if (rc < 0) return rc;
+  rc = sl_vm_kill(vm, err);
+  vm_release_files(vm);
+  if (rc == 0) rc = sl_remove_tree(vm->dir, err);
+  sl_vm_close(vm);
+  if (rc < 0) return sl_error_wrap(err, "delete %s", id);
+  return 0;
 }

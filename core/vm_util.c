@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -167,6 +168,25 @@ static int copy_range_buffered(int in, int out, off_t start, off_t end, sl_error
   return rc;
 }
 
+/* Copy with sendfile(2), which moves page cache pages into the target's
+ * page cache without a trip through user space. From tmpfs (guest RAM)
+ * to ext4 it took 60 to 75 ms for 168 MiB where pread/pwrite took 80 to
+ * 380 ms (Linux 6.18, 2 shared vCPUs). Falls back to the buffered copy
+ * when the file systems do not support it. */
+static int copy_range_sendfile(int in, int out, off_t start, off_t end, sl_error *err) {
+  off_t in_off = start;
+  while (in_off < end) {
+    if (lseek(out, in_off, SEEK_SET) < 0) return sl_error_errno(err, errno, "lseek");
+    ssize_t n = sendfile(out, in, &in_off, (size_t)(end - in_off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
+      return copy_range_buffered(in, out, in_off, end, err);
+    if (n < 0) return sl_error_errno(err, errno, "sendfile");
+    if (n == 0) break; /* the source shrank */
+  }
+  return 0;
+}
+
 /* `start` and `end` are multiples of the page size or `end` is the end of
  * the file, as SEEK_DATA and SEEK_HOLE return them. */
 static int copy_range(int in, int out, off_t start, off_t end, sl_error *err) {
@@ -175,7 +195,7 @@ static int copy_range(int in, int out, off_t start, off_t end, sl_error *err) {
     ssize_t n = copy_file_range(in, &in_off, out, &out_off, (size_t)(end - in_off), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL))
-      return copy_range_buffered(in, out, in_off, end, err);
+      return copy_range_sendfile(in, out, in_off, end, err);
     if (n < 0) return sl_error_errno(err, errno, "copy_file_range");
     if (n == 0) break; /* the source shrank */
   }
