@@ -319,6 +319,16 @@ int vm_launch(sl_vm *vm, bool incoming, sl_error *err) {
   unlink(spec.qmp_socket);
   unlink(spec.events_socket);
   for (unsigned i = 0; i < spec.agent_ports; i++) unlink(spec.agent_sockets[i]);
+  /* The record's agent_socket names the port set (agent_ports.h). */
+  char link[VM_PATH_MAX];
+  if (vm_path(link, vm->dir, SL_AGENT_SOCKET_HOST, err) < 0) {
+    sl_args_free(&argv);
+    return -ENAMETOOLONG;
+  }
+  if (symlink("agent-0.sock", link) < 0 && errno != EEXIST) {
+    sl_args_free(&argv);
+    return sl_error_errno(err, errno, "symlink %s", link);
+  }
   /* With -daemonize QEMU exits once its sockets listen, so a zero exit
    * means the QMP socket accepts connections. */
   rc = sl_run_output((const char *const *)argv.v, NULL, err);
@@ -499,16 +509,24 @@ int vm_boot_wait(sl_vm *vm, int timeout_ms, const char *hostname, sl_error *err)
   return rc;
 }
 
-static int boot_files(const sl_vm_options *opt, char *kernel, char *initrd, sl_error *err) {
+static int boot_files(const char *home, const char *agent, char *kernel, char *initrd,
+                      sl_error *err) {
   char cache[VM_PATH_MAX];
-  sl_vm_cache_dir(opt->home, cache, sizeof cache);
+  sl_vm_cache_dir(home, cache, sizeof cache);
   sl_vm_kernel k;
   int rc = sl_vm_kernel_ensure(cache, &k, err);
   if (rc < 0) return rc;
-  sl_vm_initrd_spec ispec = {.kernel = &k, .busybox = BUSYBOX_STATIC, .agent = opt->agent};
+  sl_vm_initrd_spec ispec = {.kernel = &k, .busybox = BUSYBOX_STATIC, .agent = agent};
   rc = sl_vm_initrd_ensure(cache, &ispec, initrd, VM_PATH_MAX, err);
   snprintf(kernel, VM_PATH_MAX, "%s", k.vmlinuz);
   return rc;
+}
+
+int sl_vm_prepare_boot(const char *home, const char *agent, sl_error *err) {
+  char kernel[VM_PATH_MAX], initrd[VM_PATH_MAX];
+  int rc = boot_files(home, agent, kernel, initrd, err);
+  if (rc < 0) return sl_error_wrap(err, "prepare the guest kernel and initramfs");
+  return 0;
 }
 
 static json_t *new_conf(const sl_vm_options *opt, sl_vm_accel accel, const char *kernel,
@@ -535,6 +553,12 @@ static json_t *new_conf(const sl_vm_options *opt, sl_vm_accel accel, const char 
                    ram_path, "paused", 0, "disk", "disk-0.qcow2", "disk_seq", (json_int_t)0);
 }
 
+void vm_remove_disks(sl_vm *vm) {
+  if (vm->conf == NULL) vm->conf = json_object();
+  json_object_set_new(vm->conf, "disk", json_null());
+  remove_stale_disks(vm);
+}
+
 /* Files of a VM in its sandbox's folder, besides disk-<n>.qcow2. */
 static const char *const vm_files[] = {"vm.json", "disk.qcow2", "qmp.sock", "events.sock",
                                        "console.log", "qemu.pid", "state", "ram",
@@ -543,8 +567,7 @@ static const char *const vm_files[] = {"vm.json", "disk.qcow2", "qmp.sock", "eve
 void vm_remove_files(sl_vm *vm) {
   sl_vm_kill(vm, NULL);
   vm_release_files(vm);
-  json_object_set_new(vm->conf ? vm->conf : (vm->conf = json_object()), "disk", json_null());
-  remove_stale_disks(vm);
+  vm_remove_disks(vm);
   char path[VM_PATH_MAX], name[32];
   for (size_t i = 0; vm_files[i]; i++)
     if (vm_path(path, vm->dir, vm_files[i], NULL) == 0) unlink(path);
@@ -561,7 +584,7 @@ static int create_files(const sl_vm_options *opt, sl_vm *vm, sl_error *err) {
   char kernel[VM_PATH_MAX], initrd[VM_PATH_MAX], ram[VM_PATH_MAX], disk[VM_PATH_MAX];
   sl_vm_accel accel;
   int rc = sl_vm_accel_choose(&accel, err);
-  if (rc == 0) rc = boot_files(opt, kernel, initrd, err);
+  if (rc == 0) rc = boot_files(opt->home, opt->agent, kernel, initrd, err);
   if (rc < 0) return rc;
   vm_live_ram_path(vm->home, vm->id, ram, sizeof ram);
   vm->conf = new_conf(opt, accel, kernel, initrd, ram);

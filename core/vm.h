@@ -60,6 +60,11 @@ typedef struct sl_vm_snapshot_stats {
  * $SANDLOT_VM_CACHE when set, else <home>/vm. */
 void sl_vm_cache_dir(const char *home, char *out, size_t len);
 
+/* Fetch the guest kernel and build the initramfs with `agent` in the VM
+ * cache, when missing (the first use on a machine downloads the kernel
+ * package). sl_vm_create() does the same, so this only moves the wait. */
+int sl_vm_prepare_boot(const char *home, const char *agent, sl_error *err);
+
 /* Boot a new VM `id` and wait until its agent replies to hello. Its
  * directory may exist already (empty, made by the sandbox store). On
  * failure nothing is left: no QEMU process, no files. */

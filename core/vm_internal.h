@@ -61,6 +61,10 @@ int vm_boot_wait(sl_vm *vm, int timeout_ms, const char *hostname, sl_error *err)
  * Returns true when the RAM file was there. */
 bool vm_release_files(sl_vm *vm);
 
+/* Remove every disk overlay of the VM's folder; only for a VM that has
+ * ended. */
+void vm_remove_disks(sl_vm *vm);
+
 /* Kill QEMU and remove the VM's files from its sandbox's folder (what a
  * failed create or fork left), and the folder when nothing else is in
  * it: the sandbox store's op.lock and the monitor's log stay. */

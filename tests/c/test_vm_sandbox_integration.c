@@ -1,15 +1,19 @@
 /* VM sandboxes through the sandbox API (sandbox.h, backend "vm"): the base
  * template's root (Debian bookworm with python3) booted under QEMU with
- * sandlot-agent as PID 1, exec through the agent, freeze and thaw, kill,
- * remove, gc, and a failed create that leaves no row.
+ * sandlot-agent as PID 1 and a sandlot-monitor owning QEMU: exec through
+ * the agent, freeze and thaw, timeouts, kill, auto_kill, a guest that
+ * powers off, gc after the monitor died, remove, and a failed create that
+ * leaves no row.
  *
  * Needs root and QEMU. The base template is built with mmdebstrap into
  * $SANDLOT_TEMPLATE_CACHE (default /var/cache/sandlot) on first use, and
  * the guest kernel is fetched into $SANDLOT_BUILD_DIR/vm-cache. */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sandbox.h"
@@ -67,8 +71,43 @@ static bool ram_file_exists(const char *id) {
   return sl_path_exists(path);
 }
 
+static pid_t parent_of(pid_t pid) {
+  char path[64], *stat = NULL;
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  if (sl_read_file(path, 4096, &stat, NULL, NULL) < 0) return -1;
+  const char *close_paren = strrchr(stat, ')');
+  int ppid = -1;
+  if (close_paren != NULL) sscanf(close_paren + 2, "%*c %d", &ppid);
+  free(stat);
+  return (pid_t)ppid;
+}
+
+/* The number of disk overlays left in the sandbox's folder. */
+static int disk_files(const char *id) {
+  char dir[400];
+  snprintf(dir, sizeof dir, "%s/sandboxes/%s", home, id);
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  int n = 0;
+  while (d != NULL && (e = readdir(d)) != NULL)
+    if (strncmp(e->d_name, "disk", 4) == 0 && strstr(e->d_name, ".qcow2") != NULL) n++;
+  if (d != NULL) closedir(d);
+  return n;
+}
+
+/* Wait up to `seconds` for the sandbox to end; its record afterwards. */
+static bool wait_dead(const char *id, int seconds, sl_sandbox_info *out) {
+  sl_error err = {0};
+  for (int i = 0; i < seconds * 50; i++) {
+    if (sl_sandbox_get(H, id, out, &err) < 0) return false;
+    if (out->state == SL_SANDBOX_DEAD) return true;
+    usleep(20000);
+  }
+  return false;
+}
+
 static void create_exec_kill_remove(void) {
-  sl_create_spec spec = {.backend = SL_BACKEND_VM, .memory = "256M"};
+  sl_create_spec spec = {.backend = SL_BACKEND_VM, .memory = "256M", .hostname = "vm-host"};
   sl_sandbox_info info;
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(H, &spec, &info, &err), &err);
@@ -79,6 +118,13 @@ static void create_exec_kill_remove(void) {
   CHECK_INT(info.memory_bytes, ==, 256u << 20);
   CHECK(guest_prints(info.id, "python3 -c 'print(6 * 7)'", "42"));
   CHECK(guest_prints(info.id, "cut -d. -f1 /etc/debian_version", "12"));
+  CHECK(guest_prints(info.id, "hostname", "vm-host"));
+
+  /* A monitor owns QEMU: QEMU daemonized and became its child. */
+  CHECK(info.monitor_pid > 0);
+  CHECK(info.monitor_pid != info.init_pid);
+  CHECK(process_alive(info.monitor_pid));
+  CHECK_INT(parent_of(info.init_pid), ==, info.monitor_pid);
 
   CHECK_OK(sl_sandbox_freeze(H, info.id, &err), &err);
   sl_sandbox_info now;
@@ -89,14 +135,21 @@ static void create_exec_kill_remove(void) {
   CHECK_INT(now.state, ==, SL_SANDBOX_RUNNING);
   CHECK(guest_prints(info.id, "echo thawed", "thawed"));
 
-  CHECK_INT(sl_sandbox_set_timeout(H, info.id, 60, &err), ==, -ENOTSUP);
+  CHECK_OK(sl_sandbox_set_timeout(H, info.id, 60, &err), &err);
+  CHECK_OK(sl_sandbox_get(H, info.id, &now, &err), &err);
+  CHECK(now.deadline_ms > 0);
+  CHECK_OK(sl_sandbox_set_timeout(H, info.id, 0, &err), &err);
+  CHECK_OK(sl_sandbox_get(H, info.id, &now, &err), &err);
+  CHECK_INT(now.deadline_ms, ==, 0);
 
   CHECK_OK(sl_sandbox_kill(H, info.id, &err), &err);
   CHECK_OK(sl_sandbox_get(H, info.id, &now, &err), &err);
   CHECK_INT(now.state, ==, SL_SANDBOX_DEAD);
   CHECK_STR(now.end_reason, "killed");
   CHECK(!process_alive(info.init_pid));
+  CHECK(!process_alive(info.monitor_pid));
   CHECK(!ram_file_exists(info.id));
+  CHECK_INT(disk_files(info.id), ==, 0);
   CHECK_INT(sl_sandbox_kill(H, info.id, &err), ==, -ESRCH);
 
   CHECK_OK(sl_sandbox_remove(H, info.id, &err), &err);
@@ -106,21 +159,87 @@ static void create_exec_kill_remove(void) {
   CHECK(!sl_path_exists(dir));
 }
 
-static void gc_marks_powered_off_vm(void) {
+/* The monitor sees QEMU exit when the guest powers off and records the
+ * end at once, without gc. */
+static void monitor_records_poweroff(void) {
   sl_create_spec spec = {.backend = SL_BACKEND_VM};
   sl_sandbox_info info;
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(H, &spec, &info, &err), &err);
-  int pidfd = (int)syscall(SYS_pidfd_open, info.init_pid, 0);
-  CHECK(pidfd >= 0);
   sl_vm *vm = NULL;
   CHECK_OK(sl_vm_open(home, info.id, &vm, &err), &err);
   /* Debian's minbase has no poweroff command; sysrq "o" powers off. */
   free(vm_exec(vm, "echo o > /proc/sysrq-trigger", NULL, &err));
   sl_vm_close(vm);
-  struct pollfd exited = {.fd = pidfd, .events = POLLIN};
-  CHECK_INT(poll(&exited, 1, 30000), ==, 1);
-  close(pidfd);
+  sl_sandbox_info now;
+  CHECK(wait_dead(info.id, 30, &now));
+  CHECK_STR(now.end_reason, "exited");
+  CHECK_INT(now.exit_status, ==, 0);
+  CHECK(!process_alive(info.init_pid));
+  CHECK(!ram_file_exists(info.id));
+  CHECK_INT(disk_files(info.id), ==, 0);
+  char log[400], *text = NULL;
+  snprintf(log, sizeof log, "%s/sandboxes/%s/log/monitor.log", home, info.id);
+  CHECK_OK(sl_read_file(log, 1 << 20, &text, NULL, &err), &err);
+  CHECK(strstr(text, "event=monitor.shutdown") != NULL);
+  free(text);
+  CHECK_OK(sl_sandbox_remove(H, info.id, &err), &err);
+}
+
+static void timeout_kills_vm(void) {
+  sl_create_spec spec = {.backend = SL_BACKEND_VM, .timeout_sec = 2};
+  sl_sandbox_info info;
+  sl_error err = {0};
+  CHECK_OK(sl_sandbox_create(H, &spec, &info, &err), &err);
+  CHECK(info.deadline_ms > 0);
+  sl_sandbox_info now;
+  CHECK(wait_dead(info.id, 30, &now));
+  CHECK_STR(now.end_reason, "timeout");
+  CHECK(!process_alive(info.init_pid));
+  CHECK(!ram_file_exists(info.id));
+  CHECK_OK(sl_sandbox_remove(H, info.id, &err), &err);
+}
+
+/* With auto_kill the VM ends with the process that created it. */
+static void auto_kill_follows_creator(void) {
+  int ids[2];
+  CHECK_INT(pipe(ids), ==, 0);
+  pid_t child = fork();
+  if (child == 0) {
+    sl_sandboxes *own = NULL;
+    sl_error err = {0};
+    sl_create_spec spec = {.backend = SL_BACKEND_VM, .auto_kill = 1};
+    sl_sandbox_info info = {0};
+    if (sl_sandboxes_open(home, &own, &err) == 0 && sl_sandbox_create(own, &spec, &info, &err) == 0)
+      (void)!write(ids[1], info.id, strlen(info.id));
+    else
+      fprintf(stderr, "create with auto_kill: %s\n", err.msg);
+    _exit(0);
+  }
+  close(ids[1]);
+  char id[SL_SANDBOX_ID_MAX] = "";
+  ssize_t n = read(ids[0], id, sizeof id - 1);
+  close(ids[0]);
+  waitpid(child, NULL, 0);
+  CHECK(n > 0);
+  sl_sandbox_info now;
+  CHECK(wait_dead(id, 30, &now));
+  CHECK_STR(now.end_reason, "creator_exited");
+  CHECK(!process_alive(now.init_pid));
+  sl_error err = {0};
+  CHECK_OK(sl_sandbox_remove(H, id, &err), &err);
+}
+
+/* A monitor that dies leaves QEMU running; gc ends it. */
+static void gc_after_monitor_dies(void) {
+  sl_create_spec spec = {.backend = SL_BACKEND_VM};
+  sl_sandbox_info info;
+  sl_error err = {0};
+  CHECK_OK(sl_sandbox_create(H, &spec, &info, &err), &err);
+  CHECK_INT(kill(info.monitor_pid, SIGKILL), ==, 0);
+  for (int i = 0; i < 250 && process_alive(info.monitor_pid); i++) usleep(20000);
+  CHECK(!process_alive(info.monitor_pid));
+  CHECK(process_alive(info.init_pid));
 
   int cleaned = 0;
   CHECK_OK(sl_sandbox_gc(H, &cleaned, &err), &err);
@@ -128,23 +247,25 @@ static void gc_marks_powered_off_vm(void) {
   sl_sandbox_info now;
   CHECK_OK(sl_sandbox_get(H, info.id, &now, &err), &err);
   CHECK_INT(now.state, ==, SL_SANDBOX_DEAD);
-  CHECK_STR(now.end_reason, "exited");
+  CHECK_STR(now.end_reason, "monitor_lost");
+  CHECK(!process_alive(info.init_pid));
   CHECK(!ram_file_exists(info.id));
+  CHECK_INT(disk_files(info.id), ==, 0);
   CHECK_OK(sl_sandbox_remove(H, info.id, &err), &err);
 }
 
 static void failed_create_leaves_no_row(void) {
   size_t before = sandbox_count();
-  sl_create_spec spec = {.backend = SL_BACKEND_VM, .memory = "16M"};
-  sl_sandbox_info info;
-  sl_error err = {0};
-  CHECK_INT(sl_sandbox_create(H, &spec, &info, &err), ==, -EINVAL);
-  CHECK(strstr(err.msg, "invalid VM memory size: 16 MiB") != NULL);
-  CHECK_INT(sandbox_count(), ==, before);
-
-  spec = (sl_create_spec){.backend = SL_BACKEND_VM, .timeout_sec = 10};
-  CHECK_INT(sl_sandbox_create(H, &spec, &info, &err), ==, -ENOTSUP);
-  CHECK_INT(sandbox_count(), ==, before);
+  static const char *const bad_sizes[] = {"16M", "300000K", "2T", NULL};
+  for (const char *const *size = bad_sizes; *size; size++) {
+    sl_create_spec spec = {.backend = SL_BACKEND_VM, .memory = *size};
+    sl_sandbox_info info;
+    sl_error err = {0};
+    CHECK_INT(sl_sandbox_create(H, &spec, &info, &err), ==, -EINVAL);
+    CHECK(strstr(err.msg, "invalid memory size for a VM") != NULL);
+    CHECK(strstr(err.msg, *size) != NULL);
+    CHECK_INT(sandbox_count(), ==, before);
+  }
 }
 
 int main(void) {
@@ -162,7 +283,10 @@ int main(void) {
     return 1;
   }
   RUN(create_exec_kill_remove);
-  RUN(gc_marks_powered_off_vm);
+  RUN(monitor_records_poweroff);
+  RUN(timeout_kills_vm);
+  RUN(auto_kill_follows_creator);
+  RUN(gc_after_monitor_dies);
   RUN(failed_create_leaves_no_row);
 
   /* Kill whatever a failed check left running, then remove the store. */
