@@ -23,6 +23,7 @@
 #include "proc_util.h"
 #include "size.h"
 #include "vm.h"
+#include "vm_backend.h"
 #include "vm_image.h"
 #include "vm_internal.h"
 #include "vm_monitor_config.h"
@@ -236,6 +237,49 @@ static int vm_set_timeout(sl_sandboxes *h, const sl_sandbox_info *info, int64_t 
   monitor_socket(h, info->id, sock, sizeof sock);
   snprintf(request, sizeof request, "set_timeout %lld", (long long)seconds);
   return sl_monitor_request(sock, request, MONITOR_REQUEST_TIMEOUT_MS, NULL, 0, err);
+}
+
+/* Pause and resume */
+
+/* Send `request` to the sandbox's monitor and wait for its reply. */
+static int ask_monitor(sl_sandboxes *h, const sl_sandbox_info *info, const char *request,
+                       pid_t *monitor, sl_error *err) {
+  *monitor = live_monitor(h, info);
+  if (*monitor <= 0) return sl_error_set(err, ESRCH, "monitor of %s is gone (run gc)", info->id);
+  char sock[SL_SANDBOX_PATH_MAX + 16];
+  monitor_socket(h, info->id, sock, sizeof sock);
+  return sl_monitor_request(sock, request, LONG_REQUEST_TIMEOUT_MS, NULL, 0, err);
+}
+
+int vm_pause(sl_sandboxes *h, const sl_sandbox_info *info, bool files_only, sl_error *err) {
+  pid_t monitor;
+  int rc = ask_monitor(h, info, files_only ? "pause files" : "pause", &monitor, err);
+  /* The monitor exits right after its reply. */
+  if (rc == 0) wait_exit(monitor, 5000);
+  return rc;
+}
+
+/* A resume starts a new monitor on the config of the last one, told to
+ * resume; the timeout comes from the row, which set_timeout may have
+ * changed while the sandbox was paused. */
+int vm_resume(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err) {
+  char dir[SL_SANDBOX_PATH_MAX];
+  sl_sandbox_dir(h, info->id, dir, sizeof dir);
+  sl_vm_monitor_config cfg;
+  int rc = sl_vm_monitor_config_read(dir, &cfg, err);
+  if (rc == 0) {
+    cfg.launch = SL_VM_LAUNCH_RESUME;
+    cfg.timeout_ms = info->timeout_ms;
+    cfg.on_timeout = info->on_timeout;
+    cfg.auto_kill = info->auto_kill;
+    rc = sl_vm_monitor_config_write(dir, &cfg, err);
+  }
+  if (rc == 0)
+    rc = sl_monitor_start(h->home, info->id, monitor_extra, info->auto_kill, READY_TIMEOUT_MS,
+                          err);
+  if (rc < 0) return sl_error_wrap(err, "resume %s (it stays paused)", info->id);
+  SL_INFO("sandbox.resumed", "sandbox=%s op=resume backend=vm", info->id);
+  return 0;
 }
 
 /* gc */

@@ -16,7 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "backend.h"
+#include "oplock.h"
 #include "sandbox.h"
+#include "vm_backend.h"
 #include "test.h"
 #include "vm_fixture.h"
 #include "vm_internal.h"
@@ -64,6 +67,13 @@ static size_t sandbox_count(void) {
   free(list);
   return count;
 }
+
+/* Start the counter process; `tick` then prints 1, 2, 3, ... */
+static const char start_counter[] =
+    "mkfifo /tmp/tick /tmp/tock && "
+    "(n=0; while read x </tmp/tick; do n=$((n+1)); echo $n >/tmp/tock; done) "
+    ">/dev/null 2>&1 </dev/null & echo started";
+static const char tick[] = "echo >/tmp/tick; cat /tmp/tock";
 
 static bool ram_file_exists(const char *id) {
   char path[400];
@@ -254,6 +264,91 @@ static void gc_after_monitor_dies(void) {
   CHECK_OK(sl_sandbox_remove(H, info.id, &err), &err);
 }
 
+static bool file_exists_in(const char *dir, const char *name) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  return sl_path_exists(path);
+}
+
+/* Snapshots are catalog rows with a layer and an image folder; pause and
+ * resume keep the VM's memory. */
+static void snapshot_rows_pause_resume(void) {
+  sl_create_spec spec = {.backend = SL_BACKEND_VM};
+  sl_sandbox_info info;
+  sl_error err = {0};
+  CHECK_OK(sl_sandbox_create(H, &spec, &info, &err), &err);
+  CHECK(guest_prints(info.id, start_counter, "started"));
+  CHECK(guest_prints(info.id, tick, "1"));
+  CHECK(guest_prints(info.id, "echo kept > /root/f; cat /root/f", "kept"));
+
+  char dir[400];
+  snprintf(dir, sizeof dir, "%s/sandboxes/%s", home, info.id);
+  int lock = sl_op_lock(dir, 0, &err);
+  CHECK(lock >= 0);
+  vm_snapshot_request full = {.name = "vm-full"};
+  sl_snapshot sn = {0};
+  sl_snapshot_timing timing = {0};
+  int rc = vm_snapshot_take(H, &info, &full, &sn, &timing, &err);
+  sl_op_unlock(lock);
+  CHECK_OK(rc, &err);
+  CHECK_INT(sn.kind, ==, SL_SNAPSHOT_FULL);
+  CHECK_INT(sn.backend, ==, SL_BACKEND_VM);
+  CHECK_STR(sn.name, "vm-full");
+  CHECK(sn.size_bytes > 0);
+  CHECK(timing.frozen_ms > 0);
+  CHECK(file_exists_in(sn.image_dir, "state"));
+  CHECK(file_exists_in(sn.image_dir, "ram"));
+  CHECK(file_exists_in(sn.image_dir, "vm.json"));
+  vm_image_paths paths;
+  CHECK_OK(vm_snapshot_image(H, &sn, &paths, &err), &err);
+  CHECK(sl_path_exists(paths.disk));
+  sl_sandbox_info now;
+  CHECK_OK(sl_sandbox_get(H, info.id, &now, &err), &err);
+  CHECK_STR(now.base_layer_id, sn.layer_id);
+
+  /* Pause ends QEMU and the monitor; resume continues the same memory. */
+  lock = sl_op_lock(dir, 0, &err);
+  rc = vm_pause(H, &now, false, &err);
+  sl_op_unlock(lock);
+  CHECK_OK(rc, &err);
+  CHECK_OK(sl_sandbox_get(H, info.id, &now, &err), &err);
+  CHECK_INT(now.state, ==, SL_SANDBOX_PAUSED);
+  CHECK(!process_alive(info.init_pid));
+  CHECK(!process_alive(info.monitor_pid));
+  CHECK(!ram_file_exists(info.id));
+  CHECK(file_exists_in(dir, "state"));
+  CHECK_OK(vm_resume(H, &now, &err), &err);
+  CHECK_OK(sl_sandbox_get(H, info.id, &now, &err), &err);
+  CHECK_INT(now.state, ==, SL_SANDBOX_RUNNING);
+  CHECK(!file_exists_in(dir, "state"));
+  CHECK(guest_prints(info.id, tick, "2"));
+  CHECK(guest_prints(info.id, "cat /root/f", "kept"));
+
+  /* A files-only snapshot has a layer and no memory. */
+  lock = sl_op_lock(dir, 0, &err);
+  vm_snapshot_request files = {.name = "vm-files", .files_only = true};
+  sl_snapshot fs = {0};
+  rc = vm_snapshot_take(H, &now, &files, &fs, NULL, &err);
+  sl_op_unlock(lock);
+  CHECK_OK(rc, &err);
+  CHECK_INT(fs.kind, ==, SL_SNAPSHOT_FS);
+  CHECK(!file_exists_in(fs.image_dir, "state"));
+
+  CHECK_OK(sl_sandbox_kill(H, info.id, &err), &err);
+  CHECK_OK(sl_snapshot_remove(sl_sbstore_catalog(H->store), sl_sbstore_store(H->store), fs.id,
+                              &err), &err);
+  CHECK_OK(sl_snapshot_remove(sl_sbstore_catalog(H->store), sl_sbstore_store(H->store), sn.id,
+                              &err), &err);
+  CHECK(!sl_path_exists(sn.image_dir));
+  sl_layer_list removed = {0};
+  CHECK_OK(sl_catalog_layer_collect(sl_sbstore_catalog(H->store), &removed, &err), &err);
+  sl_layer_list_free(&removed);
+  CHECK(!sl_path_exists(paths.disk));
+  sl_snapshot_clear(&sn);
+  sl_snapshot_clear(&fs);
+  CHECK_OK(sl_sandbox_remove(H, info.id, &err), &err);
+}
+
 static void failed_create_leaves_no_row(void) {
   size_t before = sandbox_count();
   static const char *const bad_sizes[] = {"16M", "300000K", "2T", NULL};
@@ -287,6 +382,7 @@ int main(void) {
   RUN(timeout_kills_vm);
   RUN(auto_kill_follows_creator);
   RUN(gc_after_monitor_dies);
+  RUN(snapshot_rows_pause_resume);
   RUN(failed_create_leaves_no_row);
 
   /* Kill whatever a failed check left running, then remove the store. */
