@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,21 @@ static void drain_pipes(int out_fd, int err_fd, capture *out, capture *errs) {
   }
 }
 
+/* Children start with no signal blocked and SIGPIPE at its default, what
+ * a program expects, whatever the caller blocked (the monitor blocks
+ * SIGCHLD and the termination signals for its signalfd, and a QEMU that
+ * inherited that would ignore SIGTERM). */
+static void reset_signals(posix_spawnattr_t *attr) {
+  sigset_t none, pipe;
+  sigemptyset(&none);
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  posix_spawnattr_init(attr);
+  posix_spawnattr_setsigmask(attr, &none);
+  posix_spawnattr_setsigdefault(attr, &pipe);
+  posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
 static int spawn_child(const char *cwd, const char *const argv[], int out_w, int err_w,
                        pid_t *pid, sl_error *err) {
   posix_spawn_file_actions_t fa;
@@ -87,7 +103,10 @@ static int spawn_child(const char *cwd, const char *const argv[], int out_w, int
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, out_w, 1);
   posix_spawn_file_actions_adddup2(&fa, err_w, 2);
-  int rc = posix_spawnp(pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+  posix_spawnattr_t attr;
+  reset_signals(&attr);
+  int rc = posix_spawnp(pid, argv[0], &fa, &attr, (char *const *)argv, environ);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) return sl_error_errno(err, rc, "start %s", argv[0]);
   return 0;

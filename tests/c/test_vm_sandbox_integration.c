@@ -92,6 +92,17 @@ static pid_t parent_of(pid_t pid) {
   return (pid_t)ppid;
 }
 
+/* Whether `signal` is blocked in the main thread of `pid`. */
+static bool signal_blocked(pid_t pid, int signal) {
+  char path[64], *status = NULL;
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  if (sl_read_file(path, 1 << 16, &status, NULL, NULL) < 0) return false;
+  const char *line = strstr(status, "SigBlk:");
+  unsigned long long mask = line ? strtoull(line + 7, NULL, 16) : 0;
+  free(status);
+  return (mask >> (signal - 1)) & 1;
+}
+
 /* The number of disk overlays left in the sandbox's folder. */
 static int disk_files(const char *id) {
   char dir[400];
@@ -135,6 +146,9 @@ static void create_exec_kill_remove(void) {
   CHECK(info.monitor_pid != info.init_pid);
   CHECK(process_alive(info.monitor_pid));
   CHECK_INT(parent_of(info.init_pid), ==, info.monitor_pid);
+  /* The monitor blocks SIGTERM for its signalfd; QEMU must not inherit it. */
+  CHECK(signal_blocked(info.monitor_pid, SIGTERM));
+  CHECK(!signal_blocked(info.init_pid, SIGTERM));
 
   CHECK_OK(sl_sandbox_freeze(H, info.id, &err), &err);
   sl_sandbox_info now;
