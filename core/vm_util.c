@@ -80,10 +80,9 @@ static void drain_pipes(int out_fd, int err_fd, capture *out, capture *errs) {
   }
 }
 
-/* Children start with no signal blocked and SIGPIPE at its default, what
- * a program expects, whatever the caller blocked (the monitor blocks
- * SIGCHLD and the termination signals for its signalfd, and a QEMU that
- * inherited that would ignore SIGTERM). */
+/* Start children with no signal blocked and SIGPIPE at its default. The
+ * monitor blocks SIGCHLD and the termination signals for its signalfd,
+ * and a QEMU that inherited that mask would ignore SIGTERM. */
 static void reset_signals(posix_spawnattr_t *attr) {
   sigset_t none, pipe;
   sigemptyset(&none);
