@@ -530,27 +530,21 @@ int sl_vm_prepare_boot(const char *home, const char *agent, sl_error *err) {
 }
 
 static json_t *new_conf(const sl_vm_options *opt, sl_vm_accel accel, const char *kernel,
-                        const char *initrd, const char *ram_path) {
+                        const char *initrd, const char *ram_path, sl_error *err) {
   unsigned ports = opt->agent_ports ? opt->agent_ports : SL_VM_DEFAULT_PORTS;
-  char cmdline[256];
-  /* panic=-1 reboots at once on a panic, which -no-reboot turns into QEMU's
-   * exit. pci=off: microvm has no PCI bus. */
-  int n = snprintf(cmdline, sizeof cmdline,
-                   "console=ttyS0 quiet panic=-1 pci=off rw sandlot.ports=%u", ports);
-  unsigned tsc_khz = accel == SL_VM_ACCEL_TCG ? sl_vm_host_tsc_khz() : 0;
-  /* Under TCG the guest can skip TSC calibration, which hangs the kernel
-   * when the loaded host delays the emulated PIT (seen with Debian's 6.1
-   * cloud kernel). */
-  if (tsc_khz > 0)
-    snprintf(cmdline + n, sizeof cmdline - (size_t)n,
-             " tsc_early_khz=%u tsc=reliable no_timer_check", tsc_khz);
-  return json_pack("{s:i, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:i}",
-                   "memory_mb", (json_int_t)(opt->memory_mb ? opt->memory_mb
-                                                            : SL_VM_DEFAULT_MEMORY_MB),
-                   "vcpus", (json_int_t)(opt->vcpus ? opt->vcpus : 1), "agent_ports",
-                   (json_int_t)ports, "accel", sl_vm_accel_name(accel), "kernel", kernel,
-                   "initrd", initrd, "cmdline", cmdline, "ram_mode", "shared", "ram_path",
-                   ram_path, "paused", 0, "disk", "disk-0.qcow2", "disk_seq", (json_int_t)0);
+  sl_vm_cmdline_spec cmd = {.agent_ports = ports, .env = opt->env, .cwd = opt->cwd,
+                            .tsc_khz = accel == SL_VM_ACCEL_TCG ? sl_vm_host_tsc_khz() : 0};
+  char cmdline[SL_VM_CMDLINE_MAX + 1];
+  if (sl_vm_cmdline_build(&cmd, cmdline, sizeof cmdline, err) < 0) return NULL;
+  json_t *conf = json_pack(
+      "{s:i, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:i}", "memory_mb",
+      (json_int_t)(opt->memory_mb ? opt->memory_mb : SL_VM_DEFAULT_MEMORY_MB), "vcpus",
+      (json_int_t)(opt->vcpus ? opt->vcpus : 1), "agent_ports", (json_int_t)ports, "accel",
+      sl_vm_accel_name(accel), "kernel", kernel, "initrd", initrd, "cmdline", cmdline,
+      "ram_mode", "shared", "ram_path", ram_path, "paused", 0, "disk", "disk-0.qcow2",
+      "disk_seq", (json_int_t)0);
+  if (conf == NULL) sl_error_set(err, ENOMEM, "out of memory");
+  return conf;
 }
 
 void vm_remove_disks(sl_vm *vm) {
@@ -587,8 +581,8 @@ static int create_files(const sl_vm_options *opt, sl_vm *vm, sl_error *err) {
   if (rc == 0) rc = boot_files(opt->home, opt->agent, kernel, initrd, err);
   if (rc < 0) return rc;
   vm_live_ram_path(vm->home, vm->id, ram, sizeof ram);
-  vm->conf = new_conf(opt, accel, kernel, initrd, ram);
-  if (vm->conf == NULL) return sl_error_set(err, ENOMEM, "out of memory");
+  vm->conf = new_conf(opt, accel, kernel, initrd, ram, err);
+  if (vm->conf == NULL) return -err->code;
   rc = vm_disk_path(vm, disk, err);
   if (rc == 0) rc = sl_vm_disk_overlay(opt->base_disk, disk, err);
   if (rc == 0) rc = vm_conf_save(vm->dir, vm->conf, err);

@@ -38,6 +38,11 @@ typedef struct sl_vm_options {
                             disk), absolute path */
   const char *agent;     /* static agent binary for the initramfs */
   const char *hostname;  /* set through the agent after boot; NULL: none */
+  const char *const *env; /* "NAME=value" entries for the agent and so for
+                             every command, NULL-terminated; on the kernel
+                             command line, so about 1.3 KiB at most */
+  const char *cwd;       /* the agent's working directory, created when
+                            missing; NULL: "/" */
   unsigned memory_mb;
   unsigned vcpus;
   unsigned agent_ports;

@@ -52,6 +52,15 @@ static int memory_mb_of(const sl_create_spec *spec, unsigned *out, sl_error *err
   return 0;
 }
 
+/* env and cwd ride on the kernel command line: check that they fit
+ * before anything is made. The TSC rate takes at most 10 digits. */
+static int check_cmdline(const sl_create_spec *spec, sl_error *err) {
+  char line[SL_VM_CMDLINE_MAX + 1];
+  sl_vm_cmdline_spec cmd = {.agent_ports = SL_VM_DEFAULT_PORTS, .tsc_khz = 4000000000u,
+                            .env = spec->env, .cwd = spec->cwd};
+  return sl_vm_cmdline_build(&cmd, line, sizeof line, err);
+}
+
 static void fill_record(const sl_create_spec *spec, const char *id, unsigned memory_mb,
                         sl_sandbox_info *info) {
   memset(info, 0, sizeof *info);
@@ -86,6 +95,9 @@ static int boot_inputs(sl_sandboxes *h, const sl_create_spec *spec, sl_vm_monito
 static void monitor_config(const sl_create_spec *spec, unsigned memory_mb,
                            sl_vm_monitor_config *cfg) {
   cfg->launch = SL_VM_LAUNCH_BOOT;
+  /* The config only borrows the spec's list while it is written. */
+  cfg->env = (char **)spec->env;
+  snprintf(cfg->cwd, sizeof cfg->cwd, "%s", spec->cwd ? spec->cwd : "");
   cfg->memory_mb = memory_mb;
   snprintf(cfg->hostname, sizeof cfg->hostname, "%s", spec->hostname ? spec->hostname : "sandlot");
   cfg->timeout_ms = spec->timeout_sec * 1000;
@@ -132,7 +144,8 @@ static int vm_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_inf
                      sl_error *err) {
   unsigned memory_mb = 0;
   sl_vm_monitor_config cfg = {0};
-  if (memory_mb_of(spec, &memory_mb, err) < 0) return sl_error_wrap(err, "create sandbox");
+  if (memory_mb_of(spec, &memory_mb, err) < 0 || check_cmdline(spec, err) < 0)
+    return sl_error_wrap(err, "create sandbox");
   if (boot_inputs(h, spec, &cfg, err) < 0) return sl_error_wrap(err, "create sandbox");
   monitor_config(spec, memory_mb, &cfg);
   char id[SL_ID_SIZE];
@@ -273,6 +286,7 @@ int vm_resume(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err) {
     cfg.on_timeout = info->on_timeout;
     cfg.auto_kill = info->auto_kill;
     rc = sl_vm_monitor_config_write(dir, &cfg, err);
+    sl_vm_monitor_config_free(&cfg);
   }
   if (rc == 0)
     rc = sl_monitor_start(h->home, info->id, monitor_extra, info->auto_kill, READY_TIMEOUT_MS,

@@ -27,6 +27,9 @@ typedef struct sl_vm_monitor_config {
   char image_dir[PATH_MAX];  /* fork: the snapshot's memory folder */
   char image_disk[PATH_MAX]; /* fork: the snapshot's disk */
   char hostname[SL_NAME_SIZE]; /* set at boot, fork and rollback */
+  char **env;                /* boot: "NAME=value" entries, NULL-terminated,
+                                or NULL; owned, see _free */
+  char cwd[PATH_MAX];        /* boot: the agent's working directory, or "" */
   char on_fork[4096];        /* fork: a command run by /bin/sh -c, or "" */
   int64_t timeout_ms;        /* 0: none; counted from the launch */
   sl_on_timeout on_timeout;
@@ -38,7 +41,10 @@ const char *sl_vm_launch_name(sl_vm_launch_mode mode);
 /* Write the config into the sandbox folder `dir`, replacing it atomically. */
 int sl_vm_monitor_config_write(const char *dir, const sl_vm_monitor_config *cfg, sl_error *err);
 
-/* Read the config from `dir`. EINVAL for a malformed file. */
+/* Read the config from `dir`. EINVAL for a malformed file. Release it
+ * with sl_vm_monitor_config_free(). */
 int sl_vm_monitor_config_read(const char *dir, sl_vm_monitor_config *cfg, sl_error *err);
+
+void sl_vm_monitor_config_free(sl_vm_monitor_config *cfg);
 
 #endif

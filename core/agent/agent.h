@@ -112,6 +112,8 @@ typedef struct agent_options {
   int stream_fds[AGENT_MAX_STREAMS];
   int nstream_fds;
   const char *root;
+  const char *env_file; /* NUL-separated NAME=value entries to set, or NULL */
+  const char *cwd;      /* working directory to create and enter, or NULL */
   size_t buffer_size;
 } agent_options;
 

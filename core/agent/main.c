@@ -64,6 +64,9 @@ static void usage(FILE *out) {
           "  --stream-fd N       serve the byte stream of the inherited fd N\n"
           "                      (may repeat)\n"
           "  --root DIR          chroot into DIR first (tests; needs root)\n"
+          "  --env-file PATH     set the NAME=value entries of PATH (separated by\n"
+          "                      NUL bytes) in the environment of every command\n"
+          "  --cwd DIR           create DIR if missing and run commands there\n"
           "  --buffer-size BYTES output buffer per stream of each process\n"
           "                      (default %u)\n"
           "  --version           print the version and exit\n",
@@ -127,6 +130,10 @@ static int parse_options(int argc, char **argv, agent_options *o) {
       if (add_stream_fd(o, v) < 0) return -1;
     } else if (strcmp(a, "--root") == 0) {
       o->root = v;
+    } else if (strcmp(a, "--env-file") == 0) {
+      o->env_file = v;
+    } else if (strcmp(a, "--cwd") == 0) {
+      o->cwd = v;
     } else if (strcmp(a, "--buffer-size") == 0) {
       if (parse_size(v, AGENT_MIN_BUFFER, AGENT_MAX_BUFFER, &n) < 0) {
         fprintf(stderr, "sandlot-agent: invalid --buffer-size: %s (%u to %u bytes)\n", v,
@@ -246,6 +253,57 @@ static int open_stream(const char *path, int fd) {
   return fd;
 }
 
+/* Set the environment entries of `path`: "NAME=value" strings, each
+ * ended by a NUL byte. */
+static int load_env_file(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    fprintf(stderr, "sandlot-agent: cannot open %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  static char data[256 << 10];
+  ssize_t n = read(fd, data, sizeof data - 1);
+  close(fd);
+  if (n < 0 || n == (ssize_t)sizeof data - 1) {
+    fprintf(stderr, "sandlot-agent: cannot read %s (at most %zu bytes)\n", path, sizeof data - 2);
+    return -1;
+  }
+  data[n] = '\0';
+  for (char *entry = data; entry < data + n; entry += strlen(entry) + 1) {
+    char *eq = strchr(entry, '=');
+    if (eq == NULL || eq == entry) {
+      fprintf(stderr, "sandlot-agent: invalid entry in %s (expected NAME=value): %s\n", path,
+              entry);
+      return -1;
+    }
+    *eq = '\0';
+    setenv(entry, eq + 1, 1);
+    *eq = '=';
+  }
+  return 0;
+}
+
+/* Create `dir` and its missing parents (mode 0755), then enter it. */
+static int enter_cwd(const char *dir) {
+  char path[4096];
+  if (dir[0] != '/' || snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+    fprintf(stderr, "sandlot-agent: invalid --cwd: %s (expected an absolute path)\n", dir);
+    return -1;
+  }
+  for (char *p = path + 1; *p != '\0'; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    mkdir(path, 0755);
+    *p = '/';
+  }
+  mkdir(path, 0755);
+  if (chdir(path) < 0) {
+    fprintf(stderr, "sandlot-agent: cannot enter %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
 static int enter_root(const char *root) {
   if (chroot(root) < 0 || chdir("/") < 0) {
     fprintf(stderr, "sandlot-agent: cannot chroot into %s: %s\n", root, strerror(errno));
@@ -289,6 +347,8 @@ static int setup(const agent_options *o) {
   }
   /* The socket is bound first, so its path is a host path in tests. */
   if (o->root != NULL && enter_root(o->root) < 0) return -1;
+  if (o->env_file != NULL && load_env_file(o->env_file) < 0) return -1;
+  if (o->cwd != NULL && enter_cwd(o->cwd) < 0) return -1;
   return 0;
 }
 

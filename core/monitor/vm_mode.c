@@ -53,7 +53,9 @@ typedef struct vm_monitor {
 static int launch_boot(vm_monitor *m, sl_error *err) {
   sl_vm_options opt = {.home = m->args.home, .base_disk = m->cfg.base_disk,
                        .agent = m->cfg.agent, .memory_mb = m->cfg.memory_mb,
-                       .hostname = m->cfg.hostname};
+                       .hostname = m->cfg.hostname,
+                       .env = (const char *const *)m->cfg.env,
+                       .cwd = m->cfg.cwd[0] ? m->cfg.cwd : NULL};
   return sl_vm_create(&opt, m->args.id, &m->vm, err);
 }
 
@@ -415,6 +417,7 @@ int sl_vm_monitor_main(int argc, char **argv) {
     int rc = fail_setup(&m, &err);
     sl_vm_close(m.vm);
     sl_sbstore_close(m.store);
+    sl_vm_monitor_config_free(&m.cfg);
     return rc;
   }
   SL_INFO("monitor.ready", "sandbox=%s qemu_pid=%d launch=%s", m.args.id, (int)m.qemu_pid,
@@ -424,5 +427,6 @@ int sl_vm_monitor_main(int argc, char **argv) {
   finish(&m);
   sl_vm_close(m.vm);
   sl_sbstore_close(m.store);
+  sl_vm_monitor_config_free(&m.cfg);
   return 0;
 }

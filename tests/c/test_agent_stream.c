@@ -261,6 +261,50 @@ static void repeated_stream_fd_rejected(void) {
   CHECK(strstr(E.msg, "given twice") != NULL);
 }
 
+/* The defaults a VM's /init passes: the environment from a file of
+ * NUL-separated entries (values may hold spaces and newlines) and a
+ * working directory that is created when missing. */
+static void env_file_and_cwd_apply(void) {
+  char dir[] = "/tmp/sandlot-agent-env-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char env[128], cwd[128];
+  snprintf(env, sizeof env, "%s/env", dir);
+  snprintf(cwd, sizeof cwd, "%s/work/here", dir);
+  static const char entries[] = "GREETING=hello world\0MULTI=a\nb\0PATH=/bin:/usr/bin";
+  sl_error err = {0};
+  CHECK_OK(sl_write_file_atomic(env, entries, sizeof entries - 1, 0600, &err), &err);
+  harness h;
+  CHECK_INT(harness_start_with(&h, (const char *[]){"--env-file", env, "--cwd", cwd, NULL}, -1),
+            ==, 0);
+  sl_agent_conn c;
+  CHECK_OK(sl_agent_conn_open(&c, h.sock, 5000, 0, &E), &E);
+  sl_buf b = {0};
+  size_t start = sl_frame_begin(&b, SL_MSG_EXEC, 0);
+  sl_frame_put_str(&b, SL_F_COMMAND, "pwd; echo \"$GREETING\"; echo \"$MULTI\"; echo $PATH");
+  sl_frame_put_i64(&b, SL_F_STREAM, 1);
+  sl_frame_end(&b, start, NULL);
+  collected out = {0};
+  int rc = sl_agent_conn_call(&c, &b, collect_event, &out, &reply, &F, &E);
+  sl_buf_free(&b);
+  sl_agent_conn_close(&c);
+  harness_stop(&h);
+  CHECK_OK(rc, &E);
+  char want[256];
+  snprintf(want, sizeof want, "%s\nhello world\na\nb\n/bin:/usr/bin\n", cwd);
+  CHECK(bytes_equal(&out.out[1], want, strlen(want)));
+  collected_free(&out);
+
+  /* A malformed entry stops the agent at start. */
+  static const char bad[] = "NO_EQUALS_SIGN";
+  CHECK_OK(sl_write_file_atomic(env, bad, sizeof bad - 1, 0600, &err), &err);
+  char sock[160];
+  snprintf(sock, sizeof sock, "%s/unused.sock", dir);
+  const char *argv[] = {agent_binary(), "--listen", sock, "--env-file", env, NULL};
+  CHECK_INT(sl_run_output(argv, NULL, &err), <, 0);
+  CHECK(strstr(err.msg, "invalid entry") != NULL);
+  sl_remove_tree(dir, NULL);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   int sp[2];
@@ -275,6 +319,7 @@ int main(void) {
   RUN(serial_tty_passes_all_bytes);
   RUN(streams_serve_sessions_at_once);
   RUN(repeated_stream_fd_rejected);
+  RUN(env_file_and_cwd_apply);
   if (S.fd >= 0) sl_agent_conn_close(&S);
   sl_buf_free(&reply);
   harness_stop(&H);

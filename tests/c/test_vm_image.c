@@ -86,7 +86,7 @@ static void cpio_unpacks_with_busybox(void) {
 
 static void init_script_starts_agent(void) {
   CHECK(strncmp(sl_vm_init_script, "#!/bin/busybox sh\n", 18) == 0);
-  CHECK(strstr(sl_vm_init_script, "switch_root /newroot /.sandlot/agent $ports") != NULL);
+  CHECK(strstr(sl_vm_init_script, "switch_root /newroot /.sandlot/agent \"$@\" $ports") != NULL);
   /* Every agent port becomes one --serial of the agent. */
   CHECK(strstr(sl_vm_init_script, "--serial /dev/${p##*/}") != NULL);
   CHECK(strstr(sl_vm_init_script, "sandlot.ports=") != NULL);

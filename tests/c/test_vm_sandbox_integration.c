@@ -128,7 +128,9 @@ static bool wait_dead(const char *id, int seconds, sl_sandbox_info *out) {
 }
 
 static void create_exec_kill_remove(void) {
-  sl_create_spec spec = {.backend = SL_BACKEND_VM, .memory = "256M", .hostname = "vm-host"};
+  const char *env[] = {"GREETING=hello vm", "PATH=/usr/bin:/bin", NULL};
+  sl_create_spec spec = {.backend = SL_BACKEND_VM, .memory = "256M", .hostname = "vm-host",
+                         .env = env, .cwd = "/work/here"};
   sl_sandbox_info info;
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(H, &spec, &info, &err), &err);
@@ -140,6 +142,9 @@ static void create_exec_kill_remove(void) {
   CHECK(guest_prints(info.id, "python3 -c 'print(6 * 7)'", "42"));
   CHECK(guest_prints(info.id, "cut -d. -f1 /etc/debian_version", "12"));
   CHECK(guest_prints(info.id, "hostname", "vm-host"));
+  /* env and cwd reach the agent and so every command. */
+  CHECK(guest_prints(info.id, "echo \"$GREETING\" $PATH $HOME; pwd",
+                     "hello vm /usr/bin:/bin /root\n/work/here"));
 
   /* A monitor owns QEMU: QEMU daemonized and became its child. */
   CHECK(info.monitor_pid > 0);
@@ -365,6 +370,16 @@ static void snapshot_rows_pause_resume(void) {
 
 static void failed_create_leaves_no_row(void) {
   size_t before = sandbox_count();
+  static char big[1800];
+  memset(big, 'x', sizeof big - 1);
+  memcpy(big, "BIG=", 4);
+  const char *huge[] = {big, NULL};
+  sl_create_spec too_big = {.backend = SL_BACKEND_VM, .env = huge};
+  sl_sandbox_info none;
+  sl_error too_big_err = {0};
+  CHECK_INT(sl_sandbox_create(H, &too_big, &none, &too_big_err), ==, -EINVAL);
+  CHECK(strstr(too_big_err.msg, "kernel command line") != NULL);
+  CHECK_INT(sandbox_count(), ==, before);
   static const char *const bad_sizes[] = {"16M", "300000K", "2T", NULL};
   for (const char *const *size = bad_sizes; *size; size++) {
     sl_create_spec spec = {.backend = SL_BACKEND_VM, .memory = *size};
