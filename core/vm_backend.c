@@ -52,6 +52,15 @@ static int memory_mb_of(const sl_create_spec *spec, unsigned *out, sl_error *err
   return 0;
 }
 
+/* pids, cpu_shares and cpus set cgroup limits of a process sandbox; a VM
+ * has none, so asking for them is an error rather than a silent no-op. */
+static int check_limits(const sl_create_spec *spec, sl_error *err) {
+  if (spec->pids == 0 && spec->cpu_shares == 0 && spec->cpus == 0) return 0;
+  return sl_error_set(err, EINVAL,
+                      "invalid limit for a VM sandbox: pids, cpu_shares and cpus apply to "
+                      "process sandboxes only (a VM's limit is its memory)");
+}
+
 /* env and cwd ride on the kernel command line: check that they fit
  * before anything is made. The TSC rate takes at most 10 digits. */
 static int check_cmdline(const sl_create_spec *spec, sl_error *err) {
@@ -144,7 +153,8 @@ static int vm_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_inf
                      sl_error *err) {
   unsigned memory_mb = 0;
   sl_vm_monitor_config cfg = {0};
-  if (memory_mb_of(spec, &memory_mb, err) < 0 || check_cmdline(spec, err) < 0)
+  if (memory_mb_of(spec, &memory_mb, err) < 0 || check_limits(spec, err) < 0 ||
+      check_cmdline(spec, err) < 0)
     return sl_error_wrap(err, "create sandbox");
   if (boot_inputs(h, spec, &cfg, err) < 0) return sl_error_wrap(err, "create sandbox");
   monitor_config(spec, memory_mb, &cfg);

@@ -380,6 +380,10 @@ static void failed_create_leaves_no_row(void) {
   CHECK_INT(sl_sandbox_create(H, &too_big, &none, &too_big_err), ==, -EINVAL);
   CHECK(strstr(too_big_err.msg, "kernel command line") != NULL);
   CHECK_INT(sandbox_count(), ==, before);
+  sl_create_spec limited = {.backend = SL_BACKEND_VM, .pids = 100};
+  CHECK_INT(sl_sandbox_create(H, &limited, &none, &too_big_err), ==, -EINVAL);
+  CHECK(strstr(too_big_err.msg, "apply to process sandboxes only") != NULL);
+  CHECK_INT(sandbox_count(), ==, before);
   static const char *const bad_sizes[] = {"16M", "300000K", "2T", NULL};
   for (const char *const *size = bad_sizes; *size; size++) {
     sl_create_spec spec = {.backend = SL_BACKEND_VM, .memory = *size};
