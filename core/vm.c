@@ -544,7 +544,14 @@ static json_t *new_conf(const sl_vm_options *opt, sl_vm_accel accel, const char 
       "ram_mode", "shared", "ram_path", ram_path, "paused", 0, "disk", "disk-0.qcow2",
       "disk_seq", (json_int_t)0);
   if (conf == NULL) sl_error_set(err, ENOMEM, "out of memory");
+  else if (opt->hostname != NULL) json_object_set_new(conf, "hostname", json_string(opt->hostname));
   return conf;
+}
+
+void vm_remove_pause_files(sl_vm *vm) {
+  char path[VM_PATH_MAX];
+  if (vm_path(path, vm->dir, "state", NULL) == 0) unlink(path);
+  if (vm_path(path, vm->dir, "ram", NULL) == 0) unlink(path);
 }
 
 void vm_remove_disks(sl_vm *vm) {

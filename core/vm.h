@@ -155,7 +155,7 @@ int sl_vm_resume(sl_vm *vm, sl_error *err);
 /* Put the running or paused VM back to a snapshot, keeping its id: a new
  * overlay on image->disk and, with image->dir, the snapshot's memory
  * (else the guest boots again on the disk). Its hostname becomes
- * `hostname`, or the id when NULL, and it gets fresh entropy. On failure
+ * `hostname`, or stays what it was when NULL, and it gets fresh entropy. On failure
  * no QEMU runs for the VM any more; the caller ends the sandbox. */
 int sl_vm_rollback(sl_vm *vm, const sl_vm_image *image, const char *hostname, sl_error *err);
 

@@ -196,6 +196,7 @@ static int release_orphan(sl_sandboxes *h, const sl_sandbox_info *info, const ch
     sl_vm_kill(vm, NULL);
     vm_release_files(vm);
     vm_remove_disks(vm);
+    vm_remove_pause_files(vm);
   }
   sl_vm_close(vm);
   int rc = sl_sbstore_set_ended(h->store, info->id, -1, exit_signal, reason, err);

@@ -14,6 +14,8 @@
 #define VM_MIGRATE_TIMEOUT_MS 300000
 /* From QEMU's start to the agent's port, unless the caller sets one. */
 #define VM_BOOT_TIMEOUT_MS 120000
+/* A hostname and its NUL (RFC 1123 allows 253 characters in all). */
+#define SL_VM_HOSTNAME_SIZE 256
 
 /* vm.json of a sandbox or a snapshot: the machine (memory_mb, vcpus,
  * agent_ports, accel, kernel, initrd, cmdline), which must be identical
@@ -22,7 +24,9 @@
  *             "private" (a snapshot's RAM file mapped share=off),
  *             "ram_path", "paused", "ram_in_state" and "files_only"
  *             (while paused), "disk" (file name of the active overlay),
- *             "disk_seq" (the number in it), "disk_node" (its QEMU node);
+ *             "disk_seq" (the number in it), "disk_node" (its QEMU node),
+ *             "hostname" (set again when the guest boots after a
+ *             files-only pause or rollback);
  *   snapshot: "ram_in_state" (no ram file: RAM is in the state file),
  *             "source". */
 struct sl_vm {
@@ -64,6 +68,9 @@ bool vm_release_files(sl_vm *vm);
 /* Remove every disk overlay of the VM's folder; only for a VM that has
  * ended. */
 void vm_remove_disks(sl_vm *vm);
+
+/* Remove the state and RAM files a pause left in the VM's folder. */
+void vm_remove_pause_files(sl_vm *vm);
 
 /* Kill QEMU and remove the VM's files from its sandbox's folder (what a
  * failed create or fork left), and the folder when nothing else is in

@@ -103,6 +103,8 @@ static int conf_from_image(sl_vm *vm, const image_files *f, bool copy_ram, sl_er
   /* A rollback keeps numbering its overlays after the ones it has. */
   json_t *seq = vm->conf ? json_object_get(vm->conf, "disk_seq") : NULL;
   if (seq != NULL) json_object_set(conf, "disk_seq", seq);
+  json_t *hostname = vm->conf ? json_object_get(vm->conf, "hostname") : NULL;
+  if (hostname != NULL) json_object_set(conf, "hostname", hostname);
   json_decref(vm->conf);
   vm->conf = conf;
   unlink(live);
@@ -131,6 +133,8 @@ static int new_overlay(sl_vm *vm, const char *backing, sl_error *err) {
 static int fork_steps(sl_vm *vm, const sl_vm_fork_options *opt, const image_files *f,
                       int *on_fork_exit, double start, sl_vm_fork_stats *st, sl_error *err) {
   int rc = conf_from_image(vm, f, false, err);
+  if (rc == 0)
+    json_object_set_new(vm->conf, "hostname", json_string(opt->hostname ? opt->hostname : vm->id));
   if (rc == 0) rc = new_overlay(vm, opt->from.disk, err);
   if (rc == 0) rc = vm_conf_save(vm->dir, vm->conf, err);
   st->disk_ms = sl_clock_ms() - start;
@@ -199,10 +203,16 @@ static void use_new_live_ram(sl_vm *vm) {
 
 /* Resume. */
 
+/* The hostname the guest had, set again after it boots. */
+static const char *hostname_of(sl_vm *vm) {
+  const char *name = vm_conf_str(vm->conf, "hostname");
+  return name != NULL ? name : vm->id;
+}
+
 static int resume_files_only(sl_vm *vm, sl_error *err) {
   use_new_live_ram(vm);
   int rc = vm_launch(vm, false, err);
-  if (rc == 0) rc = vm_boot_wait(vm, 0, NULL, err);
+  if (rc == 0) rc = vm_boot_wait(vm, 0, hostname_of(vm), err);
   if (rc < 0) sl_vm_kill(vm, NULL);
   return rc;
 }
@@ -262,7 +272,7 @@ static int rollback_steps(sl_vm *vm, const sl_vm_image *image, const image_files
   if (f->conf == NULL) {
     /* A files-only snapshot: boot again on its disk. */
     rc = vm_launch(vm, false, err);
-    if (rc == 0) rc = vm_boot_wait(vm, 0, hostname ? hostname : vm->id, err);
+    if (rc == 0) rc = vm_boot_wait(vm, 0, hostname, err);
     if (rc < 0) sl_vm_kill(vm, NULL);
     return rc;
   }
@@ -276,6 +286,10 @@ int sl_vm_rollback(sl_vm *vm, const sl_vm_image *image, const char *hostname, sl
   image_files f;
   int rc = load_image(image, &f, err);
   if (rc < 0) return sl_error_wrap(err, "rollback %s", vm->id);
+  if (hostname != NULL) json_object_set_new(vm->conf, "hostname", json_string(hostname));
+  char name[SL_VM_HOSTNAME_SIZE];
+  snprintf(name, sizeof name, "%s", hostname_of(vm));
+  hostname = name;
   rc = rollback_steps(vm, image, &f, hostname, err);
   json_decref(f.conf);
   char path[VM_PATH_MAX];

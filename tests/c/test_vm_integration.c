@@ -534,6 +534,7 @@ static void pause_and_resume(void) {
   CHECK_OK(sl_vm_resume(again, &err), &err);
   CHECK(guest_prints(again, "cat /data/p", "paused"));
   CHECK(guest_prints(again, "test -p /tmp/tick && echo counter || echo booted", "booted"));
+  CHECK(guest_prints(again, "hostname", "sb-pause"));
   CHECK_OK(sl_vm_delete(home, "sb-pause", &err), &err);
   sl_vm_close(again);
   sl_vm_close(vm);
