@@ -190,6 +190,15 @@ int vm_read_pid(sl_vm *vm) {
   return 0;
 }
 
+int vm_reload_conf(sl_vm *vm, sl_error *err) {
+  json_t *conf = NULL;
+  int rc = vm_conf_load(vm->dir, &conf, err);
+  if (rc < 0) return rc;
+  json_decref(vm->conf);
+  vm->conf = conf;
+  return 0;
+}
+
 int sl_vm_open(const char *home, const char *id, sl_vm **out, sl_error *err) {
   if (check_id(id, "sandbox", err) < 0) return -EINVAL;
   sl_vm *vm = vm_alloc(home, id, err);

@@ -127,6 +127,10 @@ typedef struct sl_vm_fork_stats {
   double ready_ms;   /* hostname, entropy and on_fork done: returned */
 } sl_vm_fork_stats;
 
+/* The guest RAM size of the snapshot whose memory is in `dir`, which
+ * every fork of it has. ENOENT when `dir` has no vm.json. */
+int sl_vm_image_memory_mb(const char *dir, unsigned *memory_mb, sl_error *err);
+
 /* How to start a new VM from a snapshot with memory. */
 typedef struct sl_vm_fork_options {
   const char *home;

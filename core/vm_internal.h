@@ -50,6 +50,12 @@ bool vm_ram_shared(const sl_vm *vm);
 json_t *vm_machine_of(json_t *conf);
 
 int vm_conf_load(const char *dir, json_t **conf, sl_error *err);
+
+/* Read vm.json again. A handle kept open for long (the monitor's) must do
+ * this before it changes the VM: another process may have changed the
+ * file since (a snapshot switches the active disk), and saving a stale
+ * copy would point the VM at a frozen disk. */
+int vm_reload_conf(sl_vm *vm, sl_error *err);
 int vm_conf_save(const char *dir, json_t *conf, sl_error *err);
 
 /* Start QEMU for `vm` from its conf (-daemonize). `incoming`: wait for

@@ -126,6 +126,18 @@ static int new_overlay(sl_vm *vm, const char *backing, sl_error *err) {
   return 0;
 }
 
+int sl_vm_image_memory_mb(const char *dir, unsigned *memory_mb, sl_error *err) {
+  json_t *conf = NULL;
+  int rc = vm_conf_load(dir, &conf, err);
+  if (rc == -ENOENT) return sl_error_set(err, ENOENT, "snapshot memory not found: %s", dir);
+  if (rc < 0) return rc;
+  json_int_t mb = json_integer_value(json_object_get(conf, "memory_mb"));
+  json_decref(conf);
+  if (mb <= 0) return sl_error_set(err, EBADMSG, "invalid memory_mb in %s/vm.json", dir);
+  *memory_mb = (unsigned)mb;
+  return 0;
+}
+
 /* Fork. */
 
 /* The steps of a fork after its directory exists, with their times from
@@ -234,6 +246,7 @@ static int resume_memory(sl_vm *vm, sl_error *err) {
 }
 
 int sl_vm_resume(sl_vm *vm, sl_error *err) {
+  if (vm_reload_conf(vm, err) < 0) return sl_error_wrap(err, "resume %s", vm->id);
   if (!sl_vm_is_paused(vm)) return sl_error_set(err, EINVAL, "sandbox is not paused: %s", vm->id);
   bool files_only = json_is_true(json_object_get(vm->conf, "files_only"));
   /* The agent calls of the boot need a VM that does not read as paused;
@@ -284,7 +297,8 @@ static int rollback_steps(sl_vm *vm, const sl_vm_image *image, const image_files
 
 int sl_vm_rollback(sl_vm *vm, const sl_vm_image *image, const char *hostname, sl_error *err) {
   image_files f;
-  int rc = load_image(image, &f, err);
+  int rc = vm_reload_conf(vm, err);
+  if (rc == 0) rc = load_image(image, &f, err);
   if (rc < 0) return sl_error_wrap(err, "rollback %s", vm->id);
   if (hostname != NULL) json_object_set_new(vm->conf, "hostname", json_string(hostname));
   char name[SL_VM_HOSTNAME_SIZE];

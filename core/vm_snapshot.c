@@ -335,6 +335,7 @@ int sl_vm_snapshot(sl_vm *vm, const sl_vm_image *image, sl_vm_snapshot_stats *st
   sl_vm_snapshot_stats *st = stats ? stats : &local;
   memset(st, 0, sizeof *st);
   int rc = check_image(image, err);
+  if (rc == 0) rc = vm_reload_conf(vm, err);
   if (rc == 0) rc = vm_require_running(vm, err);
   if (rc < 0) return sl_error_wrap(err, "snapshot %s", vm->id);
   capture_paths p;
@@ -360,7 +361,8 @@ int sl_vm_snapshot(sl_vm *vm, const sl_vm_image *image, sl_vm_snapshot_stats *st
 /* Pause. */
 
 int sl_vm_pause(sl_vm *vm, bool files_only, sl_error *err) {
-  int rc = vm_require_running(vm, err);
+  int rc = vm_reload_conf(vm, err);
+  if (rc == 0) rc = vm_require_running(vm, err);
   if (rc < 0) return sl_error_wrap(err, "pause");
   capture_paths p;
   rc = capture_paths_of(vm->dir, &p, err);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -342,6 +343,18 @@ static void snapshot_rows_pause_resume(void) {
   CHECK(!file_exists_in(dir, "state"));
   CHECK(guest_prints(info.id, tick, "2"));
   CHECK(guest_prints(info.id, "cat /root/f", "kept"));
+  /* The monitor's pause saw the disk switch of the snapshot taken by
+   * another process: the resumed VM writes to its new overlay, never to
+   * the snapshot's disk. */
+  struct stat frozen;
+  CHECK_INT(stat(paths.disk, &frozen), ==, 0);
+  CHECK(guest_prints(info.id, "dd if=/dev/urandom of=/root/new bs=1M count=4 2>/dev/null; sync; "
+                     "echo written", "written"));
+  struct stat later;
+  CHECK_INT(stat(paths.disk, &later), ==, 0);
+  CHECK_INT(later.st_size, ==, frozen.st_size);
+  CHECK_INT(later.st_mtim.tv_sec, ==, frozen.st_mtim.tv_sec);
+  CHECK_INT(later.st_mtim.tv_nsec, ==, frozen.st_mtim.tv_nsec);
 
   /* A files-only snapshot has a layer and no memory. */
   lock = sl_op_lock(dir, 0, &err);
