@@ -67,7 +67,7 @@ static int launch_fork(vm_monitor *m, sl_error *err) {
   int on_fork_exit = 0;
   int rc = sl_vm_fork(&opt, &on_fork_exit, NULL, &m->vm, err);
   if (rc == 0 && on_fork_exit != 0) {
-    rc = sl_error_set(err, EIO, "on_fork command exited with %d: %s", on_fork_exit,
+    rc = sl_error_set(err, EIO, "on_fork command failed with exit status %d: %s", on_fork_exit,
                       m->cfg.on_fork);
     vm_remove_files(m->vm);
     sl_vm_close(m->vm);
