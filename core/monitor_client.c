@@ -124,7 +124,10 @@ static void exec_monitor(const char *const *argv, int ready, int pidfd) {
   _exit(127);
 }
 
-/* Start the monitor detached; returns the read end of its ready pipe. */
+/* Start the monitor detached: the intermediate child calls setsid() and
+ * forks again, so the monitor is no child of the caller and outlives it.
+ * Between fork and exec only async-signal-safe calls are made, because the
+ * caller may be multithreaded. Returns the read end of the ready pipe. */
 static int spawn_detached(const char *const *argv, int auto_kill, sl_error *err) {
   int ready[2];
   if (pipe2(ready, O_CLOEXEC) < 0) return sl_error_errno(err, errno, "pipe");
