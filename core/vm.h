@@ -55,10 +55,12 @@ typedef struct sl_vm sl_vm;
 /* Timings of one snapshot, in milliseconds. */
 typedef struct sl_vm_snapshot_stats {
   double pause_ms;  /* from QMP stop to the reply of cont */
-  double disk_ms;   /* copy of the disk overlay */
+  double disk_ms;   /* the switch of the disk overlay */
   double ram_ms;    /* copy of the RAM file */
   double state_ms;  /* migration of device state to the state file */
   long long state_bytes;
+  double warm_ms;   /* a fork's RAM file read into the page cache, before
+                       the pause (see vm_snapshot.c) */
 } sl_vm_snapshot_stats;
 
 /* Directory of the guest kernel, initramfs and template disks:
