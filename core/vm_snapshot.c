@@ -252,10 +252,11 @@ static int capture_stopped(sl_vm *vm, sl_qmp_sync *q, const capture *c,
  * then fault in one by one from the file system, inside the pause: 0.9 to
  * 1.1 s for a 256 MiB guest whose snapshot file had 130 MiB of data. So
  * the file is read through before the guest stops, which puts its pages
- * in the page cache: 0.4 to 0.5 s outside the pause, and then a pause of
- * 60 to 75 ms (bench/vm_bench, ext4, Linux 6.18; readahead(2) and sendfile
- * to /dev/null did not help or were slower). Nothing to do for a VM whose
- * RAM is its own shared file. Returns the time taken in ms. */
+ * in the page cache. That takes 0.4 to 0.5 s outside the pause, and the
+ * pause drops to 60 to 75 ms (bench/vm_bench, ext4, Linux 6.18).
+ * readahead(2) did not help, and sendfile(2) to /dev/null was slower.
+ * Nothing to do for a VM whose RAM is its own shared file. Returns the
+ * time taken in ms. */
 static double warm_private_ram(sl_vm *vm) {
   const char *path = vm_conf_str(vm->conf, "ram_path");
   if (vm_ram_shared(vm) || path == NULL) return 0;
