@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -52,7 +53,7 @@ static int memory_mb_of(const sl_create_spec *spec, unsigned *out, sl_error *err
   return 0;
 }
 
-/* pids, cpu_shares and cpus set cgroup limits of a process sandbox; a VM
+/* pids, cpu_shares and cpus set cgroup limits of a process sandbox. A VM
  * has none, so asking for them is an error rather than a silent no-op. */
 static int check_limits(const sl_create_spec *spec, sl_error *err) {
   if (spec->pids == 0 && spec->cpu_shares == 0 && spec->cpus == 0) return 0;
@@ -71,12 +72,16 @@ static int check_cmdline(const sl_create_spec *spec, sl_error *err) {
 }
 
 static void fill_record(const sl_create_spec *spec, const char *id, unsigned memory_mb,
-                        sl_sandbox_info *info) {
+                        const char *snapshot_id, sl_sandbox_info *info) {
   memset(info, 0, sizeof *info);
   snprintf(info->id, sizeof info->id, "%s", id);
   info->backend = SL_BACKEND_VM;
-  snprintf(info->template_name, sizeof info->template_name, "%s",
-           spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT);
+  /* A sandbox made from a snapshot takes its template, which the catalog
+   * fills in. */
+  const char *tname = spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT;
+  if (snapshot_id[0] != '\0' && spec->template_name == NULL) tname = "";
+  snprintf(info->template_name, sizeof info->template_name, "%s", tname);
+  snprintf(info->source_snapshot_id, sizeof info->source_snapshot_id, "%s", snapshot_id);
   info->state = SL_SANDBOX_CREATING;
   info->timeout_ms = spec->timeout_sec * 1000;
   info->on_timeout = spec->on_timeout;
@@ -103,7 +108,6 @@ static int boot_inputs(sl_sandboxes *h, const sl_create_spec *spec, sl_vm_monito
 
 static void monitor_config(const sl_create_spec *spec, unsigned memory_mb,
                            sl_vm_monitor_config *cfg) {
-  cfg->launch = SL_VM_LAUNCH_BOOT;
   /* The config only borrows the spec's list while it is written. */
   cfg->env = (char **)spec->env;
   snprintf(cfg->cwd, sizeof cfg->cwd, "%s", spec->cwd ? spec->cwd : "");
@@ -112,6 +116,53 @@ static void monitor_config(const sl_create_spec *spec, unsigned memory_mb,
   cfg->timeout_ms = spec->timeout_sec * 1000;
   cfg->on_timeout = spec->on_timeout;
   cfg->auto_kill = spec->auto_kill;
+}
+
+/* A sandbox from a snapshot with memory continues it (launch "fork"): its
+ * RAM size is the snapshot's. One from a files-only snapshot boots on the
+ * snapshot's disk with the spec's memory. */
+static int plan_from_image(const sl_create_spec *spec, const vm_image_paths *paths,
+                           unsigned *memory_mb, sl_vm_monitor_config *cfg, sl_error *err) {
+  if (!paths->has_memory) {
+    if (spec->on_fork != NULL)
+      return sl_error_set(err, EINVAL, "on_fork needs a snapshot with memory; %s is files only",
+                          spec->snapshot);
+    cfg->launch = SL_VM_LAUNCH_BOOT;
+    snprintf(cfg->base_disk, sizeof cfg->base_disk, "%s", paths->disk);
+    return 0;
+  }
+  unsigned image_mb = 0;
+  if (sl_vm_image_memory_mb(paths->dir, &image_mb, err) < 0) return -err->code;
+  if (spec->memory != NULL && *memory_mb != image_mb)
+    return sl_error_set(err, EINVAL,
+                        "invalid memory size for a fork: %s (a fork of %s has its %u MiB)",
+                        spec->memory, spec->snapshot, image_mb);
+  *memory_mb = image_mb;
+  cfg->launch = SL_VM_LAUNCH_FORK;
+  snprintf(cfg->image_dir, sizeof cfg->image_dir, "%s", paths->dir);
+  snprintf(cfg->image_disk, sizeof cfg->image_disk, "%s", paths->disk);
+  if (spec->on_fork != NULL &&
+      snprintf(cfg->on_fork, sizeof cfg->on_fork, "%s", spec->on_fork) >= (int)sizeof cfg->on_fork)
+    return sl_error_set(err, EINVAL, "on_fork command longer than %zu bytes",
+                        sizeof cfg->on_fork - 1);
+  return 0;
+}
+
+static int plan_from_snapshot(sl_sandboxes *h, const sl_create_spec *spec, unsigned *memory_mb,
+                              sl_vm_monitor_config *cfg, char *snapshot_id, sl_error *err) {
+  sl_catalog *cat = sl_sbstore_catalog(h->store);
+  sl_snapshot sn = {0};
+  vm_image_paths paths;
+  int rc = sl_catalog_snapshot_resolve(cat, spec->snapshot, &sn, err);
+  if (rc == 0) rc = vm_snapshot_image(cat, &sn, &paths, err);
+  if (rc == 0) rc = plan_from_image(spec, &paths, memory_mb, cfg, err);
+  if (rc == 0 && cfg->launch == SL_VM_LAUNCH_BOOT) {
+    if (sl_find_binary("sandlot-agent", cfg->agent, sizeof cfg->agent, err) < 0) rc = -err->code;
+    else rc = sl_vm_prepare_boot(h->home, cfg->agent, err);
+  }
+  if (rc == 0) snprintf(snapshot_id, SL_ID_SIZE, "%s", sn.id);
+  sl_snapshot_clear(&sn);
+  return rc;
 }
 
 static pid_t live_monitor(const sl_sandboxes *h, const sl_sandbox_info *info) {
@@ -152,21 +203,30 @@ static int start(sl_sandboxes *h, sl_sandbox_info *info, const sl_vm_monitor_con
 static int vm_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_info *out,
                      sl_error *err) {
   unsigned memory_mb = 0;
-  sl_vm_monitor_config cfg = {0};
+  sl_vm_monitor_config cfg = {.launch = SL_VM_LAUNCH_BOOT};
+  char snapshot_id[SL_ID_SIZE] = "";
   if (memory_mb_of(spec, &memory_mb, err) < 0 || check_limits(spec, err) < 0 ||
       check_cmdline(spec, err) < 0)
     return sl_error_wrap(err, "create sandbox");
-  if (boot_inputs(h, spec, &cfg, err) < 0) return sl_error_wrap(err, "create sandbox");
+  int rc = spec->snapshot != NULL
+               ? plan_from_snapshot(h, spec, &memory_mb, &cfg, snapshot_id, err)
+               : boot_inputs(h, spec, &cfg, err);
+  if (rc < 0) return sl_error_wrap(err, "create sandbox");
   monitor_config(spec, memory_mb, &cfg);
   char id[SL_ID_SIZE];
   if (sl_sbstore_new_id(id, err) < 0) return -err->code;
+  /* A fork gets a hostname of its own: by default its id. */
+  if (cfg.launch == SL_VM_LAUNCH_FORK && spec->hostname == NULL)
+    snprintf(cfg.hostname, sizeof cfg.hostname, "%s", id);
   sl_sandbox_info info;
-  fill_record(spec, id, memory_mb, &info);
+  fill_record(spec, id, memory_mb, snapshot_id, &info);
   int64_t started = sl_monotonic_ms();
   if (start(h, &info, &cfg, err) < 0) return sl_error_wrap(err, "create sandbox %s", id);
   if (sl_sbstore_get(h->store, id, out, err) < 0) return sl_error_wrap(err, "create sandbox %s", id);
-  SL_INFO("sandbox.created", "sandbox=%s op=create backend=vm template=%s qemu_pid=%d ms=%lld",
-          id, out->template_name, (int)out->init_pid, (long long)(sl_monotonic_ms() - started));
+  SL_INFO("sandbox.created",
+          "sandbox=%s op=create backend=vm template=%s snapshot=%s launch=%s qemu_pid=%d ms=%lld",
+          id, out->template_name, snapshot_id, sl_vm_launch_name(cfg.launch), (int)out->init_pid,
+          (long long)(sl_monotonic_ms() - started));
   return 0;
 }
 
@@ -283,8 +343,8 @@ int vm_pause(sl_sandboxes *h, const sl_sandbox_info *info, bool files_only, sl_e
   return rc;
 }
 
-/* A resume starts a new monitor on the config of the last one, told to
- * resume; the timeout comes from the row, which set_timeout may have
+/* A resume starts a new monitor with the last one's config and launch
+ * "resume". The timeout comes from the row, which set_timeout may have
  * changed while the sandbox was paused. */
 int vm_resume(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err) {
   char dir[SL_SANDBOX_PATH_MAX];
@@ -307,6 +367,35 @@ int vm_resume(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err) {
   return 0;
 }
 
+/* Snapshots and rollback */
+
+static int vm_snapshot_op(sl_sandboxes *h, const sl_sandbox_info *info,
+                          const sl_snapshot_opts *opts, sl_snapshot *out,
+                          sl_snapshot_timing *timing, sl_error *err) {
+  char *labels = opts->labels ? sl_labels_json(opts->labels) : NULL;
+  if (opts->labels != NULL && labels == NULL) return sl_error_set(err, ENOMEM, "out of memory");
+  vm_snapshot_request req = {.name = opts->name, .tag = opts->tag, .labels = labels,
+                             .files_only = opts->files_only};
+  int rc = vm_snapshot_take(h, info, &req, out, timing, err);
+  free(labels);
+  return rc;
+}
+
+/* The monitor replaces QEMU; the caller holds the op.lock and has checked
+ * the snapshot's lineage. */
+static int vm_rollback(sl_sandboxes *h, const sl_sandbox_info *info, const sl_snapshot *snapshot,
+                       sl_error *err) {
+  char request[64];
+  snprintf(request, sizeof request, "rollback %s", snapshot->id);
+  pid_t monitor;
+  return ask_monitor(h, info, request, &monitor, err);
+}
+
+static int vm_snapshot_delete(sl_sandboxes *h, const sl_snapshot *snapshot, sl_error *err) {
+  return sl_snapshot_remove(sl_sbstore_catalog(h->store), sl_sbstore_store(h->store),
+                            snapshot->id, err);
+}
+
 /* gc */
 
 static bool being_created(const char *dir) {
@@ -315,7 +404,7 @@ static bool being_created(const char *dir) {
   return lock < 0;
 }
 
-/* What a dead VM may still hold: a RAM file on tmpfs, disks. */
+/* Release what a dead VM may still hold: a RAM file on tmpfs, disks. */
 static int release_leftovers(sl_sandboxes *h, const sl_sandbox_info *info, int *cleaned) {
   sl_vm *vm = NULL;
   sl_error missing = {0};
@@ -353,5 +442,10 @@ const sl_backend_ops sl_vm_backend = {
     .freeze = vm_freeze,
     .thaw = vm_thaw,
     .set_timeout = vm_set_timeout,
+    .snapshot = vm_snapshot_op,
+    .pause = vm_pause,
+    .resume = vm_resume,
+    .rollback = vm_rollback,
+    .snapshot_delete = vm_snapshot_delete,
     .gc = vm_gc,
 };

@@ -38,7 +38,7 @@ typedef struct vm_image_paths {
   sl_vm_image image;   /* points into this struct: do not copy it */
 } vm_image_paths;
 
-int vm_snapshot_image(sl_sandboxes *h, const sl_snapshot *snapshot, vm_image_paths *out,
+int vm_snapshot_image(sl_catalog *cat, const sl_snapshot *snapshot, vm_image_paths *out,
                       sl_error *err);
 
 /* Ask the monitor to pause the VM, then wait for the monitor to exit. The

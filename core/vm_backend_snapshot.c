@@ -181,10 +181,13 @@ int vm_snapshot_take(sl_sandboxes *h, const sl_sandbox_info *info,
   return 0;
 }
 
-int vm_snapshot_image(sl_sandboxes *h, const sl_snapshot *snapshot, vm_image_paths *out,
+int vm_snapshot_image(sl_catalog *cat, const sl_snapshot *snapshot, vm_image_paths *out,
                       sl_error *err) {
+  if (snapshot->backend != SL_BACKEND_VM)
+    return sl_error_set(err, EINVAL, "snapshot %s is a %s snapshot, not a VM's", snapshot->id,
+                        sl_backend_name(snapshot->backend));
   sl_layer layer = {0};
-  int rc = sl_catalog_layer_get(sl_sbstore_catalog(h->store), snapshot->layer_id, &layer, err);
+  int rc = sl_catalog_layer_get(cat, snapshot->layer_id, &layer, err);
   if (rc < 0) return sl_error_wrap(err, "snapshot %s", snapshot->id);
   int n = snprintf(out->disk, sizeof out->disk, "%s/%s", layer.path, VM_LAYER_DISK);
   sl_layer_clear(&layer);

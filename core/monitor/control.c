@@ -8,27 +8,18 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "log.h"
 #include "monitor.h"
 #include "proc_util.h"
 
-static void reply(int fd, const char *line) {
-  ssize_t ignored = send(fd, line, strlen(line), MSG_NOSIGNAL);
-  (void)ignored;
-}
+static void reply(int fd, const char *line) { sl_monitor_reply(fd, line); }
 
-static void reply_error(int fd, const sl_error *err) {
-  char line[SL_ERROR_MSG_MAX + 64];
-  snprintf(line, sizeof line, "err %s %s\n", sl_errname(err->code), err->msg);
-  reply(fd, line);
-}
+static void reply_error(int fd, const sl_error *err) { sl_monitor_reply_error(fd, err); }
 
 static int set_timeout(sl_monitor *m, const char *arg, char *out, size_t len, sl_error *err) {
-  char *end;
-  errno = 0;
-  long long seconds = strtoll(arg, &end, 10);
-  if (errno || end == arg || *end || seconds < 0 || seconds > 100LL * 365 * 24 * 3600)
-    return sl_error_set(err, EINVAL, "invalid timeout: \"%s\" (expected whole seconds >= 0)", arg);
+  int64_t seconds = 0;
+  if (sl_monitor_parse_timeout(arg, &seconds, err) < 0) return -err->code;
   int64_t values[2] = {seconds * 1000, seconds > 0 ? sl_now_ms() + seconds * 1000 : 0};
   if (sl_sbstore_set_deadline(m->store, m->cfg.id, values[0], values[1], m->cfg.on_timeout, err) < 0)
     return -err->code;
@@ -89,27 +80,7 @@ static int handle(sl_monitor *m, int fd, char *request) {
 }
 
 void sl_monitor_accept(sl_monitor *m) {
-  int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-  if (fd < 0) return;
-  /* Clients send their line right after connecting; a silent one must
-   * not stall the monitor. */
-  struct timeval tv = {1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   char line[256];
-  size_t used = 0;
-  while (used + 1 < sizeof line) {
-    ssize_t n = read(fd, line + used, sizeof line - 1 - used);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    used += (size_t)n;
-    if (memchr(line, '\n', used)) break;
-  }
-  line[used] = '\0';
-  char *nl = strchr(line, '\n');
-  if (nl == NULL) {
-    close(fd);
-    return;
-  }
-  *nl = '\0';
-  if (!handle(m, fd, line)) close(fd);
+  int fd = sl_monitor_read_request(m->listen_fd, line, sizeof line);
+  if (fd >= 0 && !handle(m, fd, line)) close(fd);
 }

@@ -23,6 +23,7 @@
 #include "qmp.h"
 #include "sandbox_store.h"
 #include "vm.h"
+#include "vm_backend.h"
 #include "vm_internal.h"
 #include "vm_monitor_config.h"
 
@@ -251,6 +252,41 @@ static void on_timeout(vm_monitor *m) {
   sl_op_unlock(lock);
 }
 
+/* ---- Rollback ----------------------------------------------------------- */
+
+/* Replace the VM with the state of `snapshot_id` in place: same id,
+ * monitor and hostname. The caller holds op.lock and has checked the
+ * snapshot's lineage. A failure before QEMU is stopped leaves it running;
+ * a later one ends the sandbox ("rollback_failed"). */
+static int rollback_vm(vm_monitor *m, const char *snapshot_id, sl_error *err) {
+  sl_catalog *cat = sl_sbstore_catalog(m->store);
+  sl_snapshot sn = {0};
+  vm_image_paths paths;
+  int rc = sl_id_validate(SL_ID_SNAPSHOT, snapshot_id, err);
+  if (rc == 0) rc = sl_catalog_snapshot_get(cat, snapshot_id, &sn, err);
+  if (rc == 0) rc = vm_snapshot_image(cat, &sn, &paths, err);
+  if (rc < 0) {
+    sl_snapshot_clear(&sn);
+    return rc;
+  }
+  m->qemu_pid = 0; /* the old QEMU's exit is part of the rollback */
+  rc = sl_vm_rollback(m->vm, &paths.image, NULL, err);
+  reap_children(m);
+  if (rc == 0) rc = sl_catalog_sandbox_rebase(cat, m->args.id, sn.id, err);
+  if (rc == 0) rc = record_running(m, err);
+  sl_snapshot_clear(&sn);
+  if (rc < 0) {
+    SL_ERROR("monitor.rollback_failed", "sandbox=%s snapshot=%s error=\"%s\"", m->args.id,
+             snapshot_id, err->msg);
+    kill_vm(m, "rollback_failed");
+    m->done = true;
+    return rc;
+  }
+  SL_INFO("monitor.rollback", "sandbox=%s snapshot=%s qemu_pid=%d", m->args.id, snapshot_id,
+          (int)m->qemu_pid);
+  return 0;
+}
+
 /* ---- Control socket ----------------------------------------------------- */
 
 static int handle_set_timeout(vm_monitor *m, const char *arg, char *out, size_t len,
@@ -296,6 +332,8 @@ static bool handle(vm_monitor *m, int fd, const char *request) {
     rc = handle_set_timeout(m, request + 12, out, sizeof out, &err);
   else if (strcmp(request, "pause") == 0 || strcmp(request, "pause files") == 0)
     rc = pause_vm(m, request[5] != '\0', &err); /* the caller holds op.lock */
+  else if (strncmp(request, "rollback ", 9) == 0)
+    rc = rollback_vm(m, request + 9, &err);
   else
     rc = sl_error_set(&err, EINVAL, "unknown monitor request: \"%.100s\"", request);
   if (rc < 0) sl_monitor_reply_error(fd, &err);

@@ -1,9 +1,9 @@
-/* VM sandboxes through the sandbox API (sandbox.h, backend "vm"): the base
- * template's root (Debian bookworm with python3) booted under QEMU with
- * sandlot-agent as PID 1 and a sandlot-monitor owning QEMU: exec through
- * the agent, freeze and thaw, timeouts, kill, auto_kill, a guest that
- * powers off, gc after the monitor died, remove, and a failed create that
- * leaves no row.
+/* VM sandboxes through the sandbox API (sandbox.h, backend "vm"). The
+ * base template's root (Debian bookworm with python3) boots under QEMU
+ * with sandlot-agent as PID 1 and a sandlot-monitor owning QEMU. The cases
+ * cover exec through the agent, env, cwd and hostname, freeze and thaw,
+ * timeouts, kill, auto_kill, a guest that powers off, gc after the monitor
+ * died, the snapshot files, remove, and failed creates that leave no row.
  *
  * Needs root and QEMU. The base template is built with mmdebstrap into
  * $SANDLOT_TEMPLATE_CACHE (default /var/cache/sandlot) on first use, and
@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "oplock.h"
 #include "sandbox.h"
 #include "vm_backend.h"
 #include "test.h"
@@ -189,8 +188,8 @@ static void create_exec_kill_remove(void) {
   CHECK(!sl_path_exists(dir));
 }
 
-/* The monitor sees QEMU exit when the guest powers off and records the
- * end at once, without gc. */
+/* The monitor notices QEMU's exit when the guest powers off and records
+ * the end at once, without gc. */
 static void monitor_records_poweroff(void) {
   sl_create_spec spec = {.backend = SL_BACKEND_VM};
   sl_sandbox_info info;
@@ -290,8 +289,9 @@ static bool file_exists_in(const char *dir, const char *name) {
   return sl_path_exists(path);
 }
 
-/* Snapshots are catalog rows with a layer and an image folder; pause and
- * resume keep the VM's memory. */
+/* A VM snapshot's files: a layer with the frozen disk and an image folder
+ * with the memory. A pause and resume after a snapshot taken by another
+ * process write to the new overlay, never to the snapshot's disk. */
 static void snapshot_rows_pause_resume(void) {
   sl_create_spec spec = {.backend = SL_BACKEND_VM};
   sl_sandbox_info info;
@@ -303,14 +303,10 @@ static void snapshot_rows_pause_resume(void) {
 
   char dir[400];
   snprintf(dir, sizeof dir, "%s/sandboxes/%s", home, info.id);
-  int lock = sl_op_lock(dir, 0, &err);
-  CHECK(lock >= 0);
-  vm_snapshot_request full = {.name = "vm-full"};
+  sl_snapshot_opts full = {.name = "vm-full"};
   sl_snapshot sn = {0};
   sl_snapshot_timing timing = {0};
-  int rc = vm_snapshot_take(H, &info, &full, &sn, &timing, &err);
-  sl_op_unlock(lock);
-  CHECK_OK(rc, &err);
+  CHECK_OK(sl_sandbox_snapshot(H, info.id, &full, &sn, &timing, &err), &err);
   CHECK_INT(sn.kind, ==, SL_SNAPSHOT_FULL);
   CHECK_INT(sn.backend, ==, SL_BACKEND_VM);
   CHECK_STR(sn.name, "vm-full");
@@ -320,24 +316,21 @@ static void snapshot_rows_pause_resume(void) {
   CHECK(file_exists_in(sn.image_dir, "ram"));
   CHECK(file_exists_in(sn.image_dir, "vm.json"));
   vm_image_paths paths;
-  CHECK_OK(vm_snapshot_image(H, &sn, &paths, &err), &err);
+  CHECK_OK(vm_snapshot_image(sl_sbstore_catalog(H->store), &sn, &paths, &err), &err);
   CHECK(sl_path_exists(paths.disk));
   sl_sandbox_info now;
   CHECK_OK(sl_sandbox_get(H, info.id, &now, &err), &err);
   CHECK_STR(now.base_layer_id, sn.layer_id);
 
   /* Pause ends QEMU and the monitor; resume continues the same memory. */
-  lock = sl_op_lock(dir, 0, &err);
-  rc = vm_pause(H, &now, false, &err);
-  sl_op_unlock(lock);
-  CHECK_OK(rc, &err);
+  CHECK_OK(sl_sandbox_pause(H, info.id, NULL, &err), &err);
   CHECK_OK(sl_sandbox_get(H, info.id, &now, &err), &err);
   CHECK_INT(now.state, ==, SL_SANDBOX_PAUSED);
   CHECK(!process_alive(info.init_pid));
   CHECK(!process_alive(info.monitor_pid));
   CHECK(!ram_file_exists(info.id));
   CHECK(file_exists_in(dir, "state"));
-  CHECK_OK(vm_resume(H, &now, &err), &err);
+  CHECK_OK(sl_sandbox_resume(H, info.id, NULL, &err), &err);
   CHECK_OK(sl_sandbox_get(H, info.id, &now, &err), &err);
   CHECK_INT(now.state, ==, SL_SANDBOX_RUNNING);
   CHECK(!file_exists_in(dir, "state"));
@@ -357,20 +350,15 @@ static void snapshot_rows_pause_resume(void) {
   CHECK_INT(later.st_mtim.tv_nsec, ==, frozen.st_mtim.tv_nsec);
 
   /* A files-only snapshot has a layer and no memory. */
-  lock = sl_op_lock(dir, 0, &err);
-  vm_snapshot_request files = {.name = "vm-files", .files_only = true};
+  sl_snapshot_opts files = {.name = "vm-files", .files_only = true};
   sl_snapshot fs = {0};
-  rc = vm_snapshot_take(H, &now, &files, &fs, NULL, &err);
-  sl_op_unlock(lock);
-  CHECK_OK(rc, &err);
+  CHECK_OK(sl_sandbox_snapshot(H, info.id, &files, &fs, NULL, &err), &err);
   CHECK_INT(fs.kind, ==, SL_SNAPSHOT_FS);
   CHECK(!file_exists_in(fs.image_dir, "state"));
 
   CHECK_OK(sl_sandbox_kill(H, info.id, &err), &err);
-  CHECK_OK(sl_snapshot_remove(sl_sbstore_catalog(H->store), sl_sbstore_store(H->store), fs.id,
-                              &err), &err);
-  CHECK_OK(sl_snapshot_remove(sl_sbstore_catalog(H->store), sl_sbstore_store(H->store), sn.id,
-                              &err), &err);
+  CHECK_OK(sl_snapshots_delete(H, fs.id, &err), &err);
+  CHECK_OK(sl_snapshots_delete(H, sn.id, &err), &err);
   CHECK(!sl_path_exists(sn.image_dir));
   sl_layer_list removed = {0};
   CHECK_OK(sl_catalog_layer_collect(sl_sbstore_catalog(H->store), &removed, &err), &err);
