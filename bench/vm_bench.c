@@ -68,7 +68,7 @@ typedef struct bench_image {
 } bench_image;
 
 static sl_vm_image *image_at(bench_image *b, const char *home, const char *name) {
-  char folder[700];
+  char folder[680];
   snprintf(b->dir, sizeof b->dir, "%s/snapshots/%s/vm", home, name);
   snprintf(folder, sizeof folder, "%s/layers/%s", home, name);
   snprintf(b->disk, sizeof b->disk, "%s/disk.qcow2", folder);

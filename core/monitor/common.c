@@ -10,11 +10,11 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "sandbox.h"
 
 int sl_monitor_parse_args(int argc, char **argv, sl_monitor_args *out) {
   *out = (sl_monitor_args){.backend = "process", .ready_fd = -1, .creator_pidfd = -1};
@@ -96,31 +96,6 @@ int sl_monitor_arm(int timer_fd, int64_t deadline_ms, sl_error *err) {
   return 0;
 }
 
-int sl_monitor_read_request(int listen_fd, char *line, size_t len) {
-  int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-  if (fd < 0) return -1;
-  /* Clients send their line right after connecting; a silent one must
-   * not stall the monitor. */
-  struct timeval tv = {1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  size_t used = 0;
-  while (used + 1 < len) {
-    ssize_t n = read(fd, line + used, len - 1 - used);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    used += (size_t)n;
-    if (memchr(line, '\n', used)) break;
-  }
-  line[used] = '\0';
-  char *nl = strchr(line, '\n');
-  if (nl == NULL) {
-    close(fd);
-    return -1;
-  }
-  *nl = '\0';
-  return fd;
-}
-
 void sl_monitor_reply(int fd, const char *line) {
   ssize_t ignored = send(fd, line, strlen(line), MSG_NOSIGNAL);
   (void)ignored;
@@ -136,8 +111,9 @@ int sl_monitor_parse_timeout(const char *arg, int64_t *seconds, sl_error *err) {
   char *end;
   errno = 0;
   long long value = strtoll(arg, &end, 10);
-  if (errno || end == arg || *end || value < 0 || value > 100LL * 365 * 24 * 3600)
-    return sl_error_set(err, EINVAL, "invalid timeout: \"%s\" (expected whole seconds >= 0)", arg);
+  if (errno || end == arg || *end || value < 0 || value > SL_TIMEOUT_MAX_SEC)
+    return sl_error_set(err, EINVAL, "invalid timeout: \"%s\" (expected whole seconds from 0 to %lld)",
+                        arg, SL_TIMEOUT_MAX_SEC);
   *seconds = value;
   return 0;
 }

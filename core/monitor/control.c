@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -42,8 +41,8 @@ static void status(sl_monitor *m, int fd) {
   reply(fd, line);
 }
 
-/* Returns 1 when the connection stays open for a reply sent later. */
-static int handle(sl_monitor *m, int fd, char *request) {
+bool sl_monitor_handle_request(void *monitor, int fd, const char *request) {
+  sl_monitor *m = monitor;
   sl_error err = {0};
   char out[128];
   SL_DEBUG("monitor.request", "sandbox=%s request=\"%s\"", m->cfg.id, request);
@@ -51,11 +50,11 @@ static int handle(sl_monitor *m, int fd, char *request) {
     if (m->nwaiters == SL_MONITOR_MAX_WAITERS) {
       sl_error_set(&err, EBUSY, "too many kill requests waiting");
       reply_error(fd, &err);
-      return 0;
+      return false;
     }
     m->waiters[m->nwaiters++] = fd;
     sl_monitor_kill(m, "killed");
-    return 1;
+    return true;
   }
   if (strcmp(request, "pause") == 0 || strcmp(request, "pause files") == 0) {
     /* The caller holds op.lock. After a success the loop ends. */
@@ -76,11 +75,5 @@ static int handle(sl_monitor *m, int fd, char *request) {
     sl_error_set(&err, EINVAL, "unknown monitor request: \"%.100s\"", request);
     reply_error(fd, &err);
   }
-  return 0;
-}
-
-void sl_monitor_accept(sl_monitor *m) {
-  char line[256];
-  int fd = sl_monitor_read_request(m->listen_fd, line, sizeof line);
-  if (fd >= 0 && !handle(m, fd, line)) close(fd);
+  return false;
 }

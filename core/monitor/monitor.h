@@ -16,17 +16,18 @@
 #define SANDLOT_MONITOR_H
 
 #include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common.h"
 #include "error.h"
 #include "proc_cgroup.h"
 #include "proc_config.h"
 #include "sandbox_store.h"
 
 #define SL_MONITOR_MAX_WAITERS 16
-
 typedef struct sl_monitor {
   sl_proc_config cfg;
   sl_sbstore *store;
@@ -46,6 +47,7 @@ typedef struct sl_monitor {
                                the record says paused */
   int waiters[SL_MONITOR_MAX_WAITERS]; /* kill requests, replied to at the end */
   int nwaiters;
+  sl_monitor_requests requests; /* control connections (common.h) */
 } sl_monitor;
 
 /* How PID 1 comes to life, chosen by the config's launch key. The
@@ -97,8 +99,9 @@ void sl_monitor_reap_replaced(sl_monitor *m);
 /* Entry point of the binary; returns the exit code. */
 int sl_monitor_main(int argc, char **argv);
 
-/* Control socket (control.c). */
-void sl_monitor_accept(sl_monitor *m);
+/* Handle one control request of monitor `monitor` (control.c); an
+ * sl_monitor_request_fn. */
+bool sl_monitor_handle_request(void *monitor, int fd, const char *line);
 
 /* Start ending the sandbox: kill its processes and remember why. The
  * monitor finishes once PID 1 has been reaped. */

@@ -21,6 +21,7 @@
 #include "oplock.h"
 #include "proc_util.h"
 #include "qmp.h"
+#include "run.h"
 #include "sandbox_store.h"
 #include "vm.h"
 #include "vm_backend.h"
@@ -47,6 +48,7 @@ typedef struct vm_monitor {
   char shutdown_reason[64];  /* from QEMU's SHUTDOWN event */
   int waiters[MAX_WAITERS];  /* kill requests, replied to at the end */
   int nwaiters;
+  sl_monitor_requests requests; /* control connections */
 } vm_monitor;
 
 /* ---- Launch ------------------------------------------------------------- */
@@ -180,6 +182,7 @@ static void release(vm_monitor *m) {
 }
 
 static void finish(vm_monitor *m) {
+  sl_monitor_requests_close(&m->requests);
   sl_qmp_sync_close(m->events);
   m->events = NULL;
   if (m->listen_fd >= 0) close(m->listen_fd);
@@ -214,7 +217,11 @@ static int pause_vm(vm_monitor *m, bool files_only, sl_error *err) {
     return rc;
   }
   reap_children(m);
+  /* The deadline goes first, so a reader that sees the state paused sees
+   * no deadline. */
   rc = set_deadline(m, 0, err);
+  if (rc == 0)
+    rc = sl_sbstore_set_deadline(m->store, m->args.id, m->cfg.timeout_ms, 0, m->cfg.on_timeout, err);
   if (rc == 0) rc = sl_sbstore_set_state(m->store, m->args.id, SL_SANDBOX_PAUSED, err);
   if (rc < 0) return rc;
   m->paused = true;
@@ -312,8 +319,9 @@ static void handle_status(vm_monitor *m, char *out, size_t len) {
            (int)m->qemu_pid, m->deadline_ms);
 }
 
-/* Returns true when the connection stays open for a reply sent later. */
-static bool handle(vm_monitor *m, int fd, const char *request) {
+/* An sl_monitor_request_fn for the VM monitor `data`. */
+static bool handle(void *data, int fd, const char *request) {
+  vm_monitor *m = data;
   sl_error err = {0};
   char out[160];
   int rc = 0;
@@ -339,12 +347,6 @@ static bool handle(vm_monitor *m, int fd, const char *request) {
   if (rc < 0) sl_monitor_reply_error(fd, &err);
   else sl_monitor_reply(fd, out);
   return false;
-}
-
-static void accept_request(vm_monitor *m) {
-  char line[256];
-  int fd = sl_monitor_read_request(m->listen_fd, line, sizeof line);
-  if (fd >= 0 && !handle(m, fd, line)) close(fd);
 }
 
 /* ---- Events and the loop ------------------------------------------------ */
@@ -387,14 +389,15 @@ static void on_timer(vm_monitor *m) {
 
 static void run_loop(vm_monitor *m) {
   while (!m->done) {
-    struct pollfd fds[5] = {
+    struct pollfd fds[5 + SL_MONITOR_MAX_CONNS] = {
         {m->signal_fd, POLLIN, 0},
         {m->listen_fd, POLLIN, 0},
         {m->timer_fd, POLLIN, 0},
         {m->args.creator_pidfd, POLLIN, 0}, /* ignored by poll when -1 */
         {m->events ? sl_qmp_sync_fd(m->events) : -1, POLLIN, 0},
     };
-    if (poll(fds, 5, -1) < 0) {
+    int conns = sl_monitor_requests_poll(&m->requests, fds + 5);
+    if (poll(fds, (nfds_t)(5 + conns), sl_monitor_requests_timeout(&m->requests)) < 0) {
       if (errno == EINTR) continue;
       SL_ERROR("monitor.poll", "sandbox=%s error=\"%s\"", m->args.id, strerror(errno));
       kill_vm(m, "killed");
@@ -402,9 +405,10 @@ static void run_loop(vm_monitor *m) {
     }
     if (fds[4].revents && m->events) read_events(m);
     if (fds[0].revents) handle_signals(m);
-    if (fds[1].revents && !m->done) accept_request(m);
+    if (fds[1].revents && !m->done) sl_monitor_requests_accept(&m->requests, m->listen_fd);
     if (fds[2].revents && !m->done) on_timer(m);
     if (fds[3].revents && m->end_reason == NULL) kill_vm(m, "creator_exited");
+    if (!m->done) sl_monitor_requests_ready(&m->requests, fds + 5, conns);
   }
 }
 
@@ -419,9 +423,11 @@ static int init(vm_monitor *m, int argc, char **argv, sl_error *err) {
    * to EOF. */
   if (m->args.ready_fd >= 0) fcntl(m->args.ready_fd, F_SETFD, FD_CLOEXEC);
   if (m->args.creator_pidfd >= 0) fcntl(m->args.creator_pidfd, F_SETFD, FD_CLOEXEC);
-  snprintf(m->dir, sizeof m->dir, "%s/sandboxes/%s", m->args.home, m->args.id);
-  snprintf(m->socket_path, sizeof m->socket_path, "%s/monitor.sock", m->dir);
+  if (sl_path_format(m->dir, sizeof m->dir, err, "%s/sandboxes/%s", m->args.home, m->args.id) < 0 ||
+      sl_path_format(m->socket_path, sizeof m->socket_path, err, "%s/monitor.sock", m->dir) < 0)
+    return -err->code;
   sl_monitor_open_log(m->dir);
+  m->requests = (sl_monitor_requests){.handle = handle, .data = m, .id = m->args.id};
   SL_INFO("monitor.start", "sandbox=%s pid=%d backend=vm", m->args.id, (int)getpid());
   if (sl_vm_monitor_config_read(m->dir, &m->cfg, err) < 0) return -err->code;
   if (sl_sbstore_open(m->args.home, &m->store, err) < 0) return -err->code;

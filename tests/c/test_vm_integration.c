@@ -120,7 +120,7 @@ typedef struct test_image {
 } test_image;
 
 static sl_vm_image *image_at(test_image *t, const char *name, bool memory) {
-  char folder[400];
+  char folder[380];
   snprintf(t->dir, sizeof t->dir, "%s/snapshots/%s/vm", home, name);
   snprintf(folder, sizeof folder, "%s/layers/%s", home, name);
   snprintf(t->disk, sizeof t->disk, "%s/disk.qcow2", folder);

@@ -142,7 +142,7 @@ static void snapshot_then_fork_continues(void) {
   sl_sandbox_info made[2];
   CHECK_OK(sl_sandbox_create_many(H, &fork_spec, 2, made, &err), &err);
   for (int i = 0; i < 2; i++) {
-    snprintf(forks[i], sizeof forks[i], "%s", made[i].id);
+    memcpy(forks[i], made[i].id, sizeof forks[i]);
     CHECK_INT(made[i].backend, ==, SL_BACKEND_VM);
     CHECK_STR(made[i].source_snapshot_id, full_id);
     CHECK(prints(made[i].id, tick, "3"));
