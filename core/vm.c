@@ -215,10 +215,11 @@ int sl_vm_open(const char *home, const char *id, sl_vm **out, sl_error *err) {
 }
 
 /* The console line that best explains a failed boot: the last line of
- * /init's own report, else the kernel's panic line, else the last line. */
+ * /init's own report, else the agent's, else the kernel's panic line,
+ * else the last line. */
 static const char *console_reason(char *log, size_t len) {
   while (len > 0 && (log[len - 1] == '\n' || log[len - 1] == '\r')) log[--len] = '\0';
-  static const char *const markers[] = {"sandlot-init:", "Kernel panic", NULL};
+  static const char *const markers[] = {"sandlot-init:", "sandlot-agent:", "Kernel panic", NULL};
   for (size_t m = 0; markers[m]; m++) {
     char *hit = NULL;
     for (char *p = strstr(log, markers[m]); p; p = strstr(p + 1, markers[m])) hit = p;
@@ -342,7 +343,7 @@ int vm_launch(sl_vm *vm, bool incoming, sl_error *err) {
    * means the QMP socket accepts connections. */
   rc = sl_run_output((const char *const *)argv.v, NULL, err);
   sl_args_free(&argv);
-  if (rc < 0) return sl_error_wrap(err, "start QEMU for %s", vm->id);
+  if (rc < 0) return sl_error_wrap(err, "start QEMU");
   vm_read_pid(vm);
   if (vm->pid == 0) return sl_error_set(err, EIO, "QEMU for %s started but wrote no pid", vm->id);
   SL_DEBUG("vm.launched", "sandbox=%s pid=%d incoming=%d", vm->id, (int)vm->pid, incoming);
@@ -378,7 +379,7 @@ int sl_vm_kill(sl_vm *vm, sl_error *err) {
   if (vm->pidfd < 0) return 0;
   syscall(SYS_pidfd_send_signal, vm->pidfd, SIGKILL, NULL, 0);
   int rc = vm_wait_exit(vm, 10000, err);
-  if (rc < 0) return sl_error_wrap(err, "kill %s", vm->id);
+  if (rc < 0) return sl_error_wrap_subject(err, "kill", vm->id);
   vm_release_files(vm);
   return 0;
 }
@@ -395,7 +396,7 @@ int vm_qmp_connect(sl_vm *vm, sl_qmp_sync **q, sl_error *err) {
   char path[VM_PATH_MAX];
   int rc = vm_path(path, vm->dir, "qmp.sock", err);
   if (rc == 0) rc = sl_qmp_sync_connect(path, VM_QMP_TIMEOUT_MS, q, err);
-  if (rc < 0) return sl_error_wrap(err, "QMP of %s", vm->id);
+  if (rc < 0) return sl_error_wrap_subject(err, "QMP", vm->id);
   return 0;
 }
 
@@ -449,11 +450,9 @@ static int wait_agent_port(sl_vm *vm, int timeout_ms, sl_error *err) {
   if (rc == 0) rc = sl_qmp_sync_wait_event(q, match_port_open, NULL, timeout_ms, err);
   sl_qmp_sync_close(q);
   if (rc == -EPIPE) rc = sl_error_set(err, EIO, "QEMU exited during boot");
-  if (rc < 0) {
-    vm_add_console_tail(vm, err);
-    return sl_error_wrap(err, "boot of %s", vm->id);
-  }
-  return 0;
+  else if (rc < 0) sl_error_wrap(err, "wait for the agent");
+  if (rc < 0) vm_add_console_tail(vm, err);
+  return rc;
 }
 
 /* One request through a port of the VM's agent; the final reply goes to
@@ -476,7 +475,7 @@ int vm_agent_hello(sl_vm *vm, sl_error *err) {
   int rc = agent_call(vm, &request, &reply, &final, err);
   sl_buf_free(&request);
   sl_buf_free(&reply);
-  if (rc < 0) return sl_error_wrap(err, "agent hello of %s", vm->id);
+  if (rc < 0) return sl_error_wrap(err, "agent hello");
   return 0;
 }
 
@@ -489,7 +488,7 @@ static int vm_set_hostname(sl_vm *vm, const char *hostname, sl_error *err) {
   int rc = agent_call(vm, &request, &reply, &final, err);
   sl_buf_free(&request);
   sl_buf_free(&reply);
-  if (rc < 0) return sl_error_wrap(err, "set the hostname of %s", vm->id);
+  if (rc < 0) return sl_error_wrap(err, "set hostname");
   return 0;
 }
 
@@ -507,7 +506,7 @@ int vm_agent_run(sl_vm *vm, const char *command, sl_error *err) {
   sl_buf_free(&reply);
   if (rc == 0 && code != 0)
     rc = sl_error_set(err, EIO, "`%s` failed in the guest (exit code %lld)", command, (long long)code);
-  if (rc < 0) return sl_error_wrap(err, "%s", vm->id);
+  if (rc < 0) return sl_error_wrap_subject(err, "run in the guest", vm->id);
   return 0;
 }
 
@@ -569,24 +568,38 @@ void vm_remove_disks(sl_vm *vm) {
   remove_stale_disks(vm);
 }
 
-/* Files of a VM in its sandbox's folder, besides disk-<n>.qcow2. */
-static const char *const vm_files[] = {"vm.json", "disk.qcow2", "qmp.sock", "events.sock",
-                                       "console.log", "qemu.pid", "state", "ram",
-                                       SL_AGENT_SOCKET_HOST, NULL};
+static void unlink_in(const sl_vm *vm, const char *name) {
+  char path[VM_PATH_MAX];
+  if (vm_path(path, vm->dir, name, NULL) == 0) unlink(path);
+}
+
+/* Unlink the agent ports' files whose names end in `suffix`. */
+static void unlink_ports(const sl_vm *vm, const char *suffix) {
+  char name[32];
+  for (unsigned port = 0; port < SL_VM_AGENT_PORTS_MAX; port++) {
+    snprintf(name, sizeof name, "agent-%u.%s", port, suffix);
+    unlink_in(vm, name);
+  }
+}
+
+void vm_release_ended(sl_vm *vm) {
+  vm_release_files(vm);
+  vm_remove_disks(vm);
+  vm_remove_pause_files(vm);
+  static const char *const sockets[] = {"qmp.sock", "events.sock", SL_AGENT_SOCKET_HOST, NULL};
+  for (size_t i = 0; sockets[i]; i++) unlink_in(vm, sockets[i]);
+  /* Sockets before locks: a client counts the ports by their sockets, so
+   * once they are gone none creates a lock file again. */
+  unlink_ports(vm, "sock");
+  unlink_ports(vm, "lock");
+}
 
 void vm_remove_files(sl_vm *vm) {
   sl_vm_kill(vm, NULL);
-  vm_release_files(vm);
-  vm_remove_disks(vm);
-  char path[VM_PATH_MAX], name[32];
-  for (size_t i = 0; vm_files[i]; i++)
-    if (vm_path(path, vm->dir, vm_files[i], NULL) == 0) unlink(path);
-  for (unsigned port = 0; port < SL_VM_AGENT_PORTS_MAX; port++) {
-    snprintf(name, sizeof name, "agent-%u.sock", port);
-    if (vm_path(path, vm->dir, name, NULL) == 0) unlink(path);
-    snprintf(name, sizeof name, "agent-%u.lock", port);
-    if (vm_path(path, vm->dir, name, NULL) == 0) unlink(path);
-  }
+  vm_release_ended(vm);
+  /* What vm_release_ended leaves for a look afterwards goes too. */
+  static const char *const records[] = {"vm.json", "disk.qcow2", "console.log", NULL};
+  for (size_t i = 0; records[i]; i++) unlink_in(vm, records[i]);
   rmdir(vm->dir); /* when nothing else is in it */
 }
 
@@ -622,7 +635,7 @@ static int validate_options(const sl_vm_options *opt, const char *id, sl_error *
 
 int sl_vm_create(const sl_vm_options *opt, const char *id, sl_vm **out, sl_error *err) {
   int rc = validate_options(opt, id, err);
-  if (rc < 0) return sl_error_wrap(err, "create %s", id ? id : "");
+  if (rc < 0) return sl_error_wrap_subject(err, "boot", id ? id : "");
   sl_vm *vm = vm_alloc(opt->home, id, err);
   if (vm == NULL) return -ENOMEM;
   char conf[VM_PATH_MAX];
@@ -638,7 +651,7 @@ int sl_vm_create(const sl_vm_options *opt, const char *id, sl_vm **out, sl_error
   if (rc < 0) {
     vm_remove_files(vm);
     sl_vm_close(vm);
-    return sl_error_wrap(err, "create %s", id);
+    return sl_error_wrap_subject(err, "boot", id);
   }
   SL_INFO("vm.created", "sandbox=%s pid=%d boot_ms=%.0f", id, (int)vm->pid, sl_clock_ms() - start);
   *out = vm;
@@ -671,7 +684,7 @@ int sl_vm_agent_open(sl_vm *vm, sl_agent_conn *conn, int *lock_fd, int timeout_m
     close(fd);
     close(*lock_fd);
     *lock_fd = -1;
-    return sl_error_wrap(err, "agent of %s", vm->id);
+    return rc;
   }
   return 0;
 }
@@ -687,13 +700,13 @@ int sl_vm_agent_connect(sl_vm *vm, int timeout_ms, int *lock_fd, sl_error *err) 
   unsigned port = 0;
   int lock = sl_agent_port_take(vm->dir, conf_uint(vm->conf, "agent_ports"), timeout_ms, &port,
                                 err);
-  if (lock < 0) return sl_error_wrap(err, "agent of %s", vm->id);
+  if (lock < 0) return lock; /* the message names the VM's folder */
   char path[VM_PATH_MAX];
   int fd = sl_agent_port_socket(vm->dir, port, path, sizeof path, err);
   if (fd == 0) fd = connect_unix(path, err);
   if (fd < 0) {
     close(lock);
-    return sl_error_wrap(err, "agent port %u of %s", port, vm->id);
+    return fd; /* the message names the port's socket */
   }
   *lock_fd = lock;
   return fd;
@@ -707,6 +720,6 @@ int sl_vm_delete(const char *home, const char *id, sl_error *err) {
   vm_release_files(vm);
   if (rc == 0) rc = sl_remove_tree(vm->dir, err);
   sl_vm_close(vm);
-  if (rc < 0) return sl_error_wrap(err, "delete %s", id);
+  if (rc < 0) return sl_error_wrap_subject(err, "delete", id);
   return 0;
 }

@@ -125,7 +125,7 @@ static int plan_from_image(const sl_create_spec *spec, const vm_image_paths *pat
                            unsigned *memory_mb, sl_vm_monitor_config *cfg, sl_error *err) {
   if (!paths->has_memory) {
     if (spec->on_fork != NULL)
-      return sl_error_set(err, EINVAL, "on_fork needs a snapshot with memory; %s is files only",
+      return sl_error_set(err, EINVAL, "on_fork needs a snapshot with memory; %s is filesystem only",
                           spec->snapshot);
     cfg->launch = SL_VM_LAUNCH_BOOT;
     snprintf(cfg->base_disk, sizeof cfg->base_disk, "%s", paths->disk);
@@ -221,8 +221,8 @@ static int vm_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_inf
   sl_sandbox_info info;
   fill_record(spec, id, memory_mb, snapshot_id, &info);
   int64_t started = sl_monotonic_ms();
-  if (start(h, &info, &cfg, err) < 0) return sl_error_wrap(err, "create sandbox %s", id);
-  if (sl_sbstore_get(h->store, id, out, err) < 0) return sl_error_wrap(err, "create sandbox %s", id);
+  if (start(h, &info, &cfg, err) < 0) return sl_error_wrap_subject(err, "create sandbox", id);
+  if (sl_sbstore_get(h->store, id, out, err) < 0) return sl_error_wrap_subject(err, "create sandbox", id);
   SL_INFO("sandbox.created",
           "sandbox=%s op=create backend=vm template=%s snapshot=%s launch=%s qemu_pid=%d ms=%lld",
           id, out->template_name, snapshot_id, sl_vm_launch_name(cfg.launch), (int)out->init_pid,
@@ -247,16 +247,17 @@ static void wait_exit(pid_t pid, int timeout_ms) {
 }
 
 /* Release a VM whose monitor is gone: kill its QEMU if one still runs,
- * remove what it held and record the end. */
+ * remove what it and the monitor held and record the end. */
 static int release_orphan(sl_sandboxes *h, const sl_sandbox_info *info, const char *reason,
                           int exit_signal, sl_error *err) {
+  char sock[SL_SANDBOX_PATH_MAX + 16];
+  monitor_socket(h, info->id, sock, sizeof sock);
+  unlink(sock); /* left by a monitor that was killed */
   sl_vm *vm = NULL;
   sl_error missing = {0};
   if (sl_vm_open(h->home, info->id, &vm, &missing) == 0) {
     sl_vm_kill(vm, NULL);
-    vm_release_files(vm);
-    vm_remove_disks(vm);
-    vm_remove_pause_files(vm);
+    vm_release_ended(vm);
   }
   sl_vm_close(vm);
   int rc = sl_sbstore_set_ended(h->store, info->id, -1, exit_signal, reason, err);
@@ -362,7 +363,8 @@ int vm_resume(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err) {
   if (rc == 0)
     rc = sl_monitor_start(h->home, info->id, monitor_extra, info->auto_kill, READY_TIMEOUT_MS,
                           err);
-  if (rc < 0) return sl_error_wrap(err, "resume %s (it stays paused)", info->id);
+  /* sl_sandbox_locked adds "resume" and the id. */
+  if (rc < 0) return sl_error_wrap(err, "sandbox stays paused");
   SL_INFO("sandbox.resumed", "sandbox=%s op=resume backend=vm", info->id);
   return 0;
 }
@@ -404,14 +406,15 @@ static bool being_created(const char *dir) {
   return lock < 0;
 }
 
-/* Release what a dead VM may still hold: a RAM file on tmpfs, disks. */
+/* Release what a dead VM may still hold: a RAM file on tmpfs, disks,
+ * sockets. */
 static int release_leftovers(sl_sandboxes *h, const sl_sandbox_info *info, int *cleaned) {
   sl_vm *vm = NULL;
   sl_error missing = {0};
   if (sl_vm_open(h->home, info->id, &vm, &missing) < 0) return 0;
   bool released = false;
   sl_vm_gc(vm, &released, &missing);
-  if (sl_vm_pid(vm) == 0) vm_remove_disks(vm);
+  if (sl_vm_pid(vm) == 0) vm_release_ended(vm);
   sl_vm_close(vm);
   *cleaned = released;
   return 0;

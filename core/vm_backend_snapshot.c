@@ -172,7 +172,7 @@ int vm_snapshot_take(sl_sandboxes *h, const sl_sandbox_info *info,
   if (rc == 0) rc = sl_catalog_snapshot_commit(catalog(&t), t.snapshot_id, total, layer, out, err);
   if (rc < 0) {
     abandon(&t);
-    return sl_error_wrap(err, "snapshot %s", info->id);
+    return sl_error_wrap_subject(err, "snapshot", info->id);
   }
   if (timing != NULL) timing->total_ms = (double)(sl_monotonic_ms() - started);
   SL_INFO("snapshot.taken", "sandbox=%s snapshot=%s backend=vm kind=%s layer=%s bytes=%lld",
@@ -188,7 +188,7 @@ int vm_snapshot_image(sl_catalog *cat, const sl_snapshot *snapshot, vm_image_pat
                         sl_backend_name(snapshot->backend));
   sl_layer layer = {0};
   int rc = sl_catalog_layer_get(cat, snapshot->layer_id, &layer, err);
-  if (rc < 0) return sl_error_wrap(err, "snapshot %s", snapshot->id);
+  if (rc < 0) return sl_error_wrap_subject(err, "snapshot", snapshot->id);
   int n = snprintf(out->disk, sizeof out->disk, "%s/%s", layer.path, VM_LAYER_DISK);
   sl_layer_clear(&layer);
   if (n >= (int)sizeof out->disk)

@@ -78,6 +78,11 @@ void vm_remove_disks(sl_vm *vm);
 /* Remove the state and RAM files a pause left in the VM's folder. */
 void vm_remove_pause_files(sl_vm *vm);
 
+/* Remove what a VM that has ended held: the live RAM file, QEMU's pid
+ * file, the disk overlays, the pause files, the sockets and the agent
+ * ports' lock files. vm.json and console.log stay. */
+void vm_release_ended(sl_vm *vm);
+
 /* Kill QEMU and remove the VM's files from its sandbox's folder (what a
  * failed create or fork left), and the folder when nothing else is in
  * it: the sandbox store's op.lock and the monitor's log stay. */

@@ -45,7 +45,7 @@ int vm_refresh_identity(sl_vm *vm, const char *hostname, const char *on_fork, in
   rc = sl_agent_post_restore(&conn, hostname ? hostname : vm->id, entropy, sizeof entropy,
                              on_fork, SL_VM_AGENT_TIMEOUT_MS, &exit_code, err);
   sl_vm_agent_close(&conn, lock);
-  if (rc < 0) return sl_error_wrap(err, "post-restore of %s", vm->id);
+  if (rc < 0) return sl_error_wrap(err, "post-restore");
   if (on_fork_exit != NULL) *on_fork_exit = exit_code;
   return 0;
 }
@@ -178,7 +178,7 @@ int sl_vm_fork(const sl_vm_fork_options *opt, int *on_fork_exit, sl_vm_fork_stat
     return sl_error_set(err, EINVAL, "fork %s: the snapshot has no memory to fork", opt->id);
   image_files f;
   int rc = load_image(&opt->from, &f, err);
-  if (rc < 0) return sl_error_wrap(err, "fork %s", opt->id);
+  if (rc < 0) return sl_error_wrap_subject(err, "fork", opt->id);
   sl_vm *vm = vm_alloc(opt->home, opt->id, err);
   if (vm == NULL) {
     json_decref(f.conf);
@@ -192,7 +192,7 @@ int sl_vm_fork(const sl_vm_fork_options *opt, int *on_fork_exit, sl_vm_fork_stat
   if (rc < 0) {
     vm_remove_files(vm);
     sl_vm_close(vm);
-    return sl_error_wrap(err, "fork %s from %s", opt->id, opt->from.dir);
+    return sl_error_wrap_subject(err, "fork", opt->id);
   }
   if (stats != NULL) *stats = st;
   SL_INFO("vm.forked",
@@ -246,7 +246,7 @@ static int resume_memory(sl_vm *vm, sl_error *err) {
 }
 
 int sl_vm_resume(sl_vm *vm, sl_error *err) {
-  if (vm_reload_conf(vm, err) < 0) return sl_error_wrap(err, "resume %s", vm->id);
+  if (vm_reload_conf(vm, err) < 0) return sl_error_wrap_subject(err, "resume", vm->id);
   if (!sl_vm_is_paused(vm)) return sl_error_set(err, EINVAL, "sandbox is not paused: %s", vm->id);
   bool files_only = json_is_true(json_object_get(vm->conf, "files_only"));
   /* The agent calls of the boot need a VM that does not read as paused;
@@ -258,7 +258,7 @@ int sl_vm_resume(sl_vm *vm, sl_error *err) {
     json_decref(vm->conf);
     vm->conf = NULL;
     vm_conf_load(vm->dir, &vm->conf, NULL);
-    return sl_error_wrap(err, "resume %s", vm->id);
+    return sl_error_wrap_subject(err, "resume", vm->id);
   }
   json_object_set_new(vm->conf, "paused", json_false());
   json_object_del(vm->conf, "ram_in_state");
@@ -299,7 +299,7 @@ int sl_vm_rollback(sl_vm *vm, const sl_vm_image *image, const char *hostname, sl
   image_files f;
   int rc = vm_reload_conf(vm, err);
   if (rc == 0) rc = load_image(image, &f, err);
-  if (rc < 0) return sl_error_wrap(err, "rollback %s", vm->id);
+  if (rc < 0) return sl_error_wrap_subject(err, "rollback", vm->id);
   if (hostname != NULL) json_object_set_new(vm->conf, "hostname", json_string(hostname));
   char name[SL_VM_HOSTNAME_SIZE];
   snprintf(name, sizeof name, "%s", hostname_of(vm));
@@ -309,7 +309,7 @@ int sl_vm_rollback(sl_vm *vm, const sl_vm_image *image, const char *hostname, sl
   char path[VM_PATH_MAX];
   if (vm_path(path, vm->dir, "state", NULL) == 0) unlink(path);
   if (vm_path(path, vm->dir, "ram", NULL) == 0) unlink(path);
-  if (rc < 0) return sl_error_wrap(err, "rollback %s to %s", vm->id, image->disk);
+  if (rc < 0) return sl_error_wrap_subject(err, "rollback", vm->id);
   SL_INFO("vm.rollback", "sandbox=%s disk=%s pid=%d", vm->id, image->disk, (int)vm->pid);
   return 0;
 }

@@ -189,7 +189,7 @@ static int switch_disk(sl_vm *vm, sl_qmp_sync *q, const char *frozen, sl_error *
   if (rc == 0) rc = blockdev_snapshot(q, node ? node : "disk", d.next_node, err);
   if (rc < 0) {
     undo_switch(q, &d, frozen);
-    return sl_error_wrap(err, "switch the disk overlay of %s", vm->id);
+    return sl_error_wrap_subject(err, "switch the disk overlay", vm->id);
   }
   json_object_set_new(vm->conf, "disk", json_string(name));
   json_object_set_new(vm->conf, "disk_seq", json_integer(d.next_seq));
@@ -362,7 +362,7 @@ int sl_vm_snapshot(sl_vm *vm, const sl_vm_image *image, sl_vm_snapshot_stats *st
   int rc = check_image(image, err);
   if (rc == 0) rc = vm_reload_conf(vm, err);
   if (rc == 0) rc = vm_require_running(vm, err);
-  if (rc < 0) return sl_error_wrap(err, "snapshot %s", vm->id);
+  if (rc < 0) return sl_error_wrap_subject(err, "snapshot", vm->id);
   capture_paths p;
   capture c = {.memory = NULL, .frozen_disk = image->disk};
   if (image->dir != NULL) {
@@ -375,7 +375,7 @@ int sl_vm_snapshot(sl_vm *vm, const sl_vm_image *image, sl_vm_snapshot_stats *st
   if (rc == 0) rc = stop_capture(vm, &c, true, st, err);
   if (rc < 0) {
     clear_image(image->dir);
-    return sl_error_wrap(err, "snapshot %s", vm->id);
+    return sl_error_wrap_subject(err, "snapshot", vm->id);
   }
   SL_INFO("vm.snapshot", "sandbox=%s disk=%s pause_ms=%.1f disk_ms=%.1f ram_ms=%.1f "
           "state_ms=%.1f state_bytes=%lld warm_ms=%.1f", vm->id, image->disk, st->pause_ms,
@@ -402,7 +402,7 @@ int sl_vm_pause(sl_vm *vm, bool files_only, sl_error *err) {
   if (rc < 0) {
     unlink(p.state);
     unlink(p.ram);
-    return sl_error_wrap(err, "pause %s", vm->id);
+    return sl_error_wrap_subject(err, "pause", vm->id);
   }
   /* The memory is in the pause's files now (or not kept at all). */
   bool ram_in_state = !files_only && !vm_ram_shared(vm);

@@ -339,16 +339,19 @@ static int setup(const agent_options *o) {
     g_agent.listen_w = (watch){.kind = W_LISTEN};
     watch_add(g_agent.listen_fd, EPOLLIN, &g_agent.listen_w);
   }
+  /* The socket is bound first, so its path is a host path in tests. */
+  if (o->root != NULL && enter_root(o->root) < 0) return -1;
+  if (o->env_file != NULL && load_env_file(o->env_file) < 0) return -1;
+  if (o->cwd != NULL && enter_cwd(o->cwd) < 0) return -1;
+  /* Streams open last: in a VM the host waits for the first port to
+   * open, so an agent that fails above exits before the host connects,
+   * and the host reports its message from the console. */
   for (int i = 0; i < o->nserial + o->nstream_fds; i++) {
     int serial = i < o->nserial;
     int fd = open_stream(serial ? o->serial_paths[i] : NULL,
                          serial ? -1 : o->stream_fds[i - o->nserial]);
     if (fd < 0 || conn_new(fd, 1) == NULL) return -1;
   }
-  /* The socket is bound first, so its path is a host path in tests. */
-  if (o->root != NULL && enter_root(o->root) < 0) return -1;
-  if (o->env_file != NULL && load_env_file(o->env_file) < 0) return -1;
-  if (o->cwd != NULL && enter_cwd(o->cwd) < 0) return -1;
   return 0;
 }
 

@@ -122,7 +122,9 @@ static int launch(vm_monitor *m, sl_error *err) {
     case SL_VM_LAUNCH_FORK: rc = launch_fork(m, err); break;
     default: rc = launch_resume(m, err); break;
   }
-  if (rc < 0) return sl_error_wrap(err, "%s the VM", sl_vm_launch_name(m->cfg.launch));
+  /* sl_vm_create, sl_vm_fork and sl_vm_resume name their operation and
+   * the sandbox. */
+  if (rc < 0) return rc;
   int64_t deadline = m->cfg.timeout_ms > 0 ? sl_now_ms() + m->cfg.timeout_ms : 0;
   rc = set_deadline(m, deadline, err);
   if (rc == 0 && deadline > 0)
@@ -163,22 +165,11 @@ static void kill_vm(vm_monitor *m, const char *reason) {
   reap_children(m);
 }
 
-/* Remove what the ended VM held. The folder keeps vm.json, the console
- * log and the monitor's log for a look afterwards. */
+/* Remove what the ended VM held (vm_release_ended). The folder keeps
+ * vm.json, vm-monitor.json, the console log and the monitor's log for a
+ * look afterwards. */
 static void release(vm_monitor *m) {
-  if (m->vm == NULL) return;
-  vm_release_files(m->vm);
-  char path[PATH_MAX + 32];
-  static const char *const names[] = {"qmp.sock", "events.sock", "state", "ram", NULL};
-  for (size_t i = 0; names[i]; i++) {
-    snprintf(path, sizeof path, "%s/%s", m->dir, names[i]);
-    unlink(path);
-  }
-  for (unsigned port = 0; port < SL_VM_AGENT_PORTS_MAX; port++) {
-    snprintf(path, sizeof path, "%s/agent-%u.sock", m->dir, port);
-    unlink(path);
-  }
-  vm_remove_disks(m->vm);
+  if (m->vm != NULL) vm_release_ended(m->vm);
 }
 
 static void finish(vm_monitor *m) {
@@ -217,8 +208,8 @@ static int pause_vm(vm_monitor *m, bool files_only, sl_error *err) {
     return rc;
   }
   reap_children(m);
-  /* The deadline goes first, so a reader that sees the state paused sees
-   * no deadline. */
+  /* The deadline goes first, so no reader finds the state paused with a
+   * deadline. */
   rc = set_deadline(m, 0, err);
   if (rc == 0)
     rc = sl_sbstore_set_deadline(m->store, m->args.id, m->cfg.timeout_ms, 0, m->cfg.on_timeout, err);

@@ -12,12 +12,16 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "monitor_client.h"
+#include "proc_util.h"
 #include "sandbox.h"
 #include "vm_backend.h"
 #include "test.h"
@@ -116,6 +120,28 @@ static int disk_files(const char *id) {
   return n;
 }
 
+/* Whether the folder of an ended VM holds only what stays for a look
+ * afterwards: no socket, lock, pid file, disk or RAM. */
+static bool holds_only_records(const char *id) {
+  static const char *const kept[] = {"vm.json", "vm-monitor.json", "console.log", "end_reason",
+                                     "op.lock", "log", NULL};
+  char dir[400];
+  snprintf(dir, sizeof dir, "%s/sandboxes/%s", home, id);
+  DIR *d = opendir(dir);
+  if (d == NULL) return false;
+  bool only = true;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    bool known = false;
+    for (size_t i = 0; kept[i]; i++) known = known || strcmp(e->d_name, kept[i]) == 0;
+    if (!known) fprintf(stderr, "left in %s: %s\n", dir, e->d_name);
+    only = only && known;
+  }
+  closedir(d);
+  return only;
+}
+
 /* Wait up to `seconds` for the sandbox to end; its record afterwards. */
 static bool wait_dead(const char *id, int seconds, sl_sandbox_info *out) {
   sl_error err = {0};
@@ -179,6 +205,7 @@ static void create_exec_kill_remove(void) {
   CHECK(!process_alive(info.monitor_pid));
   CHECK(!ram_file_exists(info.id));
   CHECK_INT(disk_files(info.id), ==, 0);
+  CHECK(holds_only_records(info.id));
   CHECK_INT(sl_sandbox_kill(H, info.id, &err), ==, -ESRCH);
 
   CHECK_OK(sl_sandbox_remove(H, info.id, &err), &err);
@@ -186,6 +213,49 @@ static void create_exec_kill_remove(void) {
   char dir[400];
   snprintf(dir, sizeof dir, "%s/sandboxes/%s", home, info.id);
   CHECK(!sl_path_exists(dir));
+}
+
+/* A client that sends half a line must not hold up another client: the
+ * VM monitor reads its control connections without blocking, as the
+ * process monitor does. */
+static void monitor_serves_clients_side_by_side(void) {
+  sl_create_spec spec = {.backend = SL_BACKEND_VM};
+  sl_sandbox_info info;
+  sl_error err = {0};
+  CHECK_OK(sl_sandbox_create(H, &spec, &info, &err), &err);
+  char path[400], reply[256];
+  snprintf(path, sizeof path, "%s/sandboxes/%s/monitor.sock", home, info.id);
+  int slow = sl_unix_connect(path, &err);
+  CHECK(slow >= 0);
+  CHECK_INT(send(slow, "sta", 3, MSG_NOSIGNAL), ==, 3);
+
+  /* The monitor replies to another client while the slow client's line
+   * is incomplete. */
+  CHECK_OK(sl_monitor_request(path, "status", 10000, reply, sizeof reply, &err), &err);
+  CHECK(strncmp(reply, "state=running", 13) == 0);
+
+  /* The slow client's line completes and gets its own reply. */
+  CHECK_INT(send(slow, "tus\n", 4, MSG_NOSIGNAL), ==, 4);
+  struct timeval tv = {10, 0};
+  setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char line[256] = "";
+  ssize_t n = read(slow, line, sizeof line - 1);
+  CHECK(n > 0);
+  if (n > 0) line[n] = '\0';
+  CHECK(strncmp(line, "ok state=running", 16) == 0);
+  close(slow);
+
+  /* set_timeout takes the same maximum as sl_sandbox_set_timeout. */
+  CHECK_INT(sl_monitor_request(path, "set_timeout 3153600001", 10000, NULL, 0, &err), ==, -EINVAL);
+  CHECK_STR(err.msg, "invalid timeout: \"3153600001\" (expected whole seconds from 0 to 3153600000)");
+
+  /* A silent client does not keep the sandbox from being killed. */
+  int silent = sl_unix_connect(path, &err);
+  CHECK(silent >= 0);
+  CHECK_OK(sl_sandbox_kill(H, info.id, &err), &err);
+  close(silent);
+  CHECK(!process_alive(info.init_pid));
+  CHECK_OK(sl_sandbox_remove(H, info.id, &err), &err);
 }
 
 /* The monitor notices QEMU's exit when the guest powers off and records
@@ -207,6 +277,7 @@ static void monitor_records_poweroff(void) {
   CHECK(!process_alive(info.init_pid));
   CHECK(!ram_file_exists(info.id));
   CHECK_INT(disk_files(info.id), ==, 0);
+  CHECK(holds_only_records(info.id));
   char log[400], *text = NULL;
   snprintf(log, sizeof log, "%s/sandboxes/%s/log/monitor.log", home, info.id);
   CHECK_OK(sl_read_file(log, 1 << 20, &text, NULL, &err), &err);
@@ -226,6 +297,7 @@ static void timeout_kills_vm(void) {
   CHECK_STR(now.end_reason, "timeout");
   CHECK(!process_alive(info.init_pid));
   CHECK(!ram_file_exists(info.id));
+  CHECK(holds_only_records(info.id));
   CHECK_OK(sl_sandbox_remove(H, info.id, &err), &err);
 }
 
@@ -239,22 +311,35 @@ static void auto_kill_follows_creator(void) {
     sl_error err = {0};
     sl_create_spec spec = {.backend = SL_BACKEND_VM, .auto_kill = 1};
     sl_sandbox_info info = {0};
-    if (sl_sandboxes_open(home, &own, &err) == 0 && sl_sandbox_create(own, &spec, &info, &err) == 0)
-      (void)!write(ids[1], info.id, strlen(info.id));
-    else
+    char line[64];
+    if (sl_sandboxes_open(home, &own, &err) == 0 && sl_sandbox_create(own, &spec, &info, &err) == 0) {
+      int n = snprintf(line, sizeof line, "%s %d %d", info.id, (int)info.init_pid,
+                       (int)info.monitor_pid);
+      (void)!write(ids[1], line, (size_t)n);
+    } else {
       fprintf(stderr, "create with auto_kill: %s\n", err.msg);
+    }
     _exit(0);
   }
   close(ids[1]);
-  char id[SL_SANDBOX_ID_MAX] = "";
-  ssize_t n = read(ids[0], id, sizeof id - 1);
+  char line[64] = "", id[SL_SANDBOX_ID_MAX] = "";
+  ssize_t n = read(ids[0], line, sizeof line - 1);
   close(ids[0]);
   waitpid(child, NULL, 0);
+
+  int qemu = 0, monitor = 0;
   CHECK(n > 0);
+  CHECK_INT(sscanf(line, "%15s %d %d", id, &qemu, &monitor), ==, 3);
+  CHECK(qemu > 0);
+  CHECK(monitor > 0);
   sl_sandbox_info now;
   CHECK(wait_dead(id, 30, &now));
   CHECK_STR(now.end_reason, "creator_exited");
-  CHECK(!process_alive(now.init_pid));
+  CHECK(!process_alive(qemu));
+  for (int i = 0; i < 250 && process_alive(monitor); i++) usleep(20000);
+  CHECK(!process_alive(monitor));
+  CHECK(!ram_file_exists(id));
+  CHECK(holds_only_records(id));
   sl_error err = {0};
   CHECK_OK(sl_sandbox_remove(H, id, &err), &err);
 }
@@ -280,6 +365,7 @@ static void gc_after_monitor_dies(void) {
   CHECK(!process_alive(info.init_pid));
   CHECK(!ram_file_exists(info.id));
   CHECK_INT(disk_files(info.id), ==, 0);
+  CHECK(holds_only_records(info.id));
   CHECK_OK(sl_sandbox_remove(H, info.id, &err), &err);
 }
 
@@ -412,6 +498,7 @@ int main(void) {
     return 1;
   }
   RUN(create_exec_kill_remove);
+  RUN(monitor_serves_clients_side_by_side);
   RUN(monitor_records_poweroff);
   RUN(timeout_kills_vm);
   RUN(auto_kill_follows_creator);
