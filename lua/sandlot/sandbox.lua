@@ -117,7 +117,9 @@ local function close_agent(self)
 end
 
 --- Turn a failure into ESRCH when the connection failed because the
--- sandbox ended (killed by another process, its PID 1 died, timed out).
+-- sandbox ended (killed by another process, its PID 1 died, timed out),
+-- and into EBUSY when it failed because the sandbox was paused (by
+-- another process or its timeout).
 function Sandbox:_failed(message, name, kind)
   if kind == "connection" then
     local info = core.sandbox_get(self.id)
@@ -127,6 +129,8 @@ function Sandbox:_failed(message, name, kind)
     if self.state == "dead" then
       close_agent(self)
       return self:_ended()
+    elseif self.state == "paused" then
+      return fail("EBUSY", "sandbox is paused (resume it first): %s", self.id)
     end
   end
   return nil, message, name
