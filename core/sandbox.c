@@ -178,9 +178,8 @@ int sl_sandbox_spec_check(const sl_create_spec *spec, sl_error *err) {
  * working directory it had at the snapshot. A filesystem-only snapshot
  * boots a fresh agent, which takes both. */
 static int check_fork_options(const sl_create_spec *spec, const sl_snapshot *sn, sl_error *err) {
-  /* NOTE: SL_BACKEND_PROCESS is also the value of an unset backend, so a
-   * process backend given for a VM snapshot passes. The snapshot API
-   * takes process snapshots only so far. */
+  /* SL_BACKEND_PROCESS is also the value of an unset backend, which
+   * takes the snapshot's. */
   if (spec->backend != SL_BACKEND_PROCESS && spec->backend != sn->backend)
     return sl_error_set(err, EINVAL,
                         "invalid backend: %s (snapshot %s is a %s snapshot, and a sandbox made "

@@ -45,7 +45,8 @@
 
 /* What to create. Zero or NULL fields take the documented default. */
 typedef struct sl_create_spec {
-  sl_backend backend;        /* SL_BACKEND_PROCESS (0) */
+  sl_backend backend;        /* SL_BACKEND_PROCESS (0); with `snapshot`, 0
+                                means the snapshot's backend */
   const char *template_name; /* default "base" */
   int64_t timeout_sec;       /* 0: no timeout; counted from creation; at
                                 most SL_TIMEOUT_MAX_SEC */
@@ -80,7 +81,8 @@ typedef struct sl_create_spec {
    * namespace and hostname (default: the new id), and 32 fresh random
    * bytes in the kernel's pool. A filesystem-only snapshot boots a fresh
    * agent on its files. The backend and template are the snapshot's: a
-   * different backend or template_name is EINVAL. A fork keeps the
+   * different template_name, or a backend other than 0 that differs, is
+   * EINVAL. A fork keeps the
    * environment and working directory of the snapshot's agent, so env
    * and cwd are EINVAL with a full snapshot. The limits, timeout,
    * on_timeout, hostname, labels and auto_kill apply as for any sandbox. */

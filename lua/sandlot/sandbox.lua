@@ -392,11 +392,32 @@ local function create_spec(fname, options)
 end
 
 --- Create one sandbox, or `count` in parallel (a list of objects).
+--- The EINVAL fail tuple when `backend` is given and differs from the
+-- backend of the snapshot `ref`, or nil. The core cannot tell "process"
+-- from no backend (both are 0 in sl_create_spec), so this check is here.
+-- Suspends.
+local function check_fork_backend(backend, ref)
+  local record = core.snapshot_get(ref)
+  if record == nil or record.backend == backend then
+    return nil -- an unknown snapshot fails in the create
+  end
+  return fail("EINVAL", "create sandbox: invalid backend: %s (snapshot %s is a %s snapshot, and a "
+    .. "sandbox made from a snapshot runs on the snapshot's backend)", backend, record.id,
+    record.backend)
+end
+
 local function create(fname, options, count)
   core.async_check(fname)
   local spec, message, name = create_spec(fname, options)
   if not spec then
     return nil, message, name
+  end
+  if spec.backend ~= nil and spec.snapshot ~= nil then
+    local _
+    _, message, name = check_fork_backend(spec.backend, spec.snapshot)
+    if message then
+      return nil, message, name
+    end
   end
   local callback = options.on_progress
   if callback then
