@@ -1,18 +1,17 @@
-/* Time one page of snapshots from a large catalog, with and without
- * filters, and print the results as JSON on stdout.
+/* `bench_core catalog ROWS RUNS DIR`: time one page of snapshots from a
+ * large catalog, with and without filters.
  *
- *     catalog_bench [ROWS]      (default 100000)
- *
- * The catalog lives in a new folder under /tmp, removed at the end. Rows
- * are written in one SQL transaction with the shape that
+ * The catalog is a new folder under DIR, removed at the end. Rows are
+ * written in one SQL transaction with the shape that
  * sl_catalog_snapshot_begin/commit give them (snapshot, layer and label
  * rows), because a transaction per row would make the fill, not the
  * listing, dominate the run. Each listing runs RUNS times through the
- * public API; the JSON gives the median and the maximum in microseconds.
- * Row i belongs to sandbox i % 100, is named snap-<i % 1000> with tag
- * t<i / 1000>, and has the label tier=gold when i % 10 == 0 (else
- * tier=iron). This program asserts nothing. */
+ * public API (sl_catalog_snapshot_list); the JSON has every sample in
+ * microseconds. Row i belongs to sandbox i % 100, is named
+ * snap-<i % 1000> with tag t<i / 1000>, and has the label tier=gold when
+ * i % 10 == 0 (else tier=iron). */
 #include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +20,8 @@
 
 #include "catalog.h"
 #include "catalog_internal.h"
+#include "core_driver.h"
 
-#define RUNS 25
 #define SANDBOXES 100
 #define NAMES 1000
 
@@ -35,7 +34,7 @@ static double now_us(void) {
 static int exec_sql(sqlite3 *db, const char *sql) {
   char *msg = NULL;
   if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) return 0;
-  fprintf(stderr, "catalog_bench: %s\n", msg);
+  fprintf(stderr, "bench_core: SQL failed: %s\n", msg);
   sqlite3_free(msg);
   return -1;
 }
@@ -114,31 +113,35 @@ static int fill(sqlite3 *db, long rows) {
   return exec_sql(db, "COMMIT");
 }
 
-static int compare_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* Time RUNS listings of `q`; prints one JSON member. */
-static int time_query(sl_catalog *cat, const char *label, sl_snapshot_query q, bool last) {
-  double samples[RUNS];
+/* Time `runs` listings of `q` and write one JSON member with the page's
+ * row count and the samples in microseconds. */
+static int time_query(FILE *out, sl_catalog *cat, const char *label, sl_snapshot_query q,
+                      int runs, bool first) {
+  double *samples = calloc((size_t)runs, sizeof *samples);
+  if (samples == NULL) return -1;
   size_t count = 0;
-  for (int r = 0; r < RUNS; r++) {
+  int rc = 0;
+  for (int r = 0; r < runs && rc == 0; r++) {
     sl_error err = {0};
     sl_snapshot_page page;
     double t0 = now_us();
-    if (sl_catalog_snapshot_list(cat, &q, &page, &err) < 0) {
-      fprintf(stderr, "catalog_bench: %s: %s\n", label, err.msg);
-      return -1;
+    rc = sl_catalog_snapshot_list(cat, &q, &page, &err);
+    if (rc < 0) {
+      fprintf(stderr, "bench_core: catalog listing %s failed: %s\n", label, err.msg);
+      break;
     }
     samples[r] = now_us() - t0;
     count = page.count;
     sl_snapshot_page_free(&page);
   }
-  qsort(samples, RUNS, sizeof samples[0], compare_double);
-  printf("    \"%s\": {\"rows\": %zu, \"median_us\": %.1f, \"max_us\": %.1f}%s\n", label, count,
-         samples[RUNS / 2], samples[RUNS - 1], last ? "" : ",");
-  return 0;
+  if (rc == 0) {
+    bench_json_key(out, label, first);
+    fprintf(out, "{\"rows\": %zu, ", count);
+    bench_json_numbers(out, "samples_us", samples, (size_t)runs, true);
+    fputc('}', out);
+  }
+  free(samples);
+  return rc;
 }
 
 /* A cursor deep in the unfiltered listing: after `pages` pages of 50. */
@@ -163,61 +166,74 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
   return remove(path);
 }
 
-static int run(const char *db_path, long rows) {
+/* The listings timed, in output order. */
+typedef struct listing {
+  const char *label;
+  const char *sandbox_id;
+  const char *ref;
+  const char *label_filter;
+  bool deep; /* start after 100 pages of the unfiltered listing */
+} listing;
+
+static const listing listings[] = {
+    {"unfiltered", NULL, NULL, NULL, false},
+    {"unfiltered_page_101", NULL, NULL, NULL, true},
+    {"by_sandbox", "sb-000000000007", NULL, NULL, false},
+    {"by_name", NULL, "snap-42", NULL, false},
+    {"by_name_tag", NULL, "snap-42:t7", NULL, false},
+    {"by_label", NULL, NULL, "tier=gold", false},
+    {"by_label_and_sandbox", "sb-00000000000a", NULL, "tier=gold", false},
+    {"by_label_and_sandbox_no_match", "sb-00000000000b", NULL, "tier=gold", false},
+};
+
+static int run(const char *db_path, long rows, int runs) {
   sl_error err = {0};
   sl_catalog *cat;
   if (sl_catalog_open(db_path, &cat, &err) < 0) {
-    fprintf(stderr, "catalog_bench: %s\n", err.msg);
+    fprintf(stderr, "bench_core: %s\n", err.msg);
     return 1;
   }
   double t0 = now_us();
   int rc = fill(catalog_db(cat), rows);
   double fill_ms = (now_us() - t0) / 1e3;
   char cursor[SL_CURSOR_SIZE];
-  if (rc == 0) rc = deep_cursor(cat, 100, cursor);
+  if (rc == 0 && deep_cursor(cat, 100, cursor) < 0) {
+    fprintf(stderr, "bench_core: listing 100 pages of %ld snapshots failed\n", rows);
+    rc = -1;
+  }
 
-  sl_snapshot_query base = SL_SNAPSHOT_QUERY_INIT, q;
-  printf("{\n  \"benchmark\": \"catalog_snapshot_page\",\n  \"rows\": %ld,\n", rows);
-  printf("  \"fill_ms\": %.1f,\n  \"page_size\": %d,\n  \"runs\": %d,\n  \"results\": {\n",
-         fill_ms, SL_LIST_DEFAULT_LIMIT, RUNS);
-  if (rc == 0) rc = time_query(cat, "unfiltered", base, false);
-  q = base;
-  q.cursor = cursor;
-  if (rc == 0) rc = time_query(cat, "unfiltered_page_101", q, false);
-  q = base;
-  q.sandbox_id = "sb-000000000007";
-  if (rc == 0) rc = time_query(cat, "by_sandbox", q, false);
-  q = base;
-  q.ref = "snap-42";
-  if (rc == 0) rc = time_query(cat, "by_name", q, false);
-  q.ref = "snap-42:t7";
-  if (rc == 0) rc = time_query(cat, "by_name_tag", q, false);
-  q = base;
-  q.label = "tier=gold";
-  if (rc == 0) rc = time_query(cat, "by_label", q, false);
-  q.sandbox_id = "sb-00000000000a";
-  if (rc == 0) rc = time_query(cat, "by_label_and_sandbox", q, false);
-  q.sandbox_id = "sb-00000000000b";
-  if (rc == 0) rc = time_query(cat, "by_label_and_sandbox_no_match", q, true);
-  printf("  }\n}\n");
+  printf("{\"rows\": %ld, \"fill_ms\": %.1f, \"page_size\": %d, \"listings\": {", rows,
+         fill_ms, SL_LIST_DEFAULT_LIMIT);
+  size_t n = sizeof listings / sizeof listings[0];
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    sl_snapshot_query q = SL_SNAPSHOT_QUERY_INIT;
+    q.sandbox_id = listings[i].sandbox_id;
+    q.ref = listings[i].ref;
+    q.label = listings[i].label_filter;
+    if (listings[i].deep) q.cursor = cursor;
+    rc = time_query(stdout, cat, listings[i].label, q, runs, i == 0);
+  }
+  printf("}}\n");
   sl_catalog_close(cat);
   return rc == 0 ? 0 : 1;
 }
 
-int main(int argc, char **argv) {
-  long rows = argc > 1 ? strtol(argv[1], NULL, 10) : 100000;
-  if (rows < 1000 || rows > 10000000) {
-    fprintf(stderr, "usage: catalog_bench [ROWS]  (1000..10000000, default 100000)\n");
+int bench_catalog_command(int argc, char **argv) {
+  long rows = argc > 0 ? strtol(argv[0], NULL, 10) : 0;
+  int runs = argc > 1 ? atoi(argv[1]) : 0;
+  if (argc != 3 || rows < 10000 || rows > 10000000 || runs < 1 || runs > 100000) {
+    fprintf(stderr, "usage: bench_core catalog ROWS RUNS DIR  (ROWS 10000..10000000, RUNS >= 1)\n");
     return 2;
   }
-  char dir[] = "/tmp/sandlot-bench-XXXXXX";
-  if (mkdtemp(dir) == NULL) {
-    perror("catalog_bench: mkdtemp");
+  char dir[PATH_MAX];
+  if (snprintf(dir, sizeof dir, "%s/catalog-XXXXXX", argv[2]) >= (int)sizeof dir ||
+      mkdtemp(dir) == NULL) {
+    fprintf(stderr, "bench_core: cannot create a folder in %s: %m\n", argv[2]);
     return 1;
   }
-  char db_path[sizeof dir + 16];
+  char db_path[PATH_MAX + 16];
   snprintf(db_path, sizeof db_path, "%s/catalog.db", dir);
-  int rc = run(db_path, rows);
+  int rc = run(db_path, rows, runs);
   nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   return rc;
 }
