@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# The raw CRIU baseline of the benchmark: the same criu binary sandlot
+# runs, with the same command-line flags, driven by plain shell.
+#
+#   raw_criu.sh dump CRIU PID FREEZER UPPER IMAGES LAYER WORK
+#   raw_criu.sh fork CRIU IMAGES LOWERDIRS MEMORY_BYTES PIDS_MAX TARGET COUNT
+#   raw_criu.sh destroy TARGET
+#
+# dump: checkpoint the running tree of PID (a sandlot sandbox's PID 1)
+# into IMAGES and leave it running. CRIU freezes the tree through the
+# freezer cgroup FREEZER. At post-dump this script, run by CRIU as its
+# action script, copies the sandbox's /dev nodes into IMAGES/dev and the
+# overlay upper UPPER into LAYER. Then the file system is synced.
+#
+# fork: start COUNT copies of the dumped tree at once, each with what
+# sandlot gives a fork. That is v1 cgroups with the same limits, an
+# overlay root (a fresh upper over LOWERDIRS, the dump's LAYER first), a
+# tmpfs /dev filled from IMAGES/dev, and a new network namespace with
+# loopback up. Each copy then runs /bin/true inside it with nsenter,
+# which is its first exec result. Folders go under TARGET/fork-N,
+# cgroups under <controller>/sandlot-bench-raw/<TARGET name>-N.
+#
+# destroy: kill what fork started and remove its mounts, cgroups and
+# TARGET.
+#
+# Output: key=value lines on stdout. Times are milliseconds, measured
+# with bash's EPOCHREALTIME (no process start inside the timed part).
+set -euo pipefail
+
+CGROUP_PARENT=sandlot-bench-raw
+CONTROLLERS=(freezer memory pids cpu devices)
+# sandlot's v1 device allow-list (core/proc_cgroup.c).
+DEVICES=("c 1:3 rwm" "c 1:5 rwm" "c 1:7 rwm" "c 1:8 rwm" "c 1:9 rwm"
+         "c 5:0 rwm" "c 5:2 rwm" "c 136:* rwm")
+NET_KEY=sandlot-net
+DEV_KEY=sandlot-dev
+NET_FD=200
+
+die() { echo "raw_criu.sh: $*" >&2; exit 1; }
+
+now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }
+
+ms_since() { # START_US -> milliseconds with three decimals
+  local d=$(( $(now_us) - $1 ))
+  printf '%d.%03d' $((d / 1000)) $((d % 1000))
+}
+
+# ---- dump -----------------------------------------------------------------
+
+# Run by CRIU with CRTOOLS_SCRIPT_ACTION set; only post-dump does work.
+action() {
+  [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] || return 0
+  cp -a --one-file-system "/proc/$CRTOOLS_INIT_PID/root/dev/." "$RAW_IMAGES/dev"
+  cp -a "$RAW_UPPER" "$RAW_LAYER"
+}
+
+dump() {
+  local criu=$1 pid=$2 freezer=$3 upper=$4 images=$5 layer=$6 work=$7
+  local net
+  net=$(stat -L -c %i "/proc/$pid/ns/net")
+  mkdir -p "$work" "$images" "$images/dev"
+  local argv=("$criu" dump -D "$images" -W "$work" -o dump.log -t "$pid" --leave-running
+              --freeze-cgroup "$freezer" --network-lock skip --ghost-limit=67108864
+              --manage-cgroups=ignore --file-locks --tcp-established
+              --external "net[$net]:$NET_KEY" --external "mnt[/dev]:$DEV_KEY"
+              --action-script "$(realpath "$0")")
+  echo "criu_argv=${argv[*]}"
+  local start
+  start=$(now_us)
+  RAW_IMAGES=$images RAW_UPPER=$upper RAW_LAYER=$layer "${argv[@]}" \
+    >"$work/criu.out" 2>&1 || die "criu dump failed, see $work/dump.log"
+  echo "dump_ms=$(ms_since "$start")"
+  sync -f "$images" "$layer"
+  echo "total_ms=$(ms_since "$start")"
+}
+
+# ---- fork -----------------------------------------------------------------
+
+make_cgroups() { # NAME MEMORY_BYTES PIDS_MAX
+  local name=$1 c dir
+  for c in "${CONTROLLERS[@]}"; do
+    mkdir -p "/sys/fs/cgroup/$c/$CGROUP_PARENT"
+    mkdir "/sys/fs/cgroup/$c/$CGROUP_PARENT/$name"
+  done
+  dir=/sys/fs/cgroup/memory/$CGROUP_PARENT/$name
+  echo "$2" >"$dir/memory.limit_in_bytes"
+  [ -e "$dir/memory.memsw.limit_in_bytes" ] && echo "$2" >"$dir/memory.memsw.limit_in_bytes"
+  echo "$3" >"/sys/fs/cgroup/pids/$CGROUP_PARENT/$name/pids.max"
+  dir=/sys/fs/cgroup/devices/$CGROUP_PARENT/$name
+  echo a >"$dir/devices.deny"
+  local rule
+  for rule in "${DEVICES[@]}"; do echo "$rule" >"$dir/devices.allow"; done
+}
+
+# Prepare and restore one fork, then run its first command.
+fork_one() { # CRIU IMAGES LOWERDIRS MEMORY_BYTES PIDS_MAX DIR NAME PRINT_ARGV
+  local criu=$1 images=$2 lowers=$3 dir=$6 name=$7
+  local start
+  start=$(now_us)
+  mkdir -p "$dir/upper" "$dir/work" "$dir/root" "$dir/wd/dev"
+  mount -t overlay overlay \
+    -o "lowerdir=$lowers,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"
+  make_cgroups "$name" "$4" "$5"
+  mount -t tmpfs -o mode=755,size=65536k tmpfs "$dir/wd/dev"
+  cp -a "$images/dev/." "$dir/wd/dev/"
+  local procs=() c
+  for c in "${CONTROLLERS[@]}"; do procs+=("/sys/fs/cgroup/$c/$CGROUP_PARENT/$name/cgroup.procs"); done
+  local argv=("$criu" restore -D "$images" -W "$dir/wd" -o restore.log --root "$dir/root" -d
+              --pidfile "$dir/wd/restore.pid" --manage-cgroups=ignore --file-locks
+              --tcp-established --inherit-fd "fd[$NET_FD]:$NET_KEY"
+              --external "mnt[$DEV_KEY]:$dir/wd/dev")
+  if [ "$8" = yes ]; then echo "criu_argv=${argv[*]}"; fi
+  local restore_start
+  restore_start=$(now_us)
+  # The new network namespace and the cgroups belong to the shell that
+  # execs CRIU, so the restored tree starts in them.
+  RAW_PROCS="${procs[*]}" unshare --net -- bash -c '
+    ip link set lo up
+    for f in $RAW_PROCS; do echo $$ >"$f"; done
+    exec "$@" 200</proc/self/ns/net' bash "${argv[@]}" \
+    >"$dir/wd/criu.out" 2>&1 || die "criu restore failed, see $dir/wd/restore.log"
+  local restore_ms pid
+  restore_ms=$(ms_since "$restore_start")
+  umount -l "$dir/wd/dev"
+  pid=$(cat "$dir/wd/restore.pid")
+  nsenter -t "$pid" -m -u -i -n -p -r -w /bin/true || die "first exec in fork $name failed"
+  echo "fork=$name pid=$pid restore_ms=$restore_ms first_exec_ms=$(ms_since "$start")" \
+       "memory_cgroup=/sys/fs/cgroup/memory/$CGROUP_PARENT/$name"
+}
+
+fork() {
+  local criu=$1 images=$2 lowers=$3 memory=$4 pids=$5 target=$6 count=$7
+  mkdir -p "$target"
+  local base start i jobs=()
+  base=$(basename "$target")
+  start=$(now_us)
+  for ((i = 1; i <= count; i++)); do
+    fork_one "$criu" "$images" "$lowers" "$memory" "$pids" "$target/fork-$i" "$base-$i" \
+      "$([ "$i" -eq 1 ] && echo yes || echo no)" &
+    jobs+=($!)
+  done
+  local failed=0 job
+  for job in "${jobs[@]}"; do wait "$job" || failed=1; done
+  [ $failed -eq 0 ] || die "a fork failed"
+  echo "total_ms=$(ms_since "$start")"
+}
+
+# ---- destroy --------------------------------------------------------------
+
+kill_cgroup() { # cgroup.procs file
+  local procs=$1 pids pid round
+  for ((round = 0; round < 500; round++)); do
+    # cgroup files report size 0, so read them to see whether any pid is left.
+    pids=$(<"$procs")
+    [ -n "$pids" ] || return 0
+    for pid in $pids; do kill -9 "$pid" 2>/dev/null || true; done
+    sleep 0.01
+  done
+  die "tasks left in $procs"
+}
+
+destroy() {
+  local target=$1 dir name c
+  [ -d "$target" ] || return 0
+  for dir in "$target"/fork-*; do
+    [ -d "$dir" ] || continue
+    name=$(basename "$target")-${dir##*/fork-}
+    [ -d "/sys/fs/cgroup/freezer/$CGROUP_PARENT/$name" ] &&
+      kill_cgroup "/sys/fs/cgroup/freezer/$CGROUP_PARENT/$name/cgroup.procs"
+    for c in "${CONTROLLERS[@]}"; do
+      [ -d "/sys/fs/cgroup/$c/$CGROUP_PARENT/$name" ] && rmdir "/sys/fs/cgroup/$c/$CGROUP_PARENT/$name"
+    done
+    mountpoint -q "$dir/wd/dev" && umount -l "$dir/wd/dev"
+    mountpoint -q "$dir/root" && umount -l "$dir/root"
+  done
+  rm -rf --one-file-system "$target"
+  # The parents go once no other fork is left in them.
+  for c in "${CONTROLLERS[@]}"; do rmdir "/sys/fs/cgroup/$c/$CGROUP_PARENT" 2>/dev/null || true; done
+}
+
+if [ -n "${CRTOOLS_SCRIPT_ACTION:-}" ]; then
+  action
+  exit 0
+fi
+command=${1:-}
+shift || true
+case $command in
+  dump) [ $# -eq 7 ] || die "usage: dump CRIU PID FREEZER UPPER IMAGES LAYER WORK"; dump "$@" ;;
+  fork) [ $# -eq 7 ] || die "usage: fork CRIU IMAGES LOWERDIRS MEMORY_BYTES PIDS_MAX TARGET COUNT"; fork "$@" ;;
+  destroy) [ $# -eq 1 ] || die "usage: destroy TARGET"; destroy "$@" ;;
+  *) die "usage: raw_criu.sh dump|fork|destroy ARGS (see the top of this file)" ;;
+esac
