@@ -1,0 +1,86 @@
+--- The sandlot side of the benchmark through the core C API, for the
+-- operations whose Lua API is not on main yet. Each call runs one
+-- bench_core command (bench/core_driver.c), which times the core call
+-- inside its own process, so process start-up is not counted.
+local proc = require "bench.proc"
+
+local M = {}
+M.__index = M
+
+M.api = "core C API"
+
+--- A side on the store at `home`, with the bench_core program at `program`.
+function M.new(program, home)
+  return setmetatable({ program = program, home = home }, M)
+end
+
+function M:call(command, ...)
+  return proc.json { self.program, command, self.home, ... }
+end
+
+--- Parse the "controller=path" lines of a sandbox record.
+local function parse_cgroups(text)
+  local cgroups = {}
+  for controller, path in text:gmatch "([%w_]+)=([^\n]+)" do
+    cgroups[controller] = path
+  end
+  return cgroups
+end
+
+--- Create a sandbox and run `true` in it. Returns its record: id,
+-- init_pid, root, upper, lowerdirs, cgroups (by controller),
+-- memory_bytes, pids_max, and create_ms (create until the exit of
+-- `true`).
+function M:create(memory)
+  local info, err = self:call("create", memory)
+  if info == nil then
+    return nil, err
+  end
+  info.cgroups = parse_cgroups(info.cgroups)
+  return info
+end
+
+--- Round trips of `true` on one connection: a list of milliseconds.
+function M:exec_round_trips(id, count)
+  local out, err = self:call("exec", id, tostring(count))
+  return out and out.samples_ms, err
+end
+
+--- Start argv in the sandbox without waiting for it.
+function M:spawn(id, argv)
+  return self:call("spawn", id, table.unpack(argv))
+end
+
+--- A full snapshot: id, total_ms, dump_ms, frozen_ms, size_bytes,
+-- image_dir, work_dir (CRIU's log and stats) and criu_argv.
+function M:snapshot(id)
+  return self:call("snapshot", id)
+end
+
+function M:snapshot_remove(ref)
+  return self:call("snapshot-remove", ref)
+end
+
+--- Kill and remove a sandbox; returns { kill_ms }.
+function M:kill(id)
+  return self:call("kill", id)
+end
+
+--- Decode a CRIU stats image (stats-dump or stats-restore).
+function M:criu_stats(path)
+  return proc.json { self.program, "criu-stats", path }
+end
+
+--- Allocated bytes under the given paths, counted as the snapshot engine
+-- counts a snapshot's size.
+function M:size(...)
+  local out, err = proc.json { self.program, "size", ... }
+  return out and out.bytes, err
+end
+
+--- Time catalog listings: see bench/core_catalog.c.
+function M:catalog(rows, runs, dir)
+  return proc.json { self.program, "catalog", tostring(rows), tostring(runs), dir }
+end
+
+return M
