@@ -5,6 +5,7 @@
 
 #include "sandbox.h"
 #include "sandbox_store.h"
+#include "template.h"
 
 struct sl_sandboxes {
   char home[SL_SANDBOX_PATH_MAX];
@@ -29,6 +30,12 @@ typedef struct sl_backend_ops {
 } sl_backend_ops;
 
 extern const sl_backend_ops sl_proc_backend;
+extern const sl_backend_ops sl_vm_backend;
+
+/* Make the spec's template (default "base") a layer of the store and
+ * record it in the catalog. Shared by the backends. */
+int sl_backend_prepare_template(sl_sandboxes *h, const sl_create_spec *spec,
+                                sl_template_layer *out, sl_error *err);
 
 /* Unmount what is mounted below sandboxes/<id>/ for ids without a row,
  * counting the mounts in *count. Part of gc. */

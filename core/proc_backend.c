@@ -244,15 +244,21 @@ static int64_t tree_size(const char *path) {
   return tree_bytes;
 }
 
-static int prepare_layers(sl_sandboxes *h, const sl_create_spec *spec, char *agent_layer,
-                          sl_error *err) {
+int sl_backend_prepare_template(sl_sandboxes *h, const sl_create_spec *spec,
+                                sl_template_layer *out, sl_error *err) {
   const char *name = spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT;
   const sl_template_spec *tspec = sl_template_builtin(name);
-  sl_template_layer tl;
-  if (sl_template_prepare(h->home, tspec, h->progress, h->progress_data, &tl, err) < 0)
+  if (sl_template_prepare(h->home, tspec, h->progress, h->progress_data, out, err) < 0)
     return -err->code;
-  if (register_template(sl_sbstore_catalog(h->store), name, &tl, err) < 0)
+  if (register_template(sl_sbstore_catalog(h->store), name, out, err) < 0)
     return sl_error_wrap(err, "record template %s", name);
+  return 0;
+}
+
+static int prepare_layers(sl_sandboxes *h, const sl_create_spec *spec, char *agent_layer,
+                          sl_error *err) {
+  sl_template_layer tl;
+  if (sl_backend_prepare_template(h, spec, &tl, err) < 0) return -err->code;
   char agent[PATH_MAX];
   if (sl_find_binary("sandlot-agent", agent, sizeof agent, err) < 0) return -err->code;
   return sl_agent_layer_prepare(h->home, agent, agent_layer, SL_SANDBOX_PATH_MAX, err);

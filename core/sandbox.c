@@ -21,6 +21,7 @@
 
 static const sl_backend_ops *ops_for(sl_backend backend, sl_error *err) {
   if (backend == SL_BACKEND_PROCESS) return &sl_proc_backend;
+  if (backend == SL_BACKEND_VM) return &sl_vm_backend;
   sl_error_set(err, ENOTSUP, "backend not available: %s", sl_backend_name(backend));
   return NULL;
 }

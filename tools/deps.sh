@@ -12,7 +12,7 @@ what=${1:-all}
 # Debian 12 (bookworm).
 packages=(
   build-essential cmake pkg-config
-  liblua5.4-dev lua5.4 libuv1-dev lua-luv-dev libsqlite3-dev sqlite3
+  liblua5.4-dev lua5.4 libuv1-dev lua-luv-dev libsqlite3-dev sqlite3 libjansson-dev
   libreadline-dev tmux mmdebstrap
   lua-busted
   qemu-system-x86 qemu-utils busybox-static e2fsprogs

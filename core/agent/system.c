@@ -47,9 +47,10 @@ static void handle_set_hostname(conn *c, const sl_frame *f) {
   free(name);
 }
 
-/* Mix host-provided random bytes into the kernel pool. RNDADDENTROPY also
- * credits them but needs CAP_SYS_ADMIN in the initial user namespace; a
- * sandbox without it still mixes them in by writing to /dev/urandom. */
+/* Mix host-provided random bytes into the kernel pool and reseed the CRNG.
+ * RNDADDENTROPY also credits them but needs CAP_SYS_ADMIN in the initial
+ * user namespace. A sandbox without it still mixes them in by writing to
+ * /dev/urandom, which takes effect at the next periodic reseed. */
 static int add_entropy(const uint8_t *data, size_t len, int *credited, sl_error *err) {
   int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
   if (fd < 0) return sl_error_errno(err, errno, "open /dev/urandom");
@@ -62,6 +63,10 @@ static int add_entropy(const uint8_t *data, size_t len, int *credited, sl_error 
   info->buf_size = (int)len;
   memcpy(info->buf, data, len);
   *credited = ioctl(fd, RNDADDENTROPY, info) == 0;
+  /* Once the CRNG is ready, credited bytes do not reseed it (Linux 5.18+
+   * random.c), so a restored fork would keep the key of its snapshot until
+   * the next periodic reseed, up to a minute later. Reseed now. */
+  if (*credited) ioctl(fd, RNDRESEEDCRNG);
   free(info);
   int rc = 0;
   if (!*credited && write(fd, data, len) != (ssize_t)len)
