@@ -15,6 +15,19 @@
  *   bench_core criu-path                  the CRIU binary the core runs
  *   bench_core catalog ROWS RUNS DIR      one page from a large catalog
  *
+ * and for microVMs (bench/core_vm.c):
+ *
+ *   bench_core vm-create HOME [MEMORY]    create a VM sandbox, run `true`
+ *   bench_core vm-exec HOME ID COUNT      COUNT round trips of `true`
+ *   bench_core vm-spawn HOME ID ARG...    start a process in the guest
+ *   bench_core vm-read HOME ID PATH       read a file of the guest
+ *   bench_core vm-snapshot HOME ID SNAP   snapshot (sl_vm_snapshot)
+ *   bench_core vm-snapshot-remove HOME SNAP
+ *   bench_core vm-fork HOME SNAP COUNT    COUNT forks at once, then delete
+ *   bench_core vm-pause HOME ID           pause to disk (sl_vm_pause)
+ *   bench_core vm-resume HOME ID          resume until the first exec result
+ *   bench_core vm-rollback HOME ID SNAP   roll back until the first exec result
+ *
  * Times are CLOCK_MONOTONIC milliseconds (microseconds for the catalog).
  * Failures go to stderr and exit 1; usage errors exit 2. The program
  * finds sandlot-monitor and sandlot-agent through SANDLOT_BUILD_DIR or
@@ -398,7 +411,9 @@ static int usage(void) {
   fprintf(stderr,
           "usage: bench_core create HOME [MEMORY] | exec HOME ID COUNT | spawn HOME ID ARG... |\n"
           "       snapshot HOME ID | snapshot-remove HOME REF | kill HOME ID | gc HOME |\n"
-          "       criu-stats FILE | size PATH... | criu-path | catalog ROWS RUNS DIR\n");
+          "       criu-stats FILE | size PATH... | criu-path | catalog ROWS RUNS DIR |\n"
+          "       vm-create | vm-exec | vm-spawn | vm-read | vm-snapshot | vm-snapshot-remove |\n"
+          "       vm-fork | vm-pause | vm-resume | vm-rollback (see bench/core_driver.c)\n");
   return 2;
 }
 
@@ -414,6 +429,8 @@ int main(int argc, char **argv) {
   int rest = argc - 3;
   char **args = argv + 3;
   int rc = -1;
+  point_at_build_dir();
+  if (strncmp(cmd, "vm-", 3) == 0) rc = bench_vm_command(cmd, argv[2], rest, args);
   if (strcmp(cmd, "create") == 0) rc = with_sandboxes(argv[2], command_create, rest, args);
   if (strcmp(cmd, "exec") == 0 && rest == 2)
     rc = with_sandboxes(argv[2], command_exec, rest, args);

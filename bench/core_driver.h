@@ -21,7 +21,11 @@ void bench_json_key(FILE *out, const char *key, bool first);
 void bench_json_numbers(FILE *out, const char *key, const double *values, size_t count,
                         bool first);
 
-/* `catalog ROWS RUNS`: fill a fresh catalog and time listings. */
+/* `catalog ROWS RUNS DIR`: fill a fresh catalog and time listings. */
 int bench_catalog_command(int argc, char **argv);
+
+/* The vm-* commands on the store at `home`; -1 for an unknown command or
+ * missing arguments. */
+int bench_vm_command(const char *name, const char *home, int argc, char **argv);
 
 #endif

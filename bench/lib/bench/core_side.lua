@@ -83,4 +83,59 @@ function M:catalog(rows, runs, dir)
   return proc.json { self.program, "catalog", tostring(rows), tostring(runs), dir }
 end
 
+-- ---- microVMs (bench/core_vm.c) ----
+
+--- Create a VM sandbox and run `true` in it: id, create_ms, qemu_pid,
+-- memory_bytes.
+function M:vm_create(memory)
+  return self:call("vm-create", memory)
+end
+
+--- Round trips of `true` on one agent connection: a list of milliseconds.
+function M:vm_exec_round_trips(id, count)
+  local out, err = self:call("vm-exec", id, tostring(count))
+  return out and out.samples_ms, err
+end
+
+function M:vm_spawn(id, argv)
+  return self:call("vm-spawn", id, table.unpack(argv))
+end
+
+--- The contents of a file in the guest.
+function M:vm_read(id, path)
+  local out, err = self:call("vm-read", id, path)
+  return out and out.data, err
+end
+
+--- Snapshot `snapshot` of a running VM: total_ms, pause_ms (QMP stop to
+-- the reply of cont), disk_ms, ram_ms, state_ms, size_bytes.
+function M:vm_snapshot(id, snapshot)
+  return self:call("vm-snapshot", id, snapshot)
+end
+
+function M:vm_snapshot_remove(snapshot)
+  return self:call("vm-snapshot-remove", snapshot)
+end
+
+--- Start `count` forks of a snapshot at once, each until its first exec
+-- result, then delete them: total_ms, forks ({ id, first_exec_ms,
+-- pss_kib }), and the first fork's fork_dir and qemu_argv.
+function M:vm_fork(snapshot, count)
+  return self:call("vm-fork", snapshot, tostring(count))
+end
+
+function M:vm_pause(id)
+  return self:call("vm-pause", id)
+end
+
+--- Resume a paused VM until its first exec result: resume_ms.
+function M:vm_resume(id)
+  return self:call("vm-resume", id)
+end
+
+--- Roll a VM back to a snapshot until its first exec result: rollback_ms.
+function M:vm_rollback(id, snapshot)
+  return self:call("vm-rollback", id, snapshot)
+end
+
 return M

@@ -31,7 +31,8 @@ function M.run(ctx)
     local result = out.listings[listing[1]]
     ctx.add(report.row {
       group = GROUP,
-      name = ("%s (%d snapshots, %d rows returned)"):format(listing[2], out.rows, result.rows),
+      name = ("%s (%d snapshots, %d %s returned)"):format(listing[2], out.rows, result.rows,
+        result.rows == 1 and "row" or "rows"),
       unit = "us", sandlot = stats.summary(result.samples_us), api = ctx.core.api,
     })
   end

@@ -257,11 +257,12 @@ local function run_size(ctx, size)
   else
     ctx.log("%s: workload holds %.0f MiB; snapshots, sandlot and raw CRIU alternating",
       label(size.mib), rss / MIB)
+    local first_size = size == ctx.sizes[1]
     ctx.add(report.row {
       group = SNAPSHOT_GROUP, name = label(size.mib) .. ": resident memory of the workload",
       unit = "MiB", sandlot = stats.summary { rss / MIB }, api = "/proc/self/statm",
-      note = "the workload's resident set while it is snapshotted and forked: its data and "
-        .. "the interpreter's own pages",
+      note = first_size and "the workload's resident set while it is snapshotted and forked: "
+        .. "its data and the interpreter's own pages" or nil,
     })
     local ok, snapshot_err = snapshot_rows(ctx, sb, size)
     if not ok then

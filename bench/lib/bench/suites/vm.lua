@@ -1,26 +1,317 @@
 --- MicroVM rows: the process sandbox rows for QEMU microvm sandboxes,
--- against QMP commands sent by a plain script.
+-- sandlot against the same QMP commands sent by a plain script
+-- (bench/raw_qmp.py).
+--
+-- The guest's clocks stop with its vCPUs, so a workload inside cannot see
+-- its own pause: the pause is timed from QMP stop to the reply of cont on
+-- both sides.
+local proc = require "bench.proc"
 local report = require "bench.report"
+local schedule = require "bench.schedule"
+local stats = require "bench.stats"
 
 local M = {}
 
-local GROUP = "MicroVM sandboxes"
-local NO_VM = "needs the VM backend on main (branch vm)"
+local MIB = 1024 * 1024
+local LIFE_GROUP = "MicroVM sandboxes: create, exec"
+local SNAPSHOT_GROUP = "MicroVM sandboxes: snapshot of a running VM"
+local FORK_GROUP = "MicroVM sandboxes: forks of a snapshot"
+local LIFECYCLE_GROUP = "MicroVM sandboxes: pause, resume and rollback"
+local BASELINE = "raw QEMU (QMP)"
+local NO_RAW_LIFECYCLE = "bench/raw_qmp.py has no pause, resume or rollback yet"
 
-local rows = {
-  { "snapshot: pause seen by the workload", "ms" }, { "snapshot total time", "ms" },
-  { "image size", "MiB" }, { "one fork until the first exec result", "ms" },
-  { "4 forks started together", "ms" }, { "memory per fork", "MiB" }, { "pause", "ms" },
-  { "resume until the first exec result", "ms" }, { "rollback", "ms" },
-  { "create until the first exec result", "ms" }, { "exec round trip", "ms" },
+local function label(mib)
+  return ("%d MB"):format(mib)
+end
+
+local function failed(ctx, group, name, err)
+  ctx.add(report.row { group = group, name = name, unit = "ms", status = "failed",
+    reason = tostring(err) })
+end
+
+--- Rows of one comparison: one per metric, sandlot against raw QEMU.
+local function comparison_rows(ctx, group, prefix, metrics, samples)
+  for _, metric in ipairs(metrics) do
+    local key, name, unit = metric[1], metric[2], metric[3]
+    local a, b = samples.a[key], samples.b[key]
+    ctx.add(report.row {
+      group = group, name = prefix .. name, unit = unit, sandlot = stats.summary(a),
+      api = ctx.core.api, baseline_name = BASELINE, baseline = b and stats.summary(b),
+      ratio = b and stats.pair_ratios(a, b) or nil,
+    })
+  end
+end
+
+--- The guest RAM file a running QEMU maps (mem-path of its memory backend).
+local function ram_file(qemu_pid)
+  local cmdline = proc.read_file(("/proc/%d/cmdline"):format(qemu_pid)) or ""
+  return cmdline:match "mem%-path=([^,%z]+)"
+end
+
+-- ---- create and exec --------------------------------------------------------
+
+local function create_rows(ctx)
+  local samples, err = schedule.run {
+    runs = ctx.vm_creates, warmup = ctx.warmup,
+    a = function()
+      local vm, create_err = ctx.core:vm_create(nil)
+      if vm == nil then
+        return nil, create_err
+      end
+      ctx.core:kill(vm.id)
+      return { create_ms = vm.create_ms }
+    end,
+  }
+  if samples == nil then
+    return failed(ctx, LIFE_GROUP, "create until the first exec result", err)
+  end
+  ctx.add(report.row {
+    group = LIFE_GROUP, name = "create until the first exec result", unit = "ms",
+    sandlot = stats.summary(samples.a.create_ms), api = ctx.core.api,
+    note = "boot of a 256 MiB guest until `true`, run through the agent, has exited",
+  })
+end
+
+local function exec_rows(ctx, vm)
+  local round_trips, err = ctx.core:vm_exec_round_trips(vm.id, ctx.vm_execs)
+  if round_trips == nil then
+    return failed(ctx, LIFE_GROUP, "exec round trip of `true`", err)
+  end
+  ctx.add(report.row {
+    group = LIFE_GROUP, name = "exec round trip of `true`", unit = "ms",
+    sandlot = stats.summary(round_trips), api = ctx.core.api,
+    note = ("%d round trips on one agent connection; p90 %s ms"):format(#round_trips,
+      report.number(stats.percentile(round_trips, 90))),
+  })
+end
+
+-- ---- snapshots --------------------------------------------------------------
+
+local snapshot_metrics = {
+  { "pause_ms", "pause (QMP stop until the reply of cont)", "ms" },
+  { "ram_ms", "copy of the RAM file while stopped", "ms" },
+  { "total_ms", "snapshot total time", "ms" },
+  { "size_mib", "snapshot size (RAM, state, disk overlay)", "MiB" },
 }
 
-function M.run(ctx)
-  for _, row in ipairs(rows) do
+local function snapshot_rows(ctx, vm, mib)
+  local vm_dir = ctx.home .. "/sandboxes/" .. vm.id
+  local ram = ram_file(vm.qemu_pid)
+  local count = 0
+  local samples, err = schedule.run {
+    runs = ctx.runs, warmup = ctx.warmup,
+    a = function()
+      count = count + 1
+      local snap = ("sn-bench-%d-%d"):format(mib, count)
+      local out, snapshot_err = ctx.core:vm_snapshot(vm.id, snap)
+      if out == nil then
+        return nil, snapshot_err
+      end
+      ctx.core:vm_snapshot_remove(snap)
+      return { pause_ms = out.pause_ms, ram_ms = out.ram_ms, total_ms = out.total_ms,
+        size_mib = out.size_bytes / MIB }
+    end,
+    b = function(run)
+      local dir = ("%s/raw-vm-snapshot-%d-%s"):format(ctx.work, mib, run or "warmup")
+      local out, snapshot_err = ctx.raw_qmp:snapshot(vm_dir, ram, dir)
+      local size = out and ctx.core:size(dir)
+      proc.output { "/bin/rm", "-rf", "--one-file-system", dir }
+      if out == nil or size == nil then
+        return nil, snapshot_err or "size of the raw snapshot failed"
+      end
+      return { pause_ms = out.pause_ms, ram_ms = out.ram_ms, total_ms = out.total_ms,
+        size_mib = size / MIB }
+    end,
+  }
+  if samples == nil then
+    return failed(ctx, SNAPSHOT_GROUP, label(mib) .. ": snapshot", err)
+  end
+  comparison_rows(ctx, SNAPSHOT_GROUP, label(mib) .. ": ", snapshot_metrics, samples)
+end
+
+-- ---- forks ------------------------------------------------------------------
+
+local function average_pss_mib(forks)
+  local total = 0
+  for _, fork in ipairs(forks) do
+    total = total + fork.pss_kib
+  end
+  return total / #forks / 1024
+end
+
+--- Kept snapshots of both sides to fork from.
+local function fork_sources(ctx, vm, mib)
+  local snap = ("sn-bench-fork-%d"):format(mib)
+  local ok, err = ctx.core:vm_snapshot(vm.id, snap)
+  if not ok then
+    return nil, err
+  end
+  local raw_dir = ("%s/raw-vm-fork-source-%d"):format(ctx.work, mib)
+  ok, err = ctx.raw_qmp:snapshot(ctx.home .. "/sandboxes/" .. vm.id, ram_file(vm.qemu_pid),
+    raw_dir)
+  if not ok then
+    ctx.core:vm_snapshot_remove(snap)
+    return nil, err
+  end
+  return { snapshot = snap, raw_dir = raw_dir }
+end
+
+local function sandlot_forks(ctx, sources, count, seen)
+  local out, err = ctx.core:vm_fork(sources.snapshot, count)
+  if out == nil then
+    return nil, err
+  end
+  seen.fork_dir, seen.argv = out.fork_dir, out.qemu_argv
+  return { first_exec_ms = out.total_ms, pss_mib = average_pss_mib(out.forks) }
+end
+
+local function raw_forks(ctx, sources, count, seen, target)
+  if seen.argv == nil then
+    return nil, "no sandlot fork command line to start from"
+  end
+  local argv_file = ctx.work .. "/sandlot-fork.argv"
+  proc.write_file(argv_file, seen.argv)
+  local out, err = ctx.raw_qmp:fork(argv_file, seen.fork_dir,
+    ctx.home .. "/snapshots/" .. sources.snapshot, sources.raw_dir, target, count)
+  local destroyed, destroy_err = ctx.raw_qmp:destroy(target)
+  if out == nil then
+    return nil, err
+  elseif destroyed == nil then
+    return nil, destroy_err
+  end
+  return { first_exec_ms = out.total_ms, pss_mib = average_pss_mib(out.forks) }
+end
+
+local function fork_rows(ctx, vm, mib)
+  local sources, err = fork_sources(ctx, vm, mib)
+  if sources == nil then
+    return failed(ctx, FORK_GROUP, label(mib) .. ": forks", err)
+  end
+  local seen = {}
+  for _, count in ipairs(ctx.vm_forks) do
+    local target = ("%s/raw-vm-forks-%d-%d"):format(ctx.work, mib, count)
+    local samples
+    samples, err = schedule.run {
+      runs = ctx.runs, warmup = ctx.warmup,
+      a = function()
+        return sandlot_forks(ctx, sources, count, seen)
+      end,
+      b = function()
+        return raw_forks(ctx, sources, count, seen, target)
+      end,
+    }
+    if samples == nil then
+      failed(ctx, FORK_GROUP, ("%s: %d forks"):format(label(mib), count), err)
+    else
+      local forks = count == 1 and "one fork" or ("%d forks started together"):format(count)
+      comparison_rows(ctx, FORK_GROUP, label(mib) .. ": ", {
+        { "first_exec_ms", forks .. ", until every first exec result", "ms" },
+        { "pss_mib", ("memory per fork, PSS of QEMU (%s)"):format(forks), "MiB" },
+      }, samples)
+    end
+  end
+  ctx.core:vm_snapshot_remove(sources.snapshot)
+  proc.output { "/bin/rm", "-rf", "--one-file-system", sources.raw_dir }
+end
+
+-- ---- pause, resume, rollback --------------------------------------------------
+
+local function lifecycle_rows(ctx, vm, mib)
+  local snap = ("sn-bench-rollback-%d"):format(mib)
+  local ok, err = ctx.core:vm_snapshot(vm.id, snap)
+  local samples
+  if ok then
+    samples, err = schedule.run {
+      runs = ctx.runs, warmup = ctx.warmup,
+      a = function()
+        local paused, pause_err = ctx.core:vm_pause(vm.id)
+        if paused == nil then
+          return nil, pause_err
+        end
+        local resumed, resume_err = ctx.core:vm_resume(vm.id)
+        if resumed == nil then
+          return nil, resume_err
+        end
+        local rolled, rollback_err = ctx.core:vm_rollback(vm.id, snap)
+        if rolled == nil then
+          return nil, rollback_err
+        end
+        return { pause_ms = paused.pause_ms, resume_ms = resumed.resume_ms,
+          rollback_ms = rolled.rollback_ms }
+      end,
+    }
+    ctx.core:vm_snapshot_remove(snap)
+  end
+  if samples == nil then
+    return failed(ctx, LIFECYCLE_GROUP, label(mib) .. ": pause, resume, rollback", err)
+  end
+  for _, metric in ipairs {
+    { "pause_ms", "pause (state on disk, QEMU ended)" },
+    { "resume_ms", "resume until the first exec result" },
+    { "rollback_ms", "rollback to a snapshot until the first exec result" },
+  } do
     ctx.add(report.row {
-      group = GROUP, name = row[1], unit = row[2], status = "pending", reason = NO_VM,
-      baseline_name = "raw QEMU (QMP)",
+      group = LIFECYCLE_GROUP, name = label(mib) .. ": " .. metric[2], unit = "ms",
+      sandlot = stats.summary(samples.a[metric[1]]), api = ctx.core.api,
+      baseline_name = BASELINE, note = metric[1] == "pause_ms" and NO_RAW_LIFECYCLE or nil,
     })
+  end
+end
+
+-- ---- one size ---------------------------------------------------------------
+
+local function start_workload(ctx, vm, mib)
+  local ok, err = ctx.core:vm_spawn(vm.id, { "/usr/bin/python3", "-c", ctx.workload_script,
+    tostring(mib) })
+  if not ok then
+    return nil, err
+  end
+  local deadline = proc.now_ms() + 300000
+  while proc.now_ms() < deadline do
+    local text = ctx.core:vm_read(vm.id, "/tmp/workload.ready")
+    if text and tonumber(text) then
+      return tonumber(text)
+    end
+    require("sandlot").sleep(500)
+  end
+  return nil, "the workload in the VM did not report ready within 300 s"
+end
+
+local function run_size(ctx, size)
+  ctx.log("microVM with %s of workload data (%s guest)", label(size.mib), size.memory)
+  local vm, err = ctx.core:vm_create(size.memory)
+  if vm == nil then
+    return failed(ctx, SNAPSHOT_GROUP, label(size.mib) .. ": all rows", err)
+  end
+  ctx.sandboxes[vm.id] = true
+  local rss
+  rss, err = start_workload(ctx, vm, size.mib)
+  if rss == nil then
+    failed(ctx, SNAPSHOT_GROUP, label(size.mib) .. ": all rows", err)
+  else
+    ctx.add(report.row {
+      group = SNAPSHOT_GROUP, name = label(size.mib) .. ": resident memory of the workload",
+      unit = "MiB", sandlot = stats.summary { rss / MIB }, api = "guest /proc/self/statm",
+      note = ("in a guest of %s"):format(size.memory),
+    })
+    if size == ctx.vm_sizes[1] then
+      exec_rows(ctx, vm)
+    end
+    snapshot_rows(ctx, vm, size.mib)
+    ctx.log("%s microVM: forks", label(size.mib))
+    fork_rows(ctx, vm, size.mib)
+    ctx.log("%s microVM: pause, resume, rollback", label(size.mib))
+    lifecycle_rows(ctx, vm, size.mib)
+  end
+  ctx.core:kill(vm.id)
+  ctx.sandboxes[vm.id] = nil
+end
+
+function M.run(ctx)
+  ctx.log("microVMs: %d creates", ctx.vm_creates)
+  create_rows(ctx)
+  for _, size in ipairs(ctx.vm_sizes) do
+    run_size(ctx, size)
   end
 end
 
