@@ -150,7 +150,8 @@ int sl_agent_read_file(sl_agent *a, const char *path, sl_agent_file_cb cb, void 
                        sl_error *err);
 
 /* Write `len` bytes (copied) to `path` in chunks, creating and truncating
- * it; `flags` may add SL_FILE_PARENTS or SL_FILE_EXCL. `cb` receives NULL
+ * it; `flags` may add SL_FILE_PARENTS, SL_FILE_EXCL, or SL_FILE_APPEND
+ * (append to the file instead of truncating it). `cb` receives NULL
  * bytes and the error, if any. */
 int sl_agent_write_file(sl_agent *a, const char *path, const void *bytes, size_t len,
                         int mode, int flags, sl_agent_file_cb cb, void *data, sl_error *err);

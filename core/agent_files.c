@@ -122,9 +122,9 @@ static int write_next(transfer *t, sl_error *err) {
   size_t len = t->bytes.len - (size_t)t->offset;
   if (len > SL_PROTO_CHUNK) len = SL_PROTO_CHUNK;
   /* Only the first chunk truncates; later ones write at their offset, so a
-   * repeated chunk rewrites the same bytes. */
+   * repeated chunk rewrites the same bytes. Appended chunks go to the end. */
   int flags = t->flags | SL_FILE_CREATE;
-  if (t->offset == 0) flags |= SL_FILE_TRUNCATE;
+  if (t->offset == 0 && !(flags & SL_FILE_APPEND)) flags |= SL_FILE_TRUNCATE;
   sl_buf b = {0};
   size_t start = sl_frame_begin(&b, SL_MSG_FILE_WRITE, 0);
   sl_frame_put_str(&b, SL_F_PATH, t->path);
@@ -144,7 +144,7 @@ int sl_agent_write_file(sl_agent *a, const char *path, const void *bytes, size_t
   transfer *t = transfer_new(a, path, cb, data);
   if (t == NULL) return sl_error_set(err, ENOMEM, "out of memory");
   t->mode = mode > 0 ? mode : 0644;
-  t->flags = flags & (SL_FILE_PARENTS | SL_FILE_EXCL);
+  t->flags = flags & (SL_FILE_PARENTS | SL_FILE_EXCL | SL_FILE_APPEND);
   sl_buf_append(&t->bytes, bytes, len);
   if (t->bytes.failed) {
     transfer_free(t);

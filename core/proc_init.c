@@ -89,6 +89,21 @@ static void make_dir(const char *path, mode_t mode) {
   if (mkdir(path, mode) < 0 && errno != EEXIST) fail(errno, "mkdir %s", path);
 }
 
+/* Create the working directory and its missing parents (mode 0755) in
+ * the sandbox's own root, so a cwd such as /work need not be in the
+ * template. */
+static void make_cwd(const char *cwd) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s", cwd);
+  for (char *p = path + 1; *p != '\0'; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    make_dir(path, 0755);
+    *p = '/';
+  }
+  make_dir(path, 0755);
+}
+
 static void populate_dev(const char *dev) {
   char path[4096];
   mode_t old = umask(0);
@@ -242,6 +257,7 @@ _Noreturn void sl_proc_init_run(const sl_proc_init *cfg) {
   if (sethostname(cfg->hostname, strlen(cfg->hostname)) < 0)
     fail(errno, "sethostname %s", cfg->hostname);
   loopback_up();
+  make_cwd(cfg->cwd);
   if (chdir(cfg->cwd) < 0) fail(errno, "chdir %s", cfg->cwd);
   umask(022);
   reset_fds();

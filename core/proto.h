@@ -120,6 +120,8 @@ enum sl_field_key {
   SL_F_CREDITED = 38,      /* i64 0/1: entropy was credited */
   SL_F_COUNT = 39,         /* i64 */
   SL_F_MAX_FRAME = 40,     /* i64 */
+  SL_F_STDOUT_START = 41,  /* i64: oldest stdout offset the agent still keeps */
+  SL_F_STDERR_START = 42,  /* i64: oldest stderr offset the agent still keeps */
 };
 
 /* Bits of SL_F_FLAGS. */

@@ -41,7 +41,8 @@ typedef struct sl_create_spec {
   const char *const *env;    /* "NAME=value" entries, NULL-terminated: the
                                 environment of the agent and so the default
                                 of every command */
-  const char *cwd;           /* working directory of the agent; default "/" */
+  const char *cwd;           /* working directory of the agent, created with
+                                its parents when missing; default "/" */
   const char *hostname;      /* default "sandlot" */
   const char *const *labels; /* "key=value" entries, NULL-terminated */
   int auto_kill;             /* kill the sandbox when the creating process

@@ -316,6 +316,8 @@ int sl_host_run_main(lua_State *L, int nargs) {
   return H.exit_status;
 }
 
+void sl_host_set_exit_status(int status) { H.exit_status = status; }
+
 void sl_host_run_loop(void) { uv_run(sl_loop(), UV_RUN_DEFAULT); }
 
 void sl_host_stop(void) { uv_stop(sl_loop()); }

@@ -36,6 +36,10 @@ lua_State *sl_host_open(sl_host_mode mode);
  * run the loop until every task has ended. Returns the exit status. */
 int sl_host_run_main(lua_State *L, int nargs);
 
+/* Exit with `status` when the main task ends without failing (a host
+ * command that reports its own errors). */
+void sl_host_set_exit_status(int status);
+
 /* Run the loop until sl_host_stop() (the REPL). */
 void sl_host_run_loop(void);
 void sl_host_stop(void);

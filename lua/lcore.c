@@ -4,12 +4,24 @@
 #include <string.h>
 
 #include "embedded.h"
+#include "host.h"
 #include "sandlot_config.h"
+
+/* core.set_exit_status(n): the host's exit status when the main task
+ * ends without failing; for host commands that print their own errors. */
+static int l_set_exit_status(lua_State *L) {
+  lua_Integer status = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, status >= 0 && status <= 255, 1, "expected 0 to 255");
+  sl_host_set_exit_status((int)status);
+  return 0;
+}
 
 int luaopen_sandlot_core(lua_State *L) {
   lua_newtable(L);
   lua_pushliteral(L, SANDLOT_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushcfunction(L, l_set_exit_status);
+  lua_setfield(L, -2, "set_exit_status");
 #define SL_OPEN_BINDING(name) sl_open_##name(L);
   SL_BINDINGS(SL_OPEN_BINDING)
 #undef SL_OPEN_BINDING

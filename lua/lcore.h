@@ -14,6 +14,9 @@
 #define SL_BINDINGS(X) \
   X(task)              \
   X(log)               \
+  X(sandbox)           \
+  X(agent)             \
+  X(process)           \
   X(testing)
 
 #define SL_DECLARE_BINDING(name) void sl_open_##name(lua_State *L);

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "lcore.h"
 #include "log.h"
+#include "lsandbox.h"
 
 /* Counters since the start of the process, for checking that cancelled
  * work still ran to completion and was freed without pushing results. */
@@ -31,7 +32,7 @@ typedef struct {
   sl_error err;
 } test_work;
 
-enum { WORK_SLEEP, WORK_READ, WORK_RENDEZVOUS, WORK_BLOCK, WORK_LOG };
+enum { WORK_SLEEP, WORK_READ, WORK_RENDEZVOUS, WORK_BLOCK, WORK_LOG, WORK_PROGRESS };
 
 /* A gate that pool_block waits on until pool_open_gate() opens it. */
 static struct {
@@ -130,6 +131,11 @@ static void test_work_run(void *data) {
   case WORK_LOG:
     SL_WARN("testing.pool_log", "%s", w->path);
     break;
+  case WORK_PROGRESS:
+    for (char *save = NULL, *line = strtok_r(w->path, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save))
+      sl_lua_progress_line(line, NULL);
+    break;
   }
 }
 
@@ -219,6 +225,17 @@ static int l_pool_log(lua_State *L) {
   return queue(L, w);
 }
 
+/* testing.pool_progress(text): report each line of `text` from a pool
+ * thread as template build output. */
+static int l_pool_progress(lua_State *L) {
+  const char *text = luaL_checkstring(L, 1);
+  sl_async_check(L, "testing.pool_progress");
+  test_work *w = calloc(1, sizeof *w);
+  w->kind = WORK_PROGRESS;
+  w->path = strdup(text);
+  return queue(L, w);
+}
+
 /* testing.pool_open_gate(open): open (default) or close the gate. */
 static int l_pool_open_gate(lua_State *L) {
   pthread_mutex_lock(&gate.lock);
@@ -257,6 +274,7 @@ void sl_open_testing(lua_State *L) {
       {"pool_block", l_pool_block},
       {"pool_open_gate", l_pool_open_gate},
       {"pool_log", l_pool_log},
+      {"pool_progress", l_pool_progress},
       {"pool_stats", l_pool_stats},
       {"fail", l_fail},
       {NULL, NULL},

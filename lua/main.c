@@ -18,10 +18,16 @@ typedef struct {
 
 static int cmd_run(int argc, char **argv);
 static int cmd_repl(int argc, char **argv);
+static int cmd_sandbox_verb(int argc, char **argv);
 
 static const command commands[] = {
     {"run", "FILE [ARGS...]", "Run the Lua script FILE (- for stdin) as the main task.", cmd_run},
     {"repl", "", "Start the interactive REPL (also the default with no arguments).", cmd_repl},
+    {"ls", "[-a]", "List sandboxes: id, state, template, age (-a: ended ones too).",
+     cmd_sandbox_verb},
+    {"kill", "ID...", "Kill sandboxes and release their mounts and cgroups.", cmd_sandbox_verb},
+    {"gc", "", "Clean up after crashed hosts and monitors; print what was cleaned.",
+     cmd_sandbox_verb},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
@@ -45,6 +51,7 @@ static void print_usage(FILE *out) {
           "arg[0] and ARGS from arg[1]; `...` holds ARGS too. The program exits when\n"
           "the main task and every task it spawned have ended.\n"
           "\nEnvironment:\n"
+          "  SANDLOT_HOME           Store of sandboxes (default: /var/lib/sandlot for root).\n"
           "  SANDLOT_LOG            Log level: debug, info, warn (default), error, off.\n"
           "  SANDLOT_HISTORY        REPL history file (default: ~/.sandlot_history).\n"
           "  UV_THREADPOOL_SIZE     Threads for blocking work (default: %s).\n"
@@ -117,6 +124,18 @@ static int run_chunk(int argc, char **argv) {
   int rc = luaL_loadbuffer(L, argv[1], strlen(argv[1]), "=(command line)");
   char *before[] = {program_name};
   return run_loaded(L, rc, before, 1, argv[0], argv + 2, argc - 2);
+}
+
+/* ls, kill and gc: argv[0] names a function of the sandlot.cli module,
+ * which runs as the main task with the other words as arguments. */
+static int cmd_sandbox_verb(int argc, char **argv) {
+  lua_State *L = sl_host_open(SL_HOST_SCRIPT);
+  if (L == NULL) return SL_EXIT_FAILED;
+  char chunk[128];
+  snprintf(chunk, sizeof chunk, "return require('sandlot.cli')['%s'](...)", argv[0]);
+  int rc = luaL_loadbuffer(L, chunk, strlen(chunk), "=sandlot");
+  char *before[] = {program_name};
+  return run_loaded(L, rc, before, 1, argv[0], argv + 1, argc - 1);
 }
 
 static int cmd_repl(int argc, char **argv) {

@@ -340,6 +340,8 @@ static void put_process(conn *c, uint32_t id, const proc *p) {
   sl_frame_put_i64(b, SL_F_TIMED_OUT, p->timed_out);
   sl_frame_put_i64(b, SL_F_STDOUT_OFFSET, (int64_t)p->out[1].end);
   sl_frame_put_i64(b, SL_F_STDERR_OFFSET, (int64_t)p->out[2].end);
+  sl_frame_put_i64(b, SL_F_STDOUT_START, (int64_t)p->out[1].start);
+  sl_frame_put_i64(b, SL_F_STDERR_START, (int64_t)p->out[2].start);
   reply_end(&r);
 }
 

@@ -1,10 +1,14 @@
---- The public sandlot module: tasks on the host's event loop.
+--- The public sandlot module: tasks on the host's event loop, and
+-- sandboxes (sandlot.Sandbox, see sandlot/sandbox.lua).
 --
 -- Functions marked "suspends" must run inside a task: the main script, a
 -- REPL chunk, or a function started with sandlot.spawn. Elsewhere (a luv
 -- callback, a plain coroutine) they raise an error that names the function.
 local core = require "sandlot.core"
 local task = require "sandlot.task"
+local Sandbox = require "sandlot.sandbox"
+require "sandlot.exec"
+require "sandlot.files"
 
 local sandlot = {
   version = core.version,
@@ -34,7 +38,23 @@ local sandlot = {
   wait_all = task.wait_all,
   wait_any = task.wait_any,
   log = {},
+
+  Sandbox = Sandbox,
+
+  --- Use the store at `path` (absolute) in this process instead of
+  -- $SANDLOT_HOME or the default; call it before the first sandbox call.
+  set_home = core.set_home,
+
+  --- The store root this process uses, or will use on its first
+  -- sandbox call.
+  home = core.home,
 }
+
+--- Clean up what crashed hosts and monitors left (see sl_sandbox_gc in
+-- core/sandbox.h): returns how many sandboxes were cleaned. Suspends.
+function sandlot.gc()
+  return core.sandbox_gc()
+end
 
 --- sandlot.log.info(event, fmt, ...) and the other levels write one
 -- key=value record to the host's log sink (stderr, threshold SANDLOT_LOG).

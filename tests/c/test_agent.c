@@ -358,6 +358,19 @@ static void stdin_streams_through_cat(void) {
   sl_agent_conn_close(&c);
 }
 
+typedef struct kept_offsets {
+  int64_t proc;
+  int64_t stdout_start, stdout_end, stderr_start;
+} kept_offsets;
+
+static void on_listed_offsets(const sl_frame *ev, void *data) {
+  kept_offsets *k = data;
+  if (ev->type != SL_MSG_PROCESS || field_i64(ev, SL_F_PROC, 0) != k->proc) return;
+  k->stdout_start = field_i64(ev, SL_F_STDOUT_START, -1);
+  k->stdout_end = field_i64(ev, SL_F_STDOUT_OFFSET, -1);
+  k->stderr_start = field_i64(ev, SL_F_STDERR_START, -1);
+}
+
 static void read_releases_earlier_output(void) {
   sl_agent_conn c;
   sl_error err = {0};
@@ -385,6 +398,14 @@ static void read_releases_earlier_output(void) {
   CHECK_INT(proc_call(&c, SL_MSG_READ, proc, &reply, &f, &err, SL_F_OFFSET, 11), ==, -EINVAL);
   CHECK_OK(proc_call(&c, SL_MSG_READ, proc, &reply, &f, &err, SL_F_OFFSET, 10), &err);
   CHECK_INT(field_i64(&f, SL_F_EOF, 0), ==, 1);
+  /* LIST reports where the kept output starts and ends. */
+  kept_offsets kept = {.proc = proc};
+  b.len = 0;
+  sl_frame_end(&b, sl_frame_begin(&b, SL_MSG_LIST, 0), NULL);
+  CHECK_OK(sl_agent_conn_call(&c, &b, on_listed_offsets, &kept, &reply, &f, &err), &err);
+  CHECK_INT(kept.stdout_start, ==, 10);
+  CHECK_INT(kept.stdout_end, ==, 10);
+  CHECK_INT(kept.stderr_start, ==, 0);
   sl_buf_free(&b);
   sl_buf_free(&reply);
   sl_agent_conn_close(&c);

@@ -371,6 +371,34 @@ static void file_round_trip_large_binary(void) {
   close_client(a);
 }
 
+/* SL_FILE_APPEND adds every chunk at the end instead of truncating. */
+static void file_append_keeps_content(void) {
+  sl_agent *a = sl_agent_new(&loop, H.sock, NULL);
+  char path[160];
+  snprintf(path, sizeof path, "%s/appended", H.dir);
+  size_t size = SL_PROTO_CHUNK + 5;
+  uint8_t *data = malloc(size);
+  for (size_t i = 0; i < size; i++) data[i] = (uint8_t)(i % 251);
+  file_state first = {0}, second = {0}, rd = {0};
+  sl_error err = {0};
+  CHECK_OK(sl_agent_write_file(a, path, "head", 4, 0644, 0, on_file, &first, &err), &err);
+  CHECK(run_until(&first.done, 10000));
+  CHECK(!first.failed);
+  CHECK_OK(sl_agent_write_file(a, path, data, size, 0644, SL_FILE_APPEND, on_file, &second, &err),
+           &err);
+  CHECK(run_until(&second.done, 20000));
+  CHECK(!second.failed);
+  CHECK_OK(sl_agent_read_file(a, path, on_file, &rd, &err), &err);
+  CHECK(run_until(&rd.done, 20000));
+  CHECK(!rd.failed);
+  CHECK_INT(rd.bytes.len, ==, size + 4);
+  CHECK(rd.bytes.len == size + 4 && memcmp(rd.bytes.data, "head", 4) == 0);
+  CHECK(rd.bytes.len == size + 4 && memcmp(rd.bytes.data + 4, data, size) == 0);
+  sl_buf_free(&rd.bytes);
+  free(data);
+  close_client(a);
+}
+
 typedef struct connect_state {
   int done;
   int code;
@@ -494,6 +522,7 @@ int main(void) {
   RUN(missing_program_fails_exec);
   RUN(attach_follows_earlier_process);
   RUN(file_round_trip_large_binary);
+  RUN(file_append_keeps_content);
   RUN(missing_agent_fails_cleanly);
   RUN(close_cancels_pending_requests);
   RUN(cancel_then_attach_again);

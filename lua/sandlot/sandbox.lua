@@ -1,0 +1,416 @@
+--- Sandbox objects: create, look up, list, freeze, thaw, kill.
+--
+-- A sandbox object refers to its sandbox by id and reaches the agent in
+-- it through the agent socket the core reports, so objects for one
+-- sandbox made in different sandlot processes (Sandbox.get) all work.
+-- Commands and processes are in sandlot/exec.lua, files in
+-- sandlot/files.lua; both add methods to this class.
+--
+-- Methods that talk to the core or the agent suspend, so they run only in
+-- tasks. Expected failures return nil, "ENAME: message", "ENAME"; wrong
+-- argument types and unknown option names raise.
+local core = require "sandlot.core"
+local check = require "sandlot.check"
+
+local Sandbox = {}
+Sandbox.__index = Sandbox
+Sandbox.__name = "sandlot.Sandbox"
+
+local fail = check.fail
+
+--- Agent connections by socket path. Weak: a connection closes once no
+-- sandbox object or process handle uses it.
+local agents = setmetatable({}, { __mode = "v" })
+
+local function update(self, info)
+  self.id = info.id
+  self.backend = info.backend
+  self.template = info.template
+  self.created_at = info.created_at
+  self.labels = info.labels
+  self.state = info.state
+  self._info = info
+end
+
+local function wrap(info)
+  local self = setmetatable({}, Sandbox)
+  update(self, info)
+  return self
+end
+
+function Sandbox:__tostring()
+  return ("sandlot.Sandbox (%s, %s)"):format(self.id, self.state)
+end
+
+--- The fail tuple of a call on a sandbox that has ended.
+function Sandbox:_ended()
+  local reason = self._info.end_reason or "dead"
+  return fail("ESRCH", "sandbox has ended (%s): %s", reason, self.id)
+end
+
+--- Close the agent connection of an ended sandbox, so that its process
+-- handles fail with ESRCH at once instead of trying to reconnect.
+local function close_agent(self)
+  local path = self._info.agent_socket
+  local agent = self._agent or (path and agents[path])
+  if agent and agent:is_open() then
+    local _, message = self:_ended()
+    agent:shutdown("ESRCH", (message:gsub("^ESRCH: ", "")))
+  end
+  self._agent = nil
+end
+
+--- Turn a failure into ESRCH when the connection failed because the
+-- sandbox ended (killed by another process, its PID 1 died, timed out).
+function Sandbox:_failed(message, name, kind)
+  if kind == "connection" then
+    local info = core.sandbox_get(self.id)
+    if info then
+      update(self, info)
+    end
+    if self.state == "dead" then
+      close_agent(self)
+      return self:_ended()
+    end
+  end
+  return nil, message, name
+end
+
+--- The agent connection, connected; or the fail tuple. Suspends.
+function Sandbox:_connect(fname)
+  core.async_check(fname)
+  if self.state == "creating" or self.state == "paused" then
+    local info = core.sandbox_get(self.id)
+    if info then
+      update(self, info)
+    end
+  end
+  if self.state == "dead" then
+    return self:_ended()
+  elseif self.state == "creating" or self.state == "paused" then
+    -- No agent runs yet, or none runs while the sandbox is dumped to disk.
+    return fail("EBUSY", "sandbox is %s: %s", self.state, self.id)
+  end
+  local agent = self._agent
+  if agent == nil or not agent:is_open() then
+    local path = self._info.agent_socket
+    agent = agents[path]
+    if agent == nil or not agent:is_open() then
+      -- A VM's agent sits behind a serial port, which needs sync markers.
+      -- NOTE: a VM port serves one connection at a time, and this client
+      -- does not take the port's lock (sl_vm_agent_connect), so another
+      -- sandlot process using the same VM at once competes for the port.
+      agent = core.agent_open(path, self.backend == "vm")
+      agents[path] = agent
+    end
+    self._agent = agent
+  end
+  local ok, message, name, kind = agent:connect()
+  if not ok then
+    return self:_failed(message, name, kind)
+  end
+  return agent
+end
+
+--- Requests that may be sent again when the connection dropped before
+-- their reply, because they change nothing.
+local repeatable = {
+  hello = true, ping = true, list = true, file_read = true, list_dir = true, stat = true,
+}
+
+--- Send one agent request; returns the reply fields or the fail tuple.
+-- A repeatable request is sent once more after a lost connection.
+function Sandbox:_call(fname, request, fields)
+  local agent, message, name = self:_connect(fname)
+  if not agent then
+    return nil, message, name
+  end
+  local reply, kind
+  reply, message, name, kind = agent:call(request, fields)
+  if not reply and kind == "connection" and repeatable[request] then
+    agent, message, name = self:_connect(fname)
+    if not agent then
+      return nil, message, name
+    end
+    reply, message, name, kind = agent:call(request, fields)
+  end
+  if not reply then
+    return self:_failed(message, name, kind)
+  end
+  return reply
+end
+
+-- ---- Creating and finding sandboxes ----
+
+local create_options = {
+  template = "string", backend = "string", timeout = "number", on_timeout = "string",
+  memory = { "string", "number" }, pids = "number", cpu_shares = "number", cpus = "number",
+  env = "table", cwd = "string", hostname = "string", labels = "table", auto_kill = "boolean",
+  on_progress = "function",
+}
+
+--- Template progress callbacks of the creates that run now.
+local progress_callbacks = {}
+
+local function on_template_progress(line)
+  for callback in pairs(progress_callbacks) do
+    local ok, err = xpcall(callback, debug.traceback, line)
+    if not ok then
+      io.stderr:write("sandlot: on_progress callback failed: ", tostring(err), "\n")
+    end
+  end
+end
+
+local function pairs_to_list(fname, what, map)
+  local list = {}
+  for key, value in pairs(map) do
+    if type(key) ~= "string" then
+      error(("%s: %s keys must be strings, got %s"):format(fname, what, type(key)), 4)
+    end
+    if type(value) ~= "string" and type(value) ~= "number" then
+      error(("%s: %s.%s must be a string, got %s"):format(fname, what, key, type(value)), 4)
+    end
+    list[#list + 1] = key .. "=" .. tostring(value)
+  end
+  table.sort(list)
+  return list
+end
+
+local function whole(value)
+  return math.type(value) == "integer" or (math.type(value) == "float" and value == math.floor(value)
+    and value >= -2^53 and value <= 2^53)
+end
+
+--- Check and normalize create options: types raise, values fail.
+local function create_spec(options)
+  check.options("Sandbox.create", options, create_options, 3)
+  local spec = {}
+  for key, value in pairs(options) do
+    spec[key] = value
+  end
+  for _, key in ipairs { "timeout", "pids", "cpu_shares" } do
+    local value = options[key]
+    if value ~= nil then
+      if not whole(value) then
+        return fail("EINVAL", "invalid %s: %s (expected a whole number)", key, tostring(value))
+      end
+      spec[key] = math.tointeger(value)
+    end
+  end
+  if type(options.memory) == "number" then
+    if not whole(options.memory) or options.memory <= 0 then
+      return fail("EINVAL", "invalid memory limit: %s (expected bytes > 0 or a size such as \"512M\")",
+        tostring(options.memory))
+    end
+    spec.memory = tostring(math.tointeger(options.memory))
+  end
+  if options.env then
+    spec.env = pairs_to_list("Sandbox.create", "env", options.env)
+  end
+  if options.labels then
+    spec.labels = pairs_to_list("Sandbox.create", "labels", options.labels)
+  end
+  spec.on_progress = nil
+  return spec
+end
+
+--- Sandbox.create{...}: create a sandbox and wait until its agent accepts
+-- requests. Options (all optional): template ("base"), backend
+-- ("process"), timeout (seconds from now, 0 none), on_timeout ("kill" or
+-- "pause"), memory ("512M" or bytes, default 1G), pids (1024), cpu_shares,
+-- cpus, env (table NAME = value), cwd ("/"), hostname ("sandlot"), labels
+-- (table key = value), auto_kill (kill it when this sandlot process
+-- exits), on_progress (function(line) for template build output, called
+-- on the loop outside any task, so it cannot suspend; without it the
+-- lines go to stderr). Suspends.
+function Sandbox.create(options)
+  options = options or {}
+  check.arg("Sandbox.create", 1, options, "table", 2)
+  core.async_check("Sandbox.create")
+  local spec, message, name = create_spec(options)
+  if not spec then
+    return nil, message, name
+  end
+  local callback = options.on_progress
+  if callback then
+    progress_callbacks[callback] = true
+    core.on_template_progress(on_template_progress)
+  end
+  local info
+  info, message, name = core.sandbox_create(spec)
+  if callback then
+    progress_callbacks[callback] = nil
+    if next(progress_callbacks) == nil then
+      core.on_template_progress(nil)
+    end
+  end
+  if not info then
+    return nil, message, name
+  end
+  return wrap(info)
+end
+
+--- Sandbox.get(id): the sandbox with this id, from the catalog that every
+-- sandlot process using this store shares; ENOENT for an unknown id.
+-- Suspends.
+function Sandbox.get(id)
+  check.arg("Sandbox.get", 1, id, "string", 2)
+  local info, message, name = core.sandbox_get(id)
+  if not info then
+    return nil, message, name
+  end
+  return wrap(info)
+end
+
+local list_options = { state = "string", label = { "string", "table" }, backend = "string" }
+
+local function has_labels(info, wanted)
+  for key, value in pairs(wanted) do
+    if info.labels[key] ~= tostring(value) then
+      return false
+    end
+  end
+  return true
+end
+
+local function label_filter(label)
+  if type(label) == "table" then
+    return label
+  end
+  local key, value = label:match "^([^=]+)=(.*)$"
+  if key == nil then
+    return nil
+  end
+  return { [key] = value }
+end
+
+--- Sandbox.list{state=, label=, backend=}: sandboxes of the store, oldest
+-- first, dead ones included unless a state is given. label is "key=value"
+-- or a table of labels that must all match. Suspends.
+local function list_sandboxes(filter)
+  filter = filter or {}
+  check.arg("Sandbox.list", 1, filter, "table", 3)
+  check.options("Sandbox.list", filter, list_options, 3)
+  local labels = filter.label and label_filter(filter.label)
+  if filter.label and labels == nil then
+    return fail("EINVAL", "invalid label filter: %q (expected key=value)", filter.label)
+  end
+  local infos, message, name = core.sandbox_list()
+  if not infos then
+    return nil, message, name
+  end
+  local result = {}
+  for _, info in ipairs(infos) do
+    local keep = (filter.state == nil or info.state == filter.state)
+      and (filter.backend == nil or info.backend == filter.backend)
+      and (labels == nil or has_labels(info, labels))
+    if keep then
+      result[#result + 1] = wrap(info)
+    end
+  end
+  return result
+end
+
+Sandbox._list_sandboxes = list_sandboxes
+
+-- ---- State ----
+
+--- Read the sandbox's record again and update the fields. Returns the
+-- object. Suspends.
+function Sandbox:refresh()
+  check.self("sandbox:refresh", self, Sandbox)
+  local info, message, name = core.sandbox_get(self.id)
+  if not info then
+    return nil, message, name
+  end
+  update(self, info)
+  return self
+end
+
+--- The sandbox's full record, read again: state, limits, pids, cgroups,
+-- paths, exit status and end reason. Suspends.
+function Sandbox:info()
+  check.self("sandbox:info", self, Sandbox)
+  local ok, message, name = self:refresh()
+  if not ok then
+    return nil, message, name
+  end
+  local copy = {}
+  for key, value in pairs(self._info) do
+    copy[key] = value
+  end
+  return copy
+end
+
+--- Kill every process of the sandbox and release its mounts and cgroups.
+-- Suspends until that is done.
+function Sandbox:kill()
+  check.self("sandbox:kill", self, Sandbox)
+  local ok, message, name = core.sandbox_kill(self.id)
+  if not ok then
+    if name == "ESRCH" then
+      self.state = "dead"
+    end
+    return nil, message, name
+  end
+  self.state = "dead"
+  self._info.state = "dead"
+  self._info.end_reason = self._info.end_reason or "killed"
+  close_agent(self)
+  return true
+end
+
+--- Delete the record and the folder (logs, end reason) of a sandbox that
+-- has ended. Sandbox.list and Sandbox.get no longer return it, and its
+-- snapshots stay. EBUSY while it is alive. Suspends.
+function Sandbox:delete()
+  check.self("sandbox:delete", self, Sandbox)
+  local ok, message, name = core.sandbox_remove(self.id)
+  if not ok then
+    return nil, message, name
+  end
+  close_agent(self)
+  return true
+end
+
+local function state_call(self, fname, call, new_state)
+  check.self(fname, self, Sandbox)
+  local ok, message, name = call(self.id)
+  if not ok then
+    if name == "ESRCH" then
+      self.state = "dead"
+    end
+    return nil, message, name
+  end
+  self.state = new_state
+  self._info.state = new_state
+  return true
+end
+
+--- Stop every process of the sandbox (freezer cgroup); memory stays.
+-- Agent requests wait until thaw. Suspends.
+function Sandbox:freeze()
+  return state_call(self, "sandbox:freeze", core.sandbox_freeze, "frozen")
+end
+
+--- Resume a frozen sandbox. Suspends.
+function Sandbox:thaw()
+  return state_call(self, "sandbox:thaw", core.sandbox_thaw, "running")
+end
+
+--- Kill the sandbox `seconds` from now (or apply its on_timeout action);
+-- 0 removes the timeout. Suspends.
+function Sandbox:set_timeout(seconds)
+  check.self("sandbox:set_timeout", self, Sandbox)
+  check.arg("sandbox:set_timeout", 1, seconds, "number", 2)
+  if not whole(seconds) or seconds < 0 then
+    return fail("EINVAL", "invalid timeout: %s (expected whole seconds >= 0)", tostring(seconds))
+  end
+  local ok, message, name = core.sandbox_set_timeout(self.id, math.tointeger(seconds))
+  if not ok then
+    return nil, message, name
+  end
+  return true
+end
+
+return Sandbox

@@ -1,0 +1,163 @@
+-- File methods of sandbox objects against a real sandbox: binary round
+-- trips, folders, errors, and paths that try to leave the sandbox.
+local sandboxes = require "sandboxes"
+sandboxes.require_sandboxes()
+
+local sandlot = require "sandlot"
+local support = require "support"
+local Sandbox = sandlot.Sandbox
+
+local home, sb, outside
+
+setup(function()
+  home = sandboxes.fresh_store()
+  sb = assert(Sandbox.create { cwd = "/work" })
+  -- A host file that no path inside the sandbox may reach.
+  outside = support.temp_dir()
+  local file = assert(io.open(outside .. "/secret", "w"))
+  file:write "host secret\n"
+  file:close()
+end)
+
+teardown(function()
+  if outside then
+    support.remove_tree(outside)
+  end
+  sandboxes.remove_store(home)
+end)
+
+local function all_bytes()
+  local bytes = {}
+  for i = 0, 255 do
+    bytes[#bytes + 1] = string.char(i)
+  end
+  return table.concat(bytes)
+end
+
+--- `size` pseudo-random bytes (xorshift), the same for the same seed.
+local function random_bytes(size, seed)
+  local state = seed
+  local parts = {}
+  for i = 1, size // 4 do
+    state = state ~ (state << 13) & 0xffffffff
+    state = state ~ (state >> 17)
+    state = state ~ (state << 5) & 0xffffffff
+    parts[i] = string.pack("<I4", state)
+  end
+  return table.concat(parts) .. ("x"):rep(size % 4)
+end
+
+describe("files", function()
+  it("round-trip every byte value", function()
+    local data = all_bytes()
+    assert.is_true(sb:write_file("/work/bytes.bin", data, { parents = true }))
+    assert.are.equal(data, sb:read_file "/work/bytes.bin")
+    local r = assert(sb:exec "od -An -tx1 /work/bytes.bin | tr -d ' \\n' | head -c 18")
+    assert.are.equal("000102030405060708", r.stdout)
+    assert.are.equal(256, assert(sb:stat "/work/bytes.bin").size)
+  end)
+
+  it("round-trip a few megabytes in chunks", function()
+    local data = random_bytes(3 * 1024 * 1024 + 17, 12345)
+    assert.is_true(sb:write_file("/work/big.bin", data))
+    local back = assert(sb:read_file "/work/big.bin")
+    assert.are.equal(#data, #back)
+    assert.is_true(data == back)
+    local r = assert(sb:exec "sha256sum /work/big.bin")
+    assert.are.equal(64, #r.stdout:match "^(%x+)")
+    assert.are.equal("", assert(sb:write_file("/work/empty", "") and sb:read_file "/work/empty"))
+  end)
+
+  it("append, set modes and make parents", function()
+    assert(sb:write_file("/work/log.txt", "one\n"))
+    assert(sb:write_file("/work/log.txt", "two\n", { append = true }))
+    assert.are.equal("one\ntwo\n", sb:read_file "/work/log.txt")
+    assert(sb:write_file("/work/log.txt", "fresh\n"))
+    assert.are.equal("fresh\n", sb:read_file "/work/log.txt")
+    assert(sb:write_file("/work/script.sh", "#!/bin/sh\necho ran\n", { mode = tonumber("755", 8) }))
+    assert.are.equal(tonumber("755", 8), assert(sb:stat "/work/script.sh").mode)
+    assert.are.equal("ran\n", assert(sb:exec { "/work/script.sh" }).stdout)
+    assert(sb:write_file("/work/deep/er/file", "x", { parents = true }))
+    assert.are.equal("dir", assert(sb:stat "/work/deep/er").type)
+    local ok, message, name = sb:write_file("/work/absent/file", "x")
+    assert.is_nil(ok)
+    assert.are.equal("ENOENT", name)
+    assert.matches("^ENOENT: ", message)
+    ok, _, name = sb:write_file("/work/x", "y", { mode = 99999 })
+    assert.is_nil(ok)
+    assert.are.equal("EINVAL", name)
+    assert.has_error(function() sb:write_file("/work/x", 42) end)
+    assert.has_error(function() sb:write_file("/work/x", "y", { apend = true }) end)
+  end)
+
+  it("report missing files with ENOENT", function()
+    local data, message, name = sb:read_file "/work/no-such-file"
+    assert.is_nil(data)
+    assert.are.equal("ENOENT: no such file: /work/no-such-file", message)
+    assert.are.equal("ENOENT", name)
+    local _, _, stat_name = sb:stat "/nowhere"
+    assert.are.equal("ENOENT", stat_name)
+    local _, list_message = sb:list "/nowhere"
+    assert.are.equal("ENOENT: no such file: /nowhere", list_message)
+    local _, _, dir_name = sb:read_file "/work"
+    assert.are.equal("EISDIR", dir_name)
+  end)
+
+  it("list, stat, mkdir, remove and rename", function()
+    assert(sb:mkdir "/work/tree")
+    local _, _, name = sb:mkdir "/work/tree"
+    assert.are.equal("EEXIST", name)
+    assert(sb:mkdir("/work/tree/a/b", { parents = true }))
+    assert(sb:mkdir("/work/tree/a/b", { parents = true }))
+    assert(sb:write_file("/work/tree/file.txt", "12345"))
+    assert(sb:exec "ln -s file.txt /work/tree/link")
+    local list = assert(sb:list "/work/tree")
+    assert.are.same({ "a", "file.txt", "link" }, { list[1].name, list[2].name, list[3].name })
+    assert.are.equal(3, #list)
+    assert.are.equal("dir", list[1].type)
+    assert.are.equal("file", list[2].type)
+    assert.are.equal(5, list[2].size)
+    assert.are.equal("symlink", list[3].type)
+    assert.is_true(list[2].mtime > 1e9)
+    assert.are.equal("file", assert(sb:stat "/work/tree/link").type)
+    local link = assert(sb:stat("/work/tree/link", { follow = false }))
+    assert.are.equal("symlink", link.type)
+    assert.are.equal("file.txt", link.link_target)
+
+    assert(sb:rename("/work/tree/file.txt", "/work/tree/moved.txt"))
+    assert.are.equal("12345", sb:read_file "/work/tree/moved.txt")
+    assert(sb:write_file("/work/tree/other", "o"))
+    _, _, name = sb:rename("/work/tree/other", "/work/tree/moved.txt", { replace = false })
+    assert.are.equal("EEXIST", name)
+    assert(sb:rename("/work/tree/other", "/work/tree/moved.txt"))
+    assert.are.equal("o", sb:read_file "/work/tree/moved.txt")
+
+    _, _, name = sb:remove "/work/tree"
+    assert.are.equal("ENOTEMPTY", name)
+    assert(sb:remove "/work/tree/moved.txt")
+    assert(sb:remove("/work/tree", { recursive = true }))
+    _, _, name = sb:stat "/work/tree"
+    assert.are.equal("ENOENT", name)
+  end)
+
+  it("never reach host files through .. or symlinks", function()
+    local secret = outside .. "/secret"
+    local climbs = "/../../../../../../../.." .. secret
+    local data, _, name = sb:read_file(climbs)
+    assert.is_nil(data)
+    assert.are.equal("ENOENT", name)
+    assert(sb:exec("ln -s " .. secret .. " /work/to-secret; ln -s ../../../../../../.. /work/up"))
+    data, _, name = sb:read_file "/work/to-secret"
+    assert.is_nil(data)
+    assert.are.equal("ENOENT", name)
+    data = sb:read_file("/work/up" .. secret)
+    assert.is_nil(data)
+    -- Writes through the same paths land inside the sandbox, if anywhere.
+    sb:write_file(climbs, "changed", { parents = true })
+    sb:write_file("/work/to-secret", "changed", { parents = true })
+    sb:write_file("/work/up" .. secret, "changed", { parents = true })
+    assert.are.equal("host secret\n", sandboxes.read(secret))
+    -- The same path inside the sandbox got the writes.
+    assert.are.equal("changed", sb:read_file(secret))
+  end)
+end)

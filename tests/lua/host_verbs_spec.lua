@@ -1,0 +1,123 @@
+-- Sandboxes across sandlot processes: another process lists and kills a
+-- sandbox this one created, auto_kill ties a sandbox to its creator, and
+-- the ls, kill and gc commands.
+local sandboxes = require "sandboxes"
+sandboxes.require_sandboxes()
+
+local sandlot = require "sandlot"
+local support = require "support"
+local uv = require "luv"
+local Sandbox = sandlot.Sandbox
+
+local home, env
+
+setup(function()
+  home = sandboxes.fresh_store()
+  env = support.environment { SANDLOT_HOME = home }
+end)
+
+teardown(function()
+  sandboxes.remove_store(home)
+end)
+
+--- `text` as a Lua pattern that matches only itself.
+local function literal(text)
+  return (text:gsub("%p", "%%%0"))
+end
+
+local function sandlot_command(args)
+  return support.run_sandlot(args, { env = env })
+end
+
+describe("another sandlot process", function()
+  it("sees, lists and kills a sandbox this one created", function()
+    local sb = assert(Sandbox.create { labels = { owner = "spec" } })
+    local info = assert(sb:info())
+    local code, out, err = sandlot_command { "-e", [[
+      local Sandbox = require("sandlot").Sandbox
+      local sb = assert(Sandbox.get(arg[1]))
+      print(sb.state, sb.labels.owner, assert(sb:exec "echo from the other process").stdout)
+      for _, other in ipairs(assert(Sandbox.list { state = "running" })) do
+        print("listed", other.id)
+      end
+    ]], sb.id }
+    assert.are.equal(0, code, err)
+    assert.matches("^running\tspec\tfrom the other process\n", out)
+    assert.matches("listed\t" .. literal(sb.id), out)
+
+    code, out, err = sandlot_command { "ls" }
+    assert.are.equal(0, code, err)
+    assert.matches("^ID +STATE +TEMPLATE +AGE\n", out)
+    assert.matches(literal(sb.id) .. "  running  base +%d+s\n", out)
+
+    code, out, err = sandlot_command { "kill", sb.id }
+    assert.are.equal(0, code, err)
+    assert.are.equal("killed " .. sb.id .. "\n", out)
+    assert.are.equal("dead", assert(sb:refresh()).state)
+    assert.is_nil(sandboxes.wait_clean(home, info))
+    local ok, _, name = sb:exec "true"
+    assert.is_nil(ok)
+    assert.are.equal("ESRCH", name)
+
+    code, out = sandlot_command { "ls" }
+    assert.are.equal(0, code)
+    assert.is_nil(out:find(sb.id, 1, true))
+    code, out = sandlot_command { "ls", "-a" }
+    assert.matches(literal(sb.id) .. "  dead", out)
+  end)
+
+  it("reports kill failures with their error names", function()
+    local code, out, err = sandlot_command { "kill", "sb-000000000000", "nonsense" }
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.matches("kill sb%-000000000000: ENOENT: sandbox not found", err)
+    assert.matches("kill nonsense: ENOENT: sandbox not found", err)
+    code, _, err = sandlot_command { "kill" }
+    assert.are.equal(2, code)
+    assert.matches("kill: missing ID", err)
+    code, _, err = sandlot_command { "ls", "--bogus" }
+    assert.are.equal(2, code)
+    assert.matches("ls: unexpected argument '%-%-bogus'", err)
+  end)
+end)
+
+describe("auto_kill", function()
+  it("kills the sandbox when its creator exits", function()
+    local code, out, err = sandlot_command { "-e", [[
+      local Sandbox = require("sandlot").Sandbox
+      local kept = assert(Sandbox.create {})
+      local tied = assert(Sandbox.create { auto_kill = true })
+      print(kept.id, tied.id)
+    ]] }
+    assert.are.equal(0, code, err)
+    local kept_id, tied_id = out:match "^(%S+)\t(%S+)\n$"
+    local tied = assert(Sandbox.get(tied_id))
+    sandboxes.eventually(function() return assert(tied:refresh()).state == "dead" end,
+      "the tied sandbox ends")
+    assert.are.equal("creator_exited", assert(tied:info()).end_reason)
+    assert.is_nil(sandboxes.wait_clean(home, tied._info))
+    local kept = assert(Sandbox.get(kept_id))
+    assert.are.equal("running", kept.state)
+    assert(kept:kill())
+  end)
+end)
+
+describe("sandlot gc", function()
+  it("cleans a sandbox whose monitor died", function()
+    local sb = assert(Sandbox.create {})
+    local info = assert(sb:info())
+    assert(uv.kill(info.monitor_pid, "sigkill") == 0)
+    sandboxes.eventually(function() return #sandboxes.pids_with("sandlot-monitor", sb.id) == 0 end,
+      "the monitor is gone")
+    local code, out, err = sandlot_command { "gc" }
+    assert.are.equal(0, code, err)
+    assert.matches(literal(sb.id) .. "  running %-> dead %(monitor_lost%)\n", out)
+    assert.matches("gc: cleaned 1 sandbox\n$", out)
+    assert.are.equal("dead", assert(sb:refresh()).state)
+    assert.is_nil(sandboxes.wait_clean(home, info))
+    code, out = sandlot_command { "gc" }
+    assert.are.equal(0, code)
+    assert.are.equal("gc: cleaned 0 sandboxes\n", out)
+    assert.are.equal(0, sandlot.gc())
+  end)
+end)
