@@ -1,14 +1,13 @@
 /* bench_core: the sandlot side of the benchmark rows whose Lua API is not
  * on main yet, through the core C API (core/sandbox.h, core/snapshot.h,
- * core/agent_client.h, core/catalog.h). Each command does one thing,
- * times it inside this process and prints one JSON object on stdout:
+ * core/catalog.h, core/vm.h), and the harness's helpers that need the
+ * core (CRIU stats, sizes, cleanup). Each command does one thing, times
+ * it inside this process and prints one JSON object on stdout:
  *
- *   bench_core create HOME [MEMORY]       create a sandbox, run `true` in it
- *   bench_core exec HOME ID COUNT         COUNT round trips of `true`
- *   bench_core spawn HOME ID ARG...       start a process, do not wait
  *   bench_core snapshot HOME ID           full snapshot (sl_snapshot_take)
  *   bench_core snapshot-remove HOME REF   delete a snapshot and its folders
  *   bench_core kill HOME ID               kill and remove a sandbox
+ *   bench_core quiesce HOME ID            close the agent's client connections
  *   bench_core gc HOME                    kill every sandbox, clean up
  *   bench_core criu-stats FILE            decode stats-dump or stats-restore
  *   bench_core size PATH...               allocated bytes under the paths
@@ -18,7 +17,6 @@
  * and for microVMs (bench/core_vm.c):
  *
  *   bench_core vm-create HOME [MEMORY]    create a VM sandbox, run `true`
- *   bench_core vm-exec HOME ID COUNT      COUNT round trips of `true`
  *   bench_core vm-spawn HOME ID ARG...    start a process in the guest
  *   bench_core vm-read HOME ID PATH       read a file of the guest
  *   bench_core vm-snapshot HOME ID SNAP   snapshot (sl_vm_snapshot)
@@ -41,7 +39,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <uv.h>
 
 #include "agent_client.h"
 #include "catalog.h"
@@ -92,34 +89,6 @@ static int fail(const char *operation, const sl_error *err) {
   return 1;
 }
 
-/* ---- agent ------------------------------------------------------------- */
-
-typedef struct exec_wait {
-  bool done;
-  bool ok;
-} exec_wait;
-
-static void on_exec_exit(sl_agent_exec *x, const sl_exit_status *st, const sl_error *err,
-                         void *data) {
-  exec_wait *w = data;
-  w->done = true;
-  w->ok = err == NULL && st != NULL && st->exited && st->exit_code == 0;
-  if (err != NULL) fprintf(stderr, "bench_core: exec failed: %s\n", err->msg);
-}
-
-/* Run /bin/true through the agent and wait for its exit; 0 when it
- * exited 0. */
-static int run_true(uv_loop_t *loop, sl_agent *agent) {
-  static const char *const argv[] = {"/bin/true", NULL};
-  sl_exec_spec spec = {.argv = argv};
-  sl_exec_callbacks cbs = {.on_exit = on_exec_exit};
-  exec_wait w = {false, false};
-  sl_error err = {0};
-  if (sl_agent_exec_start(agent, &spec, &cbs, &w, NULL, &err) < 0) return fail("exec", &err);
-  while (!w.done) uv_run(loop, UV_RUN_ONCE);
-  return w.ok ? 0 : -1;
-}
-
 /* ---- sandboxes --------------------------------------------------------- */
 
 /* Point the core at the build folder's binaries: SANDLOT_BUILD_DIR for
@@ -139,130 +108,6 @@ static void point_at_build_dir(void) {
   setenv("SANDLOT_CRIU_ACTION", action, 0);
 }
 
-/* The lowerdir option of the overlay mounted at `root`, from
- * /proc/self/mountinfo: the read-only layers a fork of this sandbox
- * stacks its snapshot layer on. */
-static int lowerdirs_of(const char *root, char *buf, size_t size, sl_error *err) {
-  FILE *f = fopen("/proc/self/mountinfo", "re");
-  if (f == NULL) return sl_error_errno(err, errno, "cannot open /proc/self/mountinfo");
-  char line[16384], mount_point[PATH_MAX];
-  int rc = sl_error_set(err, ENOENT, "no overlay mounted at %s", root);
-  while (rc < 0 && fgets(line, sizeof line, f) != NULL) {
-    const char *lower = strstr(line, "lowerdir=");
-    if (sscanf(line, "%*s %*s %*s %*s %4095s", mount_point) != 1 ||
-        strcmp(mount_point, root) != 0 || lower == NULL)
-      continue;
-    lower += strlen("lowerdir=");
-    size_t n = strcspn(lower, ",\n");
-    if (n >= size) {
-      rc = sl_error_set(err, ENAMETOOLONG, "lowerdir of %s is too long", root);
-      break;
-    }
-    memcpy(buf, lower, n);
-    buf[n] = '\0';
-    rc = 0;
-  }
-  fclose(f);
-  return rc;
-}
-
-static void print_sandbox(const char *home, const sl_sandbox_info *info, double create_ms,
-                          const char *lowers) {
-  char upper[PATH_MAX];
-  snprintf(upper, sizeof upper, "%.3000s/sandboxes/%s/upper", home, info->id);
-  printf("{\"id\": ");
-  bench_json_string(stdout, info->id);
-  printf(", \"create_ms\": %.3f, \"init_pid\": %d, \"memory_bytes\": %llu, \"pids_max\": %lld",
-         create_ms, (int)info->init_pid, (unsigned long long)info->memory_bytes,
-         (long long)info->pids_max);
-  bench_json_key(stdout, "root", false);
-  bench_json_string(stdout, info->root);
-  bench_json_key(stdout, "upper", false);
-  bench_json_string(stdout, upper);
-  bench_json_key(stdout, "lowerdirs", false);
-  bench_json_string(stdout, lowers);
-  bench_json_key(stdout, "cgroups", false);
-  bench_json_string(stdout, info->cgroups);
-  printf("}\n");
-}
-
-/* Time sl_sandbox_create() until `true` has run in the new sandbox. */
-static int command_create(sl_sandboxes *h, int argc, char **argv) {
-  sl_create_spec spec = {.memory = argc > 0 ? argv[0] : NULL};
-  sl_sandbox_info info;
-  sl_error err = {0};
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  double start = bench_now_ms();
-  if (sl_sandbox_create(h, &spec, &info, &err) < 0) return fail("create", &err);
-  sl_agent *agent = sl_agent_new(&loop, info.agent_socket, NULL);
-  int rc = agent != NULL ? run_true(&loop, agent) : -1;
-  double create_ms = bench_now_ms() - start;
-  if (agent != NULL) sl_agent_close(agent);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
-  char lowers[8192];
-  if (rc == 0 && lowerdirs_of(info.root, lowers, sizeof lowers, &err) < 0)
-    rc = fail("lower layers", &err);
-  if (rc == 0) print_sandbox(sl_sandboxes_home(h), &info, create_ms, lowers);
-  return rc == 0 ? 0 : 1;
-}
-
-/* COUNT round trips of `true` over one connection of the loop client. */
-static int command_exec(sl_sandboxes *h, int argc, char **argv) {
-  int count = argc > 1 ? atoi(argv[1]) : 0;
-  if (count < 1) return 2;
-  sl_sandbox_info info;
-  sl_error err = {0};
-  if (sl_sandbox_get(h, argv[0], &info, &err) < 0) return fail("get", &err);
-  double *samples = calloc((size_t)count, sizeof *samples);
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  sl_agent *agent = sl_agent_new(&loop, info.agent_socket, NULL);
-  int rc = agent != NULL && samples != NULL ? 0 : -1;
-  for (int i = 0; i < count && rc == 0; i++) {
-    double start = bench_now_ms();
-    rc = run_true(&loop, agent);
-    samples[i] = bench_now_ms() - start;
-  }
-  if (agent != NULL) sl_agent_close(agent);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
-  if (rc == 0) {
-    fputc('{', stdout);
-    bench_json_numbers(stdout, "samples_ms", samples, (size_t)count, true);
-    printf("}\n");
-  }
-  free(samples);
-  return rc == 0 ? 0 : 1;
-}
-
-/* Start ARG... in the sandbox through the agent without waiting for it. */
-static int command_spawn(sl_sandboxes *h, int argc, char **argv) {
-  if (argc < 2) return 2;
-  sl_sandbox_info info;
-  sl_error err = {0};
-  if (sl_sandbox_get(h, argv[0], &info, &err) < 0) return fail("get", &err);
-  sl_agent_conn conn;
-  if (sl_agent_conn_open(&conn, info.agent_socket, 5000, 0, &err) < 0)
-    return fail("connect", &err);
-  sl_buf request = {0}, reply = {0};
-  sl_frame final;
-  size_t start = sl_frame_begin(&request, SL_MSG_EXEC, 0);
-  sl_frame_put_strv(&request, SL_F_ARGV, (const char *const *)&argv[1]);
-  sl_frame_end(&request, start, NULL);
-  int rc = sl_agent_conn_call(&conn, &request, NULL, NULL, &reply, &final, &err);
-  if (rc == 0) {
-    int64_t pid = -1;
-    sl_frame_get_i64(&final, SL_F_PID, &pid, NULL);
-    printf("{\"pid\": %lld}\n", (long long)pid);
-  }
-  sl_agent_conn_close(&conn);
-  sl_buf_free(&request);
-  sl_buf_free(&reply);
-  return rc == 0 ? 0 : fail("spawn", &err);
-}
-
 static int command_kill(sl_sandboxes *h, int argc, char **argv) {
   sl_error err = {0};
   double start = bench_now_ms();
@@ -270,6 +115,17 @@ static int command_kill(sl_sandboxes *h, int argc, char **argv) {
   double kill_ms = bench_now_ms() - start;
   if (sl_sandbox_remove(h, argv[0], &err) < 0) return fail("remove", &err);
   printf("{\"kill_ms\": %.3f}\n", kill_ms);
+  return 0;
+}
+
+/* Ask the sandbox's agent to close every client connection, as the
+ * snapshot engine does before a dump. */
+static int command_quiesce(sl_sandboxes *h, int argc, char **argv) {
+  sl_sandbox_info info;
+  sl_error err = {0};
+  if (sl_sandbox_get(h, argv[0], &info, &err) < 0) return fail("get", &err);
+  if (sl_agent_quiesce(info.agent_socket, 5000, &err) < 0) return fail("quiesce", &err);
+  printf("{}\n");
   return 0;
 }
 
@@ -409,10 +265,10 @@ static int with_sandboxes(const char *home, sandbox_command fn, int argc, char *
 
 static int usage(void) {
   fprintf(stderr,
-          "usage: bench_core create HOME [MEMORY] | exec HOME ID COUNT | spawn HOME ID ARG... |\n"
-          "       snapshot HOME ID | snapshot-remove HOME REF | kill HOME ID | gc HOME |\n"
+          "usage: bench_core snapshot HOME ID | snapshot-remove HOME REF | kill HOME ID |\n"
+          "       quiesce HOME ID | gc HOME |\n"
           "       criu-stats FILE | size PATH... | criu-path | catalog ROWS RUNS DIR |\n"
-          "       vm-create | vm-exec | vm-spawn | vm-read | vm-snapshot | vm-snapshot-remove |\n"
+          "       vm-create | vm-spawn | vm-read | vm-snapshot | vm-snapshot-remove |\n"
           "       vm-fork | vm-pause | vm-resume | vm-rollback (see bench/core_driver.c)\n");
   return 2;
 }
@@ -431,11 +287,9 @@ int main(int argc, char **argv) {
   int rc = -1;
   point_at_build_dir();
   if (strncmp(cmd, "vm-", 3) == 0) rc = bench_vm_command(cmd, argv[2], rest, args);
-  if (strcmp(cmd, "create") == 0) rc = with_sandboxes(argv[2], command_create, rest, args);
-  if (strcmp(cmd, "exec") == 0 && rest == 2)
-    rc = with_sandboxes(argv[2], command_exec, rest, args);
-  if (strcmp(cmd, "spawn") == 0) rc = with_sandboxes(argv[2], command_spawn, rest, args);
   if (strcmp(cmd, "kill") == 0 && rest == 1) rc = with_sandboxes(argv[2], command_kill, rest, args);
+  if (strcmp(cmd, "quiesce") == 0 && rest == 1)
+    rc = with_sandboxes(argv[2], command_quiesce, rest, args);
   if (strcmp(cmd, "gc") == 0 && rest == 0) rc = with_sandboxes(argv[2], command_gc, rest, args);
   if (strcmp(cmd, "snapshot") == 0 && rest == 1) rc = command_snapshot(argv[2], rest, args);
   if (strcmp(cmd, "snapshot-remove") == 0 && rest == 1)

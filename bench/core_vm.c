@@ -100,30 +100,6 @@ static int with_vm(const char *home, const char *id, vm_command fn, int argc, ch
   return rc == 0 ? 0 : vm_fail(id, &err);
 }
 
-/* COUNT round trips of `true` on one connection. */
-static int vm_exec(sl_vm *vm, const char *home, int argc, char **argv, sl_error *err) {
-  int count = argc > 0 ? atoi(argv[0]) : 0;
-  if (count < 1) return sl_error_set(err, EINVAL, "invalid count: %s", argc ? argv[0] : "");
-  double *samples = calloc((size_t)count, sizeof *samples);
-  if (samples == NULL) return sl_error_set(err, ENOMEM, "out of memory");
-  sl_agent_conn conn;
-  int lock = -1;
-  int rc = sl_vm_agent_open(vm, &conn, &lock, AGENT_TIMEOUT_MS, err);
-  for (int i = 0; i < count && rc == 0; i++) {
-    double start = bench_now_ms();
-    rc = agent_run(&conn, true_argv, true, NULL, err);
-    samples[i] = bench_now_ms() - start;
-  }
-  if (lock >= 0) sl_vm_agent_close(&conn, lock);
-  if (rc == 0) {
-    fputc('{', stdout);
-    bench_json_numbers(stdout, "samples_ms", samples, (size_t)count, true);
-    printf("}\n");
-  }
-  free(samples);
-  return rc;
-}
-
 /* Start ARG... in the guest without waiting for it. */
 static int vm_spawn(sl_vm *vm, const char *home, int argc, char **argv, sl_error *err) {
   if (argc < 1) return sl_error_set(err, EINVAL, "nothing to run");
@@ -299,7 +275,7 @@ typedef struct vm_entry {
 } vm_entry;
 
 static const vm_entry vm_commands[] = {
-    {"vm-exec", vm_exec},         {"vm-spawn", vm_spawn},   {"vm-read", vm_read},
+    {"vm-spawn", vm_spawn},       {"vm-read", vm_read},
     {"vm-snapshot", vm_snapshot}, {"vm-pause", vm_pause},   {"vm-resume", vm_resume},
     {"vm-rollback", vm_rollback},
 };

@@ -20,6 +20,7 @@ local proc = require "bench.proc"
 local report = require "bench.report"
 local machine = require "bench.machine"
 local core_side = require "bench.core_side"
+local lua_side = require "bench.lua_side"
 local raw_criu = require "bench.raw_criu"
 local raw_qmp = require "bench.raw_qmp"
 
@@ -122,7 +123,7 @@ end
 local function new_context(options, paths)
   local settings = modes[options.mode]
   local ctx = setmetatable({
-    rows = {}, flags = {}, sandboxes = {}, log = log,
+    rows = {}, flags = {}, log = log,
     work = paths.out .. "/work", home = paths.out .. "/work/home",
     workload_script = assert(proc.read_file(source_dir .. "/bench/workload.py")),
   }, { __index = settings })
@@ -191,15 +192,13 @@ local function main(args)
 
   clean_work(ctx)
   assert(uv.fs_mkdir(ctx.work, 448))
+  ctx.lua = lua_side.new(ctx.home)
   local ok, err = pcall(function()
     run_suite(ctx, "sandbox", true)
     run_suite(ctx, "process", true)
     run_suite(ctx, "catalog", false)
     run_suite(ctx, "vm", true)
   end)
-  for id in pairs(ctx.sandboxes) do
-    ctx.core:kill(id)
-  end
   clean_work(ctx)
   if not ok then
     error(err, 0)

@@ -1,5 +1,6 @@
 --- The sandlot side of the benchmark through the core C API, for the
--- operations whose Lua API is not on main yet. Each call runs one
+-- operations whose Lua API is not on main yet, and the helpers that need
+-- the core (CRIU stats, sizes, cleanup). Each call runs one
 -- bench_core command (bench/core_driver.c), which times the core call
 -- inside its own process, so process start-up is not counted.
 local proc = require "bench.proc"
@@ -18,37 +19,9 @@ function M:call(command, ...)
   return proc.json { self.program, command, self.home, ... }
 end
 
---- Parse the "controller=path" lines of a sandbox record.
-local function parse_cgroups(text)
-  local cgroups = {}
-  for controller, path in text:gmatch "([%w_]+)=([^\n]+)" do
-    cgroups[controller] = path
-  end
-  return cgroups
-end
-
---- Create a sandbox and run `true` in it. Returns its record: id,
--- init_pid, root, upper, lowerdirs, cgroups (by controller),
--- memory_bytes, pids_max, and create_ms (create until the exit of
--- `true`).
-function M:create(memory)
-  local info, err = self:call("create", memory)
-  if info == nil then
-    return nil, err
-  end
-  info.cgroups = parse_cgroups(info.cgroups)
-  return info
-end
-
---- Round trips of `true` on one connection: a list of milliseconds.
-function M:exec_round_trips(id, count)
-  local out, err = self:call("exec", id, tostring(count))
-  return out and out.samples_ms, err
-end
-
---- Start argv in the sandbox without waiting for it.
-function M:spawn(id, argv)
-  return self:call("spawn", id, table.unpack(argv))
+--- Ask the sandbox's agent to close every client connection.
+function M:quiesce(id)
+  return self:call("quiesce", id)
 end
 
 --- A full snapshot: id, total_ms, dump_ms, frozen_ms, size_bytes,
@@ -89,12 +62,6 @@ end
 -- memory_bytes.
 function M:vm_create(memory)
   return self:call("vm-create", memory)
-end
-
---- Round trips of `true` on one agent connection: a list of milliseconds.
-function M:vm_exec_round_trips(id, count)
-  local out, err = self:call("vm-exec", id, tostring(count))
-  return out and out.samples_ms, err
 end
 
 function M:vm_spawn(id, argv)

@@ -15,24 +15,28 @@ local function inside(init_pid, path)
   return ("/proc/%d/root%s"):format(init_pid, path)
 end
 
---- Start the workload with `mib` MiB of data through `side` (a sandlot
--- side with :spawn) and wait until it reports ready. Returns its resident
--- bytes.
-function M.start(side, sandbox, script, mib, timeout_ms)
-  local ok, err = side:spawn(sandbox.id, { "/usr/bin/python3", "-c", script, tostring(mib) })
-  if not ok then
-    return nil, err
-  end
-  local deadline = proc.now_ms() + (timeout_ms or 120000)
+--- The command that starts the workload with `mib` MiB of data in the
+-- background and returns at once, so no process of the workload stays
+-- attached to a client of the agent.
+function M.command(script, mib)
+  return { "/bin/sh", "-c", 'python3 -c "$0" "$1" </dev/null >/dev/null 2>&1 &', script,
+    tostring(mib) }
+end
+
+--- Wait until the workload in the sandbox whose PID 1 is `init_pid`
+-- reports ready. Returns its resident bytes.
+function M.wait_ready(init_pid, timeout_ms)
+  timeout_ms = timeout_ms or 120000
+  local deadline = proc.now_ms() + timeout_ms
   while proc.now_ms() < deadline do
-    local text = proc.read_file(inside(sandbox.init_pid, READY))
+    local text = proc.read_file(inside(init_pid, READY))
     if text ~= nil and tonumber(text) then
       return tonumber(text)
     end
     sandlot.sleep(50)
   end
-  return nil, ("the workload of %s did not report ready within %d ms"):format(sandbox.id,
-    timeout_ms or 120000)
+  return nil, ("the workload of pid %d did not report ready within %d ms"):format(init_pid,
+    timeout_ms)
 end
 
 --- Empty the workload's gap log.

@@ -243,40 +243,60 @@ local function failed_row(ctx, group, size, err)
   })
 end
 
+--- Create the sandbox of one size with its workload through the Lua API.
+-- Returns the sandbox object, its record and the workload's resident
+-- bytes.
+local function prepare(ctx, size)
+  local sb, err = ctx.lua:create { memory = memory_limit(size.mib) }
+  if sb == nil then
+    return nil, err
+  end
+  local record, started, rss
+  record, err = ctx.lua:record(sb)
+  if record then
+    started, err = sb:exec(workload.command(ctx.workload_script, size.mib))
+  end
+  if started then
+    rss, err = workload.wait_ready(record.init_pid)
+  end
+  -- Neither side's dump may find a host connection in the tree, and the
+  -- raw side does not ask the agent to close its connections.
+  if rss then
+    started, err = ctx.core:quiesce(record.id)
+  end
+  if not (rss and started) then
+    ctx.lua:kill(sb)
+    return nil, err
+  end
+  return sb, record, rss
+end
+
 local function run_size(ctx, size)
   ctx.log("process sandbox with %s: create and start the workload", label(size.mib))
-  local sb, err = ctx.core:create(memory_limit(size.mib))
+  local sb, record, rss = prepare(ctx, size)
   if sb == nil then
-    return failed_row(ctx, SNAPSHOT_GROUP, size, err)
+    return failed_row(ctx, SNAPSHOT_GROUP, size, record)
   end
-  ctx.sandboxes[sb.id] = true
-  local rss
-  rss, err = workload.start(ctx.core, sb, ctx.workload_script, size.mib)
-  if rss == nil then
-    failed_row(ctx, SNAPSHOT_GROUP, size, err)
-  else
-    ctx.log("%s: workload holds %.0f MiB; snapshots, sandlot and raw CRIU alternating",
-      label(size.mib), rss / MIB)
-    local first_size = size == ctx.sizes[1]
-    ctx.add(report.row {
-      group = SNAPSHOT_GROUP, name = label(size.mib) .. ": resident memory of the workload",
-      unit = "MiB", sandlot = stats.summary { rss / MIB }, api = "/proc/self/statm",
-      note = first_size and "the workload's resident set while it is snapshotted and forked: "
-        .. "its data and the interpreter's own pages" or nil,
-    })
-    local ok, snapshot_err = snapshot_rows(ctx, sb, size)
-    if not ok then
-      failed_row(ctx, SNAPSHOT_GROUP, size, snapshot_err)
-    end
-    ctx.log("%s: forks", label(size.mib))
-    local forked, fork_err = fork_rows(ctx, sb, size)
-    if not forked then
-      failed_row(ctx, FORK_GROUP, size, fork_err)
-    end
-    lifecycle_rows(ctx, size)
+  ctx.log("%s: workload holds %.0f MiB; snapshots, sandlot and raw CRIU alternating",
+    label(size.mib), rss / MIB)
+  local first_size = size == ctx.sizes[1]
+  ctx.add(report.row {
+    group = SNAPSHOT_GROUP, name = label(size.mib) .. ": resident memory of the workload",
+    unit = "MiB", sandlot = stats.summary { rss / MIB }, api = "/proc/self/statm",
+    note = first_size and "the workload's resident set while it is snapshotted and forked: "
+      .. "its data and the interpreter's own pages" or nil,
+  })
+  local ok, snapshot_err = snapshot_rows(ctx, record, size)
+  if not ok then
+    failed_row(ctx, SNAPSHOT_GROUP, size, snapshot_err)
   end
-  ctx.core:kill(sb.id)
-  ctx.sandboxes[sb.id] = nil
+  ctx.log("%s: forks", label(size.mib))
+  local forked, fork_err = fork_rows(ctx, record, size)
+  if not forked then
+    failed_row(ctx, FORK_GROUP, size, fork_err)
+  end
+  lifecycle_rows(ctx, size)
+  ctx.lua:kill(sb)
 end
 
 --- Run the process sandbox rows for every size in ctx.sizes.

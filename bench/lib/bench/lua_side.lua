@@ -1,0 +1,104 @@
+--- The sandlot side of the benchmark through the Lua API users call
+-- (require "sandlot"): sandboxes, commands, processes. The calls run in
+-- this task and are timed around the call, so the task's suspend and
+-- resume are part of every figure.
+local sandlot = require "sandlot"
+local proc = require "bench.proc"
+
+local Sandbox = sandlot.Sandbox
+
+local M = {}
+M.__index = M
+
+M.api = "Lua API"
+
+--- A side on the store at `home`; this process's Lua API uses that store
+-- from now on.
+function M.new(home)
+  local ok, err = sandlot.set_home(home)
+  if not ok then
+    error(("bench: cannot use the store %s: %s"):format(home, err), 2)
+  end
+  return setmetatable({ home = home }, M)
+end
+
+--- Create a sandbox with `options` (Sandbox.create) and run `true` in it.
+-- Returns the sandbox and the milliseconds from the create call until the
+-- result of `true`.
+function M:create(options)
+  local start = proc.now_ms()
+  local sb, err = Sandbox.create(options or {})
+  if sb == nil then
+    return nil, err
+  end
+  local result
+  result, err = sb:exec "true"
+  local create_ms = proc.now_ms() - start
+  if result == nil or result.exit_code ~= 0 then
+    sb:kill()
+    return nil, err or ("`true` exited with %d"):format(result.exit_code)
+  end
+  return sb, create_ms
+end
+
+--- The lowerdir option of the overlay mounted at `root`.
+local function lowerdirs_of(root)
+  for line in (proc.read_file "/proc/self/mountinfo" or ""):gmatch "[^\n]+" do
+    local mount_point = line:match "^%S+ %S+ %S+ %S+ (%S+)"
+    if mount_point == root then
+      return line:match "lowerdir=([^,]+)"
+    end
+  end
+end
+
+--- What the raw CRIU side needs of a process sandbox: id, init_pid, root,
+-- upper, lowerdirs, cgroups (by controller), memory_bytes, pids_max.
+function M:record(sb)
+  local info, err = sb:info()
+  if info == nil then
+    return nil, err
+  end
+  local lowerdirs = lowerdirs_of(info.root)
+  if lowerdirs == nil then
+    return nil, "no overlay mounted at " .. info.root
+  end
+  return {
+    id = info.id, init_pid = info.init_pid, root = info.root, cgroups = info.cgroups,
+    upper = ("%s/sandboxes/%s/upper"):format(self.home, info.id), lowerdirs = lowerdirs,
+    memory_bytes = info.memory, pids_max = info.pids,
+  }
+end
+
+--- Round trips of sb:exec { "true" }: a list of milliseconds.
+function M:exec_round_trips(sb, count)
+  local samples = {}
+  for i = 1, count do
+    local start = proc.now_ms()
+    local result, err = sb:exec { "true" }
+    if result == nil then
+      return nil, err
+    end
+    samples[i] = proc.now_ms() - start
+  end
+  return samples
+end
+
+--- Start argv in the sandbox in the background.
+function M:spawn(sb, argv)
+  return sb:spawn(argv)
+end
+
+--- Kill the sandbox and delete its record; returns the milliseconds of
+-- sb:kill() (until its mounts, cgroups and processes are released).
+function M:kill(sb)
+  local start = proc.now_ms()
+  local ok, err = sb:kill()
+  local kill_ms = proc.now_ms() - start
+  if not ok then
+    return nil, err
+  end
+  sb:delete()
+  return kill_ms
+end
+
+return M
