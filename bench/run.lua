@@ -183,7 +183,9 @@ local function main(args)
   assert(uv.fs_mkdir(paths.out, 493) or uv.fs_stat(paths.out), "cannot create " .. paths.out)
   paths.out = uv.fs_realpath(paths.out)
   -- The guest kernel and base disks stay between runs (VM backend).
-  uv.os_setenv("SANDLOT_VM_CACHE", paths.out .. "/vm-cache")
+  if not os.getenv "SANDLOT_VM_CACHE" then
+    uv.os_setenv("SANDLOT_VM_CACHE", paths.out .. "/vm-cache")
+  end
   local ctx = new_context(options, paths)
   local started_at = os.date "!%Y-%m-%d %H:%M:%S UTC"
   local info = machine.describe { criu = paths.criu, source = source_dir,
