@@ -4,6 +4,9 @@
 #
 #   raw_criu.sh dump CRIU PID FREEZER UPPER IMAGES LAYER WORK
 #   raw_criu.sh fork CRIU IMAGES LOWERDIRS MEMORY_BYTES PIDS_MAX TARGET COUNT
+#   raw_criu.sh pause CRIU DIR
+#   raw_criu.sh resume CRIU DIR LOWERDIRS
+#   raw_criu.sh rollback CRIU DIR IMAGES LOWERDIRS
 #   raw_criu.sh destroy TARGET
 #
 # dump: checkpoint the running tree of PID (a sandlot sandbox's PID 1)
@@ -19,6 +22,12 @@
 # loopback up. Each copy then runs /bin/true inside it with nsenter,
 # which is its first exec result. Folders go under TARGET/fork-N,
 # cgroups under <controller>/sandlot-bench-raw/<TARGET name>-N.
+#
+# pause, resume, rollback: on fork DIR (TARGET/fork-N) made by fork.
+# pause dumps it into DIR/pause and ends its tree, keeping its upper;
+# resume restores it from there; rollback ends its tree and restores
+# IMAGES over a fresh upper on LOWERDIRS, in the same cgroups. resume and
+# rollback time until /bin/true has run in the restored tree.
 #
 # destroy: kill what fork started and remove its mounts, cgroups and
 # TARGET.
@@ -51,7 +60,7 @@ ms_since() { # START_US -> milliseconds with three decimals
 action() {
   [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] || return 0
   cp -a --one-file-system "/proc/$CRTOOLS_INIT_PID/root/dev/." "$RAW_IMAGES/dev"
-  cp -a "$RAW_UPPER" "$RAW_LAYER"
+  if [ -n "${RAW_UPPER:-}" ]; then cp -a "$RAW_UPPER" "$RAW_LAYER"; fi
 }
 
 dump() {
@@ -92,15 +101,19 @@ make_cgroups() { # NAME MEMORY_BYTES PIDS_MAX
   for rule in "${DEVICES[@]}"; do echo "$rule" >"$dir/devices.allow"; done
 }
 
-# Prepare and restore one fork, then run its first command.
-fork_one() { # CRIU IMAGES LOWERDIRS MEMORY_BYTES PIDS_MAX DIR NAME PRINT_ARGV
-  local criu=$1 images=$2 lowers=$3 dir=$6 name=$7
-  local start
-  start=$(now_us)
-  mkdir -p "$dir/upper" "$dir/work" "$dir/root" "$dir/wd/dev"
-  mount -t overlay overlay \
-    -o "lowerdir=$lowers,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"
-  make_cgroups "$name" "$4" "$5"
+# Mount the overlay root of a fork at DIR/root: DIR/upper (kept when it
+# exists) over LOWERDIRS.
+mount_root() { # DIR LOWERDIRS
+  local dir=$1
+  mkdir -p "$dir/upper" "$dir/work" "$dir/root"
+  mount -t overlay overlay -o "lowerdir=$2,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"
+}
+
+# Restore IMAGES into the prepared fork DIR (cgroups NAME, root mounted)
+# and set RESTORED_PID and RESTORE_MS.
+restore_tree() { # CRIU IMAGES DIR NAME PRINT_ARGV
+  local criu=$1 images=$2 dir=$3 name=$4
+  rm -rf "$dir/wd" && mkdir -p "$dir/wd/dev"
   mount -t tmpfs -o mode=755,size=65536k tmpfs "$dir/wd/dev"
   cp -a "$images/dev/." "$dir/wd/dev/"
   local procs=() c
@@ -109,9 +122,9 @@ fork_one() { # CRIU IMAGES LOWERDIRS MEMORY_BYTES PIDS_MAX DIR NAME PRINT_ARGV
               --pidfile "$dir/wd/restore.pid" --manage-cgroups=ignore --file-locks
               --tcp-established --inherit-fd "fd[$NET_FD]:$NET_KEY"
               --external "mnt[$DEV_KEY]:$dir/wd/dev")
-  if [ "$8" = yes ]; then echo "criu_argv=${argv[*]}"; fi
-  local restore_start
-  restore_start=$(now_us)
+  if [ "$5" = yes ]; then echo "criu_argv=${argv[*]}"; fi
+  local start
+  start=$(now_us)
   # The new network namespace and the cgroups belong to the shell that
   # execs CRIU, so the restored tree starts in them.
   RAW_PROCS="${procs[*]}" unshare --net -- bash -c '
@@ -119,12 +132,25 @@ fork_one() { # CRIU IMAGES LOWERDIRS MEMORY_BYTES PIDS_MAX DIR NAME PRINT_ARGV
     for f in $RAW_PROCS; do echo $$ >"$f"; done
     exec "$@" 200</proc/self/ns/net' bash "${argv[@]}" \
     >"$dir/wd/criu.out" 2>&1 || die "criu restore failed, see $dir/wd/restore.log"
-  local restore_ms pid
-  restore_ms=$(ms_since "$restore_start")
+  RESTORE_MS=$(ms_since "$start")
   umount -l "$dir/wd/dev"
-  pid=$(cat "$dir/wd/restore.pid")
-  nsenter -t "$pid" -m -u -i -n -p -r -w /bin/true || die "first exec in fork $name failed"
-  echo "fork=$name pid=$pid restore_ms=$restore_ms first_exec_ms=$(ms_since "$start")" \
+  RESTORED_PID=$(<"$dir/wd/restore.pid")
+}
+
+first_exec() { # PID NAME
+  nsenter -t "$1" -m -u -i -n -p -r -w /bin/true || die "first exec in fork $2 failed"
+}
+
+# Prepare and restore one fork, then run its first command.
+fork_one() { # CRIU IMAGES LOWERDIRS MEMORY_BYTES PIDS_MAX DIR NAME PRINT_ARGV
+  local criu=$1 images=$2 lowers=$3 dir=$6 name=$7
+  local start
+  start=$(now_us)
+  mount_root "$dir" "$lowers"
+  make_cgroups "$name" "$4" "$5"
+  restore_tree "$criu" "$images" "$dir" "$name" "$8"
+  first_exec "$RESTORED_PID" "$name"
+  echo "fork=$name pid=$RESTORED_PID restore_ms=$RESTORE_MS first_exec_ms=$(ms_since "$start")" \
        "memory_cgroup=/sys/fs/cgroup/memory/$CGROUP_PARENT/$name"
 }
 
@@ -143,6 +169,62 @@ fork() {
   for job in "${jobs[@]}"; do wait "$job" || failed=1; done
   [ $failed -eq 0 ] || die "a fork failed"
   echo "total_ms=$(ms_since "$start")"
+}
+
+# ---- pause, resume, rollback ------------------------------------------------
+
+# The cgroup name of fork DIR (TARGET/fork-N is <TARGET name>-N).
+fork_name() { # DIR
+  echo "$(basename "$(dirname "$1")")-${1##*/fork-}"
+}
+
+# Dump fork DIR into DIR/pause and end its tree; its upper stays.
+pause() { # CRIU DIR
+  local criu=$1 dir=$2 name pid net
+  name=$(fork_name "$dir")
+  pid=$(<"$dir/wd/restore.pid")
+  net=$(stat -L -c %i "/proc/$pid/ns/net")
+  rm -rf "$dir/pause" "$dir/pause-wd"
+  mkdir -p "$dir/pause/dev" "$dir/pause-wd"
+  local start
+  start=$(now_us)
+  RAW_IMAGES=$dir/pause "$criu" dump -D "$dir/pause" -W "$dir/pause-wd" -o dump.log -t "$pid" \
+    --freeze-cgroup "/sys/fs/cgroup/freezer/$CGROUP_PARENT/$name" --network-lock skip \
+    --ghost-limit=67108864 --manage-cgroups=ignore --file-locks --tcp-established \
+    --external "net[$net]:$NET_KEY" --external "mnt[/dev]:$DEV_KEY" \
+    --action-script "$(realpath "$0")" >"$dir/pause-wd/criu.out" 2>&1 ||
+    die "criu dump failed, see $dir/pause-wd/dump.log"
+  sync -f "$dir/pause"
+  echo "pause_ms=$(ms_since "$start")"
+  umount -l "$dir/root"
+}
+
+# Restore fork DIR from DIR/pause with its own upper, until its first
+# command has exited.
+resume() { # CRIU DIR LOWERDIRS
+  local criu=$1 dir=$2 name start
+  name=$(fork_name "$dir")
+  start=$(now_us)
+  mount_root "$dir" "$3"
+  restore_tree "$criu" "$dir/pause" "$dir" "$name" no
+  first_exec "$RESTORED_PID" "$name"
+  echo "resume_ms=$(ms_since "$start")"
+}
+
+# Put fork DIR back to the dump IMAGES: end its tree, a fresh upper over
+# LOWERDIRS, restore in the same cgroups, until its first command has
+# exited.
+rollback() { # CRIU DIR IMAGES LOWERDIRS
+  local criu=$1 dir=$2 name start
+  name=$(fork_name "$dir")
+  start=$(now_us)
+  kill_cgroup "/sys/fs/cgroup/freezer/$CGROUP_PARENT/$name/cgroup.procs"
+  umount -l "$dir/root"
+  rm -rf "$dir/upper" "$dir/work"
+  mount_root "$dir" "$4"
+  restore_tree "$criu" "$3" "$dir" "$name" no
+  first_exec "$RESTORED_PID" "$name"
+  echo "rollback_ms=$(ms_since "$start")"
 }
 
 # ---- destroy --------------------------------------------------------------
@@ -187,6 +269,9 @@ shift || true
 case $command in
   dump) [ $# -eq 7 ] || die "usage: dump CRIU PID FREEZER UPPER IMAGES LAYER WORK"; dump "$@" ;;
   fork) [ $# -eq 7 ] || die "usage: fork CRIU IMAGES LOWERDIRS MEMORY_BYTES PIDS_MAX TARGET COUNT"; fork "$@" ;;
+  pause) [ $# -eq 2 ] || die "usage: pause CRIU DIR"; pause "$@" ;;
+  resume) [ $# -eq 3 ] || die "usage: resume CRIU DIR LOWERDIRS"; resume "$@" ;;
+  rollback) [ $# -eq 4 ] || die "usage: rollback CRIU DIR IMAGES LOWERDIRS"; rollback "$@" ;;
   destroy) [ $# -eq 1 ] || die "usage: destroy TARGET"; destroy "$@" ;;
-  *) die "usage: raw_criu.sh dump|fork|destroy ARGS (see the top of this file)" ;;
+  *) die "usage: raw_criu.sh dump|fork|pause|resume|rollback|destroy ARGS (see the top of this file)" ;;
 esac

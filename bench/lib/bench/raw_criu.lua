@@ -57,6 +57,31 @@ function M:fork(images, lowerdirs, memory_bytes, pids_max, target, count)
   return result
 end
 
+local function timed(script, ...)
+  local out, err = proc.output { script, ... }
+  if out == nil then
+    return nil, err
+  end
+  return merge(proc.parse_key_values(out))
+end
+
+--- Dump fork `dir` (TARGET/fork-N of :fork) and end its tree: pause_ms.
+function M:pause(dir)
+  return timed(self.script, "pause", self.criu, dir)
+end
+
+--- Restore a paused fork `dir` until its first command has exited:
+-- resume_ms.
+function M:resume(dir, lowerdirs)
+  return timed(self.script, "resume", self.criu, dir, lowerdirs)
+end
+
+--- Put fork `dir` back to the dump in `images` over a fresh upper on
+-- `lowerdirs`, until its first command has exited: rollback_ms.
+function M:rollback(dir, images, lowerdirs)
+  return timed(self.script, "rollback", self.criu, dir, images, lowerdirs)
+end
+
 --- Kill the forks under `target` and remove their mounts, cgroups and
 -- folders.
 function M:destroy(target)

@@ -182,12 +182,8 @@ local function raw_forks(ctx, dump, sb, count, target)
   }
 end
 
-local function fork_rows(ctx, sb, size)
-  local dir = ("%s/raw-fork-source-%d"):format(ctx.work, size.mib)
-  local dump, err = ctx.raw:dump(sb.init_pid, sb.cgroups.freezer, sb.upper, dir)
-  if dump == nil then
-    return nil, err
-  end
+local function fork_rows(ctx, sb, size, dump)
+  local err
   for _, count in ipairs(size.forks) do
     local target = ("%s/raw-forks-%d-%d"):format(ctx.work, size.mib, count)
     local samples
@@ -198,7 +194,7 @@ local function fork_rows(ctx, sb, size)
       end,
     }
     if samples == nil then
-      break
+      return nil, err
     end
     local forks = count == 1 and "one fork" or ("%d forks started together"):format(count)
     local metrics = {
@@ -217,21 +213,56 @@ local function fork_rows(ctx, sb, size)
     comparison_rows(ctx, FORK_GROUP, label(size.mib) .. ": ", metrics, samples,
       { reason = NO_FORK_API })
   end
-  proc.output { "/bin/rm", "-rf", "--one-file-system", dir }
-  if err ~= nil then
-    return nil, err
-  end
   return true
 end
 
-local function lifecycle_rows(ctx, size)
-  for _, name in ipairs { "pause (until the sandbox's memory is on disk)",
-    "resume until the first exec result", "rollback to a snapshot until the first exec result" } do
-    ctx.add(report.row {
-      group = LIFECYCLE_GROUP, name = label(size.mib) .. ": " .. name, unit = "ms",
-      status = "pending", reason = NO_LIFECYCLE_API,
-    })
+--- One pause, resume and rollback of a raw fork.
+local function raw_lifecycle(ctx, dir, dump, lowerdirs)
+  local paused, err = ctx.raw:pause(dir)
+  if paused == nil then
+    return nil, err
   end
+  local resumed, rolled
+  resumed, err = ctx.raw:resume(dir, lowerdirs)
+  if resumed == nil then
+    return nil, err
+  end
+  rolled, err = ctx.raw:rollback(dir, dump.images, lowerdirs)
+  if rolled == nil then
+    return nil, err
+  end
+  return { pause_ms = paused.pause_ms, resume_ms = resumed.resume_ms,
+    rollback_ms = rolled.rollback_ms }
+end
+
+local lifecycle_metrics = {
+  { "pause_ms", "pause (until the sandbox's memory is on disk)", "ms" },
+  { "resume_ms", "resume until the first exec result", "ms" },
+  { "rollback_ms", "rollback to a snapshot until the first exec result", "ms" },
+}
+
+--- Pause, resume and roll back a fork of the snapshot, again and again.
+local function lifecycle_rows(ctx, sb, size, dump)
+  local target = ("%s/raw-forks-%d-life"):format(ctx.work, size.mib)
+  local lowerdirs = dump.layer .. ":" .. sb.lowerdirs
+  local forked, err = ctx.raw:fork(dump.images, lowerdirs, sb.memory_bytes, sb.pids_max, target,
+    1)
+  local samples
+  if forked ~= nil then
+    samples, err = schedule.run {
+      runs = ctx.runs, warmup = ctx.warmup,
+      b = function()
+        return raw_lifecycle(ctx, target .. "/fork-1", dump, lowerdirs)
+      end,
+    }
+  end
+  ctx.raw:destroy(target)
+  if samples == nil then
+    return nil, err
+  end
+  comparison_rows(ctx, LIFECYCLE_GROUP, label(size.mib) .. ": ", lifecycle_metrics, samples,
+    { reason = NO_LIFECYCLE_API })
+  return true
 end
 
 -- ---- one size -------------------------------------------------------------
@@ -290,12 +321,23 @@ local function run_size(ctx, size)
   if not ok then
     failed_row(ctx, SNAPSHOT_GROUP, size, snapshot_err)
   end
-  ctx.log("%s: forks", label(size.mib))
-  local forked, fork_err = fork_rows(ctx, record, size)
-  if not forked then
-    failed_row(ctx, FORK_GROUP, size, fork_err)
+  ctx.log("%s: forks, pause, resume and rollback", label(size.mib))
+  local dir = ("%s/raw-fork-source-%d"):format(ctx.work, size.mib)
+  local dump, err = ctx.raw:dump(record.init_pid, record.cgroups.freezer, record.upper, dir)
+  local done
+  if dump ~= nil then
+    done, err = fork_rows(ctx, record, size, dump)
   end
-  lifecycle_rows(ctx, size)
+  if not done then
+    failed_row(ctx, FORK_GROUP, size, err)
+  end
+  if dump ~= nil then
+    done, err = lifecycle_rows(ctx, record, size, dump)
+    if not done then
+      failed_row(ctx, LIFECYCLE_GROUP, size, err)
+    end
+  end
+  proc.output { "/bin/rm", "-rf", "--one-file-system", dir }
   ctx.lua:kill(sb)
 end
 
