@@ -1,10 +1,14 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The raw QEMU baseline of the benchmark: the snapshot and fork of a
 microVM done with QMP commands sent by a plain script, the way sandlot's
 VM backend does them (docs/ARCHITECTURE.md, VM backend).
 
   raw_qmp.py snapshot VM_DIR RAM_FILE OUT_DIR
   raw_qmp.py fork ARGV_FILE SANDLOT_FORK_DIR SANDLOT_SNAPSHOT_DIR SNAPSHOT_DIR TARGET COUNT
+  raw_qmp.py boot ARGV_FILE SANDLOT_VM_DIR SANDLOT_RAM_FILE VM_DIR WORKLOAD MB
+  raw_qmp.py pause VM_DIR
+  raw_qmp.py resume VM_DIR
+  raw_qmp.py rollback VM_DIR SNAPSHOT_DIR
   raw_qmp.py destroy TARGET
 
 snapshot: connect to the QMP socket of the running VM in VM_DIR (a
@@ -20,7 +24,17 @@ qcow2 overlay (qemu-img) on the snapshot's disk, loads the state with
 migrate-incoming, continues, and runs /bin/true through the guest's agent
 (the only way into the guest), which is its first exec result.
 
-destroy: kill the QEMUs under TARGET and remove it.
+boot: boot a VM of the script's own in VM_DIR with the command line
+sandlot booted SANDLOT_VM_DIR with (ARGV_FILE), its folder and RAM file
+replaced (the RAM goes to a file on /dev/shm, as sandlot's does), and
+start the workload (bench/workload.py) with MB MiB in it. pause
+stops it, saves its RAM and state into VM_DIR/pause and ends QEMU.
+resume brings it back from there; rollback ends it and starts it again
+from a snapshot made by `snapshot` of it. resume and rollback time until
+/bin/true has run through the agent.
+
+destroy: kill the QEMUs under TARGET (or of the VM in TARGET) and remove
+it and their live RAM files.
 
 Output: key=value lines on stdout, times in milliseconds of
 CLOCK_MONOTONIC.
@@ -202,24 +216,41 @@ def read_exact(sock, n):
     return data
 
 
-def agent_run_true(path):
-    """Run /bin/true through the agent's stream port at path; return when
-    it has exited 0."""
+def agent_sync(sock):
+    """Start a session on the agent's stream port: send the sync marker
+    every 250 ms until the agent echoes it (a guest that has not opened
+    its port yet, or a partial frame of an earlier host, can swallow
+    one). Returns the bytes that followed the echo."""
+    marker = struct.pack("<I", 0) + SYNC_MAGIC + os.urandom(16)
+    deadline = time.monotonic() + QMP_TIMEOUT_S
+    seen = b""
+    sock.settimeout(0.25)
+    while marker not in seen:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the agent did not answer the sync marker")
+        sock.sendall(marker)
+        try:
+            while marker not in seen:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise RuntimeError("agent connection closed")
+                seen = seen[-len(marker):] + chunk
+        except socket.timeout:
+            continue
+    sock.settimeout(QMP_TIMEOUT_S)
+    return seen[seen.index(marker) + len(marker):]
+
+
+def agent_exec(path, argv):
+    """Run argv through the agent's stream port at path and return its
+    exit code once it has exited."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(QMP_TIMEOUT_S)
     sock.connect(path)
+    buffer = agent_sync(sock)
 
-    nonce = os.urandom(16)
-    marker = struct.pack("<I", 0) + SYNC_MAGIC + nonce
-    sock.sendall(marker)
-    seen = b""
-    while marker not in seen:  # the agent echoes the marker; skip stale bytes
-        seen = seen[-len(marker):] + sock.recv(4096)
-    rest = seen[seen.index(marker) + len(marker):]
-
-    sock.sendall(agent_frame(MSG_EXEC, 1, [(F_ARGV, b"/bin/true"),
-                                           (F_STREAM, struct.pack("<q", 1))]))
-    buffer = rest
+    fields = [(F_ARGV, arg.encode()) for arg in argv] + [(F_STREAM, struct.pack("<q", 1))]
+    sock.sendall(agent_frame(MSG_EXEC, 1, fields))
     while True:
         while len(buffer) < 4:
             buffer += read_exact(sock, 4 - len(buffer))
@@ -231,10 +262,16 @@ def agent_run_true(path):
         if request_id != 1 or msg_type not in (MSG_EXIT, MSG_ERROR):
             continue
         sock.close()
-        fields = parse_fields(frame[5:])
-        if msg_type == MSG_ERROR or struct.unpack("<q", fields.get(F_EXIT_CODE, b"\xff" * 8))[0]:
-            raise RuntimeError("/bin/true failed in the guest")
-        return
+        if msg_type == MSG_ERROR:
+            raise RuntimeError("%s failed to start in the guest" % argv[0])
+        reply = parse_fields(frame[5:])
+        return struct.unpack("<q", reply.get(F_EXIT_CODE, b"\xff" * 8))[0]
+
+
+def agent_run_true(path):
+    """Run /bin/true through the agent's stream port at path."""
+    if agent_exec(path, ["/bin/true"]) != 0:
+        raise RuntimeError("/bin/true failed in the guest")
 
 
 def parse_fields(body):
@@ -308,26 +345,180 @@ def fork(argv_file, sandlot_fork_dir, sandlot_snapshot_dir, snapshot_dir, target
     print("total_ms=%.3f" % (max(r["done"] for r in results) - start))
 
 
+# ---- a raw VM: boot, pause, resume, rollback ---------------------------------
+
+def live_ram_path(vm_dir):
+    return "/dev/shm/sandlot-bench-raw-%s.ram" % os.path.basename(vm_dir)
+
+
+def raw_vm_argv(vm_dir):
+    with open(os.path.join(vm_dir, "argv")) as f:
+        return [line for line in f.read().split("\n") if line]
+
+
+def launch(vm_dir, incoming):
+    argv = raw_vm_argv(vm_dir) + (["-incoming", "defer"] if incoming else [])
+    subprocess.run(argv, check=True)  # -daemonize: returns once QEMU listens
+
+
+def load(vm_dir, state_path):
+    """Load a state file into the incoming QEMU of vm_dir and continue it."""
+    qmp = Qmp(os.path.join(vm_dir, "qmp.sock"))
+    qmp.prepare_migration(True)
+    state = os.open(state_path, os.O_RDONLY)
+    try:
+        qmp.migrate_fd(state, True)
+    finally:
+        os.close(state)
+    qmp.execute("cont")
+    qmp.close()
+
+
+def backing_file(disk):
+    info = subprocess.run(["qemu-img", "info", "-U", "--output=json", disk], check=True,
+                          capture_output=True, text=True).stdout
+    data = json.loads(info)
+    return data.get("full-backing-filename") or data["backing-filename"]
+
+
+def boot(argv_file, sandlot_dir, sandlot_ram, vm_dir, workload_file, workload_mib):
+    """Boot a VM of its own with the command line sandlot booted
+    sandlot_dir with, its folder and RAM file replaced, on a new overlay
+    of the same base disk. Then start the workload in workload_file
+    holding workload_mib MiB and wait until it is ready."""
+    with open(argv_file) as f:
+        template = [line for line in f.read().split("\n") if line]
+    ram = live_ram_path(vm_dir)
+    argv = [arg.replace(sandlot_dir, vm_dir).replace(sandlot_ram, ram) for arg in template]
+    os.makedirs(vm_dir)
+    with open(os.path.join(vm_dir, "argv"), "w") as f:
+        f.write("\n".join(argv) + "\n")
+    start = now_ms()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                    backing_file(os.path.join(sandlot_dir, "disk.qcow2")),
+                    os.path.join(vm_dir, "disk.qcow2")], check=True)
+    launch(vm_dir, False)
+    agent = os.path.join(vm_dir, "agent-0.sock")
+    agent_run_true(agent)
+    boot_ms = now_ms() - start
+    with open(workload_file) as f:
+        script = f.read()
+    agent_exec(agent, ["/bin/sh", "-c", 'python3 -c "$0" "$1" </dev/null >/dev/null 2>&1 &',
+                       script, workload_mib])
+    deadline = time.monotonic() + 300
+    while agent_exec(agent, ["/bin/test", "-e", "/tmp/workload.ready"]) != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the workload in the raw VM did not report ready")
+        time.sleep(0.5)
+    print("boot_ms=%.3f ram=%s" % (boot_ms, ram))
+
+
+def process_gone(pid):
+    """Whether pid has exited. A QEMU that daemonized is reaped by
+    whichever ancestor adopted it, maybe late, so a zombie counts as
+    gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_exit(vm_dir):
+    with open(os.path.join(vm_dir, "qemu.pid")) as f:
+        pid = int(f.read())
+    while not process_gone(pid):
+        time.sleep(0.001)
+
+
+def pause(vm_dir):
+    """Stop the VM, save its RAM and device state into vm_dir/pause, end
+    QEMU and release the live RAM file."""
+    out = os.path.join(vm_dir, "pause")
+    subprocess.run(["rm", "-rf", out], check=True)
+    os.makedirs(out)
+    start = now_ms()
+    qmp = Qmp(os.path.join(vm_dir, "qmp.sock"))
+    qmp.prepare_migration(True)
+    qmp.execute("stop")
+    copy_sparse(live_ram_path(vm_dir), os.path.join(out, "ram"))
+    state = os.open(os.path.join(out, "state"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        qmp.migrate_fd(state, False)
+    finally:
+        os.close(state)
+    try:
+        qmp.execute("quit")
+    except (RuntimeError, OSError):
+        pass  # QEMU may close the socket before it replies
+    qmp.close()
+    wait_exit(vm_dir)
+    os.unlink(live_ram_path(vm_dir))
+    print("pause_ms=%.3f" % (now_ms() - start))
+
+
+def resume(vm_dir):
+    """Bring a paused VM back: RAM to a live file, an incoming QEMU, the
+    state, cont, and /bin/true through the agent."""
+    start = now_ms()
+    paused = os.path.join(vm_dir, "pause")
+    copy_sparse(os.path.join(paused, "ram"), live_ram_path(vm_dir))
+    launch(vm_dir, True)
+    load(vm_dir, os.path.join(paused, "state"))
+    agent_run_true(os.path.join(vm_dir, "agent-0.sock"))
+    print("resume_ms=%.3f" % (now_ms() - start))
+
+
+def rollback(vm_dir, snapshot_dir):
+    """Put the VM back to the snapshot in snapshot_dir: end QEMU, a new
+    overlay on the snapshot's disk, its RAM to a live file, load, cont,
+    and /bin/true through the agent."""
+    start = now_ms()
+    with open(os.path.join(vm_dir, "qemu.pid")) as f:
+        os.kill(int(f.read()), signal.SIGKILL)
+    wait_exit(vm_dir)
+    disk = os.path.join(vm_dir, "disk.qcow2")
+    os.unlink(disk)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                    os.path.join(snapshot_dir, "disk.qcow2"), disk], check=True)
+    copy_sparse(os.path.join(snapshot_dir, "ram"), live_ram_path(vm_dir))
+    launch(vm_dir, True)
+    load(vm_dir, os.path.join(snapshot_dir, "state"))
+    agent_run_true(os.path.join(vm_dir, "agent-0.sock"))
+    print("rollback_ms=%.3f" % (now_ms() - start))
+
+
 def destroy(target):
+    """Kill the QEMUs in target (a folder of forks, or a raw VM folder)
+    and remove it and the live RAM files of its VMs."""
     if not os.path.isdir(target):
         return
-    for name in os.listdir(target):
-        pidfile = os.path.join(target, name, "qemu.pid")
+    folders = [target] + [os.path.join(target, name) for name in os.listdir(target)]
+    for folder in folders:
+        pidfile = os.path.join(folder, "qemu.pid")
         try:
             with open(pidfile) as f:
                 pid = int(f.read())
             os.kill(pid, signal.SIGKILL)
-            while os.path.exists("/proc/%d" % pid):
+            while not process_gone(pid):
                 time.sleep(0.01)
         except (OSError, ValueError):
             pass
+        if os.path.exists(os.path.join(folder, "argv")):
+            try:
+                os.unlink(live_ram_path(folder))
+            except FileNotFoundError:
+                pass
     subprocess.run(["rm", "-rf", "--one-file-system", target], check=True)
 
 
 def main(args):
-    commands = {"snapshot": (snapshot, 3), "fork": (fork, 6), "destroy": (destroy, 1)}
+    commands = {"snapshot": (snapshot, 3), "fork": (fork, 6), "boot": (boot, 6),
+                "pause": (pause, 1), "resume": (resume, 1), "rollback": (rollback, 2),
+                "destroy": (destroy, 1)}
     if not args or args[0] not in commands or len(args) - 1 != commands[args[0]][1]:
-        sys.exit("usage: raw_qmp.py snapshot|fork|destroy ARGS (see the top of this file)")
+        sys.exit("usage: raw_qmp.py snapshot|fork|boot|pause|resume|rollback|destroy ARGS "
+                 "(see the top of this file)")
     function, _ = commands[args[0]]
     rest = args[1:]
     if args[0] == "fork":

@@ -113,7 +113,7 @@ local function clean_work(ctx)
     end
     if name:match "^raw%-forks%-" then
       ctx.raw:destroy(ctx.work .. "/" .. name)
-    elseif name:match "^raw%-vm%-forks%-" then
+    elseif name:match "^raw%-vm%-forks%-" or name:match "^raw%-vm%-%d+$" then
       ctx.raw_qmp:destroy(ctx.work .. "/" .. name)
     end
   end
@@ -125,6 +125,7 @@ local function new_context(options, paths)
   local ctx = setmetatable({
     rows = {}, flags = {}, log = log,
     work = paths.out .. "/work", home = paths.out .. "/work/home",
+    workload_file = source_dir .. "/bench/workload.py",
     workload_script = assert(proc.read_file(source_dir .. "/bench/workload.py")),
   }, { __index = settings })
   ctx.core = core_side.new(paths.build .. "/bench/bench_core", ctx.home)

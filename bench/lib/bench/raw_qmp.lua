@@ -19,6 +19,7 @@ function M:snapshot(vm_dir, ram_file, out_dir)
   return proc.parse_key_values(out)[1]
 end
 
+
 --- Start `count` forks of the snapshot in `snapshot_dir` at once under
 -- `target`, with sandlot's fork command line in `argv_file`. Returns
 -- total_ms and forks ({ fork, launch_ms, running_ms, first_exec_ms,
@@ -38,6 +39,37 @@ function M:fork(argv_file, sandlot_fork_dir, sandlot_snapshot_dir, snapshot_dir,
     end
   end
   return result
+end
+
+local function first_values(out, err)
+  if out == nil then
+    return nil, err
+  end
+  return proc.parse_key_values(out)[1]
+end
+
+--- Boot a VM of the script's own in `vm_dir` with the command line in
+-- `argv_file` that sandlot booted `sandlot_dir` with, and start the
+-- workload in it: boot_ms and ram (its live RAM file).
+function M:boot(argv_file, sandlot_dir, sandlot_ram, vm_dir, workload_file, mib)
+  return first_values(proc.output { self.script, "boot", argv_file, sandlot_dir, sandlot_ram,
+    vm_dir, workload_file, tostring(mib) })
+end
+
+--- Pause the VM in `vm_dir`: pause_ms.
+function M:pause(vm_dir)
+  return first_values(proc.output { self.script, "pause", vm_dir })
+end
+
+--- Resume it until its first exec result: resume_ms.
+function M:resume(vm_dir)
+  return first_values(proc.output { self.script, "resume", vm_dir })
+end
+
+--- Roll it back to the snapshot in `snapshot_dir` until its first exec
+-- result: rollback_ms.
+function M:rollback(vm_dir, snapshot_dir)
+  return first_values(proc.output { self.script, "rollback", vm_dir, snapshot_dir })
 end
 
 --- Kill the QEMUs under `target` and remove it.

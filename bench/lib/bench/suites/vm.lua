@@ -18,7 +18,6 @@ local SNAPSHOT_GROUP = "MicroVM sandboxes: snapshot of a running VM"
 local FORK_GROUP = "MicroVM sandboxes: forks of a snapshot"
 local LIFECYCLE_GROUP = "MicroVM sandboxes: pause, resume and rollback"
 local BASELINE = "raw QEMU (QMP)"
-local NO_RAW_LIFECYCLE = "bench/raw_qmp.py has no pause, resume or rollback yet"
 
 local function label(mib)
   return ("%d MB"):format(mib)
@@ -222,46 +221,96 @@ end
 
 -- ---- pause, resume, rollback --------------------------------------------------
 
+--- A VM of the raw script's own, booted with the command line of
+-- sandlot's VM, with the same workload, and a raw snapshot of it.
+local function raw_vm(ctx, vm, mib)
+  local dir = ("%s/raw-vm-%d"):format(ctx.work, mib)
+  local argv_file = ctx.work .. "/sandlot-boot.argv"
+  local cmdline = proc.read_file(("/proc/%d/cmdline"):format(vm.qemu_pid)) or ""
+  proc.write_file(argv_file, (cmdline:gsub("%z", "\n")))
+  local booted, err = ctx.raw_qmp:boot(argv_file, ctx.home .. "/sandboxes/" .. vm.id,
+    ram_file(vm.qemu_pid), dir, ctx.workload_file, mib)
+  local snapshot = dir .. "-snapshot"
+  if booted ~= nil then
+    booted, err = ctx.raw_qmp:snapshot(dir, booted.ram, snapshot)
+  end
+  if booted == nil then
+    ctx.raw_qmp:destroy(dir)
+    return nil, err
+  end
+  return { dir = dir, snapshot = snapshot }
+end
+
+local function sandlot_lifecycle(ctx, vm, snap)
+  local paused, err = ctx.core:vm_pause(vm.id)
+  if paused == nil then
+    return nil, err
+  end
+  local resumed, rolled
+  resumed, err = ctx.core:vm_resume(vm.id)
+  if resumed == nil then
+    return nil, err
+  end
+  rolled, err = ctx.core:vm_rollback(vm.id, snap)
+  if rolled == nil then
+    return nil, err
+  end
+  return { pause_ms = paused.pause_ms, resume_ms = resumed.resume_ms,
+    rollback_ms = rolled.rollback_ms }
+end
+
+local function raw_lifecycle(ctx, raw)
+  local paused, err = ctx.raw_qmp:pause(raw.dir)
+  if paused == nil then
+    return nil, err
+  end
+  local resumed, rolled
+  resumed, err = ctx.raw_qmp:resume(raw.dir)
+  if resumed == nil then
+    return nil, err
+  end
+  rolled, err = ctx.raw_qmp:rollback(raw.dir, raw.snapshot)
+  if rolled == nil then
+    return nil, err
+  end
+  return { pause_ms = paused.pause_ms, resume_ms = resumed.resume_ms,
+    rollback_ms = rolled.rollback_ms }
+end
+
+--- Pause, resume and roll back sandlot's VM and the raw script's own VM,
+-- each to a snapshot of itself.
 local function lifecycle_rows(ctx, vm, mib)
   local snap = ("sn-bench-rollback-%d"):format(mib)
-  local ok, err = ctx.core:vm_snapshot(vm.id, snap)
+  local raw, err = raw_vm(ctx, vm, mib)
+  local ok
+  if raw ~= nil then
+    ok, err = ctx.core:vm_snapshot(vm.id, snap)
+  end
   local samples
   if ok then
     samples, err = schedule.run {
       runs = ctx.runs, warmup = ctx.warmup,
       a = function()
-        local paused, pause_err = ctx.core:vm_pause(vm.id)
-        if paused == nil then
-          return nil, pause_err
-        end
-        local resumed, resume_err = ctx.core:vm_resume(vm.id)
-        if resumed == nil then
-          return nil, resume_err
-        end
-        local rolled, rollback_err = ctx.core:vm_rollback(vm.id, snap)
-        if rolled == nil then
-          return nil, rollback_err
-        end
-        return { pause_ms = paused.pause_ms, resume_ms = resumed.resume_ms,
-          rollback_ms = rolled.rollback_ms }
+        return sandlot_lifecycle(ctx, vm, snap)
+      end,
+      b = function()
+        return raw_lifecycle(ctx, raw)
       end,
     }
     ctx.core:vm_snapshot_remove(snap)
   end
+  if raw ~= nil then
+    ctx.raw_qmp:destroy(raw.dir)
+    proc.output { "/bin/rm", "-rf", "--one-file-system", raw.snapshot }
+  end
   if samples == nil then
     return failed(ctx, LIFECYCLE_GROUP, label(mib) .. ": pause, resume, rollback", err)
   end
-  for _, metric in ipairs {
-    { "pause_ms", "pause (state on disk, QEMU ended)" },
-    { "resume_ms", "resume until the first exec result" },
-    { "rollback_ms", "rollback to a snapshot until the first exec result" },
-  } do
-    ctx.add(report.row {
-      group = LIFECYCLE_GROUP, name = label(mib) .. ": " .. metric[2], unit = "ms",
-      sandlot = stats.summary(samples.a[metric[1]]), api = ctx.core.api,
-      baseline_name = BASELINE, note = metric[1] == "pause_ms" and NO_RAW_LIFECYCLE or nil,
-    })
-  end
+  comparison_rows(ctx, LIFECYCLE_GROUP, label(mib) .. ": ", {
+    { "pause_ms", "pause (state on disk, QEMU ended)", "ms" },
+    { "resume_ms", "resume until the first exec result", "ms" },
+    { "rollback_ms", "rollback to a snapshot until the first exec result", "ms" },
+  }, samples)
 end
 
 -- ---- one size ---------------------------------------------------------------
