@@ -26,7 +26,7 @@ migrate-incoming, continues, and runs /bin/true through the guest's agent
 
 boot: boot a VM of the script's own in VM_DIR with the command line
 sandlot booted SANDLOT_VM_DIR with (ARGV_FILE), its folder and RAM file
-replaced (the RAM goes to a file on /dev/shm, as sandlot's does), and
+replaced. Its RAM goes to a file on /dev/shm, as sandlot's does. Then
 start the workload (bench/workload.py) with MB MiB in it. pause
 stops it, saves its RAM and state into VM_DIR/pause and ends QEMU.
 resume brings it back from there; rollback ends it and starts it again
@@ -414,7 +414,7 @@ def boot(argv_file, sandlot_dir, sandlot_ram, vm_dir, workload_file, workload_mi
 
 
 def process_gone(pid):
-    """Whether pid has exited. A QEMU that daemonized is reaped by
+    """Tell whether pid has exited. A QEMU that daemonized is reaped by
     whichever ancestor adopted it, maybe late, so a zombie counts as
     gone."""
     try:
