@@ -255,6 +255,13 @@ def agent_exec(path, argv):
         while len(buffer) < 4:
             buffer += read_exact(sock, 4 - len(buffer))
         (length,) = struct.unpack("<I", buffer[:4])
+        if length == 0:
+            # The echo of a sync marker sent again before the first echo.
+            marker = 4 + len(SYNC_MAGIC) + 16
+            while len(buffer) < marker:
+                buffer += read_exact(sock, marker - len(buffer))
+            buffer = buffer[marker:]
+            continue
         while len(buffer) < 4 + length:
             buffer += read_exact(sock, 4 + length - len(buffer))
         frame, buffer = buffer[4:4 + length], buffer[4 + length:]
@@ -424,9 +431,19 @@ def process_gone(pid):
         return True
 
 
-def wait_exit(vm_dir):
-    with open(os.path.join(vm_dir, "qemu.pid")) as f:
-        pid = int(f.read())
+def qemu_pid(vm_dir):
+    """The pid of the VM's QEMU; raises with the end of the console log
+    when QEMU has exited (it removes its pid file then)."""
+    try:
+        with open(os.path.join(vm_dir, "qemu.pid")) as f:
+            return int(f.read())
+    except FileNotFoundError:
+        with open(os.path.join(vm_dir, "console.log"), errors="replace") as f:
+            tail = f.read()[-600:]
+        raise RuntimeError("QEMU of %s has exited; console: %s" % (vm_dir, tail)) from None
+
+
+def wait_exit(pid):
     while not process_gone(pid):
         time.sleep(0.001)
 
@@ -435,6 +452,7 @@ def pause(vm_dir):
     """Stop the VM, save its RAM and device state into vm_dir/pause, end
     QEMU and release the live RAM file."""
     out = os.path.join(vm_dir, "pause")
+    pid = qemu_pid(vm_dir)  # QEMU removes its pid file when it quits
     subprocess.run(["rm", "-rf", out], check=True)
     os.makedirs(out)
     start = now_ms()
@@ -452,7 +470,7 @@ def pause(vm_dir):
     except (RuntimeError, OSError):
         pass  # QEMU may close the socket before it replies
     qmp.close()
-    wait_exit(vm_dir)
+    wait_exit(pid)
     os.unlink(live_ram_path(vm_dir))
     print("pause_ms=%.3f" % (now_ms() - start))
 
@@ -474,9 +492,9 @@ def rollback(vm_dir, snapshot_dir):
     overlay on the snapshot's disk, its RAM to a live file, load, cont,
     and /bin/true through the agent."""
     start = now_ms()
-    with open(os.path.join(vm_dir, "qemu.pid")) as f:
-        os.kill(int(f.read()), signal.SIGKILL)
-    wait_exit(vm_dir)
+    pid = qemu_pid(vm_dir)
+    os.kill(pid, signal.SIGKILL)
+    wait_exit(pid)
     disk = os.path.join(vm_dir, "disk.qcow2")
     os.unlink(disk)
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",

@@ -1,13 +1,15 @@
 -- The benchmark harness: sandlot against raw CRIU (and raw QEMU once the
 -- VM backend is on main), side by side in one run.
 --
---   build/sandlot run bench/run.lua [--quick | --smoke] [--out DIR]
+--   build/sandlot run bench/run.lua [--quick | --smoke] [--only SUITE] [--out DIR]
 --
 -- `make bench` and `make bench-quick` run it as root after building. It
 -- writes DIR/results.json and DIR/results.md (DIR defaults to bench/
 -- in the build folder of the running sandlot) and prints the Markdown.
 -- Temporary stores, images and forks live in DIR/work and are removed at
--- the end. Exit status: 0 when every row was measured or is pending, 1
+-- the end. --only runs one suite: sandbox, process, catalog or vm (the
+-- files in bench/lib/bench/suites). Exit status: 0 when every row was
+-- measured or is pending, 1
 -- when a row failed, 2 on a usage error. Nothing here asserts a time.
 local sandlot = require "sandlot"
 local uv = require "luv"
@@ -57,9 +59,13 @@ local modes = {
   },
 }
 
+-- The suites in the order they run, and whether they need root.
+local suite_order = { "sandbox", "process", "catalog", "vm" }
+local suites = { sandbox = true, process = true, catalog = false, vm = true }
+
 local function usage(message)
   io.stderr:write("bench/run.lua: ", message, "\n",
-    "usage: sandlot run bench/run.lua [--quick | --smoke] [--out DIR]\n")
+    "usage: sandlot run bench/run.lua [--quick | --smoke] [--only SUITE] [--out DIR]\n")
   os.exit(2)
 end
 
@@ -72,6 +78,9 @@ local function parse_args(args)
       options.mode = a:sub(3)
     elseif a == "--out" and args[i + 1] then
       options.out = args[i + 1]
+      i = i + 1
+    elseif a == "--only" and suites[args[i + 1] or ""] ~= nil then
+      options.only = args[i + 1]
       i = i + 1
     else
       usage(("invalid argument: %s"):format(a))
@@ -197,10 +206,11 @@ local function main(args)
   assert(uv.fs_mkdir(ctx.work, 448))
   ctx.lua = lua_side.new(ctx.home)
   local ok, err = pcall(function()
-    run_suite(ctx, "sandbox", true)
-    run_suite(ctx, "process", true)
-    run_suite(ctx, "catalog", false)
-    run_suite(ctx, "vm", true)
+    for _, name in ipairs(suite_order) do
+      if options.only == nil or options.only == name then
+        run_suite(ctx, name, suites[name])
+      end
+    end
   end)
   clean_work(ctx)
   if not ok then
