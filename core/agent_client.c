@@ -506,7 +506,10 @@ static void drop_connection(sl_agent *a, const sl_error *err) {
     sl_error_set(&reset, ECONNRESET, "connection to the agent lost: %s", err->msg);
   if (!was_ready) {
     /* Nothing was sent on this connection: queued requests wait for the
-     * next one unless no retry is due. */
+     * next one unless no retry is due. A pause that caught the connection
+     * before it was ready keeps them, and the execs waiting to re-attach,
+     * until sl_agent_resume(). */
+    if (a->paused && !a->closing) return;
     a->attempts++;
     if (has_detached(a) && a->attempts < a->opts.reconnect_attempts && !a->paused &&
         !a->closing) {

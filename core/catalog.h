@@ -252,6 +252,15 @@ int sl_catalog_sandbox_set_timeout(sl_catalog *cat, const char *id, int64_t time
                                    int64_t deadline_at, sl_on_timeout on_timeout,
                                    sl_error *err);
 
+/* Make ready snapshot `snapshot_id` the source of sandbox `id` and its
+ * layer the sandbox's base layer, in one transaction: a rollback in place
+ * remounts the sandbox on that snapshot's layers. The snapshot must have
+ * the sandbox's backend and template (EINVAL). The previous base layer
+ * is left for sl_catalog_layer_collect(). Fails with EINVAL, ENOENT
+ * (sandbox or snapshot not found) or ESRCH (dead). */
+int sl_catalog_sandbox_rebase(sl_catalog *cat, const char *id, const char *snapshot_id,
+                              sl_error *err);
+
 /* Delete the row of a dead sandbox. Its snapshots stay, and keep naming
  * it as their source, so listing snapshots by this sandbox id still finds
  * them. Layers are left for sl_catalog_layer_collect(). Fails with EINVAL,

@@ -199,6 +199,52 @@ int sl_catalog_sandbox_insert(sl_catalog *cat, const sl_sandbox_spec *spec, sl_s
   return rc;
 }
 
+/* ---- rebase ---- */
+
+typedef struct {
+  const char *id;
+  const char *snapshot_id;
+} rebase_ctx;
+
+/* Read the snapshot's layer, backend and template as resolve_fork does,
+ * then point the sandbox at them. */
+static int rebase_txn(sl_catalog *cat, void *arg, sl_error *err) {
+  rebase_ctx *r = arg;
+  sl_sandbox current;
+  int rc = catalog_sandbox_load(cat->db, r->id, &current, err);
+  if (rc < 0) return rc;
+  sl_sandbox_spec spec = {.id = r->id, .backend = current.backend,
+                          .source_snapshot_id = r->snapshot_id};
+  insert_ctx ctx = {.spec = &spec};
+  bool dead = current.state == SL_SANDBOX_DEAD;
+  if (current.template_name[0] != '\0') spec.template_name = current.template_name;
+  if (dead) rc = sl_error_set(err, ESRCH, "sandbox is dead: %s", r->id);
+  if (rc == 0) rc = resolve_fork(cat->db, &ctx, err);
+  sl_sandbox_clear(&current);
+  if (rc < 0) return rc;
+
+  sqlite3_stmt *stmt;
+  rc = catalog_prepare(cat->db,
+                       "UPDATE sandboxes SET source_snapshot_id = ?2, base_layer_id = ?3, "
+                       "updated_at = ?4 WHERE id = ?1",
+                       &stmt, err);
+  if (rc < 0) return rc;
+  sqlite3_bind_text(stmt, 1, r->id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(stmt, 2, r->snapshot_id, -1, SQLITE_STATIC);
+  catalog_bind_text(stmt, 3, ctx.base_layer_id);
+  sqlite3_bind_int64(stmt, 4, sl_catalog_now_ms());
+  return catalog_step_done(cat->db, stmt, "rebase sandbox", err);
+}
+
+int sl_catalog_sandbox_rebase(sl_catalog *cat, const char *id, const char *snapshot_id,
+                              sl_error *err) {
+  int rc = sl_id_validate(SL_ID_SANDBOX, id, err);
+  if (rc == 0) rc = sl_id_validate(SL_ID_SNAPSHOT, snapshot_id, err);
+  if (rc < 0) return rc;
+  rebase_ctx ctx = {id, snapshot_id};
+  return catalog_run(cat, CATALOG_WRITE, rebase_txn, &ctx, err);
+}
+
 /* ---- get and delete ---- */
 
 typedef struct {

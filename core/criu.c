@@ -123,6 +123,7 @@ static int reject_dump_options(const sl_criu_opts *o, sl_error *err) {
   if (rc == 0)
     rc = reject_if(o->network_lock != SL_CRIU_NETLOCK_DEFAULT, "--network-lock", o->command, err);
   if (rc == 0) rc = reject_if(o->ghost_limit != 0, "--ghost-limit", o->command, err);
+  if (rc == 0) rc = reject_if(o->freeze_timeout_s != 0, "--timeout", o->command, err);
   if (rc == 0) rc = reject_if(o->display_stats, "--display-stats", o->command, err);
   return rc;
 }
@@ -315,6 +316,11 @@ static int push_dump(const sl_criu_opts *o, sl_argv *a, sl_error *err) {
     rc = argv_push2(a, "--network-lock", network_lock_names[o->network_lock], err);
   if (rc == 0 && o->ghost_limit != 0)
     rc = argv_pushf(a, err, "--ghost-limit=%" PRIu64, o->ghost_limit);
+  if (rc == 0 && o->freeze_timeout_s < 0)
+    rc = sl_error_set(err, EINVAL, "invalid CRIU option --timeout %d (expected seconds > 0)",
+                      o->freeze_timeout_s);
+  if (rc == 0 && o->freeze_timeout_s > 0)
+    rc = argv_pushf(a, err, "--timeout=%d", o->freeze_timeout_s);
   if (rc == 0 && o->display_stats) rc = argv_push(a, "--display-stats", err);
   return rc;
 }

@@ -74,6 +74,9 @@ typedef struct sl_criu_opts {
   const char *freeze_cgroup;        /* --freeze-cgroup, absolute freezer dir */
   sl_criu_network_lock network_lock;
   uint64_t ghost_limit;             /* --ghost-limit in bytes; 0 = CRIU's 1 MiB */
+  int freeze_timeout_s;             /* --timeout: seconds CRIU may spend seizing
+                                       the tree (it stays frozen meanwhile);
+                                       0 = CRIU's 10 */
   bool display_stats;               /* --display-stats (stats also go to stats-dump) */
 
   /* Restore only. */

@@ -11,9 +11,11 @@
  *   post-dump         SANDLOT_CAPTURE_UPPER=<dir> SANDLOT_CAPTURE_LAYER=<dir>:
  *                     copy the sandbox's upper layer while the tree is
  *                     still frozen (CRIU resumes it only after this action);
- *                     SANDLOT_CAPTURE_DEV_FROM=<dir> SANDLOT_CAPTURE_DEV_TO=<dir>:
- *                     copy the sandbox's /dev (without the mounts below it),
- *                     which the dump leaves out of the images.
+ *                     SANDLOT_CAPTURE_ROOT=<dir> SANDLOT_CAPTURE_TMPFS=<keys>
+ *                     SANDLOT_CAPTURE_TMPFS_TO=<dir>: copy each tmpfs mount
+ *                     of core/proc_mounts.h named in the space-separated
+ *                     keys, from <root><path> (without the mounts below it)
+ *                     to <to>/<key>; the dump leaves them out of the images.
  *
  * Every other action, and an action without its variables, succeeds
  * without doing anything. A failing action fails the CRIU operation. */
@@ -30,7 +32,8 @@
 int sl_criu_action_run(const char *action, sl_error *err);
 
 /* Path of the action binary: $SANDLOT_CRIU_ACTION when set (tests), else
- * the sibling of the running executable. */
+ * the sibling of the running executable, else the one in
+ * $SANDLOT_BUILD_DIR when the sibling is missing. */
 int sl_criu_action_path(char *buf, size_t size, sl_error *err);
 
 #endif

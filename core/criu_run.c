@@ -208,6 +208,16 @@ static void exec_child(char *const *argv, char **env, const sl_criu_exec *exec, 
                        int status_fd) {
   int step = -1;
   setpgid(0, 0);
+  /* A caller such as the monitor blocks signals for its signalfd and
+   * ignores SIGPIPE. CRIU waits for its helpers through SIGCHLD, so it
+   * starts with the default signal state. */
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  sigaction(SIGPIPE, &dfl, NULL);
   int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(output_fd, 1) < 0 || dup2(output_fd, 2) < 0)
     goto fail;

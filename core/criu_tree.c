@@ -12,22 +12,22 @@
 #include <unistd.h>
 
 #include "criu_action.h"
+#include "criu_tmpfs.h"
 #include "layer_copy.h"
 #include "log.h"
 
 #define DEFAULT_GHOST_LIMIT (64u << 20)
+/* The pre-dump action has frozen the tree with no task in a vfork wait,
+ * so seizing takes milliseconds. A task that still cannot be seized fails
+ * the dump after these seconds instead of CRIU's 10, during which the
+ * tree stays frozen. */
+#define FREEZE_TIMEOUT_S 3
 
 /* The sandbox's network namespace is external to the images: a restore
  * gets a new, empty one (loopback up) from the process that runs CRIU,
  * passed as this descriptor. That needs no action script on restore, and
  * CRIU execs the script once per action (seven times per restore). */
 #define NET_NS_KEY "sandlot-net"
-/* The sandbox's /dev tmpfs is external too: the post-dump action copies
- * its nodes into <images>/dev, and a restore mounts a new tmpfs filled
- * from that copy in its place. CRIU would otherwise archive it with tar
- * and gzip while the tree is frozen. */
-#define DEV_KEY "sandlot-dev"
-#define DEV_COPY "dev"
 #define NET_NS_FD 200
 #define SL_STRINGIFY_(x) #x
 #define SL_STRINGIFY(x) SL_STRINGIFY_(x)
@@ -50,9 +50,10 @@ static int check_dump_request(const sl_criu_dump_request *req, sl_error *err) {
   return 0;
 }
 
+/* The sandbox's tmpfs mounts are external too (core/criu_tmpfs.h). */
 static sl_criu_opts dump_opts(const sl_criu_dump_request *req, const char *action,
-                              const char *net_external) {
-  return (sl_criu_opts){
+                              const char *net_external, const sl_criu_tmpfs *tmpfs) {
+  sl_criu_opts opts = {
       .command = SL_CRIU_DUMP,
       .images_dir = req->images_dir,
       .work_dir = req->work_dir,
@@ -65,9 +66,13 @@ static sl_criu_opts dump_opts(const sl_criu_dump_request *req, const char *actio
       .file_locks = true,
       .tcp_established = true,
       .ghost_limit = req->ghost_limit ? req->ghost_limit : DEFAULT_GHOST_LIMIT,
+      .freeze_timeout_s = FREEZE_TIMEOUT_S,
       .action_script = action,
-      .external = {net_external, "mnt[/dev]:" DEV_KEY},
+      .external = {net_external},
   };
+  for (size_t i = 0; i < tmpfs->count && i + 1 < SL_CRIU_MAX_EXTERNAL; i++)
+    opts.external[i + 1] = tmpfs->externals[i];
+  return opts;
 }
 
 /* "net[INODE]:sandlot-net" for the network namespace of `pid`. */
@@ -129,28 +134,32 @@ int sl_criu_dump_tree(const sl_criu_dump_request *req, sl_criu_dump_result *resu
   if (rc < 0) return rc;
 
   char action[4096], freeze_env[4200], upper_env[4200], layer_env[4200], net[96];
-  char dev_from_env[128], dev_to_env[4200];
-  const char *env[5];
+  char root_env[64], keys_env[300], tmpfs_to_env[4200];
+  const char *env[6];
+  sl_criu_tmpfs tmpfs;
   sl_criu_exec exec = {.timeout_ms = req->timeout_ms, .env = env};
   rc = sl_criu_action_path(action, sizeof action, err);
   if (rc == 0) rc = net_external_spec(req->init_pid, net, sizeof net, err);
+  if (rc == 0) rc = sl_criu_tmpfs_for_dump(req->init_pid, &tmpfs, err);
   snprintf(freeze_env, sizeof freeze_env, "SANDLOT_FREEZE_CGROUP=%s", req->freezer_cgroup);
   env[exec.env_count++] = freeze_env;
-  snprintf(dev_from_env, sizeof dev_from_env, "SANDLOT_CAPTURE_DEV_FROM=/proc/%d/root/dev",
-           (int)req->init_pid);
-  snprintf(dev_to_env, sizeof dev_to_env, "SANDLOT_CAPTURE_DEV_TO=%s/%s", req->images_dir,
-           DEV_COPY);
-  env[exec.env_count++] = dev_from_env;
-  env[exec.env_count++] = dev_to_env;
+  snprintf(root_env, sizeof root_env, "SANDLOT_CAPTURE_ROOT=/proc/%d/root", (int)req->init_pid);
+  snprintf(keys_env, sizeof keys_env, "SANDLOT_CAPTURE_TMPFS=%s", rc == 0 ? tmpfs.keys : "");
+  snprintf(tmpfs_to_env, sizeof tmpfs_to_env, "SANDLOT_CAPTURE_TMPFS_TO=%s", req->images_dir);
+  env[exec.env_count++] = root_env;
+  env[exec.env_count++] = keys_env;
+  env[exec.env_count++] = tmpfs_to_env;
   if (req->upper_dir != NULL) {
     snprintf(upper_env, sizeof upper_env, "SANDLOT_CAPTURE_UPPER=%s", req->upper_dir);
     snprintf(layer_env, sizeof layer_env, "SANDLOT_CAPTURE_LAYER=%s", req->layer_dir);
     env[exec.env_count++] = upper_env;
     env[exec.env_count++] = layer_env;
   }
-  sl_criu_opts opts = dump_opts(req, action, net);
   sl_criu_result run = {0};
-  if (rc == 0) rc = sl_criu_run(&opts, &exec, &run, err);
+  if (rc == 0) {
+    sl_criu_opts opts = dump_opts(req, action, net, &tmpfs);
+    rc = sl_criu_run(&opts, &exec, &run, err);
+  }
   res->elapsed_ms = run.elapsed_ms;
   /* The pre-dump action froze the cgroup, so CRIU restored it FROZEN. A
    * pause whose dump failed must keep its tree running too; after a
@@ -218,30 +227,6 @@ void sl_cgroup_kill_tasks(const char *procs) {
   SL_ERROR("criu.tasks_left", "procs=%s", procs);
 }
 
-/* Mount a tmpfs at <work>/dev and fill it from the dump's copy of /dev;
- * CRIU bind-mounts it as the tree's /dev. */
-static int prepare_dev(const sl_criu_restore_request *req, char *mnt, size_t size,
-                       sl_error *err) {
-  char copy[4200];
-  snprintf(copy, sizeof copy, "%s/%s", req->images_dir, DEV_COPY);
-  if (snprintf(mnt, size, "%s/dev", req->work_dir) >= (int)size)
-    return sl_error_set(err, ENAMETOOLONG, "work directory path too long: %s", req->work_dir);
-  if (mkdir(mnt, 0755) < 0 && errno != EEXIST)
-    return sl_error_errno(err, errno, "cannot create %s", mnt);
-  if (mount("tmpfs", mnt, "tmpfs", MS_NOSUID, "mode=755,size=65536k") < 0)
-    return sl_error_errno(err, errno, "cannot mount a tmpfs on %s", mnt);
-  int rc = sl_layer_copy_ex(copy, mnt, SL_COPY_INTO_EXISTING, NULL, err);
-  if (rc < 0) umount2(mnt, MNT_DETACH);
-  return rc;
-}
-
-/* The tree keeps its own bind of the tmpfs; the host side goes. */
-static void release_dev(const char *mnt) {
-  if (umount2(mnt, MNT_DETACH) < 0)
-    SL_WARN("criu.dev_unmount_failed", "path=%s errno=%d", mnt, errno);
-  rmdir(mnt);
-}
-
 int sl_criu_restore_tree(const sl_criu_restore_request *req, sl_criu_restore_result *result,
                          sl_error *err) {
   sl_criu_restore_result local;
@@ -249,11 +234,13 @@ int sl_criu_restore_tree(const sl_criu_restore_request *req, sl_criu_restore_res
   memset(res, 0, sizeof *res);
   if (req->images_dir == NULL || req->work_dir == NULL || req->root == NULL)
     return sl_error_set(err, EINVAL, "restore needs an images dir, a work dir and a root");
-  char pidfile[4200], dev[4200], dev_external[4300];
+  char pidfile[4200];
+  sl_criu_tmpfs tmpfs;
   int rc = make_dir(req->work_dir, false, err);
-  if (rc == 0) rc = prepare_dev(req, dev, sizeof dev, err);
+  if (rc == 0 && access(req->images_dir, F_OK) < 0)
+    rc = sl_error_errno(err, errno, "cannot open the images %s", req->images_dir);
+  if (rc == 0) rc = sl_criu_tmpfs_for_restore(req->images_dir, req->work_dir, &tmpfs, err);
   if (rc < 0) return sl_error_wrap(err, "restore from %s", req->images_dir);
-  snprintf(dev_external, sizeof dev_external, "mnt[%s]:%s", DEV_KEY, dev);
   snprintf(pidfile, sizeof pidfile, "%s/restore.pid", req->work_dir);
 
   if (req->lazy_pages) rc = start_lazy_pages(req, err);
@@ -270,8 +257,9 @@ int sl_criu_restore_tree(const sl_criu_restore_request *req, sl_criu_restore_res
       .file_locks = true,
       .tcp_established = true,
       .inherit_fds = {"fd[" SL_STRINGIFY(NET_NS_FD) "]:" NET_NS_KEY},
-      .external = {dev_external},
   };
+  for (size_t i = 0; i < tmpfs.count && i < SL_CRIU_MAX_EXTERNAL; i++)
+    opts.external[i] = tmpfs.externals[i];
   sl_criu_exec exec = {
       .timeout_ms = req->timeout_ms,
       .join_cgroups = req->cgroup_procs,
@@ -281,7 +269,7 @@ int sl_criu_restore_tree(const sl_criu_restore_request *req, sl_criu_restore_res
   sl_criu_result run = {0};
   if (rc == 0) rc = sl_criu_run(&opts, &exec, &run, err);
   res->elapsed_ms = run.elapsed_ms;
-  release_dev(dev);
+  sl_criu_tmpfs_release(&tmpfs);
   if (rc == 0) rc = read_pidfile(pidfile, &res->init_pid, err);
   if (rc < 0) {
     if (req->lazy_pages) stop_lazy_pages(req);

@@ -125,6 +125,59 @@ int sl_freezer_freeze(const char *cgroup, int timeout_ms, sl_error *err) {
   return rc < 0 ? sl_error_errno(err, -rc, "cannot freeze %s", cgroup) : 0;
 }
 
+/* Whether a wchan is the wait of a vfork parent for its child's exec or
+ * exit: wait_for_vfork_done, or the function it is inlined into,
+ * kernel_clone (seen on Linux 6.18) or _do_fork (before 5.10). A thread
+ * briefly asleep elsewhere in kernel_clone matches too, which costs one
+ * more thaw and freeze. */
+static bool in_vfork_wait(const char *wchan) {
+  static const char *const names[] = {"wait_for_vfork_done", "kernel_clone", "_do_fork"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(wchan, names[i]) == 0) return true;
+  return false;
+}
+
+static bool has_vfork_parent(const char *cgroup) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/tasks", cgroup);
+  FILE *tasks = fopen(path, "re");
+  if (tasks == NULL) {
+    snprintf(path, sizeof path, "%s/cgroup.threads", cgroup);
+    tasks = fopen(path, "re");
+  }
+  if (tasks == NULL) return false;
+  int tid;
+  bool found = false;
+  while (!found && fscanf(tasks, "%d", &tid) == 1) {
+    char wchan_path[64], wchan[64] = "";
+    snprintf(wchan_path, sizeof wchan_path, "/proc/%d/wchan", tid);
+    FILE *f = fopen(wchan_path, "re");
+    if (f == NULL) continue;
+    if (fgets(wchan, sizeof wchan, f) != NULL) {
+      wchan[strcspn(wchan, "\n")] = '\0';
+      found = in_vfork_wait(wchan);
+    }
+    fclose(f);
+  }
+  fclose(tasks);
+  return found;
+}
+
+int sl_freezer_freeze_for_dump(const char *cgroup, int timeout_ms, sl_error *err) {
+  double deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 10000);
+  for (;;) {
+    int rc = sl_freezer_freeze(cgroup, (int)(deadline - now_ms()) + 1, err);
+    if (rc < 0 || !has_vfork_parent(cgroup)) return rc;
+    if (now_ms() > deadline) {
+      sl_freezer_thaw(cgroup, NULL);
+      return sl_error_set(err, ETIMEDOUT, "%s kept a task waiting for a vfork child", cgroup);
+    }
+    rc = sl_freezer_thaw(cgroup, err);
+    if (rc < 0) return rc;
+    usleep(500);
+  }
+}
+
 int sl_freezer_thaw(const char *cgroup, sl_error *err) {
   freezer f;
   int rc = freezer_open(cgroup, O_RDWR, &f, err);

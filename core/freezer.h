@@ -22,6 +22,14 @@ int sl_freezer_get(const char *cgroup, sl_freezer_state *state, sl_error *err);
  * (<= 0: 10 s). */
 int sl_freezer_freeze(const char *cgroup, int timeout_ms, sl_error *err);
 
+/* sl_freezer_freeze() for a CRIU dump: while a task of the cgroup waits
+ * for a vfork child (dash runs commands with vfork, posix_spawn uses it),
+ * thaw, let the child exec, and freeze again, for at most `timeout_ms`.
+ * CRIU would otherwise stop the child before its exec, and the parent,
+ * which no ptrace request interrupts in that wait, would hold the dump
+ * until CRIU's timeout (10 s) fails it. */
+int sl_freezer_freeze_for_dump(const char *cgroup, int timeout_ms, sl_error *err);
+
 /* Thaw the cgroup; succeeds when it is already thawed. */
 int sl_freezer_thaw(const char *cgroup, sl_error *err);
 

@@ -78,7 +78,34 @@ static int copy_metadata(copy_ctx *c, int dst_dir, const char *name, const struc
   return 0;
 }
 
-/* Copy the data segments of a regular file, leaving holes as holes. */
+/* Copy [*in_off, end) with pread and pwrite, for file systems between
+ * which copy_file_range() does not work. */
+static int copy_range_by_hand(copy_ctx *c, int in, off_t *in_off, int out, off_t *out_off,
+                              off_t end) {
+  char buf[65536];
+  while (*in_off < end) {
+    size_t want = (size_t)(end - *in_off) < sizeof buf ? (size_t)(end - *in_off) : sizeof buf;
+    ssize_t n = pread(in, buf, want, *in_off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(c, errno, "read");
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = pwrite(out, buf + done, (size_t)(n - done), *out_off + done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return fail(c, errno, "write");
+      done += w;
+    }
+    *in_off += n;
+    *out_off += n;
+    c->stats.bytes += (uint64_t)n;
+  }
+  return 0;
+}
+
+/* Copy the data segments of a regular file, leaving holes as holes.
+ * copy_file_range() fails with EXDEV between file systems of different
+ * types (seen from a sandbox's tmpfs to the store's ext4 on Linux 6.18),
+ * and those ranges are copied by hand. */
 static int copy_data(copy_ctx *c, int in, int out, off_t size) {
   off_t pos = 0;
   while (pos < size) {
@@ -90,6 +117,11 @@ static int copy_data(copy_ctx *c, int in, int out, off_t size) {
     off_t in_off = data, out_off = data;
     while (in_off < hole) {
       ssize_t n = copy_file_range(in, &in_off, out, &out_off, (size_t)(hole - in_off), 0);
+      if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)) {
+        int rc = copy_range_by_hand(c, in, &in_off, out, &out_off, hole);
+        if (rc < 0) return rc;
+        break;
+      }
       if (n < 0) return fail(c, errno, "copy");
       if (n == 0) break;
       c->stats.bytes += (uint64_t)n;

@@ -7,6 +7,12 @@
  *     kill                 ->  ok              (after everything is released)
  *     status               ->  ok state=running init_pid=123 deadline_ms=0
  *     set_timeout SECONDS  ->  ok deadline_ms=...   (0 removes the timeout)
+ *     pause                ->  ok              (dumped, paused, monitor exits)
+ *     pause files          ->  ok              (files kept only, monitor exits)
+ *     rollback SNAPSHOT_ID ->  ok              (running from the snapshot)
+ *
+ * The caller of pause and rollback holds the sandbox's op.lock. The
+ * reply comes once the operation is done (CRIU runs in between).
  *
  * A failure reads "err ENAME message". */
 #ifndef SANDLOT_MONITOR_CLIENT_H

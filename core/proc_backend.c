@@ -22,6 +22,7 @@
 #include "proc_cgroup.h"
 #include "proc_config.h"
 #include "proc_init.h"
+#include "proc_internal.h"
 #include "proc_layers.h"
 #include "proc_overlay.h"
 #include "proc_release.h"
@@ -51,8 +52,10 @@ static void fill_record(const sl_create_spec *spec, const char *id, sl_sandbox_i
   memset(info, 0, sizeof *info);
   snprintf(info->id, sizeof info->id, "%s", id);
   info->backend = SL_BACKEND_PROCESS;
-  snprintf(info->template_name, sizeof info->template_name, "%s",
-           spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT);
+  /* A fork takes its snapshot's template, which the catalog fills in. */
+  const char *tname = spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT;
+  if (spec->snapshot != NULL && spec->template_name == NULL) tname = "";
+  snprintf(info->template_name, sizeof info->template_name, "%s", tname);
   info->state = SL_SANDBOX_CREATING;
   info->timeout_ms = spec->timeout_sec * 1000;
   info->on_timeout = spec->on_timeout;
@@ -66,9 +69,17 @@ static void fill_record(const sl_create_spec *spec, const char *id, sl_sandbox_i
   info->exit_status = -1;
 }
 
+/* How the monitor of a new sandbox starts PID 1. */
+typedef struct launch_plan {
+  const char *mode;                        /* "fresh" or "fork" */
+  char images[SL_SANDBOX_PATH_MAX];        /* fork: the snapshot's images */
+  char snapshot_id[SL_ID_SIZE];            /* "" unless made from a snapshot */
+  char agent_layer[SL_SANDBOX_PATH_MAX];
+} launch_plan;
+
 static int build_config(const sl_sandboxes *h, const sl_create_spec *spec,
-                        const sl_sandbox_info *info, char *const *lowers, size_t nlowers,
-                        sl_proc_config *cfg) {
+                        const sl_sandbox_info *info, const launch_plan *plan,
+                        char *const *lowers, size_t nlowers, sl_proc_config *cfg) {
   char dir[SL_SANDBOX_PATH_MAX], path[SL_SANDBOX_PATH_MAX + 16];
   sl_sandbox_dir(h, info->id, dir, sizeof dir);
   memset(cfg, 0, sizeof *cfg);
@@ -79,10 +90,14 @@ static int build_config(const sl_sandboxes *h, const sl_create_spec *spec,
   cfg->upper = strdup(path);
   snprintf(path, sizeof path, "%s/work", dir);
   cfg->work = strdup(path);
-  cfg->hostname = strdup(spec->hostname ? spec->hostname : "sandlot");
+  /* A fork needs a hostname of its own: by default its id. */
+  const char *hostname = strcmp(plan->mode, "fork") == 0 ? info->id : "sandlot";
+  cfg->hostname = strdup(spec->hostname ? spec->hostname : hostname);
   cfg->cwd = strdup(spec->cwd ? spec->cwd : "/");
-  cfg->launch = strdup("fresh");
+  cfg->launch = strdup(plan->mode);
   int rc = 0;
+  if (strcmp(plan->mode, "fork") == 0 && (cfg->images = strdup(plan->images)) == NULL) rc = -ENOMEM;
+  if (spec->on_fork != NULL && (cfg->on_fork = strdup(spec->on_fork)) == NULL) rc = -ENOMEM;
   for (size_t i = 0; i < nlowers && rc == 0; i++) rc = sl_strv_push(&cfg->lowers, &cfg->nlowers, lowers[i]);
   for (const char *const *e = spec->env; e && *e && rc == 0; e++) rc = sl_strv_push(&cfg->env, &cfg->nenv, *e);
   cfg->limits = (sl_cgroup_limits){info->memory_bytes, info->pids_max, info->cpu_shares, info->cpus};
@@ -244,6 +259,12 @@ static int64_t tree_size(const char *path) {
   return tree_bytes;
 }
 
+static int prepare_agent_layer(sl_sandboxes *h, char *agent_layer, sl_error *err) {
+  char agent[PATH_MAX];
+  if (sl_find_binary("sandlot-agent", agent, sizeof agent, err) < 0) return -err->code;
+  return sl_agent_layer_prepare(h->home, agent, agent_layer, SL_SANDBOX_PATH_MAX, err);
+}
+
 int sl_backend_prepare_template(sl_sandboxes *h, const sl_create_spec *spec,
                                 sl_template_layer *out, sl_error *err) {
   const char *name = spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT;
@@ -259,9 +280,31 @@ static int prepare_layers(sl_sandboxes *h, const sl_create_spec *spec, char *age
                           sl_error *err) {
   sl_template_layer tl;
   if (sl_backend_prepare_template(h, spec, &tl, err) < 0) return -err->code;
-  char agent[PATH_MAX];
-  if (sl_find_binary("sandlot-agent", agent, sizeof agent, err) < 0) return -err->code;
-  return sl_agent_layer_prepare(h->home, agent, agent_layer, SL_SANDBOX_PATH_MAX, err);
+  return prepare_agent_layer(h, agent_layer, err);
+}
+
+/* Plan a sandbox made from `spec->snapshot`. A full snapshot is forked
+ * on the agent layer its images were taken with, because the restored
+ * agent maps that binary. A filesystem-only one boots the current agent. */
+static int plan_from_snapshot(sl_sandboxes *h, const sl_create_spec *spec, launch_plan *plan,
+                              sl_error *err) {
+  sl_snapshot sn = {0};
+  int rc = sl_catalog_snapshot_resolve(sl_sbstore_catalog(h->store), spec->snapshot, &sn, err);
+  if (rc < 0) return rc;
+  snprintf(plan->snapshot_id, sizeof plan->snapshot_id, "%s", sn.id);
+  if (sn.kind == SL_SNAPSHOT_FULL) {
+    plan->mode = "fork";
+    snprintf(plan->images, sizeof plan->images, "%s", sn.image_dir);
+    rc = sl_snapshot_agent_layer(sl_sbstore_store(h->store), sn.id, plan->agent_layer,
+                                 sizeof plan->agent_layer, err);
+  } else if (spec->on_fork != NULL) {
+    rc = sl_error_set(err, EINVAL, "on_fork needs a snapshot with memory; %s is filesystem only",
+                      sn.id);
+  } else {
+    rc = prepare_agent_layer(h, plan->agent_layer, err);
+  }
+  sl_snapshot_clear(&sn);
+  return rc;
 }
 
 /* The overlay's lower layers, top first: the agent's, then the stack of
@@ -283,15 +326,24 @@ static char **lower_layers(sl_sandboxes *h, const char *agent_layer, const char 
   return lowers;
 }
 
-static int start(sl_sandboxes *h, const sl_create_spec *spec, const sl_sandbox_info *info,
-                 const char *agent_layer, sl_error *err) {
-  char monitor[PATH_MAX], dir[SL_SANDBOX_PATH_MAX], path[SL_SANDBOX_PATH_MAX + 16];
+int sl_proc_start_monitor(sl_sandboxes *h, const char *id, int auto_kill, sl_error *err) {
+  char monitor[PATH_MAX];
   if (sl_find_binary("sandlot-monitor", monitor, sizeof monitor, err) < 0) return -err->code;
+  int ready = spawn_monitor(monitor, h->home, id, auto_kill, err);
+  if (ready < 0) return ready;
+  int rc = await_ready(ready, err);
+  close(ready);
+  return rc;
+}
+
+static int start(sl_sandboxes *h, const sl_create_spec *spec, const sl_sandbox_info *info,
+                 const launch_plan *plan, sl_error *err) {
+  char dir[SL_SANDBOX_PATH_MAX], path[SL_SANDBOX_PATH_MAX + 16];
   size_t nlowers;
-  char **lowers = lower_layers(h, agent_layer, info->base_layer_id, &nlowers, err);
+  char **lowers = lower_layers(h, plan->agent_layer, info->base_layer_id, &nlowers, err);
   if (lowers == NULL) return -err->code;
   sl_proc_config cfg;
-  int rc = build_config(h, spec, info, lowers, nlowers, &cfg);
+  int rc = build_config(h, spec, info, plan, lowers, nlowers, &cfg);
   sl_strv_free(lowers);
   if (rc < 0) {
     sl_proc_config_free(&cfg);
@@ -303,11 +355,7 @@ static int start(sl_sandboxes *h, const sl_create_spec *spec, const sl_sandbox_i
   sl_proc_config_free(&cfg);
   if (rc < 0) return rc;
 
-  int ready = spawn_monitor(monitor, h->home, info->id, spec->auto_kill, err);
-  if (ready < 0) return ready;
-  rc = await_ready(ready, err);
-  close(ready);
-  return rc;
+  return sl_proc_start_monitor(h, info->id, spec->auto_kill, err);
 }
 
 /* The creator takes the sandbox's op.lock from the insert until the
@@ -315,31 +363,36 @@ static int start(sl_sandboxes *h, const sl_create_spec *spec, const sl_sandbox_i
  * "creating" without a monitor alone, because it is being started. */
 static int proc_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_info *out,
                        sl_error *err) {
-  char agent_layer[SL_SANDBOX_PATH_MAX], id[SL_ID_SIZE], dir[SL_SANDBOX_PATH_MAX];
-  if (prepare_layers(h, spec, agent_layer, err) < 0) return sl_error_wrap(err, "create sandbox");
+  char id[SL_ID_SIZE], dir[SL_SANDBOX_PATH_MAX];
+  launch_plan plan = {.mode = "fresh"};
+  int rc = spec->snapshot != NULL ? plan_from_snapshot(h, spec, &plan, err)
+                                  : prepare_layers(h, spec, plan.agent_layer, err);
+  if (rc < 0) return sl_error_wrap(err, "create sandbox");
   if (sl_sbstore_new_id(id, err) < 0) return -err->code;
 
   sl_sandbox_info info;
   fill_record(spec, id, &info);
+  snprintf(info.source_snapshot_id, sizeof info.source_snapshot_id, "%s", plan.snapshot_id);
   if (sl_sbstore_insert(h->store, &info, err) < 0) return sl_error_wrap(err, "create sandbox");
   sl_sandbox_dir(h, id, dir, sizeof dir);
   int lock = sl_op_lock(dir, 0, err);
   int64_t started = sl_monotonic_ms();
-  if (lock < 0 || start(h, spec, &info, agent_layer, err) < 0) {
+  if (lock < 0 || start(h, spec, &info, &plan, err) < 0) {
     discard(h, id);
     sl_op_unlock(lock);
     return sl_error_wrap(err, "create sandbox %s", id);
   }
   sl_op_unlock(lock);
   if (sl_sbstore_get(h->store, id, out, err) < 0) return sl_error_wrap(err, "create sandbox %s", id);
-  SL_INFO("sandbox.created", "sandbox=%s op=create template=%s init_pid=%d ms=%lld", id,
-          out->template_name, (int)out->init_pid, (long long)(sl_monotonic_ms() - started));
+  SL_INFO("sandbox.created", "sandbox=%s op=create template=%s snapshot=%s launch=%s "
+          "init_pid=%d ms=%lld", id, out->template_name, plan.snapshot_id, plan.mode,
+          (int)out->init_pid, (long long)(sl_monotonic_ms() - started));
   return 0;
 }
 
 /* Kill */
 
-static void monitor_socket(const sl_sandboxes *h, const char *id, char *buf, size_t len) {
+void sl_proc_monitor_socket(const sl_sandboxes *h, const char *id, char *buf, size_t len) {
   char dir[SL_SANDBOX_PATH_MAX];
   sl_sandbox_dir(h, id, dir, sizeof dir);
   snprintf(buf, len, "%s/monitor.sock", dir);
@@ -348,12 +401,12 @@ static void monitor_socket(const sl_sandboxes *h, const char *id, char *buf, siz
 /* The monitor of a sandbox: the recorded one if it still runs, else any
  * found by its command line (a sandbox still being created has none
  * recorded). */
-static pid_t live_monitor(const sl_sandboxes *h, const sl_sandbox_info *info) {
+pid_t sl_proc_live_monitor(const sl_sandboxes *h, const sl_sandbox_info *info) {
   if (sl_monitor_is(info->monitor_pid, h->home, info->id)) return info->monitor_pid;
   return sl_monitor_find(h->home, info->id);
 }
 
-static void wait_exit(pid_t pid, int timeout_ms) {
+void sl_proc_wait_exit(pid_t pid, int timeout_ms) {
   int fd = (int)syscall(SYS_pidfd_open, pid, 0);
   if (fd < 0) return;
   struct pollfd p = {fd, POLLIN, 0};
@@ -374,12 +427,12 @@ static int release_orphan(sl_sandboxes *h, sl_sandbox_info *info, const char *re
 
 static int proc_kill(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err) {
   char sock[SL_SANDBOX_PATH_MAX + 16];
-  monitor_socket(h, info->id, sock, sizeof sock);
-  pid_t monitor = live_monitor(h, info);
+  sl_proc_monitor_socket(h, info->id, sock, sizeof sock);
+  pid_t monitor = sl_proc_live_monitor(h, info);
   if (monitor > 0) {
     int rc = sl_monitor_request(sock, "kill", MONITOR_REQUEST_TIMEOUT_MS, NULL, 0, err);
     if (rc == 0) {
-      wait_exit(monitor, 5000);
+      sl_proc_wait_exit(monitor, 5000);
       return 0;
     }
     if (sl_monitor_is(monitor, h->home, info->id)) return rc;
@@ -400,6 +453,8 @@ static int change_freezer(sl_sandboxes *h, const sl_sandbox_info *info, int free
   if (info->state == want) return 0;
   if (info->state == SL_SANDBOX_CREATING)
     return sl_error_set(err, EBUSY, "sandbox is still being created: %s", info->id);
+  if (info->state == SL_SANDBOX_PAUSED)
+    return sl_error_set(err, EINVAL, "sandbox is paused (resume it first): %s", info->id);
   sl_cgroup cg;
   if (sl_cgroup_parse(info->cgroups, &cg, err) < 0) return -err->code;
   int rc = freeze ? sl_cgroup_freeze(&cg, err) : sl_cgroup_thaw(&cg, err);
@@ -423,9 +478,12 @@ static int proc_thaw(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err
 static int proc_set_timeout(sl_sandboxes *h, const sl_sandbox_info *info, int64_t seconds,
                             sl_error *err) {
   char sock[SL_SANDBOX_PATH_MAX + 16], request[64];
-  monitor_socket(h, info->id, sock, sizeof sock);
+  sl_proc_monitor_socket(h, info->id, sock, sizeof sock);
   snprintf(request, sizeof request, "set_timeout %lld", (long long)seconds);
-  if (live_monitor(h, info) <= 0)
+  /* A paused sandbox has no monitor; its timeout counts from the resume. */
+  if (info->state == SL_SANDBOX_PAUSED)
+    return sl_sbstore_set_deadline(h->store, info->id, seconds * 1000, 0, info->on_timeout, err);
+  if (sl_proc_live_monitor(h, info) <= 0)
     return sl_error_set(err, ESRCH, "monitor of %s is gone (run gc)", info->id);
   return sl_monitor_request(sock, request, MONITOR_REQUEST_TIMEOUT_MS, NULL, 0, err);
 }
@@ -477,12 +535,30 @@ static int thaw_leftover(const sl_sandbox_info *info, const char *dir, int *clea
   return rc;
 }
 
+/* A paused sandbox has no monitor and keeps its files. A pause or resume
+ * that crashed may have left mounts or cgroups; release those unless an
+ * operation (a resume) holds the op.lock. */
+static int gc_paused(const sl_sandbox_info *info, const char *dir, int *cleaned, sl_error *err) {
+  sl_sandbox_info copy = *info;
+  fill_cgroups(info->id, &copy);
+  sl_cgroup cg;
+  int leftovers = has_mounts(dir) || (sl_cgroup_parse(copy.cgroups, &cg, err) == 0 &&
+                                      sl_cgroup_exists(&cg));
+  if (!leftovers || being_created(dir)) return 0;
+  SL_WARN("sandbox.gc_paused", "sandbox=%s op=gc note=\"paused with mounts or cgroups left, "
+          "releasing them\"", info->id);
+  *cleaned = 1;
+  return sl_proc_release_paused(&copy, dir, err);
+}
+
 static int proc_gc(sl_sandboxes *h, const sl_sandbox_info *info, int *cleaned, sl_error *err) {
   *cleaned = 0;
   int dead = info->state == SL_SANDBOX_DEAD;
   char dir[SL_SANDBOX_PATH_MAX];
   sl_sandbox_dir(h, info->id, dir, sizeof dir);
-  if (!dead && live_monitor(h, info) > 0) return thaw_leftover(info, dir, cleaned, err);
+  if (info->state == SL_SANDBOX_PAUSED && sl_proc_live_monitor(h, info) <= 0)
+    return gc_paused(info, dir, cleaned, err);
+  if (!dead && sl_proc_live_monitor(h, info) > 0) return thaw_leftover(info, dir, cleaned, err);
   if (info->state == SL_SANDBOX_CREATING && being_created(dir)) return 0;
 
   sl_sandbox_info copy = *info;
@@ -538,5 +614,10 @@ const sl_backend_ops sl_proc_backend = {
     .freeze = proc_freeze,
     .thaw = proc_thaw,
     .set_timeout = proc_set_timeout,
+    .snapshot = sl_proc_snapshot,
+    .pause = sl_proc_pause,
+    .resume = sl_proc_resume,
+    .rollback = sl_proc_rollback,
+    .snapshot_delete = sl_proc_snapshot_delete,
     .gc = proc_gc,
 };

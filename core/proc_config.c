@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int sl_strv_push(char ***list, size_t *count, const char *value) {
   char **grown = realloc(*list, (*count + 2) * sizeof **list);
@@ -76,6 +77,9 @@ char *sl_proc_config_format(const sl_proc_config *cfg) {
   put_pair(&b, "cwd", cfg->cwd);
   for (size_t i = 0; i < cfg->nenv; i++) put_pair(&b, "env", cfg->env[i]);
   put_pair(&b, "launch", cfg->launch);
+  put_pair(&b, "images", cfg->images);
+  put_pair(&b, "on_fork", cfg->on_fork);
+  put_number(&b, "resume", "%d", cfg->resume);
   put_number(&b, "memory_bytes", "%" PRIu64, cfg->limits.memory_bytes);
   put_number(&b, "pids_max", "%" PRId64, cfg->limits.pids_max);
   put_number(&b, "cpu_shares", "%" PRId64, cfg->limits.cpu_shares);
@@ -134,6 +138,7 @@ static int apply_number(sl_proc_config *cfg, const char *key, const char *value,
   else if (strcmp(key, "cpu_shares") == 0) cfg->limits.cpu_shares = v;
   else if (strcmp(key, "timeout_ms") == 0) cfg->timeout_ms = v;
   else if (strcmp(key, "auto_kill") == 0) cfg->auto_kill = (int)v;
+  else if (strcmp(key, "resume") == 0) cfg->resume = (int)v;
   return 0;
 }
 
@@ -150,6 +155,8 @@ static int apply(sl_proc_config *cfg, const char *key, const char *value, sl_err
       {"hostname", offsetof(sl_proc_config, hostname)},
       {"cwd", offsetof(sl_proc_config, cwd)},
       {"launch", offsetof(sl_proc_config, launch)},
+      {"images", offsetof(sl_proc_config, images)},
+      {"on_fork", offsetof(sl_proc_config, on_fork)},
   };
   for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
     if (strcmp(key, strings[i].key) == 0)
@@ -197,23 +204,30 @@ static void free_list(char **list) {
 
 void sl_proc_config_free(sl_proc_config *cfg) {
   char **strings[] = {&cfg->id,  &cfg->home,         &cfg->root,     &cfg->upper, &cfg->work,
-                      &cfg->hostname, &cfg->cwd, &cfg->launch};
+                      &cfg->hostname, &cfg->cwd, &cfg->launch, &cfg->images,
+                      &cfg->on_fork};
   for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) free(*strings[i]);
   free_list(cfg->lowers);
   free_list(cfg->env);
   memset(cfg, 0, sizeof *cfg);
 }
 
+/* The monitor rewrites the config of a running sandbox (rollback), so
+ * the new text goes to a temporary file that replaces the old one. */
 int sl_proc_config_write(const char *path, const sl_proc_config *cfg, sl_error *err) {
   char *text = sl_proc_config_format(cfg);
   if (text == NULL) return sl_error_set(err, ENOMEM, "out of memory writing %s", path);
-  FILE *f = fopen(path, "we");
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "we");
   int rc = 0;
-  if (f == NULL) rc = sl_error_errno(err, errno, "create %s", path);
+  if (f == NULL) rc = sl_error_errno(err, errno, "create %s", tmp);
   else {
     int failed = fputs(text, f) < 0;
-    if (fclose(f) != 0 || failed) rc = sl_error_errno(err, errno ? errno : EIO, "write %s", path);
+    if (fclose(f) != 0 || failed) rc = sl_error_errno(err, errno ? errno : EIO, "write %s", tmp);
   }
+  if (rc == 0 && rename(tmp, path) < 0) rc = sl_error_errno(err, errno, "rename %s", tmp);
+  if (rc < 0) unlink(tmp);
   free(text);
   return rc;
 }

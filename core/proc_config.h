@@ -22,7 +22,13 @@ typedef struct sl_proc_config {
   char *hostname, *cwd;
   char **env;          /* "NAME=value" */
   size_t nenv;
-  char *launch;        /* how PID 1 starts: "fresh" clones the agent */
+  char *launch;        /* how PID 1 starts: "fresh" clones the agent, "fork"
+                          restores `images` and runs the fork hooks, "resume"
+                          restores `images` of a pause as they were */
+  char *images;        /* CRIU images for "fork" and "resume" */
+  char *on_fork;       /* "fork": command run by /bin/sh -c after the hooks */
+  int resume;          /* this start resumes a paused sandbox: a failure
+                          keeps its files and leaves it paused */
   sl_cgroup_limits limits;
   int64_t timeout_ms;  /* 0: none */
   sl_on_timeout on_timeout;

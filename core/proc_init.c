@@ -17,6 +17,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "proc_mounts.h"
+
 /* The bounding set of a sandbox: what a root user needs to administer its
  * own files and processes (the set Docker grants by default, less MKNOD
  * because /dev is populated before the agent starts). Everything else is
@@ -39,10 +41,6 @@ static const int kept_caps[] = {
     CAP_SYS_CHROOT,        /* chroot within its root */
     CAP_AUDIT_WRITE,       /* login tools write audit records */
 };
-
-int sl_agent_socket_path(pid_t init_pid, char *buf, size_t len) {
-  return snprintf(buf, len, "/proc/%d/root%s", (int)init_pid, SL_AGENT_SOCKET);
-}
 
 int sl_proc_cap_kept(int cap) {
   for (size_t i = 0; i < sizeof kept_caps / sizeof kept_caps[0]; i++)
@@ -89,6 +87,14 @@ static void make_dir(const char *path, mode_t mode) {
   if (mkdir(path, mode) < 0 && errno != EEXIST) fail(errno, "mkdir %s", path);
 }
 
+/* Mount the tmpfs of core/proc_mounts.h for `sandbox_path` at `host_path`:
+ * a restore rebuilds each with the same flags and options. */
+static void mount_tmpfs(const char *host_path, const char *sandbox_path) {
+  const sl_tmpfs_mount *m = sl_tmpfs_mount_by_path(sandbox_path);
+  if (m == NULL) fail(EINVAL, "no tmpfs options for %s", sandbox_path);
+  mount_or_fail("tmpfs", host_path, "tmpfs", m->flags, m->options);
+}
+
 /* Create the working directory and its missing parents (mode 0755) in
  * the sandbox's own root, so a cwd such as /work need not be in the
  * template. */
@@ -128,7 +134,7 @@ static void populate_dev(const char *dev) {
                 "newinstance,ptmxmode=0666,mode=0620,gid=5");
   snprintf(path, sizeof path, "%s/shm", dev);
   make_dir(path, 01777);
-  mount_or_fail("shm", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  mount_tmpfs(path, "/dev/shm");
   umask(old);
 }
 
@@ -158,7 +164,7 @@ static void restrict_proc(void) {
     path_in_root(path, sizeof path, *p);
     if (stat(path, &st) < 0) continue;
     if (S_ISDIR(st.st_mode))
-      mount_or_fail("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
+      mount_tmpfs(path, *p);
     else
       mount_or_fail(null, path, NULL, MS_BIND, NULL);
   }
@@ -171,12 +177,12 @@ static void mount_filesystems(void) {
   mount_or_fail("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   path_in_root(path, sizeof path, "/dev");
   make_dir(path, 0755);
-  mount_or_fail("tmpfs", path, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=1m");
+  mount_tmpfs(path, "/dev");
   populate_dev(path);
   restrict_proc();
   path_in_root(path, sizeof path, "/tmp");
   make_dir(path, 01777);
-  mount_or_fail("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  mount_tmpfs(path, "/tmp");
 }
 
 /* pivot_root(".", ".") stacks the old root under the new one at "/";

@@ -18,12 +18,6 @@
  * monitor bind-mounts the socket's inode there once the agent listens. */
 #define SL_AGENT_SOCKET_HOST "agent.sock"
 
-/* Write /proc/<init_pid>/root/run/sandlot/agent.sock, the agent socket as
- * seen through PID 1's root. Only the monitor uses it, while the agent is
- * the sandbox's only process: an absolute symlink planted later by the
- * sandbox would resolve against the host's root. */
-int sl_agent_socket_path(pid_t init_pid, char *buf, size_t len);
-
 typedef struct sl_proc_init {
   const char *root;     /* host path of the mounted overlay */
   const char *hostname;

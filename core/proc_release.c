@@ -55,7 +55,9 @@ static int kill_processes(const sl_sandbox_info *info, const sl_cgroup *cg, sl_e
   return rc;
 }
 
-int sl_proc_release(const sl_sandbox_info *info, const char *sandbox_dir, sl_error *err) {
+/* Kill, unmount, remove the cgroups, the agent socket's mount point and
+ * the root mount point; what a running sandbox holds on the host. */
+static int release_host(const sl_sandbox_info *info, const char *sandbox_dir, sl_error *err) {
   sl_cgroup cg;
   int rc = 0;
   if (sl_cgroup_parse(info->cgroups, &cg, err) < 0) return -err->code;
@@ -65,16 +67,27 @@ int sl_proc_release(const sl_sandbox_info *info, const char *sandbox_dir, sl_err
   keep_first(&rc, sl_unmount_below(sandbox_dir, &unmounted, err));
   keep_first(&rc, sl_cgroup_destroy(&cg, err));
 
-  char agent_socket[PATH_MAX];
-  snprintf(agent_socket, sizeof agent_socket, "%s/%s", sandbox_dir, SL_AGENT_SOCKET_HOST);
-  if (unlink(agent_socket) < 0 && errno != ENOENT && rc == 0)
-    rc = sl_error_errno(err, errno, "remove %s", agent_socket);
-  static const char *const dirs[] = {"root", "upper", "work"};
-  for (size_t i = 0; i < 3; i++) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", sandbox_dir, SL_AGENT_SOCKET_HOST);
+  if (unlink(path) < 0 && errno != ENOENT && rc == 0)
+    rc = sl_error_errno(err, errno, "remove %s", path);
+  snprintf(path, sizeof path, "%s/root", sandbox_dir);
+  keep_first(&rc, sl_remove_tree(path, err));
+  SL_DEBUG("proc.released", "sandbox=%s unmounted=%d rc=%d", info->id, unmounted, rc);
+  return rc;
+}
+
+int sl_proc_release_paused(const sl_sandbox_info *info, const char *sandbox_dir, sl_error *err) {
+  return release_host(info, sandbox_dir, err);
+}
+
+int sl_proc_release(const sl_sandbox_info *info, const char *sandbox_dir, sl_error *err) {
+  int rc = release_host(info, sandbox_dir, err);
+  static const char *const dirs[] = {"upper", "work", SL_PAUSE_DIR};
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", sandbox_dir, dirs[i]);
     keep_first(&rc, sl_remove_tree(path, err));
   }
-  SL_DEBUG("proc.released", "sandbox=%s unmounted=%d rc=%d", info->id, unmounted, rc);
   return rc;
 }

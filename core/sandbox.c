@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "backend.h"
+#include "json_flat.h"
+#include "layer_copy.h"
 #include "log.h"
 #include "oplock.h"
 #include "sandbox_store.h"
@@ -18,8 +20,11 @@
 /* How long kill, freeze and thaw wait for another operation (a snapshot)
  * on the same sandbox before they fail with EBUSY. */
 #define OP_LOCK_WAIT_MS 30000
+/* Pending snapshots and snapshot folders without a source file younger
+ * than this may belong to a take that is still starting; gc leaves them. */
+#define GC_PENDING_AGE_MS 60000
 
-static const sl_backend_ops *ops_for(sl_backend backend, sl_error *err) {
+const sl_backend_ops *sl_backend_ops_for(sl_backend backend, sl_error *err) {
   if (backend == SL_BACKEND_PROCESS) return &sl_proc_backend;
   if (backend == SL_BACKEND_VM) return &sl_vm_backend;
   sl_error_set(err, ENOTSUP, "backend not available: %s", sl_backend_name(backend));
@@ -74,7 +79,7 @@ static int check_pairs(const char *what, const char *const *list, sl_error *err)
 
 /* The catalog's label rules: keys of 1..63 characters from A-Z a-z 0-9 .
  * _ / -, values of at most 255 bytes, at most 64 labels. */
-static int check_labels(const char *const *labels, sl_error *err) {
+int sl_labels_check(const char *const *labels, sl_error *err) {
   int count = 0;
   for (const char *const *p = labels; p && *p; p++, count++) {
     const char *eq = strchr(*p, '=');
@@ -92,6 +97,21 @@ static int check_labels(const char *const *labels, sl_error *err) {
   if (count > SL_LABELS_MAX)
     return sl_error_set(err, EINVAL, "invalid labels: %d given, at most %d", count, SL_LABELS_MAX);
   return 0;
+}
+
+char *sl_labels_json(const char *const *labels) {
+  size_t len = 1;
+  for (const char *const *p = labels; p && *p; p++) len += strlen(*p) + 1;
+  char *lines = malloc(len);
+  if (lines == NULL) return NULL;
+  lines[0] = '\0';
+  for (const char *const *p = labels; p && *p; p++) {
+    strcat(lines, *p);
+    strcat(lines, "\n");
+  }
+  char *json = sl_json_from_lines(lines);
+  free(lines);
+  return json;
 }
 
 /* RFC 1123 host name characters, 1..64 of them. */
@@ -124,15 +144,17 @@ static int check_limits(const sl_create_spec *spec, sl_error *err) {
 }
 
 int sl_sandbox_spec_check(const sl_create_spec *spec, sl_error *err) {
-  if (ops_for(spec->backend, err) == NULL) return -err->code;
+  if (sl_backend_ops_for(spec->backend, err) == NULL) return -err->code;
   const char *tname = spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT;
   if (sl_template_builtin(tname) == NULL)
     return sl_error_set(err, ENOENT, "template not found: %.100s", tname);
   if (check_limits(spec, err) < 0) return -err->code;
-  if (spec->on_timeout != SL_ON_TIMEOUT_KILL && spec->on_timeout != SL_ON_TIMEOUT_PAUSE)
-    return sl_error_set(err, EINVAL, "invalid on_timeout: %s (process sandboxes take kill or pause)",
-                        sl_on_timeout_name(spec->on_timeout));
-  if (check_pairs("env", spec->env, err) < 0 || check_labels(spec->labels, err) < 0)
+  if ((unsigned)spec->on_timeout > SL_ON_TIMEOUT_PAUSE_FS)
+    return sl_error_set(err, EINVAL, "invalid on_timeout: %d (expected kill, pause or pause_fs)",
+                        (int)spec->on_timeout);
+  if (spec->on_fork != NULL && spec->snapshot == NULL)
+    return sl_error_set(err, EINVAL, "on_fork needs a snapshot to fork");
+  if (check_pairs("env", spec->env, err) < 0 || sl_labels_check(spec->labels, err) < 0)
     return -err->code;
   if (spec->hostname && check_hostname(spec->hostname, err) < 0) return -err->code;
   if (spec->cwd && spec->cwd[0] != '/')
@@ -145,7 +167,22 @@ int sl_sandbox_spec_check(const sl_create_spec *spec, sl_error *err) {
 int sl_sandbox_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_info *out,
                       sl_error *err) {
   if (sl_sandbox_spec_check(spec, err) < 0) return sl_error_wrap(err, "create sandbox");
-  return ops_for(spec->backend, err)->create(h, spec, out, err);
+  if (spec->snapshot == NULL) return sl_backend_ops_for(spec->backend, err)->create(h, spec, out, err);
+
+  /* A sandbox made from a snapshot runs on the snapshot's backend. */
+  sl_snapshot sn = {0};
+  if (sl_catalog_snapshot_resolve(sl_sbstore_catalog(h->store), spec->snapshot, &sn, err) < 0)
+    return sl_error_wrap(err, "create sandbox");
+  sl_create_spec copy = *spec;
+  copy.backend = sn.backend;
+  sl_snapshot_clear(&sn);
+  const sl_backend_ops *ops = sl_backend_ops_for(copy.backend, err);
+  if (ops == NULL) return sl_error_wrap(err, "create sandbox");
+  /* A backend without snapshots cannot start from one either. */
+  if (ops->snapshot == NULL)
+    return sl_error_set(err, ENOTSUP, "create sandbox: sandboxes from snapshots are not supported "
+                        "by the %s backend", sl_backend_name(copy.backend));
+  return ops->create(h, &copy, out, err);
 }
 
 int sl_sandbox_get(sl_sandboxes *h, const char *id, sl_sandbox_info *out, sl_error *err) {
@@ -156,16 +193,13 @@ int sl_sandbox_list(sl_sandboxes *h, sl_sandbox_info **out, size_t *count, sl_er
   return sl_sbstore_list(h->store, out, count, err);
 }
 
-typedef int (*op_fn)(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, sl_error *err);
-
-/* Look the sandbox up under its op.lock and run `fn` unless it is dead. */
-static int with_live_sandbox(sl_sandboxes *h, const char *id, const char *what, op_fn fn,
-                             void *arg, sl_error *err) {
+int sl_sandbox_locked(sl_sandboxes *h, const char *id, const char *what, int wait_ms,
+                      sl_op_fn fn, void *arg, sl_error *err) {
   sl_sandbox_info info;
   if (sl_sbstore_get(h->store, id, &info, err) < 0) return sl_error_wrap(err, "%s", what);
   char dir[SL_SANDBOX_PATH_MAX];
   sl_sandbox_dir(h, id, dir, sizeof dir);
-  int lock = sl_op_lock(dir, OP_LOCK_WAIT_MS, err);
+  int lock = sl_op_lock(dir, wait_ms, err);
   if (lock < 0) return sl_error_wrap(err, "%s %s", what, id);
   int rc = sl_sbstore_get(h->store, id, &info, err);
   if (rc == 0 && info.state == SL_SANDBOX_DEAD)
@@ -179,22 +213,23 @@ static int with_live_sandbox(sl_sandboxes *h, const char *id, const char *what, 
 
 static int do_kill(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, sl_error *err) {
   (void)arg;
-  return ops_for(info->backend, err) ? ops_for(info->backend, err)->kill(h, info, err) : -err->code;
+  const sl_backend_ops *ops = sl_backend_ops_for(info->backend, err);
+  return ops ? ops->kill(h, info, err) : -err->code;
 }
 
 static int do_freeze(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, sl_error *err) {
-  const sl_backend_ops *ops = ops_for(info->backend, err);
+  const sl_backend_ops *ops = sl_backend_ops_for(info->backend, err);
   if (ops == NULL) return -err->code;
   return *(int *)arg ? ops->freeze(h, info, err) : ops->thaw(h, info, err);
 }
 
 static int do_set_timeout(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, sl_error *err) {
-  const sl_backend_ops *ops = ops_for(info->backend, err);
+  const sl_backend_ops *ops = sl_backend_ops_for(info->backend, err);
   return ops ? ops->set_timeout(h, info, *(int64_t *)arg, err) : -err->code;
 }
 
 int sl_sandbox_kill(sl_sandboxes *h, const char *id, sl_error *err) {
-  return with_live_sandbox(h, id, "kill", do_kill, NULL, err);
+  return sl_sandbox_locked(h, id, "kill", OP_LOCK_WAIT_MS, do_kill, NULL, err);
 }
 
 int sl_sandbox_remove(sl_sandboxes *h, const char *id, sl_error *err) {
@@ -215,12 +250,12 @@ int sl_sandbox_remove(sl_sandboxes *h, const char *id, sl_error *err) {
 
 int sl_sandbox_freeze(sl_sandboxes *h, const char *id, sl_error *err) {
   int frozen = 1;
-  return with_live_sandbox(h, id, "freeze", do_freeze, &frozen, err);
+  return sl_sandbox_locked(h, id, "freeze", OP_LOCK_WAIT_MS, do_freeze, &frozen, err);
 }
 
 int sl_sandbox_thaw(sl_sandboxes *h, const char *id, sl_error *err) {
   int frozen = 0;
-  return with_live_sandbox(h, id, "thaw", do_freeze, &frozen, err);
+  return sl_sandbox_locked(h, id, "thaw", OP_LOCK_WAIT_MS, do_freeze, &frozen, err);
 }
 
 int sl_sandbox_set_timeout(sl_sandboxes *h, const char *id, int64_t seconds, sl_error *err) {
@@ -235,6 +270,23 @@ int sl_sandbox_set_timeout(sl_sandboxes *h, const char *id, int64_t seconds, sl_
   return do_set_timeout(h, &info, &seconds, err) < 0 ? sl_error_wrap(err, "set_timeout %s", id) : 0;
 }
 
+/* Delete the layers nothing uses any more (those of deleted snapshots
+ * that forks still mounted, for example) and their folders. */
+static int collect_layers(sl_sandboxes *h, int *count, sl_error *err) {
+  sl_layer_list removed = {0};
+  int rc = sl_catalog_layer_collect(sl_sbstore_catalog(h->store), &removed, err);
+  for (size_t i = 0; rc == 0 && i < removed.count; i++) {
+    sl_error one = {0};
+    if (sl_layer_remove(removed.items[i].path, &one) < 0)
+      SL_WARN("sandbox.gc_layer_failed", "layer=%s error=\"%s\"", removed.items[i].id, one.msg);
+    else
+      SL_INFO("sandbox.gc_layer", "layer=%s path=%s", removed.items[i].id, removed.items[i].path);
+  }
+  *count = (int)removed.count;
+  sl_layer_list_free(&removed);
+  return rc;
+}
+
 int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
   sl_sandbox_info *items;
   size_t count;
@@ -242,7 +294,7 @@ int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
   if (sl_sbstore_list(h->store, &items, &count, err) < 0) return sl_error_wrap(err, "gc");
   int rc = 0;
   for (size_t i = 0; i < count; i++) {
-    const sl_backend_ops *ops = ops_for(items[i].backend, err);
+    const sl_backend_ops *ops = sl_backend_ops_for(items[i].backend, err);
     int one = 0;
     if (ops == NULL || ops->gc(h, &items[i], &one, err) < 0) {
       SL_WARN("sandbox.gc_failed", "sandbox=%s error=\"%s\"", items[i].id, err->msg);
@@ -254,5 +306,13 @@ int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
   int orphans = 0;
   if (sl_proc_gc_orphans(h, &orphans, err) < 0 && rc == 0) rc = -err->code;
   if (cleaned) *cleaned += orphans;
+  int snapshots = 0;
+  if (sl_snapshot_gc(sl_sbstore_catalog(h->store), sl_sbstore_store(h->store),
+                     GC_PENDING_AGE_MS, &snapshots, err) < 0 && rc == 0)
+    rc = -err->code;
+  if (cleaned) *cleaned += snapshots;
+  int layers = 0;
+  if (collect_layers(h, &layers, err) < 0 && rc == 0) rc = -err->code;
+  if (cleaned) *cleaned += layers;
   return rc < 0 ? sl_error_wrap(err, "gc") : 0;
 }

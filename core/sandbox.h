@@ -1,24 +1,34 @@
-/* The sandbox API of the core: create, inspect, freeze, thaw, kill and
- * collect sandboxes of one store.
+/* The sandbox API of the core: create, inspect, freeze, thaw, kill,
+ * snapshot, fork, pause, resume, roll back and collect sandboxes of one
+ * store, and list and delete their snapshots.
  *
  * Every call blocks (the Lua layer runs them on the uv threadpool) and is
  * safe to call from several threads on one handle. Calls dispatch on the
  * sandbox's backend ("process" now); backend code lives in its own files
  * (proc_*.c for process sandboxes).
  *
- * Errors: an unknown sandbox or template fails with ENOENT, and an
- * invalid spec with EINVAL naming the value. A call that needs a live
- * sandbox fails with ESRCH on one that has ended, and with EBUSY when
- * another operation keeps the sandbox's op.lock for too long. */
+ * Errors: an unknown sandbox, snapshot or template fails with ENOENT,
+ * and an invalid spec with EINVAL naming the value. A call that needs a
+ * live sandbox fails with ESRCH on one that has ended, and with EBUSY
+ * when another operation keeps the sandbox's op.lock for too long.
+ *
+ * Concurrency: the state-changing calls of one sandbox (kill, freeze,
+ * thaw, snapshot, pause, resume, rollback, and the monitor's timeout
+ * action) take its op.lock, so they run one at a time. Snapshot and pause
+ * fail with EBUSY at once while another operation has the lock, unless
+ * their options ask to wait. The others wait up to 30 s. */
 #ifndef SANDLOT_SANDBOX_H
 #define SANDLOT_SANDBOX_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "error.h"
 #include "run.h"
 #include "catalog.h"
+#include "snapshot.h"
 
 #define SL_SANDBOX_ID_MAX 16      /* "sb-" + 12 hex digits + NUL */
 #define SL_SANDBOX_LABELS_MAX 1024
@@ -29,8 +39,10 @@ typedef struct sl_create_spec {
   sl_backend backend;        /* SL_BACKEND_PROCESS (0) */
   const char *template_name; /* default "base" */
   int64_t timeout_sec;       /* 0: no timeout; counted from creation */
-  sl_on_timeout on_timeout;  /* kill (default) or pause; pause_fs is not
-                                supported by the process backend yet */
+  sl_on_timeout on_timeout;  /* kill (default); pause: dump memory and
+                                files to disk (state paused); pause_fs: keep
+                                the files only, a resume boots a fresh agent
+                                on them */
   const char *memory;        /* memory limit, "512M", "1G"; default "1G" */
   int64_t pids;              /* max processes and threads; default 1024 */
   int64_t cpu_shares;        /* relative CPU weight on the cpu.shares scale,
@@ -47,6 +59,17 @@ typedef struct sl_create_spec {
   const char *const *labels; /* "key=value" entries, NULL-terminated */
   int auto_kill;             /* kill the sandbox when the creating process
                                 exits */
+  /* Start from this snapshot (an id, "name:tag" or "name") instead of the
+   * template. A full snapshot is forked: its processes continue from the
+   * snapshot's memory in a new sandbox with its own id, cgroups, network
+   * namespace and hostname (default: the new id), and 32 fresh random
+   * bytes in the kernel's pool. A filesystem-only snapshot boots a fresh
+   * agent on its files. The template is the snapshot's (a different
+   * template_name is EINVAL). */
+  const char *snapshot;
+  /* With a full snapshot: a command run by /bin/sh -c in the fork before
+   * create returns; a non-zero exit fails the create (EIO). */
+  const char *on_fork;
 } sl_create_spec;
 
 /* What the store records about one sandbox. */
@@ -55,6 +78,8 @@ typedef struct sl_sandbox_info {
   sl_backend backend;
   char template_name[SL_NAME_SIZE];
   char base_layer_id[SL_ID_SIZE]; /* top read-only layer below the agent's */
+  char source_snapshot_id[SL_ID_SIZE]; /* the snapshot it was forked from or
+                                          last rolled back to; "" if none */
   sl_sandbox_state state;
   int64_t created_at_ms;     /* wall clock, ms since the epoch */
   int64_t ended_at_ms;       /* 0 while alive */
@@ -123,12 +148,97 @@ int sl_sandbox_thaw(sl_sandboxes *h, const char *id, sl_error *err);
 /* Set the timeout to `seconds` from now; 0 removes it. */
 int sl_sandbox_set_timeout(sl_sandboxes *h, const char *id, int64_t seconds, sl_error *err);
 
+/* Create `count` sandboxes from one spec in parallel (forks of one
+ * snapshot, typically), writing them to out[0..count-1]. All or nothing:
+ * when one fails, the others are killed and removed, and the first error
+ * is returned. EINVAL for a count outside 1..64. */
+int sl_sandbox_create_many(sl_sandboxes *h, const sl_create_spec *spec, size_t count,
+                           sl_sandbox_info *out, sl_error *err);
+
+/* How to take a snapshot. Zero fields take the defaults. */
+typedef struct sl_snapshot_opts {
+  const char *name;          /* NULL or a snapshot name */
+  const char *tag;           /* NULL or a tag (needs a name) */
+  const char *const *labels; /* "key=value" entries, NULL-terminated */
+  bool files_only;           /* filesystem only (kind "fs"): no memory, so
+                                sandboxes made from it start a fresh agent */
+  int wait_ms;               /* how long to wait when another operation holds
+                                the sandbox; 0: fail with EBUSY at once */
+} sl_snapshot_opts;
+
+/* Snapshot a running or frozen sandbox: its memory and files at one
+ * instant (the processes stop for the dump, tens of milliseconds) or its
+ * files only. The sandbox keeps running with the same id. `out` receives
+ * the snapshot (release with sl_snapshot_clear); `timing` may be NULL.
+ * Fails with ENOENT, ESRCH (ended), EBUSY (another operation), EINVAL
+ * (bad name, tag or labels, or a paused sandbox) or EIO (CRIU failed).
+ * On failure no snapshot is left and the sandbox keeps running. */
+int sl_sandbox_snapshot(sl_sandboxes *h, const char *id, const sl_snapshot_opts *opts,
+                        sl_snapshot *out, sl_snapshot_timing *timing, sl_error *err);
+
+/* How to pause. */
+typedef struct sl_pause_opts {
+  bool files_only; /* keep the files only; a resume boots a fresh agent */
+  int wait_ms;     /* as in sl_snapshot_opts */
+} sl_pause_opts;
+
+/* Dump the sandbox's memory to disk and stop it: state "paused", no
+ * process, mounts and cgroups released, the id kept. Its files stay in
+ * its upper layer. With files_only nothing of the processes is kept.
+ * Pausing a paused sandbox succeeds and changes nothing. `opts` may be
+ * NULL. Fails like sl_sandbox_snapshot(); when the dump fails the
+ * sandbox keeps running. */
+int sl_sandbox_pause(sl_sandboxes *h, const char *id, const sl_pause_opts *opts,
+                     sl_error *err);
+
+/* Restore a paused sandbox with the same id: its processes continue from
+ * the pause (or a fresh agent starts on its files after a files-only
+ * pause), and its timeout counts again from now. Resuming a running or
+ * frozen sandbox succeeds and changes nothing. `out` (may be NULL)
+ * receives the record. With auto_kill the sandbox now belongs to the
+ * calling process. On failure it stays paused with its files. */
+int sl_sandbox_resume(sl_sandboxes *h, const char *id, sl_sandbox_info *out, sl_error *err);
+
+/* The record of a sandbox that can take requests: a paused one is
+ * resumed first. ESRCH when it has ended. */
+int sl_sandbox_connect(sl_sandboxes *h, const char *id, sl_sandbox_info *out, sl_error *err);
+
+/* Put a running or frozen sandbox back to the state of `snapshot` (an
+ * id, "name:tag" or "name") in place. It keeps its id, hostname, cgroups
+ * and timeout, and gets the processes, memory and files of the snapshot.
+ * The snapshot must have been taken of this sandbox or of one of its
+ * ancestors, the sandboxes its source snapshots were taken of (as far as
+ * those snapshot rows still exist); EINVAL otherwise. A filesystem-only
+ * snapshot boots a fresh agent on its files. After a failed restore the
+ * sandbox has ended ("rollback_failed"). */
+int sl_sandbox_rollback(sl_sandboxes *h, const char *id, const char *snapshot, sl_error *err);
+
+/* One ready snapshot by id, "name:tag" or "name" (the newest). ENOENT
+ * when there is none. Release `out` with sl_snapshot_clear(). */
+int sl_snapshots_get(sl_sandboxes *h, const char *ref, sl_snapshot *out, sl_error *err);
+
+/* A page of snapshots, newest first, filtered by reference, source
+ * sandbox and label as the catalog's sl_catalog_snapshot_list() does.
+ * Unknown names or sandboxes give an empty page. */
+int sl_snapshots_list(sl_sandboxes *h, const sl_snapshot_query *query, sl_snapshot_page *page,
+                      sl_error *err);
+
+/* Delete a snapshot and its files. Sandboxes started from it keep
+ * running; its layer stays until none of them mounts it. ENOENT for an
+ * unknown or already deleted snapshot. */
+int sl_snapshots_delete(sl_sandboxes *h, const char *ref, sl_error *err);
+
 /* Clean up what a crashed host or monitor left. For every sandbox whose
  * monitor is gone, kill its processes, unmount what is mounted below its
  * directory, remove its cgroups and mark it dead ("monitor_lost"). Rows
  * stuck in "creating" without a monitor for 60 s are dropped, and dead
- * sandboxes with mounts or cgroups left are released again. Writes the
- * number of sandboxes cleaned to `cleaned` (may be NULL). */
+ * sandboxes with mounts or cgroups left are released again. A paused
+ * sandbox keeps its files; only mounts and cgroups a crashed pause left
+ * are released. Running sandboxes left frozen by a crashed snapshot are
+ * thawed. Snapshots a crashed take or delete left (pending rows older
+ * than 60 s, folders without a row) are removed, and so are layers that
+ * nothing uses any more. Writes the number of sandboxes, snapshots and
+ * layers cleaned to `cleaned` (may be NULL). */
 int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err);
 
 /* Check `spec` without creating anything: backend, template name, sizes,

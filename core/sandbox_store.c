@@ -90,6 +90,8 @@ static void from_row(const sl_sbstore *s, const sl_sandbox *row, sl_sandbox_info
   info->backend = row->backend;
   snprintf(info->template_name, sizeof info->template_name, "%s", row->template_name);
   snprintf(info->base_layer_id, sizeof info->base_layer_id, "%s", row->base_layer_id);
+  snprintf(info->source_snapshot_id, sizeof info->source_snapshot_id, "%s",
+           row->source_snapshot_id);
   info->state = row->state;
   info->created_at_ms = row->created_at;
   info->ended_at_ms = row->state == SL_SANDBOX_DEAD ? row->state_changed_at : 0;
@@ -121,8 +123,16 @@ int sl_sbstore_insert(sl_sbstore *s, sl_sandbox_info *info, sl_error *err) {
   if (rc == 0) rc = sl_store_create_entry(&s->store, SL_AREA_SANDBOXES, info->id, NULL, 0, err);
   sl_sandbox row = {0};
   if (rc == 0) {
-    sl_sandbox_spec spec = {info->id,         info->backend,   info->template_name, NULL,
-                            info->timeout_ms, info->on_timeout, options,            labels};
+    sl_sandbox_spec spec = {
+        .id = info->id,
+        .backend = info->backend,
+        .template_name = info->template_name[0] ? info->template_name : NULL,
+        .source_snapshot_id = info->source_snapshot_id[0] ? info->source_snapshot_id : NULL,
+        .timeout_ms = info->timeout_ms,
+        .on_timeout = info->on_timeout,
+        .options = options,
+        .labels = labels,
+    };
     rc = sl_catalog_sandbox_insert(s->catalog, &spec, &row, err);
     if (rc < 0) {
       char dir[PATH_MAX];

@@ -1,4 +1,4 @@
-/* The snapshot engine: catalog rows, store folders, op.lock and CRIU. */
+/* The snapshot engine: taking, deleting and collecting snapshots. */
 #include "snapshot.h"
 
 #include <errno.h>
@@ -8,11 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/openat2.h>
-#include <sys/file.h>
-#include <sys/mount.h>
-#include <sys/syscall.h>
-#include <sys/random.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,12 +17,14 @@
 #include "criu_tree.h"
 #include "layer_copy.h"
 #include "log.h"
+#include "oplock.h"
+#include "proc_util.h"
 
-/* The agent socket inside a sandbox, and its host handle in the
- * sandbox's folder (a bind mount made by the monitor). */
-#define AGENT_SOCKET_IN_SANDBOX "run/sandlot/agent.sock"
+/* The host's handle on the agent socket in the sandbox's folder (a bind
+ * mount made by the monitor). */
 #define AGENT_SOCKET_HOST "agent.sock"
 #define SOURCE_FILE "source"
+#define AGENT_LAYER_FILE "agent_layer"
 #define DEFAULT_CRIU_TIMEOUT_MS 120000
 #define QUIESCE_TIMEOUT_MS 5000
 
@@ -38,34 +36,10 @@ static double now_ms(void) {
 
 /* ---- op.lock ------------------------------------------------------------ */
 
-/* NOTE: the process backend brings sl_op_lock() (core/oplock.h) with the
- * same flock on sandboxes/<id>/op.lock; these two helpers go away when it
- * lands on main. */
-static int op_lock(const char *sandbox_dir, int timeout_ms, sl_error *err) {
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/op.lock", sandbox_dir);
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", path);
-  double deadline = now_ms() + timeout_ms;
-  while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-    if (errno != EWOULDBLOCK || now_ms() >= deadline) {
-      int code = errno == EWOULDBLOCK ? EBUSY : errno;
-      close(fd);
-      return sl_error_set(err, code, "another operation holds the sandbox (%s)", path);
-    }
-    usleep(2000);
-  }
-  return fd;
-}
-
-static void op_unlock(int fd) {
-  if (fd >= 0) close(fd);
-}
-
 /* True when no process has the op.lock of `sandbox_dir` locked. */
 static bool op_lock_free(const char *sandbox_dir) {
-  int fd = op_lock(sandbox_dir, 0, NULL);
-  op_unlock(fd);
+  int fd = sl_op_lock(sandbox_dir, 0, NULL);
+  sl_op_unlock(fd);
   return fd >= 0;
 }
 
@@ -142,26 +116,6 @@ typedef struct take_ctx {
   double dump_ms, frozen_ms;
 } take_ctx;
 
-/* Field 22 of /proc/<pid>/stat (start time in clock ticks after boot), or
- * -1 when the process is gone. */
-static int64_t process_start_time(pid_t pid) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(path, "re");
-  if (f == NULL) return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  /* The command name may contain spaces and parentheses: skip to the last ')'. */
-  char *p = strrchr(buf, ')');
-  long long start = -1;
-  if (p == NULL ||
-      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
-                    "%*d %lld", &start) != 1)
-    return -1;
-  return start;
-}
-
 static int check_sandbox_state(const sl_sandbox *sb, sl_error *err) {
   switch (sb->state) {
     case SL_SANDBOX_RUNNING:
@@ -172,8 +126,8 @@ static int check_sandbox_state(const sl_sandbox *sb, sl_error *err) {
       return sl_error_set(err, EINVAL, "sandbox is paused (resume it first): %s", sb->id);
     case SL_SANDBOX_DEAD: return sl_error_set(err, ESRCH, "sandbox is dead: %s", sb->id);
   }
-  int64_t start = sb->init_pid > 0 ? process_start_time((pid_t)sb->init_pid) : -1;
-  if (start < 0 || (sb->init_start_time > 0 && start != sb->init_start_time))
+  uint64_t start = sb->init_pid > 0 ? sl_pid_start_time((pid_t)sb->init_pid) : 0;
+  if (start == 0 || (sb->init_start_time > 0 && start != (uint64_t)sb->init_start_time))
     return sl_error_set(err, ESRCH, "sandbox has no running process: %s (pid %lld)", sb->id,
                         (long long)sb->init_pid);
   return 0;
@@ -190,25 +144,36 @@ static int load_sandbox(take_ctx *t, sl_error *err) {
   return rc;
 }
 
+/* Write `text` and a newline to the new file snapshots/<sn>/<name>. */
+static int write_entry_file(const take_ctx *t, const char *name, const char *text,
+                            sl_error *err) {
+  char path[PATH_MAX];
+  int rc = sl_store_snapshot_path(t->store, t->snapshot_id, name, path, sizeof path, err);
+  if (rc < 0) return rc;
+  FILE *f = fopen(path, "wxe");
+  if (f == NULL) return sl_error_errno(err, errno, "cannot create %s", path);
+  bool failed = fprintf(f, "%s\n", text) < 0;
+  if (fclose(f) != 0 || failed)
+    return sl_error_errno(err, errno ? errno : EIO, "cannot write %s", path);
+  return 0;
+}
+
 /* Create snapshots/<sn>/ with the source sandbox id in it, so gc can find
- * the sandbox of a pending snapshot, then record the pending row. */
+ * the sandbox of a pending snapshot, and the agent layer its tree runs
+ * from, then record the pending row. */
 static int begin_snapshot(take_ctx *t, sl_error *err) {
   int rc = sl_id_new(SL_ID_SNAPSHOT, t->snapshot_id, err);
   if (rc == 0) rc = sl_id_new(SL_ID_LAYER, t->layer_id, err);
   if (rc == 0)
     rc = sl_store_create_entry(t->store, SL_AREA_SNAPSHOTS, t->snapshot_id, t->snapshot_dir,
                                sizeof t->snapshot_dir, err);
-  char source[PATH_MAX];
   if (rc == 0)
     rc = sl_store_snapshot_path(t->store, t->snapshot_id, "images", t->images, sizeof t->images,
                                 err);
-  if (rc == 0)
-    rc = sl_store_snapshot_path(t->store, t->snapshot_id, SOURCE_FILE, source, sizeof source,
-                                err);
+  if (rc == 0) rc = write_entry_file(t, SOURCE_FILE, t->sandbox.id, err);
+  if (rc == 0 && t->req->agent_layer != NULL)
+    rc = write_entry_file(t, AGENT_LAYER_FILE, t->req->agent_layer, err);
   if (rc < 0) return rc;
-  FILE *f = fopen(source, "wxe");
-  if (f == NULL || fprintf(f, "%s\n", t->sandbox.id) < 0 || fclose(f) != 0)
-    return sl_error_errno(err, errno, "cannot write %s", source);
   rc = sl_store_layer_path(t->store, t->layer_id, NULL, t->layer, sizeof t->layer, err);
   if (rc == 0)
     rc = sl_store_sandbox_path(t->store, t->sandbox.id, "log", t->work, sizeof t->work, err);
@@ -328,14 +293,17 @@ int sl_snapshot_take(sl_catalog *cat, const sl_store *store, const sl_snapshot_r
   if (rc == 0)
     rc = sl_store_sandbox_path(store, t.sandbox.id, NULL, t.sandbox_dir, sizeof t.sandbox_dir,
                                err);
-  int lock = rc == 0 ? op_lock(t.sandbox_dir, req->lock_timeout_ms, err) : -1;
-  if (lock < 0 && rc == 0) rc = lock;
+  int lock = -1;
+  if (rc == 0 && !req->lock_held) {
+    lock = sl_op_lock(t.sandbox_dir, req->lock_timeout_ms, err);
+    if (lock < 0) rc = lock;
+  }
   if (rc == 0) rc = load_sandbox(&t, err);
   if (rc == 0) rc = begin_snapshot(&t, err);
   if (rc == 0) rc = req->memory ? dump_full(&t, err) : dump_fs(&t, err);
   if (rc == 0) rc = commit_take(&t, out, err);
   if (rc < 0) abort_take(&t);
-  op_unlock(lock);
+  sl_op_unlock(lock);
   if (timing != NULL)
     *timing = (sl_snapshot_timing){now_ms() - start, t.dump_ms, t.frozen_ms};
   if (rc == 0)
@@ -347,130 +315,18 @@ int sl_snapshot_take(sl_catalog *cat, const sl_store *store, const sl_snapshot_r
   return 0;
 }
 
-/* ---- forks -------------------------------------------------------------- */
-
-int sl_snapshot_lowerdirs(sl_catalog *cat, const char *snapshot_ref, char *buf, size_t size,
-                          sl_error *err) {
-  sl_snapshot sn = {0};
-  sl_layer_list stack = {0};
-  int rc = sl_catalog_snapshot_resolve(cat, snapshot_ref, &sn, err);
-  if (rc == 0 && sn.kind != SL_SNAPSHOT_FULL)
-    rc = sl_error_set(err, EINVAL,
-                      "snapshot %s has no memory (filesystem only): boot a fresh sandbox on it",
-                      sn.id);
-  if (rc == 0) rc = sl_catalog_layer_stack(cat, sn.layer_id, &stack, err);
-  size_t used = 0;
-  if (size > 0) buf[0] = '\0';
-  for (size_t i = 0; rc == 0 && i < stack.count; i++) {
-    int n = snprintf(buf + used, size - used, "%s%s", i ? ":" : "", stack.items[i].path);
-    if (n < 0 || (size_t)n >= size - used)
-      rc = sl_error_set(err, ENAMETOOLONG, "lower layers of %s do not fit", sn.id);
-    else
-      used += (size_t)n;
-  }
-  sl_layer_list_free(&stack);
-  sl_snapshot_clear(&sn);
-  return rc;
-}
-
-int sl_agent_socket_open_in_root(const char *root, sl_error *err) {
-  int root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (root_fd < 0) return sl_error_errno(err, errno, "cannot open %s", root);
-  struct open_how how = {
-      .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
-      .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-  };
-  int fd = (int)syscall(SYS_openat2, root_fd, AGENT_SOCKET_IN_SANDBOX, &how, sizeof how);
-  int saved = errno;
-  close(root_fd);
-  if (fd < 0) return sl_error_errno(err, saved, "cannot open the agent socket in %s", root);
-  /* O_PATH | O_NOFOLLOW opens a symlink itself; connecting or binding
-   * through /proc/self/fd would then follow it on the host. */
-  struct stat st;
-  if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
-    close(fd);
-    return sl_error_set(err, ELOOP, "the agent socket in %s is not a socket", root);
-  }
-  return fd;
-}
-
-int sl_agent_socket_publish(const char *root, const char *host_path, sl_error *err) {
-  int fd = sl_agent_socket_open_in_root(root, err);
-  if (fd < 0) return fd;
-  int rc = 0;
-  umount2(host_path, MNT_DETACH);
-  unlink(host_path);
-  int placeholder = open(host_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (placeholder < 0)
-    rc = sl_error_errno(err, errno, "cannot create %s", host_path);
-  else
-    close(placeholder);
-  char source[64];
-  snprintf(source, sizeof source, "/proc/self/fd/%d", fd);
-  if (rc == 0 && mount(source, host_path, NULL, MS_BIND, NULL) < 0)
-    rc = sl_error_errno(err, errno, "cannot bind the agent socket on %s", host_path);
-  close(fd);
-  return rc;
-}
-
-/* Connect to the restored agent through a descriptor resolved inside the
- * fork's root, then set the hostname, add entropy and run on_fork. The
- * agent's listening socket is restored by CRIU, so it accepts at once;
- * the retries cover a lazy restore still paging it in. */
-static int run_fork_hooks(const sl_fork_launch *launch, int *exit_code, sl_error *err) {
-  int sock = sl_agent_socket_open_in_root(launch->root, err);
-  if (sock < 0) return sl_error_wrap(err, "agent of the fork");
-  char path[64];
-  snprintf(path, sizeof path, "/proc/self/fd/%d", sock);
-  sl_agent_conn conn;
-  int rc = -ETIMEDOUT;
-  double deadline = now_ms() + QUIESCE_TIMEOUT_MS;
-  for (;;) {
-    rc = sl_agent_conn_open(&conn, path, 1000, 0, err);
-    if (rc == 0 || now_ms() > deadline) break;
-    usleep(2000);
-  }
-  close(sock);
-  if (rc < 0) return sl_error_wrap(err, "agent of the fork");
-  unsigned char entropy[32];
-  if (getrandom(entropy, sizeof entropy, 0) != (ssize_t)sizeof entropy)
-    rc = sl_error_errno(err, errno, "getrandom failed");
-  int64_t timeout = launch->on_fork_timeout_ms > 0 ? launch->on_fork_timeout_ms : 60000;
-  if (rc == 0)
-    rc = sl_agent_post_restore(&conn, launch->hostname, entropy, sizeof entropy,
-                               launch->on_fork, timeout, exit_code, err);
-  sl_agent_conn_close(&conn);
-  if (rc == 0 && launch->agent_publish_path != NULL)
-    rc = sl_agent_socket_publish(launch->root, launch->agent_publish_path, err);
-  return rc;
-}
-
-int sl_snapshot_launch_fork(const sl_fork_launch *launch, sl_fork_result *result,
-                            sl_error *err) {
-  sl_fork_result local;
-  sl_fork_result *res = result ? result : &local;
-  memset(res, 0, sizeof *res);
-  sl_criu_restore_request req = {
-      .images_dir = launch->images_dir,
-      .work_dir = launch->work_dir,
-      .root = launch->root,
-      .cgroup_procs = launch->cgroup_procs,
-      .cgroup_count = launch->cgroup_count,
-      .lazy_pages = launch->lazy_pages,
-      .timeout_ms = launch->timeout_ms > 0 ? launch->timeout_ms : DEFAULT_CRIU_TIMEOUT_MS,
-  };
-  sl_criu_restore_result restored;
-  int rc = sl_criu_restore_tree(&req, &restored, err);
-  res->restore_ms = restored.elapsed_ms;
+int sl_snapshot_agent_layer(const sl_store *store, const char *snapshot_id, char *buf,
+                            size_t size, sl_error *err) {
+  char path[PATH_MAX];
+  int rc = sl_store_snapshot_path(store, snapshot_id, AGENT_LAYER_FILE, path, sizeof path, err);
   if (rc < 0) return rc;
-  res->init_pid = restored.init_pid;
-  double start = now_ms();
-  rc = run_fork_hooks(launch, &res->on_fork_exit, err);
-  res->hooks_ms = now_ms() - start;
-  if (rc < 0) {
-    if (launch->cgroup_count > 0) sl_cgroup_kill_tasks(launch->cgroup_procs[0]);
-    return sl_error_wrap(err, "fork from %s", launch->images_dir);
-  }
+  FILE *f = fopen(path, "re");
+  if (f == NULL) return sl_error_errno(err, errno, "no agent layer recorded for %s", snapshot_id);
+  bool ok = fgets(buf, (int)size, f) != NULL;
+  fclose(f);
+  char *nl = ok ? strchr(buf, '\n') : NULL;
+  if (nl == NULL) return sl_error_set(err, EIO, "invalid agent layer record of %s", snapshot_id);
+  *nl = '\0';
   return 0;
 }
 
@@ -535,48 +391,66 @@ static int gc_pending(sl_catalog *cat, const sl_store *store, int64_t older_than
   return rc;
 }
 
-/* Thaw one running sandbox left frozen by a crashed operation. */
-static void gc_thaw(const sl_store *store, const sl_sandbox *sb, int *cleaned) {
-  char freezer[PATH_MAX], dir[PATH_MAX];
-  sl_freezer_state state;
-  sl_error err = {0};
-  if (freezer_cgroup_of(sb->cgroups, freezer, sizeof freezer, &err) < 0 ||
-      sl_freezer_get(freezer, &state, &err) < 0 || state == SL_FREEZER_THAWED)
-    return;
-  if (sl_store_sandbox_path(store, sb->id, NULL, dir, sizeof dir, &err) < 0) return;
-  int lock = op_lock(dir, 0, &err);
-  if (lock < 0) return; /* an operation is running; its freeze is not stale */
-  if (sl_freezer_get(freezer, &state, &err) == 0 && state != SL_FREEZER_THAWED &&
-      sl_freezer_thaw(freezer, &err) == 0) {
-    (*cleaned)++;
-    SL_WARN("snapshot.gc_thawed", "sandbox=%s cgroup=%s", sb->id, freezer);
-  }
-  op_unlock(lock);
+static bool in_list(const sl_id_list *list, const char *id) {
+  for (size_t i = 0; i < list->count; i++)
+    if (strcmp(list->ids[i], id) == 0) return true;
+  return false;
 }
 
-static int gc_frozen(sl_catalog *cat, const sl_store *store, int *cleaned, sl_error *err) {
-  sl_sandbox_query query = SL_SANDBOX_QUERY_INIT;
-  query.state = "running";
-  query.limit = SL_LIST_MAX_LIMIT;
-  char cursor[SL_CURSOR_SIZE];
-  for (;;) {
-    sl_sandbox_page page = {0};
-    int rc = sl_catalog_sandbox_list(cat, &query, &page, err);
-    if (rc < 0) return rc;
-    for (size_t i = 0; i < page.count; i++) gc_thaw(store, &page.items[i], cleaned);
-    bool more = page.has_next;
-    snprintf(cursor, sizeof cursor, "%s", page.next_cursor);
-    sl_sandbox_page_free(&page);
-    if (!more) return 0;
-    query.cursor = cursor;
+/* Whether the folder snapshots/<id>/ is left over from a crash: no row
+ * (ready or pending) names it, and no take can still be writing it. A
+ * take creates the folder and its source file before it inserts the
+ * pending row, and it holds the sandbox's op.lock all along. A folder
+ * whose source is unreadable counts only once it is older than the
+ * limit. */
+static bool orphan_folder(sl_catalog *cat, const sl_store *store, const char *id,
+                          const sl_id_list *pending, int64_t older_than_ms) {
+  sl_snapshot sn = {0};
+  sl_error err = {0};
+  int rc = sl_catalog_snapshot_get(cat, id, &sn, &err);
+  sl_snapshot_clear(&sn);
+  if (rc == 0 || err.code != ENOENT || in_list(pending, id)) return false;
+  char source[SL_ID_SIZE], dir[PATH_MAX];
+  read_source(store, id, source);
+  if (source[0] != '\0')
+    return sl_store_sandbox_path(store, source, NULL, dir, sizeof dir, &err) < 0 ||
+           op_lock_free(dir);
+  struct stat st;
+  if (sl_store_snapshot_path(store, id, NULL, dir, sizeof dir, &err) < 0 || lstat(dir, &st) < 0)
+    return false;
+  return (int64_t)st.st_mtime * 1000 <= sl_catalog_now_ms() - older_than_ms;
+}
+
+static int gc_orphan_folders(sl_catalog *cat, const sl_store *store, int64_t older_than_ms,
+                             int *cleaned, sl_error *err) {
+  char area[sizeof store->root + 16];
+  snprintf(area, sizeof area, "%s/snapshots", store->root);
+  sl_id_list pending = {0};
+  int rc = sl_catalog_snapshot_pending(cat, sl_catalog_now_ms() + 86400000, SL_LIST_MAX_LIMIT,
+                                       &pending, err);
+  DIR *d = rc == 0 ? opendir(area) : NULL;
+  if (rc == 0 && d == NULL && errno != ENOENT)
+    rc = sl_error_errno(err, errno, "cannot list %s", area);
+  struct dirent *e;
+  while (d != NULL && (e = readdir(d)) != NULL) {
+    if (sl_id_validate(SL_ID_SNAPSHOT, e->d_name, NULL) < 0) continue;
+    if (!orphan_folder(cat, store, e->d_name, &pending, older_than_ms)) continue;
+    char dir[PATH_MAX];
+    if (sl_store_snapshot_path(store, e->d_name, NULL, dir, sizeof dir, NULL) < 0) continue;
+    remove_folder(dir);
+    (*cleaned)++;
+    SL_WARN("snapshot.gc_orphan", "snapshot=%s path=%s", e->d_name, dir);
   }
+  if (d != NULL) closedir(d);
+  sl_id_list_free(&pending);
+  return rc;
 }
 
 int sl_snapshot_gc(sl_catalog *cat, const sl_store *store, int64_t older_than_ms, int *cleaned,
                    sl_error *err) {
   int count = 0;
   int rc = gc_pending(cat, store, older_than_ms, &count, err);
-  if (rc == 0) rc = gc_frozen(cat, store, &count, err);
+  if (rc == 0) rc = gc_orphan_folders(cat, store, older_than_ms, &count, err);
   if (cleaned != NULL) *cleaned = count;
   return rc < 0 ? sl_error_wrap(err, "snapshot gc") : 0;
 }

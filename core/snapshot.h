@@ -10,7 +10,8 @@
  * becomes visible only when sl_catalog_snapshot_commit() runs after the
  * files are synced. A host that dies in between leaves a pending row, its
  * partial folders and possibly a frozen sandbox. sl_snapshot_gc() removes
- * the first two and thaws the third once the sandbox's op.lock is free.
+ * the first two and sl_sandbox_gc() thaws the third, each once the
+ * sandbox's op.lock is free.
  *
  * Every call blocks; run it on a thread or in a child process. */
 #ifndef SANDLOT_SNAPSHOT_H
@@ -31,6 +32,11 @@ typedef struct sl_snapshot_request {
   bool memory;            /* true: full snapshot; false: filesystem only */
   int lock_timeout_ms;    /* 0: fail with EBUSY at once when another
                              operation holds the sandbox; > 0: wait */
+  bool lock_held;         /* the caller holds the sandbox's op.lock */
+  /* Process sandboxes: the agent layer the tree runs from. A fork must
+   * mount the same agent binary its images map, so this path goes to
+   * snapshots/<sn>/agent_layer (see sl_snapshot_agent_layer). */
+  const char *agent_layer;
   int64_t expires_at;     /* ms since the epoch; 0: never */
   int timeout_ms;         /* for CRIU; 0: 120 s */
 } sl_snapshot_request;
@@ -58,13 +64,21 @@ int sl_snapshot_take(sl_catalog *cat, const sl_store *store, const sl_snapshot_r
  * Fails with ENOENT for an unknown or already deleted snapshot. */
 int sl_snapshot_remove(sl_catalog *cat, const sl_store *store, const char *ref, sl_error *err);
 
-/* Clean up after crashed operations: delete pending snapshots older than
- * `older_than_ms` whose sandbox's op.lock is free (with their folders),
- * and thaw the freezer cgroup of every running sandbox that is frozen
- * while its op.lock is free. `cleaned` (may be NULL) receives the
- * number of snapshots removed plus sandboxes thawed. */
+/* Clean up after crashed takes and deletes: delete pending snapshots
+ * older than `older_than_ms` whose sandbox's op.lock is free (with their
+ * folders), and remove snapshots/<sn>/ folders that no row names, unless
+ * their sandbox's op.lock is held (a take in progress). A folder without
+ * a readable source file goes only once it is older than `older_than_ms`.
+ * `cleaned` (may be NULL) receives the number of snapshots and folders
+ * removed. A sandbox left frozen by a crashed take is thawed by
+ * sl_sandbox_gc(), which dispatches on its backend. */
 int sl_snapshot_gc(sl_catalog *cat, const sl_store *store, int64_t older_than_ms, int *cleaned,
                    sl_error *err);
+
+/* Write the agent layer recorded for snapshot `snapshot_id` (see
+ * sl_snapshot_request.agent_layer) to `buf`. ENOENT when none was. */
+int sl_snapshot_agent_layer(const sl_store *store, const char *snapshot_id, char *buf,
+                            size_t size, sl_error *err);
 
 /* The lower layers of a fork of `snapshot`, top first, as an overlay
  * lowerdir value ("layers/ly-b:layers/ly-a"). Fails with EINVAL for a
@@ -99,9 +113,11 @@ typedef struct sl_fork_result {
   double hooks_ms;    /* agent ready, hostname, entropy, on_fork */
 } sl_fork_result;
 
-/* Restore a snapshot into a new fork and run the agent's post-restore
- * hooks: the hostname, 32 fresh random bytes for the kernel's pool (a
- * fork must not share its source's random state) and `on_fork`. Call it
+/* Restore a snapshot into a new fork and set its hostname from the host,
+ * joining its UTS namespace, because the agent lacks CAP_SYS_ADMIN. Then
+ * run the agent's post-restore hooks: 32 fresh random bytes mixed into
+ * the kernel's pool (a fork must not share its source's random state),
+ * and `on_fork`. Call it
  * from the fork's monitor, a child subreaper: the restored PID 1 becomes
  * its child. On any failure every task in the fork's cgroups is killed. A
  * non-zero exit of `on_fork` is reported in `on_fork_exit`, not as a

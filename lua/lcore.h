@@ -15,6 +15,7 @@
   X(task)              \
   X(log)               \
   X(sandbox)           \
+  X(snapshot)          \
   X(agent)             \
   X(process)           \
   X(testing)

@@ -112,7 +112,7 @@ static int l_on_template_progress(lua_State *L) {
 /* ---- The core handle ---- */
 
 /* Pool thread: the handle, opened on first use. */
-static int get_handle(sl_sandboxes **out, sl_error *err) {
+int sl_lua_sandboxes(sl_sandboxes **out, sl_error *err) {
   int rc = 0;
   pthread_mutex_lock(&S.lock);
   if (S.handle == NULL) {
@@ -165,6 +165,7 @@ static int l_home(lua_State *L) {
 
 typedef enum {
   OP_CREATE,
+  OP_CREATE_MANY,
   OP_GET,
   OP_LIST,
   OP_KILL,
@@ -180,7 +181,7 @@ typedef struct {
   char *id;
   int64_t seconds;
   sl_create_spec spec;
-  char *strings[6];      /* owned copies behind the spec's strings */
+  char *strings[8];      /* owned copies behind the spec's strings */
   char **env, **labels;  /* owned NULL-terminated lists */
   sl_sandbox_info info;
   sl_sandbox_info *list;
@@ -194,10 +195,15 @@ typedef struct {
 static void work_run(void *data) {
   sb_work *w = data;
   sl_sandboxes *h;
-  w->rc = get_handle(&h, &w->err);
+  w->rc = sl_lua_sandboxes(&h, &w->err);
   if (w->rc < 0) return;
   switch (w->op) {
   case OP_CREATE: w->rc = sl_sandbox_create(h, &w->spec, &w->info, &w->err); break;
+  case OP_CREATE_MANY:
+    w->list = calloc(w->count, sizeof *w->list);
+    w->rc = w->list ? sl_sandbox_create_many(h, &w->spec, w->count, w->list, &w->err)
+                    : sl_error_set(&w->err, ENOMEM, "out of memory");
+    break;
   case OP_GET: w->rc = sl_sandbox_get(h, w->id, &w->info, &w->err); break;
   case OP_LIST: w->rc = sl_sandbox_list(h, &w->list, &w->count, &w->err); break;
   case OP_KILL: w->rc = sl_sandbox_kill(h, w->id, &w->err); break;
@@ -243,12 +249,13 @@ static void set_seconds(lua_State *L, const char *key, int64_t ms) {
 
 /* Push a sandbox record as a table (times in seconds since the epoch,
  * sizes in bytes). */
-static void push_info(lua_State *L, const sl_sandbox_info *info) {
+void sl_lua_push_sandbox(lua_State *L, const sl_sandbox_info *info) {
   lua_createtable(L, 0, 24);
   set_string(L, "id", info->id);
   set_string(L, "backend", sl_backend_name(info->backend));
   set_string(L, "template", info->template_name);
   set_string(L, "base_layer", info->base_layer_id);
+  if (info->source_snapshot_id[0] != '\0') set_string(L, "source_snapshot", info->source_snapshot_id);
   set_string(L, "state", sl_sandbox_state_name(info->state));
   set_seconds(L, "created_at", info->created_at_ms);
   set_seconds(L, "ended_at", info->ended_at_ms);
@@ -282,12 +289,13 @@ static int work_push(lua_State *T, void *data) {
   switch (w->op) {
   case OP_CREATE:
   case OP_GET:
-    push_info(T, &w->info);
+    sl_lua_push_sandbox(T, &w->info);
     return 1;
   case OP_LIST:
+  case OP_CREATE_MANY:
     lua_createtable(T, (int)w->count, 0);
     for (size_t i = 0; i < w->count; i++) {
-      push_info(T, &w->list[i]);
+      sl_lua_push_sandbox(T, &w->list[i]);
       lua_rawseti(T, -2, (lua_Integer)i + 1);
     }
     return 1;
@@ -316,7 +324,7 @@ static void orphan_kill_run(uv_work_t *req) {
   orphan_kill *k = req->data;
   sl_sandboxes *h;
   sl_error err = {0};
-  if (get_handle(&h, &err) == 0 && sl_sandbox_kill(h, k->id, &err) < 0)
+  if (sl_lua_sandboxes(&h, &err) == 0 && sl_sandbox_kill(h, k->id, &err) < 0)
     SL_WARN("sandbox.cancelled_create", "sandbox=%s error=%s", k->id, err.msg);
 }
 
@@ -336,6 +344,8 @@ static void kill_orphan(const char *id) {
 static void work_free(void *data) {
   sb_work *w = data;
   if (w->op == OP_CREATE && w->rc == 0 && !w->pushed && w->info.id[0] != '\0') kill_orphan(w->info.id);
+  for (size_t i = 0; w->op == OP_CREATE_MANY && w->rc == 0 && !w->pushed && i < w->count; i++)
+    kill_orphan(w->list[i].id);
   free(w->id);
   for (size_t i = 0; i < sizeof w->strings / sizeof w->strings[0]; i++) free(w->strings[i]);
   strv_free(w->env);
@@ -402,14 +412,19 @@ static lua_Integer spec_integer(lua_State *L, const char *name) {
   return value;
 }
 
-/* core.sandbox_create(spec): spec fields are checked for type by the Lua
- * layer: backend, template, on_timeout, memory, cwd, hostname (strings),
- * timeout, pids, cpu_shares (integers), cpus (number), env and labels
- * (lists of "NAME=value"), auto_kill (boolean). */
+/* core.sandbox_create(spec [, count]): spec fields are checked for type
+ * by the Lua layer: backend, template, on_timeout, memory, cwd, hostname,
+ * snapshot, on_fork (strings), timeout, pids, cpu_shares (integers),
+ * cpus (number), env and labels (lists of "NAME=value"), auto_kill
+ * (boolean). With a count, creates that many in parallel
+ * (sl_sandbox_create_many) and returns a list of records. */
 static int l_create(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  sl_async_check(L, "Sandbox.create");
-  sb_work *w = work_new(L, OP_CREATE);
+  lua_Integer count = luaL_optinteger(L, 2, 0);
+  lua_settop(L, 1);
+  sl_async_check(L, count > 0 ? "Sandbox.create_many" : "Sandbox.create");
+  sb_work *w = work_new(L, count > 0 ? OP_CREATE_MANY : OP_CREATE);
+  w->count = count > 0 ? (size_t)count : 0;
   sl_create_spec *spec = &w->spec;
   const char *backend = spec_string(L, w, 0, "backend");
   const char *on_timeout = spec_string(L, w, 1, "on_timeout");
@@ -417,6 +432,8 @@ static int l_create(lua_State *L) {
   spec->memory = spec_string(L, w, 3, "memory");
   spec->cwd = spec_string(L, w, 4, "cwd");
   spec->hostname = spec_string(L, w, 5, "hostname");
+  spec->snapshot = spec_string(L, w, 6, "snapshot");
+  spec->on_fork = spec_string(L, w, 7, "on_fork");
   w->env = spec_list(L, w, "env");
   w->labels = spec_list(L, w, "labels");
   spec->env = (const char *const *)w->env;
@@ -437,6 +454,8 @@ static int l_create(lua_State *L) {
   if (rc == 0 && on_timeout != NULL) rc = sl_on_timeout_parse(on_timeout, &spec->on_timeout, &err);
   /* Check here too, so that a bad value fails without a trip to the pool. */
   if (rc == 0) rc = sl_sandbox_spec_check(spec, &err);
+  if (rc == 0 && count > 64)
+    rc = sl_error_set(&err, EINVAL, "invalid count: %lld (expected 1..64)", (long long)count);
   if (rc < 0) {
     work_free(w);
     sl_error_wrap(&err, "create sandbox");

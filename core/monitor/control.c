@@ -66,7 +66,17 @@ static int handle(sl_monitor *m, int fd, char *request) {
     sl_monitor_kill(m, "killed");
     return 1;
   }
-  if (strcmp(request, "status") == 0) {
+  if (strcmp(request, "pause") == 0 || strcmp(request, "pause files") == 0) {
+    /* The caller holds op.lock. After a success the loop ends. */
+    if (sl_monitor_pause(m, request[5] != '\0', &err) < 0) reply_error(fd, &err);
+    else reply(fd, "ok\n");
+  } else if (strncmp(request, "rollback ", 9) == 0) {
+    if (sl_id_validate(SL_ID_SNAPSHOT, request + 9, &err) < 0 ||
+        sl_monitor_rollback(m, request + 9, &err) < 0)
+      reply_error(fd, &err);
+    else
+      reply(fd, "ok\n");
+  } else if (strcmp(request, "status") == 0) {
     status(m, fd);
   } else if (strncmp(request, "set_timeout ", 12) == 0) {
     if (set_timeout(m, request + 12, out, sizeof out, &err) < 0) reply_error(fd, &err);

@@ -7,17 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/openat2.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "layer_copy.h"
 #include "log.h"
 #include "oplock.h"
 #include "proc_init.h"
@@ -25,6 +23,7 @@
 #include "proc_release.h"
 #include "proc_util.h"
 #include "run.h"
+#include "snapshot.h"
 
 /* How long the agent may take to listen after PID 1 starts. */
 #define AGENT_READY_TIMEOUT_MS 20000
@@ -86,7 +85,7 @@ static int setup_signals(sl_monitor *m, sl_error *err) {
 
 /* Setup */
 
-static int mount_root(const sl_monitor *m, sl_error *err) {
+int sl_monitor_mount_root(const sl_monitor *m, sl_error *err) {
   const char *dirs[] = {m->cfg.upper, m->cfg.work, m->cfg.root};
   for (size_t i = 0; i < 3; i++)
     if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST) return sl_error_errno(err, errno, "mkdir %s", dirs[i]);
@@ -96,77 +95,78 @@ static int mount_root(const sl_monitor *m, sl_error *err) {
 
 static int reap_init_nohang(sl_monitor *m);
 
-/* The agent is ready once its socket accepts a connection. */
+/* Whether the agent accepts a connection on its socket. The socket is
+ * looked up inside the sandbox's root (RESOLVE_IN_ROOT, and it must be a
+ * socket), never through /proc/<pid>/root, where an absolute symlink
+ * that a process of the sandbox planted would resolve against the host's
+ * root. A restored fork has other processes from its first moment. */
+static int agent_accepts(const sl_monitor *m) {
+  sl_error ignored = {0};
+  int sock = sl_agent_socket_open_in_root(m->cfg.root, &ignored);
+  if (sock < 0) return 0;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", sock);
+  int fd = sl_unix_connect(path, &ignored);
+  close(sock);
+  if (fd < 0) return 0;
+  close(fd);
+  return 1;
+}
+
 static int wait_for_agent(sl_monitor *m, sl_error *err) {
   int64_t deadline = sl_monotonic_ms() + AGENT_READY_TIMEOUT_MS;
-  char socket_path[128];
-  sl_agent_socket_path(m->init_pid, socket_path, sizeof socket_path);
-  struct stat st;
   while (sl_monotonic_ms() < deadline) {
-    if (stat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-      sl_error ignored = {0};
-      int fd = sl_unix_connect(socket_path, &ignored);
-      if (fd >= 0) {
-        close(fd);
-        return 0;
-      }
-    }
+    if (agent_accepts(m)) return 0;
     if (reap_init_nohang(m))
       return sl_error_set(err, ECHILD, "agent exited before it listened (exit status %d, signal %d)",
                           m->exit_status, m->exit_signal);
     struct timespec ts = {0, 1000000L};
     nanosleep(&ts, NULL);
   }
-  return sl_error_set(err, ETIMEDOUT, "agent did not listen on %s within %d ms",
-                      socket_path, AGENT_READY_TIMEOUT_MS);
-}
-
-/* Give the host a handle on the agent socket that the sandbox cannot
- * redirect: a bind mount of the socket's inode at sandboxes/<id>/agent.sock.
- * A path into the sandbox's root would follow whatever symlink the
- * sandbox puts there later, against the host's root. The socket is looked
- * up with RESOLVE_IN_ROOT in the overlay's host mount (mount(2) binds only
- * from the caller's mount namespace), while the agent is still the only
- * process. */
-static int publish_agent_socket(sl_monitor *m, sl_error *err) {
-  const char *root = m->cfg.root;
-  char host[PATH_MAX + 32];
-  snprintf(host, sizeof host, "%s/%s", m->dir, SL_AGENT_SOCKET_HOST);
-  int root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (root_fd < 0) return sl_error_errno(err, errno, "open %s", root);
-  struct open_how how = {O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-  int sock_fd = (int)syscall(SYS_openat2, root_fd, SL_AGENT_SOCKET + 1, &how, sizeof how);
-  int saved = errno;
-  close(root_fd);
-  if (sock_fd < 0) return sl_error_errno(err, saved, "open the agent socket in %s", root);
-
-  /* O_PATH with O_NOFOLLOW opens a symlink as itself, and the bind below
-   * would follow it: only a socket is published. */
-  struct stat st;
-  int rc = 0;
-  if (fstat(sock_fd, &st) < 0) rc = sl_error_errno(err, errno, "stat the agent socket");
-  else if (!S_ISSOCK(st.st_mode))
-    rc = sl_error_set(err, EPROTO, "%s%s is not a socket", root, SL_AGENT_SOCKET);
-  if (rc < 0) {
-    close(sock_fd);
-    return rc;
-  }
-
-  unlink(host);
-  int placeholder = open(host, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (placeholder < 0) rc = sl_error_errno(err, errno, "create %s", host);
-  else close(placeholder);
-  char source[64];
-  snprintf(source, sizeof source, "/proc/self/fd/%d", sock_fd);
-  if (rc == 0 && mount(source, host, NULL, MS_BIND, NULL) < 0)
-    rc = sl_error_errno(err, errno, "bind the agent socket to %s", host);
-  close(sock_fd);
-  return rc;
+  return sl_error_set(err, ETIMEDOUT, "agent did not listen on %s%s within %d ms", m->cfg.root,
+                      SL_AGENT_SOCKET, AGENT_READY_TIMEOUT_MS);
 }
 
 static sl_monitor_launch_fn pick_launcher(const char *name) {
   if (name == NULL || strcmp(name, "fresh") == 0) return sl_monitor_launch_fresh;
+  if (strcmp(name, "fork") == 0) return sl_monitor_launch_fork;
+  if (strcmp(name, "resume") == 0) return sl_monitor_launch_resume;
   return NULL;
+}
+
+/* The host's handle on the agent is a bind mount of the socket's inode
+ * at sandboxes/<id>/agent.sock (sl_agent_socket_publish), which the
+ * sandbox cannot redirect later. The socket found may belong to another
+ * process of the sandbox than the agent, so the host treats whatever
+ * replies there as untrusted input. */
+int sl_monitor_start_init(sl_monitor *m, const char *launch, sl_error *err) {
+  sl_monitor_launch_fn launcher = pick_launcher(launch);
+  if (launcher == NULL) return sl_error_set(err, EINVAL, "unknown launch mode: %s", launch);
+  m->init_done = 0;
+  if (launcher(m, &m->init_pid, err) < 0) return sl_error_wrap(err, "start PID 1");
+  m->init_start = sl_pid_start_time(m->init_pid);
+  if (wait_for_agent(m, err) < 0) return -err->code;
+  char host[PATH_MAX + 32];
+  snprintf(host, sizeof host, "%s/%s", m->dir, SL_AGENT_SOCKET_HOST);
+  return sl_agent_socket_publish(m->cfg.root, host, err);
+}
+
+int sl_monitor_record_running(sl_monitor *m, sl_error *err) {
+  char cgroups[SL_SANDBOX_PATH_MAX];
+  if (sl_cgroup_format(&m->cgroup, cgroups, sizeof cgroups) < 0)
+    return sl_error_set(err, ENOSPC, "cgroup paths too long");
+  return sl_sbstore_set_running(m->store, m->cfg.id, m->init_pid, m->init_start, getpid(),
+                                cgroups, err);
+}
+
+/* A resume no longer needs the images of its pause once the tree runs. */
+static void drop_pause_images(const sl_monitor *m) {
+  if (!m->cfg.resume || m->cfg.launch == NULL || strcmp(m->cfg.launch, "resume") != 0) return;
+  char images[PATH_MAX + 16];
+  snprintf(images, sizeof images, "%s/%s", m->dir, SL_PAUSE_DIR);
+  sl_error err = {0};
+  if (sl_layer_remove(images, &err) < 0)
+    SL_WARN("monitor.pause_images_left", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
 }
 
 static int setup(sl_monitor *m, sl_error *err) {
@@ -175,28 +175,20 @@ static int setup(sl_monitor *m, sl_error *err) {
   /* gc derives these paths from the id while the row has none. */
   sl_cgroup_for(&layout, m->cfg.id, &m->cgroup);
   if (sl_cgroup_create(&m->cgroup, &m->cfg.limits, err) < 0) return -err->code;
-  if (mount_root(m, err) < 0) return -err->code;
+  if (sl_monitor_mount_root(m, err) < 0) return -err->code;
 
   m->listen_fd = sl_unix_listen(m->socket_path, err);
   if (m->listen_fd < 0) return m->listen_fd;
-
-  sl_monitor_launch_fn launch = pick_launcher(m->cfg.launch);
-  if (launch == NULL) return sl_error_set(err, EINVAL, "unknown launch mode: %s", m->cfg.launch);
-  if (launch(m, &m->init_pid, err) < 0) return sl_error_wrap(err, "start PID 1");
-  m->init_start = sl_pid_start_time(m->init_pid);
-  if (wait_for_agent(m, err) < 0) return -err->code;
-  if (publish_agent_socket(m, err) < 0) return -err->code;
+  if (sl_monitor_start_init(m, m->cfg.launch, err) < 0) return -err->code;
 
   int64_t deadline = m->cfg.timeout_ms > 0 ? sl_now_ms() + m->cfg.timeout_ms : 0;
   if (sl_monitor_set_deadline(m, deadline, err) < 0) return -err->code;
   if (deadline > 0 && sl_sbstore_set_deadline(m->store, m->cfg.id, m->cfg.timeout_ms, deadline,
                                               m->cfg.on_timeout, err) < 0)
     return -err->code;
-  char cgroups[SL_SANDBOX_PATH_MAX];
-  if (sl_cgroup_format(&m->cgroup, cgroups, sizeof cgroups) < 0)
-    return sl_error_set(err, ENOSPC, "cgroup paths too long");
-  return sl_sbstore_set_running(m->store, m->cfg.id, m->init_pid, m->init_start, getpid(),
-                                cgroups, err);
+  if (sl_monitor_record_running(m, err) < 0) return -err->code;
+  drop_pause_images(m);
+  return 0;
 }
 
 static void answer_creator(sl_monitor *m, int rc, const sl_error *err) {
@@ -268,18 +260,32 @@ void sl_monitor_on_timeout(sl_monitor *m) {
   }
   if (m->cfg.on_timeout == SL_ON_TIMEOUT_KILL) {
     sl_monitor_kill(m, "timeout");
-  } else {
-    /* NOTE: pause freezes the processes in place; a checkpoint to disk
-     * (state paused) needs the CRIU path. */
-    SL_INFO("monitor.timeout_pause", "sandbox=%s", m->cfg.id);
-    sl_monitor_set_deadline(m, 0, &err);
-    if (sl_cgroup_freeze(&m->cgroup, &err) < 0 ||
-        sl_sbstore_set_state(m->store, m->cfg.id, SL_SANDBOX_FROZEN, &err) < 0 ||
-        sl_sbstore_set_deadline(m->store, m->cfg.id, m->cfg.timeout_ms, 0, m->cfg.on_timeout,
-                                &err) < 0)
-      SL_ERROR("monitor.pause_failed", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
+    sl_op_unlock(lock);
+    return;
+  }
+  bool files_only = m->cfg.on_timeout == SL_ON_TIMEOUT_PAUSE_FS;
+  SL_INFO("monitor.timeout_pause", "sandbox=%s files_only=%d", m->cfg.id, (int)files_only);
+  sl_monitor_set_deadline(m, 0, &err);
+  int rc = sl_monitor_pause(m, files_only, &err);
+  if (rc < 0 && !files_only) {
+    /* Keep at least the files rather than run past the timeout. */
+    SL_WARN("monitor.timeout_pause_failed", "sandbox=%s error=\"%s\" note=\"keeping the files "
+            "only\"", m->cfg.id, err.msg);
+    rc = sl_monitor_pause(m, true, &err);
+  }
+  if (rc < 0) {
+    SL_ERROR("monitor.pause_failed", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
+    sl_monitor_kill(m, "timeout");
   }
   sl_op_unlock(lock);
+}
+
+void sl_monitor_reap_replaced(sl_monitor *m) {
+  if (m->init_pid <= 0) return;
+  int status;
+  while (waitpid(m->init_pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  m->init_pid = 0;
 }
 
 static void handle_signals(sl_monitor *m) {
@@ -324,6 +330,10 @@ static void finish(sl_monitor *m) {
   sl_error err = {0};
   if (m->listen_fd >= 0) close(m->listen_fd);
   unlink(m->socket_path);
+  if (m->paused) {
+    SL_INFO("monitor.stop", "sandbox=%s reason=paused", m->cfg.id);
+    return; /* the pause has released what the sandbox held */
+  }
   sl_sandbox_info info;
   if (sl_sbstore_get(m->store, m->cfg.id, &info, &err) == 0) {
     sl_cgroup_format(&m->cgroup, info.cgroups, sizeof info.cgroups);
@@ -357,7 +367,9 @@ static int fail_setup(sl_monitor *m, sl_error *err) {
   if (sl_sbstore_get(m->store, m->cfg.id, &info, &ignored) == 0) {
     sl_cgroup_format(&m->cgroup, info.cgroups, sizeof info.cgroups);
     info.init_pid = 0;
-    sl_proc_release(&info, m->dir, &ignored);
+    /* A failed resume leaves the sandbox paused with its files. */
+    if (m->cfg.resume) sl_proc_release_paused(&info, m->dir, &ignored);
+    else sl_proc_release(&info, m->dir, &ignored);
   }
   answer_creator(m, -1, err);
   return 1;
@@ -370,6 +382,10 @@ static int init_monitor(sl_monitor *m, int argc, char **argv, sl_error *err) {
   if (parse_args(argc, argv, &home, &id, &m->ready_fd, &m->creator_pidfd) < 0)
     return sl_error_set(err, EINVAL, "usage: sandlot-monitor --home DIR --id ID --ready-fd N "
                         "[--creator-pidfd N]");
+  /* CRIU and its lazy-pages daemon must not keep the creator's pipe
+   * open: the creator reads it up to EOF. */
+  if (m->ready_fd >= 0) fcntl(m->ready_fd, F_SETFD, FD_CLOEXEC);
+  if (m->creator_pidfd >= 0) fcntl(m->creator_pidfd, F_SETFD, FD_CLOEXEC);
   snprintf(m->dir, sizeof m->dir, "%s/sandboxes/%s", home, id);
   snprintf(m->socket_path, sizeof m->socket_path, "%s/monitor.sock", m->dir);
   open_log(m);

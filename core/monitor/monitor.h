@@ -16,6 +16,7 @@
 #define SANDLOT_MONITOR_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -41,20 +42,57 @@ typedef struct sl_monitor {
   int init_done;            /* PID 1 has been reaped */
   int exit_status, exit_signal;
   const char *end_reason;   /* set once the sandbox is ending */
+  int paused;               /* PID 1 was ended by a pause: the files stay and
+                               the record says paused */
   int waiters[SL_MONITOR_MAX_WAITERS]; /* kill requests, replied to at the end */
   int nwaiters;
 } sl_monitor;
 
-/* How PID 1 comes to life, chosen by the config's launch key. "fresh"
- * clones a new init that execs the agent. A launcher that restores a
- * checkpoint instead would run `criu restore -d` as a child of the
- * monitor: the restored root task is then reparented to the monitor
- * (the child subreaper), and the launcher reports its pid. The monitor
- * has created the cgroups and mounted the overlay before any launcher
- * runs; it waits for the agent socket afterwards. */
+/* How PID 1 comes to life, chosen by the config's launch key. The
+ * monitor has created the cgroups and mounted the overlay before any
+ * launcher runs, and waits for the agent socket afterwards.
+ *
+ * "fresh" clones a new init that execs the agent. "fork" and "resume"
+ * run `criu restore -d` as a child of the monitor, from the config's
+ * images: CRIU joins the sandbox's cgroups and a new network namespace
+ * with loopback up before it restores, and the restored PID 1 is
+ * reparented to the monitor (the child subreaper). "fork" then sets the
+ * hostname, adds fresh entropy and runs on_fork through the agent (a
+ * non-zero exit fails the launch); "resume" changes nothing. */
 typedef int (*sl_monitor_launch_fn)(sl_monitor *m, pid_t *init_pid, sl_error *err);
 
 int sl_monitor_launch_fresh(sl_monitor *m, pid_t *init_pid, sl_error *err);
+int sl_monitor_launch_fork(sl_monitor *m, pid_t *init_pid, sl_error *err);
+int sl_monitor_launch_resume(sl_monitor *m, pid_t *init_pid, sl_error *err);
+
+/* Start PID 1 with the launcher of `launch` (NULL: "fresh"), wait until
+ * the agent accepts connections and publish its socket at
+ * sandboxes/<id>/agent.sock. EINVAL for an unknown launch mode. */
+int sl_monitor_start_init(sl_monitor *m, const char *launch, sl_error *err);
+
+/* Create the upper, work and root folders if missing and mount the
+ * overlay of the config's layers at the root. */
+int sl_monitor_mount_root(const sl_monitor *m, sl_error *err);
+
+/* Record the sandbox running with the current PID 1. */
+int sl_monitor_record_running(sl_monitor *m, sl_error *err);
+
+/* Pause (pause.c): dump the tree into sandboxes/<id>/pause (or with
+ * `files_only` keep nothing of it), end it, record the sandbox paused and
+ * release its mounts and cgroups, keeping its upper and work folders. The
+ * caller holds op.lock. When the dump fails the tree keeps running and
+ * the error is returned; the monitor loop ends after a success. */
+int sl_monitor_pause(sl_monitor *m, bool files_only, sl_error *err);
+
+/* Rollback in place (pause.c): replace the tree and the overlay with the
+ * state of snapshot `snapshot_id` in the same cgroups, and rebase the
+ * record on it. The caller holds op.lock and has checked the snapshot's
+ * lineage. A failure before the old tree is stopped leaves it running; a
+ * later one ends the sandbox ("rollback_failed"). */
+int sl_monitor_rollback(sl_monitor *m, const char *snapshot_id, sl_error *err);
+
+/* Wait for PID 1 to exit after it was killed, without recording an end. */
+void sl_monitor_reap_replaced(sl_monitor *m);
 
 /* Entry point of the binary; returns the exit code. */
 int sl_monitor_main(int argc, char **argv);
@@ -69,7 +107,8 @@ void sl_monitor_kill(sl_monitor *m, const char *reason);
 /* Arm (or with 0 disarm) the timeout and record the new deadline. */
 int sl_monitor_set_deadline(sl_monitor *m, int64_t deadline_ms, sl_error *err);
 
-/* What the timeout does: kill, or freeze (on_timeout pause). */
+/* What the timeout does: kill, pause (memory and files to disk; files
+ * only when the dump fails) or pause_fs (files only). */
 void sl_monitor_on_timeout(sl_monitor *m);
 
 #endif

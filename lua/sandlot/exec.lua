@@ -267,7 +267,7 @@ function Sandbox:process(id)
   check.self("sandbox:process", self, Sandbox)
   check.arg("sandbox:process", 1, id, "number", 2)
   local existing = handles[handle_key(self, id)]
-  if existing and existing.state ~= "closed" then
+  if existing and existing.state ~= "closed" and existing.state ~= "failed" then
     return existing
   end
   local list, message, name = self:processes()

@@ -9,6 +9,7 @@ local task = require "sandlot.task"
 local Sandbox = require "sandlot.sandbox"
 require "sandlot.exec"
 require "sandlot.files"
+local snapshots = require "sandlot.snapshot"
 
 local sandlot = {
   version = core.version,
@@ -40,6 +41,10 @@ local sandlot = {
   log = {},
 
   Sandbox = Sandbox,
+
+  --- Snapshots: get, list (pages), each (an iterator over all pages) and
+  -- delete; see sandlot/snapshot.lua.
+  snapshots = snapshots,
 
   --- Use the store at `path` (absolute) in this process instead of
   -- $SANDLOT_HOME or the default; call it before the first sandbox call.

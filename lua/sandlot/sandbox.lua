@@ -4,7 +4,8 @@
 -- it through the agent socket the core reports, so objects for one
 -- sandbox made in different sandlot processes (Sandbox.get) all work.
 -- Commands and processes are in sandlot/exec.lua, files in
--- sandlot/files.lua; both add methods to this class.
+-- sandlot/files.lua, snapshots, pause and rollback in
+-- sandlot/snapshot.lua; they add methods to this class.
 --
 -- Methods that talk to the core or the agent suspend, so they run only in
 -- tasks. Expected failures return nil, "ENAME: message", "ENAME"; wrong
@@ -36,6 +37,39 @@ local function wrap(info)
   local self = setmetatable({}, Sandbox)
   update(self, info)
   return self
+end
+
+Sandbox._update = update
+
+--- Agent connections kept from reconnecting, and why: "dump" while a
+-- snapshot or pause dumps the tree (no host connection may be open
+-- then), "paused" while the sandbox is paused. Weak keys.
+local held = setmetatable({}, { __mode = "k" })
+
+--- Keep `agent` from reconnecting, for `reason` ("dump" or "paused").
+-- Requests on it wait until it is released.
+function Sandbox._hold_agent(agent, reason)
+  if not held[agent] then
+    agent:pause()
+  end
+  held[agent] = reason
+end
+
+--- Let a held agent connection reconnect.
+function Sandbox._release_agent(agent)
+  if held[agent] then
+    held[agent] = nil
+    agent:resume()
+  end
+end
+
+--- This host's agent connection to the sandbox, or nil; never connects.
+function Sandbox:_agent_connection()
+  local agent = self._agent or agents[self._info.agent_socket or ""]
+  if agent and agent:is_open() then
+    return agent
+  end
+  return nil
 end
 
 function Sandbox:__tostring()
@@ -105,6 +139,10 @@ function Sandbox:_connect(fname)
     end
     self._agent = agent
   end
+  if held[agent] == "paused" then
+    -- Resumed since, by another object or sandlot process.
+    Sandbox._release_agent(agent)
+  end
   local ok, message, name, kind = agent:connect()
   if not ok then
     return self:_failed(message, name, kind)
@@ -146,7 +184,7 @@ local create_options = {
   template = "string", backend = "string", timeout = "number", on_timeout = "string",
   memory = { "string", "number" }, pids = "number", cpu_shares = "number", cpus = "number",
   env = "table", cwd = "string", hostname = "string", labels = "table", auto_kill = "boolean",
-  on_progress = "function",
+  on_progress = "function", snapshot = { "string", "table" }, on_fork = "string",
 }
 
 --- Template progress callbacks of the creates that run now.
@@ -165,10 +203,10 @@ local function pairs_to_list(fname, what, map)
   local list = {}
   for key, value in pairs(map) do
     if type(key) ~= "string" then
-      error(("%s: %s keys must be strings, got %s"):format(fname, what, type(key)), 4)
+      error(("%s: %s keys must be strings, got %s"):format(fname, what, type(key)), 5)
     end
     if type(value) ~= "string" and type(value) ~= "number" then
-      error(("%s: %s.%s must be a string, got %s"):format(fname, what, key, type(value)), 4)
+      error(("%s: %s.%s must be a string, got %s"):format(fname, what, key, type(value)), 5)
     end
     list[#list + 1] = key .. "=" .. tostring(value)
   end
@@ -182,8 +220,8 @@ local function whole(value)
 end
 
 --- Check and normalize create options: types raise, values fail.
-local function create_spec(options)
-  check.options("Sandbox.create", options, create_options, 3)
+local function create_spec(fname, options)
+  check.options(fname, options, create_options, 4)
   local spec = {}
   for key, value in pairs(options) do
     spec[key] = value
@@ -205,29 +243,25 @@ local function create_spec(options)
     spec.memory = tostring(math.tointeger(options.memory))
   end
   if options.env then
-    spec.env = pairs_to_list("Sandbox.create", "env", options.env)
+    spec.env = pairs_to_list(fname, "env", options.env)
   end
   if options.labels then
-    spec.labels = pairs_to_list("Sandbox.create", "labels", options.labels)
+    spec.labels = pairs_to_list(fname, "labels", options.labels)
+  end
+  if type(options.snapshot) == "table" then
+    if type(options.snapshot.id) ~= "string" then
+      error(fname .. ": option snapshot must be a snapshot object, id or reference", 4)
+    end
+    spec.snapshot = options.snapshot.id
   end
   spec.on_progress = nil
   return spec
 end
 
---- Sandbox.create{...}: create a sandbox and wait until its agent accepts
--- requests. Options (all optional): template ("base"), backend
--- ("process"), timeout (seconds from now, 0 none), on_timeout ("kill" or
--- "pause"), memory ("512M" or bytes, default 1G), pids (1024), cpu_shares,
--- cpus, env (table NAME = value), cwd ("/"), hostname ("sandlot"), labels
--- (table key = value), auto_kill (kill it when this sandlot process
--- exits), on_progress (function(line) for template build output, called
--- on the loop outside any task, so it cannot suspend; without it the
--- lines go to stderr). Suspends.
-function Sandbox.create(options)
-  options = options or {}
-  check.arg("Sandbox.create", 1, options, "table", 2)
-  core.async_check("Sandbox.create")
-  local spec, message, name = create_spec(options)
+--- Create one sandbox, or `count` in parallel (a list of objects).
+local function create(fname, options, count)
+  core.async_check(fname)
+  local spec, message, name = create_spec(fname, options)
   if not spec then
     return nil, message, name
   end
@@ -237,7 +271,7 @@ function Sandbox.create(options)
     core.on_template_progress(on_template_progress)
   end
   local info
-  info, message, name = core.sandbox_create(spec)
+  info, message, name = core.sandbox_create(spec, count)
   if callback then
     progress_callbacks[callback] = nil
     if next(progress_callbacks) == nil then
@@ -247,7 +281,60 @@ function Sandbox.create(options)
   if not info then
     return nil, message, name
   end
-  return wrap(info)
+  if count == nil then
+    return wrap(info)
+  end
+  local list = {}
+  for i, one in ipairs(info) do
+    list[i] = wrap(one)
+  end
+  return list
+end
+
+--- Sandbox.create{...}: create a sandbox and wait until its agent accepts
+-- requests. Options (all optional): template ("base"), backend
+-- ("process"), timeout (seconds from now, 0 none), on_timeout ("kill",
+-- "pause" or "pause_fs"), memory ("512M" or bytes, default 1G), pids
+-- (1024), cpu_shares, cpus, env (table NAME = value), cwd ("/"), hostname
+-- ("sandlot"), labels (table key = value), auto_kill (kill it when this sandlot process
+-- exits), on_progress (function(line) for template build output, called
+-- on the loop outside any task, so it cannot suspend; without it the
+-- lines go to stderr).
+--
+-- snapshot (a snapshot object, id, "name:tag" or "name") starts from a
+-- snapshot instead of the template. A full snapshot is forked: its
+-- processes continue from the snapshot's memory in a new sandbox with its
+-- own id, hostname (default: the id), cgroups and network namespace. A
+-- filesystem-only one boots a fresh agent on its files. on_fork is a
+-- command run by /bin/sh -c in a fork before create returns; a non-zero
+-- exit fails the create. on_timeout "pause" dumps memory and files to
+-- disk (state paused), "pause_fs" keeps the files only. Suspends.
+function Sandbox.create(options)
+  options = options or {}
+  check.arg("Sandbox.create", 1, options, "table", 2)
+  return create("Sandbox.create", options, nil)
+end
+
+--- Sandbox.create_many{count = N, ...}: N sandboxes from the options of
+-- Sandbox.create (typically forks of one snapshot), created in parallel;
+-- returns the list of objects. All or nothing: when one fails, the others
+-- are killed and the first error is returned. count is 1 to 64.
+-- Suspends.
+function Sandbox.create_many(options)
+  check.arg("Sandbox.create_many", 1, options, "table", 2)
+  local count = options.count
+  if type(count) ~= "number" then
+    error(("Sandbox.create_many: option count must be a number, got %s"):format(type(count)), 2)
+  end
+  if not whole(count) or count < 1 or count > 64 then
+    return fail("EINVAL", "invalid count: %s (expected 1 to 64)", tostring(count))
+  end
+  local copy = {}
+  for key, value in pairs(options) do
+    copy[key] = value
+  end
+  copy.count = nil
+  return create("Sandbox.create_many", copy, math.tointeger(count))
 end
 
 --- Sandbox.get(id): the sandbox with this id, from the catalog that every
@@ -312,6 +399,24 @@ local function list_sandboxes(filter)
 end
 
 Sandbox._list_sandboxes = list_sandboxes
+
+--- Sandbox.connect(id): the sandbox with this id, ready for requests: a
+-- paused sandbox is resumed first (the same id and state). ENOENT for an
+-- unknown id, ESRCH for one that has ended. Suspends.
+function Sandbox.connect(id)
+  check.arg("Sandbox.connect", 1, id, "string", 2)
+  local info, message, name = core.sandbox_connect(id)
+  if not info then
+    return nil, message, name
+  end
+  local sandbox = wrap(info)
+  -- Process handles of this host that waited through the pause re-attach.
+  local agent = sandbox:_agent_connection()
+  if agent then
+    Sandbox._release_agent(agent)
+  end
+  return sandbox
+end
 
 -- ---- State ----
 

@@ -21,6 +21,7 @@ typedef struct result {
   sl_agent *a;
   const sl_buf *expected; /* compared as output arrives, when set */
   int mismatch;
+  int pause_twice;        /* drop by pausing again while reconnecting */
 } result;
 
 static void on_start(sl_agent_exec *x, int64_t proc, int64_t pid, void *data) {
@@ -38,6 +39,12 @@ static void drop_connection_now(result *r) {
     }
   } else {
     /* The client drops its own connection. */
+    sl_agent_pause(r->a);
+    sl_agent_resume(r->a);
+  }
+  if (r->pause_twice) {
+    /* The resume started a new connection: a pause now catches it before
+     * it is ready (a snapshot right after another one does this). */
     sl_agent_pause(r->a);
     sl_agent_resume(r->a);
   }
@@ -195,6 +202,27 @@ static void reattach_after_drops_loses_nothing(void) {
   CHECK(!r.mismatch);
   CHECK_INT(r.out[1].len, ==, expected.len);
   CHECK(memcmp(r.out[1].data, expected.data, expected.len) == 0);
+  CHECK_INT(r.st.exit_code, ==, 0);
+  result_free(&r);
+  sl_buf_free(&expected);
+  close_client(a);
+}
+
+static void pause_while_reconnecting_loses_nothing(void) {
+  sl_buf expected = {0};
+  build_seq(&expected, 1, 400000);
+  sl_agent *a = sl_agent_new(&loop, H.sock, NULL);
+  result r = {.expected = &expected, .a = a, .drop_at = {100000, 1500000}, .pause_twice = 1};
+  sl_error err = {0};
+  sl_exec_spec spec = {.command = "seq 1 200000; sleep 0.3; seq 200001 400000",
+                       .buffer_size = 65536};
+  CHECK_OK(sl_agent_exec_start(a, &spec, &callbacks, &r, NULL, &err), &err);
+  CHECK(run_until(&r.done, 60000));
+  if (r.has_err) fprintf(stderr, "exec failed: %s\n", r.err.msg);
+  CHECK(!r.has_err);
+  CHECK_INT(r.drops, ==, 2);
+  CHECK(!r.mismatch);
+  CHECK_INT(r.out[1].len, ==, expected.len);
   CHECK_INT(r.st.exit_code, ==, 0);
   result_free(&r);
   sl_buf_free(&expected);
@@ -517,6 +545,7 @@ int main(void) {
   RUN(many_execs_share_one_connection);
   RUN(twenty_megabytes_arrive_intact);
   RUN(reattach_after_drops_loses_nothing);
+  RUN(pause_while_reconnecting_loses_nothing);
   RUN(stdin_streams_to_process);
   RUN(signal_ends_process);
   RUN(missing_program_fails_exec);

@@ -347,11 +347,53 @@ static void list_plan_uses_index(void) {
   fixture_close(&fx);
 }
 
+static void rebase_moves_base_layer(void) {
+  fixture fx;
+  sl_error err = {0};
+  CHECK(fixture_open(&fx) == 0);
+  CHECK_OK(fixture_template(&fx, "base", 1, NULL, &err), &err);
+  CHECK_OK(fixture_template(&fx, "other", 1, NULL, &err), &err);
+  char sandbox[SL_ID_SIZE], stranger[SL_ID_SIZE], snap[SL_ID_SIZE], foreign[SL_ID_SIZE];
+  CHECK_OK(fixture_sandbox(&fx, "base", NULL, sandbox, &err), &err);
+  CHECK_OK(fixture_sandbox(&fx, "other", NULL, stranger, &err), &err);
+  CHECK_OK(fixture_snapshot(&fx, sandbox, "s", NULL, NULL, snap, &err), &err);
+  CHECK_OK(fixture_snapshot(&fx, stranger, "t", NULL, NULL, foreign, &err), &err);
+  sl_snapshot sn;
+  CHECK_OK(sl_catalog_snapshot_get(fx.cat, snap, &sn, &err), &err);
+  sl_sandbox before;
+  CHECK_OK(sl_catalog_sandbox_get(fx.cat, sandbox, &before, &err), &err);
+
+  CHECK_OK(sl_catalog_sandbox_rebase(fx.cat, sandbox, snap, &err), &err);
+  sl_sandbox row;
+  CHECK_OK(sl_catalog_sandbox_get(fx.cat, sandbox, &row, &err), &err);
+  CHECK_STR(row.base_layer_id, sn.layer_id);
+  CHECK_STR(row.source_snapshot_id, snap);
+  CHECK_STR(row.template_name, "base");
+  CHECK_INT(row.state, ==, SL_SANDBOX_RUNNING);
+  sl_sandbox_clear(&row);
+  sl_layer_usage usage;
+  CHECK_OK(sl_catalog_layer_usage(fx.cat, sn.layer_id, &usage, &err), &err);
+  CHECK_INT(usage.live_sandboxes, ==, 1);
+
+  CHECK_INT(sl_catalog_sandbox_rebase(fx.cat, sandbox, foreign, &err), ==, -EINVAL);
+  CHECK(strstr(err.msg, "comes from template \"other\"") != NULL);
+  char missing[SL_ID_SIZE];
+  CHECK_OK(sl_id_new(SL_ID_SNAPSHOT, missing, &err), &err);
+  CHECK_INT(sl_catalog_sandbox_rebase(fx.cat, sandbox, missing, &err), ==, -ENOENT);
+  CHECK_INT(sl_catalog_sandbox_rebase(fx.cat, sandbox, "../x", &err), ==, -EINVAL);
+  CHECK_OK(sl_catalog_sandbox_set_state(fx.cat, sandbox, SL_SANDBOX_DEAD, &err), &err);
+  CHECK_INT(sl_catalog_sandbox_rebase(fx.cat, sandbox, snap, &err), ==, -ESRCH);
+  sl_sandbox_clear(&before);
+  sl_snapshot_clear(&sn);
+  fixture_close(&fx);
+}
+
 int main(void) {
   RUN(insert_records_spec);
   RUN(insert_without_template);
   RUN(insert_rejects_unknown_sources);
   RUN(fork_takes_snapshot_layer);
+  RUN(rebase_moves_base_layer);
   RUN(state_changes_follow_rules);
   RUN(exit_is_recorded_once);
   RUN(timeout_is_updated);

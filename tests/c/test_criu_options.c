@@ -83,6 +83,7 @@ static void test_dump_every_option(void) {
   o.file_locks = true;
   o.tcp_established = true;
   o.ghost_limit = 64ull << 20;
+  o.freeze_timeout_s = 3;
   o.display_stats = true;
   o.action_script = "/usr/lib/sandlot/sandlot-criu-action";
   sl_error err = {0};
@@ -102,6 +103,7 @@ static void test_dump_every_option(void) {
   CHECK(find_arg(&a, "--file-locks") > 0);
   CHECK(find_arg(&a, "--tcp-established") > 0);
   CHECK(find_arg(&a, "--ghost-limit=67108864") > 0);
+  CHECK(find_arg(&a, "--timeout=3") > 0);
   CHECK(find_arg(&a, "--display-stats") > 0);
   CHECK(has_pair(&a, "--action-script", "/usr/lib/sandlot/sandlot-criu-action"));
   sl_argv_free(&a);
@@ -337,6 +339,12 @@ static void test_options_of_other_commands(void) {
   o = restore_opts();
   o.ghost_limit = 1;
   CHECK(rejects(&o, "--ghost-limit"));
+  o = restore_opts();
+  o.freeze_timeout_s = 1;
+  CHECK(rejects(&o, "--timeout"));
+  o = dump_opts();
+  o.freeze_timeout_s = -1;
+  CHECK(rejects(&o, "--timeout"));
   o = dump_opts();
   o.root = "/r";
   CHECK(rejects(&o, "--root"));

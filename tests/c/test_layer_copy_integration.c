@@ -214,6 +214,40 @@ static void test_copy_one_file_system(void) {
   CHECK_OK(sl_layer_remove(into, &err), &err);
 }
 
+/* Files on a tmpfs copied to the store's file system, where
+ * copy_file_range() fails with EXDEV (how a sandbox's /tmp is captured):
+ * data, a hole and the file's size come through. */
+static void test_copy_across_file_systems(void) {
+  char mnt[200], into[200], p[300];
+  path_in(mnt, sizeof mnt, base, "tmpfs");
+  path_in(into, sizeof into, base, "tmpfs-copy");
+  CHECK_INT(mkdir(mnt, 0755), ==, 0);
+  CHECK_INT(mount("tmpfs", mnt, "tmpfs", 0, "size=8m"), ==, 0);
+  int written = write_file(mnt, "counter", "1234 1\n");
+  path_in(p, sizeof p, mnt, "sparse");
+  int fd = open(p, O_WRONLY | O_CREAT, 0600);
+  int sparse_ok = fd >= 0 && pwrite(fd, "tail", 4, 3 << 20) == 4;
+  if (fd >= 0) close(fd);
+  sl_error err = {0};
+  sl_layer_copy_stats stats;
+  int rc = sl_layer_copy(mnt, into, &stats, &err);
+  CHECK_INT(umount2(mnt, MNT_DETACH), ==, 0);
+  CHECK_INT(written, ==, 0);
+  CHECK(sparse_ok);
+  CHECK_OK(rc, &err);
+  char buf[64];
+  CHECK_INT(read_file(into, "counter", buf, sizeof buf), ==, 0);
+  CHECK_STR(buf, "1234 1\n");
+  path_in(p, sizeof p, into, "sparse");
+  struct stat st;
+  CHECK_INT(stat(p, &st), ==, 0);
+  CHECK_INT(st.st_size, ==, (3 << 20) + 4);
+  CHECK(st.st_blocks * 512 < (1 << 20));
+  CHECK_INT(stats.bytes, <, 1 << 20);
+  CHECK_OK(sl_layer_remove(into, &err), &err);
+  rmdir(mnt);
+}
+
 static void test_remove_layer(void) {
   sl_error err = {0};
   CHECK_OK(sl_layer_remove(dst, &err), &err);
@@ -234,6 +268,7 @@ int main(void) {
   RUN(test_copy_rejects_existing_target);
   RUN(test_copy_missing_source);
   RUN(test_copy_one_file_system);
+  RUN(test_copy_across_file_systems);
   RUN(test_remove_layer);
   TEST_EXIT();
 }

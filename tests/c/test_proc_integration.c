@@ -210,7 +210,9 @@ static void set_timeout_changes_deadline(void) {
   close_store(h, home);
 }
 
-static void timeout_pause_freezes(void) {
+/* on_timeout pause dumps the sandbox to disk: no process, nothing
+ * mounted, same id; resume brings it back. */
+static void timeout_pause_dumps(void) {
   char home[64];
   sl_sandboxes *h = open_store(home, sizeof home);
   CHECK(h != NULL);
@@ -220,11 +222,25 @@ static void timeout_pause_freezes(void) {
   sl_sandbox_info info, after;
   sl_error err = {0};
   CHECK_OK(sl_sandbox_create(h, &spec, &info, &err), &err);
-  CHECK_INT(wait_for_state(h, info.id, SL_SANDBOX_FROZEN, 10000, &after), ==, 0);
-  CHECK(sl_pid_alive(info.init_pid, info.init_start));
-  CHECK_OK(sl_sandbox_thaw(h, info.id, &err), &err);
-  CHECK_OK(sl_sandbox_get(h, info.id, &after, &err), &err);
+  CHECK_INT(wait_for_state(h, info.id, SL_SANDBOX_PAUSED, 20000, &after), ==, 0);
+  /* The monitor records the pause, then releases mounts and cgroups and
+   * exits. */
+  for (int waited = 0; waited < 5000 && sl_monitor_find(sl_sandboxes_home(h), info.id) > 0;
+       waited += 10)
+    sleep_ms(10);
+  CHECK(!sl_pid_alive(info.init_pid, info.init_start));
+  CHECK_STR(after.agent_socket, "");
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/sandboxes/%s/", sl_sandboxes_home(h), info.id);
+  CHECK(!mounted_below(dir));
+  CHECK(!cgroups_exist(&info));
+  /* The timeout would pause it again a second after the resume. */
+  CHECK_OK(sl_sandbox_set_timeout(h, info.id, 0, &err), &err);
+  CHECK_OK(sl_sandbox_resume(h, info.id, &after, &err), &err);
   CHECK_INT(after.state, ==, SL_SANDBOX_RUNNING);
+  CHECK_STR(after.id, info.id);
+  CHECK(sl_pid_alive(after.init_pid, after.init_start));
+  CHECK_INT(after.deadline_ms, ==, 0);
   CHECK_OK(sl_sandbox_kill(h, info.id, &err), &err);
   close_store(h, home);
 }
@@ -580,7 +596,7 @@ int main(int argc, char **argv) {
   RUN(five_sandboxes_at_once);
   RUN(timeout_kills);
   RUN(set_timeout_changes_deadline);
-  RUN(timeout_pause_freezes);
+  RUN(timeout_pause_dumps);
   RUN(init_death_is_recorded);
   RUN(second_process_kills);
   RUN(sandbox_outlives_creator);

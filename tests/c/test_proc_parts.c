@@ -73,6 +73,11 @@ static void config_round_trips(void) {
       .limits = {512ULL << 20, 64, 1024, 0.25}, .timeout_ms = 5000,
       .on_timeout = SL_ON_TIMEOUT_PAUSE, .auto_kill = 1,
   };
+  sl_proc_config fork_cfg = cfg;
+  fork_cfg.launch = "fork";
+  fork_cfg.images = "/s/snapshots/sn-1/images";
+  fork_cfg.on_fork = "echo 'a b'\nexit 3";
+  fork_cfg.resume = 1;
   char *text = sl_proc_config_format(&cfg);
   CHECK(text != NULL);
   sl_proc_config back;
@@ -93,6 +98,20 @@ static void config_round_trips(void) {
   CHECK_INT(back.timeout_ms, ==, 5000);
   CHECK_INT(back.on_timeout, ==, SL_ON_TIMEOUT_PAUSE);
   CHECK_INT(back.auto_kill, ==, 1);
+  CHECK(back.images == NULL);
+  CHECK(back.on_fork == NULL);
+  CHECK_INT(back.resume, ==, 0);
+  sl_proc_config_free(&back);
+
+  text = sl_proc_config_format(&fork_cfg);
+  CHECK(text != NULL);
+  rc = sl_proc_config_parse(text, &back, &err);
+  free(text);
+  CHECK_OK(rc, &err);
+  CHECK_STR(back.launch, "fork");
+  CHECK_STR(back.images, "/s/snapshots/sn-1/images");
+  CHECK_STR(back.on_fork, "echo 'a b'\nexit 3");
+  CHECK_INT(back.resume, ==, 1);
   sl_proc_config_free(&back);
 }
 

@@ -99,7 +99,13 @@ static void invalid_names_and_pairs(void) {
   CHECK(check_code(&spec, EINVAL, "label"));
   spec.labels = NULL;
   spec.on_timeout = SL_ON_TIMEOUT_PAUSE_FS;
-  CHECK(check_code(&spec, EINVAL, "pause_fs"));
+  sl_error err = {0};
+  CHECK_OK(sl_sandbox_spec_check(&spec, &err), &err);
+  spec.on_timeout = (sl_on_timeout)7;
+  CHECK(check_code(&spec, EINVAL, "on_timeout"));
+  spec.on_timeout = SL_ON_TIMEOUT_KILL;
+  spec.on_fork = "true";
+  CHECK(check_code(&spec, EINVAL, "on_fork needs a snapshot"));
 }
 
 int main(void) {

@@ -49,7 +49,7 @@ end
 --- Kill what a spec left running in the store, then remove it.
 function M.remove_store(home)
   local list = sandlot.Sandbox.list { state = "running" } or {}
-  for _, state in ipairs { "frozen", "creating" } do
+  for _, state in ipairs { "frozen", "creating", "paused" } do
     for _, sb in ipairs(sandlot.Sandbox.list { state = state } or {}) do
       list[#list + 1] = sb
     end

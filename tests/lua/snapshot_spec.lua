@@ -1,0 +1,356 @@
+-- Snapshots, forks, pause, resume and rollback through the Lua API, on
+-- real process sandboxes and the built CRIU. State kept only in a
+-- process's memory continues in forks and after a resume, process
+-- handles keep working, and snapshots are listed page by page.
+local sandboxes = require "sandboxes"
+sandboxes.require_sandboxes()
+
+local sandlot = require "sandlot"
+local uv = require "luv"
+local Sandbox = sandlot.Sandbox
+
+local source_dir = os.getenv "SANDLOT_SOURCE_DIR" or "../.."
+if not uv.fs_stat(source_dir .. "/deps/criu/sbin/criu") then
+  io.stderr:write("SKIPPED: no CRIU in deps/criu: run tools/deps.sh criu\n")
+  os.exit(77)
+end
+
+local home
+
+setup(function()
+  home = sandboxes.fresh_store()
+end)
+
+teardown(function()
+  sandboxes.remove_store(home)
+end)
+
+local function create(options)
+  local sb, message = Sandbox.create(options)
+  assert(sb, message)
+  return sb
+end
+
+-- A process that keeps a running total in memory only: it reads a number
+-- per line on stdin and prints the new total.
+local adder = [[python3 -u -c "
+import sys
+total = 0
+for line in sys.stdin:
+    total += int(line)
+    print(total)
+"]]
+
+local function add(process, n)
+  assert(process:write(n .. "\n"))
+  local line, message = process:read_line()
+  assert(line, message)
+  return tonumber(line)
+end
+
+describe("sandbox:snapshot", function()
+  local sb, process, snap
+
+  setup(function()
+    sb = create { auto_kill = true }
+    process = assert(sb:spawn(adder))
+    assert.are.equal(5, add(process, 5))
+    local message
+    snap, message = sb:snapshot { name = "loaded", tag = "v1", labels = { step = "3" } }
+    assert(snap, message)
+  end)
+
+  it("returns the snapshot record", function()
+    assert.matches("^sn%-%x+$", snap.id)
+    assert.are.equal("loaded", snap.name)
+    assert.are.equal("v1", snap.tag)
+    assert.are.equal("3", snap.labels.step)
+    assert.are.equal(sb.id, snap.sandbox_id)
+    assert.are.equal("full", snap.kind)
+    assert.is_true(snap.size > 0)
+    assert.is_true(math.abs(snap.created_at - os.time()) < 60)
+    assert.is_true(snap.pause > 0 and snap.pause < 5)
+    assert.matches("loaded:v1", tostring(snap))
+  end)
+
+  it("keeps the source running with the same id", function()
+    assert.are.equal(6, add(process, 1))
+    assert(sb:refresh())
+    assert.are.equal("running", sb.state)
+  end)
+
+  it("forks continue from the snapshot's memory and diverge", function()
+    local child = assert(Sandbox.create { snapshot = snap.id })
+    assert.are_not.equal(sb.id, child.id)
+    local copy = assert(child:process(process.id))
+    assert.are.equal(15, add(copy, 10))
+    assert.are.equal(7, add(process, 1))
+    local kids, message = Sandbox.create_many { snapshot = snap, count = 3 }
+    assert(kids, message)
+    assert.are.equal(3, #kids)
+    local hosts, distinct = {}, 0
+    for i, kid in ipairs(kids) do
+      local handle = assert(kid:process(process.id))
+      assert.are.equal(5 + i, add(handle, i))
+      local result = assert(kid:exec "hostname")
+      if not hosts[result.stdout] then
+        distinct = distinct + 1
+      end
+      hosts[result.stdout] = true
+      assert(kid:kill())
+    end
+    assert.are.equal(3, distinct)
+    assert(child:kill())
+  end)
+
+  it("forks of forks stack their files", function()
+    local child = assert(Sandbox.create { snapshot = "loaded:v1" })
+    assert(child:write_file("/from-child", "child"))
+    local grandsnap = assert(child:snapshot())
+    local grandchild = assert(Sandbox.create { snapshot = grandsnap })
+    assert.are.equal("child", grandchild:read_file "/from-child")
+    assert.are.equal(25, add(assert(grandchild:process(process.id)), 20))
+    assert(grandchild:kill())
+    assert(child:kill())
+    assert(sandlot.snapshots.delete(grandsnap))
+  end)
+
+  it("fails on bad options and values", function()
+    assert.has_error(function()
+      sb:snapshot { nme = "x" }
+    end, 'sandbox:snapshot: unknown option "nme"')
+    assert.has_error(function()
+      sb:snapshot { memory = "no" }
+    end)
+    local ok, message, name = sb:snapshot { wait = -1 }
+    assert.is_nil(ok)
+    assert.are.equal("EINVAL", name)
+    ok, message, name = sb:snapshot { name = "loaded", tag = "v1" }
+    assert.is_nil(ok)
+    assert.are.equal("EEXIST", name)
+    ok, message, name = sb:snapshot { tag = "alone" }
+    assert.is_nil(ok)
+    assert.are.equal("EINVAL", name)
+    assert.matches("^EINVAL: ", message)
+  end)
+
+  it("takes the files only with memory = false", function()
+    assert(sb:write_file("/kept", "files"))
+    local fs = assert(sb:snapshot { memory = false })
+    assert.are.equal("fs", fs.kind)
+    local fresh = assert(Sandbox.create { snapshot = fs })
+    assert.are.equal("files", fresh:read_file "/kept")
+    assert.are.same({}, assert(fresh:processes()))
+    local none, _, name = Sandbox.create { snapshot = fs, on_fork = "true" }
+    assert.is_nil(none)
+    assert.are.equal("EINVAL", name)
+    assert(fresh:kill())
+  end)
+
+  it("runs on_fork in the fork and fails the create on a non-zero exit", function()
+    local child = assert(Sandbox.create { snapshot = snap, on_fork = "echo forked > /tmp/mark" })
+    assert.are.equal("forked\n", child:read_file "/tmp/mark")
+    assert(child:kill())
+    local none, message, name = Sandbox.create { snapshot = snap, on_fork = "exit 3" }
+    assert.is_nil(none)
+    assert.are.equal("EIO", name)
+    assert.matches("exit status 3", message)
+  end)
+
+  it("rolls back in place", function()
+    local total = add(process, 100)
+    assert.is_true(total > 100)
+    assert(sb:write_file("/after", "later"))
+    assert(sb:rollback(snap))
+    assert.are.equal("running", sb.state)
+    local _, _, name = sb:read_file "/after"
+    assert.are.equal("ENOENT", name)
+    -- The handle from before the rollback followed a process that went
+    -- back in time; a new one continues from the snapshot's memory.
+    local _, message
+    _, message, name = process:read_line()
+    assert.are.equal("ECANCELED", name, message)
+    assert.matches("rolled back", message)
+    assert.are.equal("failed", process.state)
+    process = assert(sb:process(process.id))
+    assert.are.equal(6, add(process, 1))
+    local none
+    none, _, name = sb:rollback "no-such-snapshot"
+    assert.is_nil(none)
+    assert.are.equal("ENOENT", name)
+  end)
+
+  it("deletes a snapshot while its forks run", function()
+    local child = assert(Sandbox.create { snapshot = snap })
+    assert(sandlot.snapshots.delete(snap.id))
+    local ok, _, name = sandlot.snapshots.delete(snap.id)
+    assert.is_nil(ok)
+    assert.are.equal("ENOENT", name)
+    ok, _, name = sandlot.snapshots.get "loaded:v1"
+    assert.is_nil(ok)
+    assert.are.equal("ENOENT", name)
+    assert.are.equal(15, add(assert(child:process(process.id)), 10))
+    assert(child:kill())
+  end)
+end)
+
+describe("sandbox:pause", function()
+  it("keeps the id and the state in memory, and handles re-attach", function()
+    local sb = create { auto_kill = true }
+    local process = assert(sb:spawn(adder))
+    assert.are.equal(4, add(process, 4))
+    assert(sb:write_file("/kept", "yes"))
+    assert(sb:pause())
+    assert.are.equal("paused", sb.state)
+    local _, _, name = sb:exec "true"
+    assert.are.equal("EBUSY", name)
+    local again = assert(Sandbox.get(sb.id))
+    assert.are.equal("paused", again.state)
+    assert(sb:resume())
+    assert.are.equal("running", sb.state)
+    assert.are.equal(9, add(process, 5))
+    assert.are.equal("yes", sb:read_file "/kept")
+    local list = assert(sb:processes())
+    assert.are.equal(1, #list)
+    assert.are.equal(process.id, list[1].id)
+    assert.are.equal("running", list[1].state)
+    assert(sb:kill())
+  end)
+
+  it("is resumed by Sandbox.connect", function()
+    local sb = create { auto_kill = true }
+    local process = assert(sb:spawn(adder))
+    assert.are.equal(2, add(process, 2))
+    assert(sb:pause())
+    local connected = assert(Sandbox.connect(sb.id))
+    assert.are.equal("running", connected.state)
+    assert.are.equal(sb.id, connected.id)
+    assert.are.equal(5, add(process, 3))
+    assert(connected:kill())
+    local none, _, name = Sandbox.connect(sb.id)
+    assert.is_nil(none)
+    assert.are.equal("ESRCH", name)
+  end)
+
+  it("keeps only the files with memory = false", function()
+    local sb = create { auto_kill = true }
+    assert(sb:spawn "sleep 1000")
+    assert(sb:write_file("/kept", "files"))
+    assert(sb:pause { memory = false })
+    assert(sb:resume())
+    assert.are.equal("files", sb:read_file "/kept")
+    assert.are.same({}, assert(sb:processes()))
+    assert(sb:kill())
+  end)
+
+  for _, action in ipairs { "pause", "pause_fs" } do
+    it("happens on a timeout with on_timeout = " .. action, function()
+      local sb = create { auto_kill = true, timeout = 1, on_timeout = action }
+      assert(sb:spawn "sleep 1000")
+      sandboxes.eventually(function()
+        return assert(sb:refresh()).state == "paused"
+      end, "the timeout pauses the sandbox", 20)
+      assert(sb:set_timeout(0))
+      local again = assert(Sandbox.connect(sb.id))
+      assert.are.equal("running", again.state)
+      assert.are.equal(action == "pause" and 1 or 0, #assert(again:processes()))
+      assert(again:kill())
+    end)
+  end
+end)
+
+describe("sandlot.snapshots.list", function()
+  local a, b
+
+  -- 150 snapshots of sandbox a named "a" (tags t1 ... t150) and 100 of b
+  -- named "b"; files only, so each takes a few milliseconds.
+  setup(function()
+    a = create { auto_kill = true }
+    b = create { auto_kill = true }
+    for i = 1, 150 do
+      assert(a:snapshot { name = "a", tag = "t" .. i, memory = false })
+    end
+    for i = 1, 100 do
+      assert(b:snapshot { name = "b", tag = "t" .. i, memory = false })
+    end
+  end)
+
+  it("pages through a sandbox's snapshots, newest first", function()
+    local seen, pages = {}, 0
+    local page = assert(sandlot.snapshots.list { sandbox = a.id, limit = 20 })
+    local previous
+    while page do
+      pages = pages + 1
+      assert.is_true(#page.items <= 20)
+      for _, snap in ipairs(page.items) do
+        assert.are.equal(a.id, snap.sandbox_id)
+        assert.is_nil(seen[snap.id])
+        seen[snap.id] = true
+        if previous then
+          assert.is_true(previous.created_at >= snap.created_at)
+        end
+        previous = snap
+      end
+      assert.are.equal(page.has_next, page.cursor ~= nil)
+      page = page:next()
+    end
+    assert.are.equal(8, pages)
+    local count = 0
+    for _ in pairs(seen) do
+      count = count + 1
+    end
+    assert.are.equal(150, count)
+    local newest = assert(sandlot.snapshots.list { sandbox = a, limit = 1 })
+    assert.are.equal("t150", newest.items[1].tag)
+    assert.is_true(newest.has_next)
+  end)
+
+  it("filters by name, name:tag and sandbox", function()
+    local count = 0
+    for snap in sandlot.snapshots.each { name = "b", limit = 30 } do
+      assert.are.equal("b", snap.name)
+      count = count + 1
+    end
+    assert.are.equal(100, count)
+    local page = assert(sandlot.snapshots.list { name = "a:t7" })
+    assert.are.equal(1, #page.items)
+    assert.are.equal("t7", page.items[1].tag)
+    page = assert(sandlot.snapshots.list { sandbox = a, name = "b" })
+    assert.are.equal(0, #page.items)
+    assert.is_false(page.has_next)
+    page = assert(sandlot.snapshots.list { name = "no-such-name" })
+    assert.are.equal(0, #page.items)
+    page = assert(sandlot.snapshots.list { sandbox = "sb-000000000000" })
+    assert.are.equal(0, #page.items)
+    local got = assert(sandlot.snapshots.get "a:t3")
+    assert.are.equal("t3", got.tag)
+  end)
+
+  it("rejects bad filters", function()
+    local none, _, name = sandlot.snapshots.list { limit = 0 }
+    assert.is_nil(none)
+    assert.are.equal("EINVAL", name)
+    none, _, name = sandlot.snapshots.list { cursor = "bogus" }
+    assert.is_nil(none)
+    assert.are.equal("EINVAL", name)
+    assert.has_error(function()
+      sandlot.snapshots.list { sandbox = 3 }
+    end)
+    assert.has_error(function()
+      for _ in sandlot.snapshots.each { limit = 0 } do
+      end
+    end)
+  end)
+
+  it("keeps the snapshots of a deleted sandbox", function()
+    assert(b:kill())
+    assert(b:delete())
+    local page = assert(sandlot.snapshots.list { sandbox = b.id, limit = 1000 })
+    assert.are.equal(100, #page.items)
+    for snap in sandlot.snapshots.each { sandbox = b.id } do
+      assert(snap:delete())
+    end
+    page = assert(sandlot.snapshots.list { sandbox = b.id })
+    assert.are.equal(0, #page.items)
+  end)
+end)
