@@ -1,10 +1,10 @@
 /* bench_core: the sandlot side of the benchmark rows whose Lua API is not
- * on main yet, through the core C API (core/sandbox.h, core/snapshot.h,
- * core/catalog.h, core/vm.h), and the harness's helpers that need the
+ * on main yet, through the core C API (core/sandbox.h, core/catalog.h,
+ * core/vm.h), and the harness's helpers that need the
  * core (CRIU stats, sizes, cleanup). Each command does one thing, times
  * it inside this process and prints one JSON object on stdout:
  *
- *   bench_core snapshot HOME ID           full snapshot (sl_snapshot_take)
+ *   bench_core snapshot HOME ID           full snapshot, for its CRIU command line
  *   bench_core snapshot-remove HOME REF   delete a snapshot and its folders
  *   bench_core kill HOME ID               kill and remove a sandbox
  *   bench_core quiesce HOME ID            close the agent's client connections
@@ -47,7 +47,6 @@
 #include "log.h"
 #include "sandbox.h"
 #include "snapshot.h"
-#include "store.h"
 
 double bench_now_ms(void) {
   struct timespec ts;
@@ -163,18 +162,6 @@ static void capture_criu_argv(sl_log_level level, const char *line, void *data) 
   if (n > 0 && criu_argv[n - 1] == '"') criu_argv[n - 1] = '\0';
 }
 
-typedef struct store_handles {
-  sl_store store;
-  sl_catalog *cat;
-} store_handles;
-
-static int open_store(const char *home, store_handles *s, sl_error *err) {
-  s->cat = NULL;
-  int rc = sl_store_open(&s->store, home, err);
-  if (rc == 0) rc = sl_catalog_open_store(&s->store, &s->cat, err);
-  return rc;
-}
-
 static void print_snapshot(const sl_snapshot *sn, const sl_snapshot_timing *t,
                            const char *home) {
   printf("{\"id\": ");
@@ -193,30 +180,24 @@ static void print_snapshot(const sl_snapshot *sn, const sl_snapshot_timing *t,
   printf("}\n");
 }
 
-static int command_snapshot(const char *home, int argc, char **argv) {
-  store_handles s;
+/* A full snapshot through the sandbox API, for its CRIU command line:
+ * the harness times snapshots through the Lua API. */
+static int command_snapshot(sl_sandboxes *h, int argc, char **argv) {
   sl_error err = {0};
-  point_at_build_dir();
-  if (open_store(home, &s, &err) < 0) return fail("open store", &err);
   sl_log_set_sink(capture_criu_argv, NULL);
   sl_log_set_level(SL_LOG_DEBUG);
-  sl_snapshot_request req = {.sandbox_id = argv[0], .memory = true, .lock_timeout_ms = 10000};
+  sl_snapshot_opts opts = {.wait_ms = 10000};
   sl_snapshot sn = {0};
   sl_snapshot_timing timing;
-  int rc = sl_snapshot_take(s.cat, &s.store, &req, &sn, &timing, &err);
-  if (rc == 0) print_snapshot(&sn, &timing, home);
+  int rc = sl_sandbox_snapshot(h, argv[0], &opts, &sn, &timing, &err);
+  if (rc == 0) print_snapshot(&sn, &timing, sl_sandboxes_home(h));
   sl_snapshot_clear(&sn);
-  sl_catalog_close(s.cat);
   return rc == 0 ? 0 : fail("snapshot", &err);
 }
 
-static int command_snapshot_remove(const char *home, int argc, char **argv) {
-  store_handles s;
+static int command_snapshot_remove(sl_sandboxes *h, int argc, char **argv) {
   sl_error err = {0};
-  if (open_store(home, &s, &err) < 0) return fail("open store", &err);
-  int rc = sl_snapshot_remove(s.cat, &s.store, argv[0], &err);
-  sl_catalog_close(s.cat);
-  if (rc < 0) return fail("snapshot remove", &err);
+  if (sl_snapshots_delete(h, argv[0], &err) < 0) return fail("snapshot remove", &err);
   printf("{}\n");
   return 0;
 }
@@ -291,9 +272,10 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "quiesce") == 0 && rest == 1)
     rc = with_sandboxes(argv[2], command_quiesce, rest, args);
   if (strcmp(cmd, "gc") == 0 && rest == 0) rc = with_sandboxes(argv[2], command_gc, rest, args);
-  if (strcmp(cmd, "snapshot") == 0 && rest == 1) rc = command_snapshot(argv[2], rest, args);
+  if (strcmp(cmd, "snapshot") == 0 && rest == 1)
+    rc = with_sandboxes(argv[2], command_snapshot, rest, args);
   if (strcmp(cmd, "snapshot-remove") == 0 && rest == 1)
-    rc = command_snapshot_remove(argv[2], rest, args);
+    rc = with_sandboxes(argv[2], command_snapshot_remove, rest, args);
   if (strcmp(cmd, "criu-stats") == 0 && argc == 3) rc = command_criu_stats(1, argv + 2);
   if (strcmp(cmd, "size") == 0) rc = command_size(argc - 2, argv + 2);
   if (strcmp(cmd, "catalog") == 0) rc = bench_catalog_command(argc - 2, argv + 2);

@@ -12,20 +12,21 @@
 # dump: checkpoint the running tree of PID (a sandlot sandbox's PID 1)
 # into IMAGES and leave it running. CRIU freezes the tree through the
 # freezer cgroup FREEZER. At post-dump this script, run by CRIU as its
-# action script, copies the sandbox's /dev nodes into IMAGES/dev and the
-# overlay upper UPPER into LAYER. Then the file system is synced.
+# action script, copies the files of the sandbox's tmpfs mounts (which
+# CRIU leaves out, as sandlot has it do) into IMAGES/<key> and the overlay
+# upper UPPER into LAYER. Then the file system is synced.
 #
 # fork: start COUNT copies of the dumped tree at once, each with what
 # sandlot gives a fork. That is v1 cgroups with the same limits, an
-# overlay root (a fresh upper over LOWERDIRS, the dump's LAYER first), a
-# tmpfs /dev filled from IMAGES/dev, and a new network namespace with
-# loopback up. Each copy then runs /bin/true inside it with nsenter,
+# overlay root (a fresh upper over LOWERDIRS, the dump's LAYER first),
+# its tmpfs mounts filled from IMAGES/<key>, and a new network namespace
+# with loopback up. Each copy then runs /bin/true inside it with nsenter,
 # which is its first exec result. Folders go under TARGET/fork-N,
 # cgroups under <controller>/sandlot-bench-raw/<TARGET name>-N.
 #
 # pause, resume, rollback: on fork DIR (TARGET/fork-N) made by fork.
-# pause dumps it into DIR/pause and ends its tree, keeping its upper;
-# resume restores it from there; rollback ends its tree and restores
+# pause dumps it into DIR/pause and ends its tree, keeping its upper.
+# resume restores it from there. rollback ends its tree and restores
 # IMAGES over a fresh upper on LOWERDIRS, in the same cgroups. resume and
 # rollback time until /bin/true has run in the restored tree.
 #
@@ -42,8 +43,16 @@ CONTROLLERS=(freezer memory pids cpu devices)
 DEVICES=("c 1:3 rwm" "c 1:5 rwm" "c 1:7 rwm" "c 1:8 rwm" "c 1:9 rwm"
          "c 5:0 rwm" "c 5:2 rwm" "c 136:* rwm")
 NET_KEY=sandlot-net
-DEV_KEY=sandlot-dev
 NET_FD=200
+FREEZE_TIMEOUT_S=3
+# sandlot's tmpfs mounts (core/proc_mounts.c): CRIU leaves them out of the
+# images, the post-dump action copies their files into <images>/<key>, and
+# a restore mounts a new tmpfs with the same options there.
+TMPFS_PATHS=(/dev /dev/shm /tmp /proc/acpi /proc/scsi)
+TMPFS_KEYS=(dev shm tmp acpi scsi)
+TMPFS_OPTIONS=(nosuid,noexec,mode=0755,size=1m nosuid,nodev,mode=1777 nosuid,nodev,mode=1777
+               nosuid,nodev,noexec,size=0 nosuid,nodev,noexec,size=0)
+TMPFS_READ_ONLY=(no no no yes yes)
 
 die() { echo "raw_criu.sh: $*" >&2; exit 1; }
 
@@ -59,25 +68,51 @@ ms_since() { # START_US -> milliseconds with three decimals
 # Run by CRIU with CRTOOLS_SCRIPT_ACTION set; only post-dump does work.
 action() {
   [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] || return 0
-  cp -a --one-file-system "/proc/$CRTOOLS_INIT_PID/root/dev/." "$RAW_IMAGES/dev"
+  local i
+  for i in $RAW_TMPFS; do
+    mkdir -p "$RAW_IMAGES/${TMPFS_KEYS[$i]}"
+    cp -a --one-file-system "/proc/$CRTOOLS_INIT_PID/root${TMPFS_PATHS[$i]}/." \
+      "$RAW_IMAGES/${TMPFS_KEYS[$i]}"
+  done
   if [ -n "${RAW_UPPER:-}" ]; then cp -a "$RAW_UPPER" "$RAW_LAYER"; fi
+}
+
+# Set TMPFS_FOUND to the indexes of the table's tmpfs mounts that the
+# tree of PID has, and DUMP_EXTERNALS to their --external arguments.
+find_tmpfs() { # PID
+  local info i
+  info=$(<"/proc/$1/mountinfo")
+  TMPFS_FOUND=() DUMP_EXTERNALS=()
+  for i in "${!TMPFS_PATHS[@]}"; do
+    if grep -q "^[^ ]* [^ ]* [^ ]* [^ ]* ${TMPFS_PATHS[$i]} .* - tmpfs " <<<"$info"; then
+      TMPFS_FOUND+=("$i")
+      DUMP_EXTERNALS+=(--external "mnt[${TMPFS_PATHS[$i]}]:sandlot-${TMPFS_KEYS[$i]}")
+    fi
+  done
+}
+
+# The flags of every dump, after -t PID.
+dump_flags() { # FREEZER NET_INODE
+  DUMP_FLAGS=(--freeze-cgroup "$1" --network-lock skip --ghost-limit=67108864
+              "--timeout=$FREEZE_TIMEOUT_S" --manage-cgroups=ignore --file-locks
+              --tcp-established --external "net[$2]:$NET_KEY" "${DUMP_EXTERNALS[@]}"
+              --action-script "$(realpath "$0")")
 }
 
 dump() {
   local criu=$1 pid=$2 freezer=$3 upper=$4 images=$5 layer=$6 work=$7
   local net
   net=$(stat -L -c %i "/proc/$pid/ns/net")
-  mkdir -p "$work" "$images" "$images/dev"
+  find_tmpfs "$pid"
+  dump_flags "$freezer" "$net"
+  mkdir -p "$work" "$images"
   local argv=("$criu" dump -D "$images" -W "$work" -o dump.log -t "$pid" --leave-running
-              --freeze-cgroup "$freezer" --network-lock skip --ghost-limit=67108864
-              --manage-cgroups=ignore --file-locks --tcp-established
-              --external "net[$net]:$NET_KEY" --external "mnt[/dev]:$DEV_KEY"
-              --action-script "$(realpath "$0")")
+              "${DUMP_FLAGS[@]}")
   echo "criu_argv=${argv[*]}"
   local start
   start=$(now_us)
-  RAW_IMAGES=$images RAW_UPPER=$upper RAW_LAYER=$layer "${argv[@]}" \
-    >"$work/criu.out" 2>&1 || die "criu dump failed, see $work/dump.log"
+  RAW_IMAGES=$images RAW_TMPFS="${TMPFS_FOUND[*]}" RAW_UPPER=$upper RAW_LAYER=$layer \
+    "${argv[@]}" >"$work/criu.out" 2>&1 || die "criu dump failed, see $work/dump.log"
   echo "dump_ms=$(ms_since "$start")"
   sync -f "$images" "$layer"
   echo "total_ms=$(ms_since "$start")"
@@ -109,19 +144,34 @@ mount_root() { # DIR LOWERDIRS
   mount -t overlay overlay -o "lowerdir=$2,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"
 }
 
+# Mount a tmpfs for each tmpfs copy in IMAGES at DIR/wd/<key>, filled
+# from the copy, and set RESTORE_EXTERNALS to their --external arguments.
+mount_tmpfs() { # IMAGES DIR
+  local i mnt
+  RESTORE_EXTERNALS=() TMPFS_MOUNTED=()
+  for i in "${!TMPFS_KEYS[@]}"; do
+    [ -d "$1/${TMPFS_KEYS[$i]}" ] || continue
+    mnt=$2/wd/${TMPFS_KEYS[$i]}
+    mkdir -p "$mnt"
+    mount -t tmpfs -o "${TMPFS_OPTIONS[$i]}" tmpfs "$mnt"
+    cp -a "$1/${TMPFS_KEYS[$i]}/." "$mnt/"
+    if [ "${TMPFS_READ_ONLY[$i]}" = yes ]; then mount -o remount,ro "$mnt"; fi
+    TMPFS_MOUNTED+=("$mnt")
+    RESTORE_EXTERNALS+=(--external "mnt[sandlot-${TMPFS_KEYS[$i]}]:$mnt")
+  done
+}
+
 # Restore IMAGES into the prepared fork DIR (cgroups NAME, root mounted)
 # and set RESTORED_PID and RESTORE_MS.
 restore_tree() { # CRIU IMAGES DIR NAME PRINT_ARGV
   local criu=$1 images=$2 dir=$3 name=$4
-  rm -rf "$dir/wd" && mkdir -p "$dir/wd/dev"
-  mount -t tmpfs -o mode=755,size=65536k tmpfs "$dir/wd/dev"
-  cp -a "$images/dev/." "$dir/wd/dev/"
+  rm -rf "$dir/wd" && mkdir -p "$dir/wd"
+  mount_tmpfs "$images" "$dir"
   local procs=() c
   for c in "${CONTROLLERS[@]}"; do procs+=("/sys/fs/cgroup/$c/$CGROUP_PARENT/$name/cgroup.procs"); done
   local argv=("$criu" restore -D "$images" -W "$dir/wd" -o restore.log --root "$dir/root" -d
-              --pidfile "$dir/wd/restore.pid" --manage-cgroups=ignore --file-locks
-              --tcp-established --inherit-fd "fd[$NET_FD]:$NET_KEY"
-              --external "mnt[$DEV_KEY]:$dir/wd/dev")
+              --pidfile "$dir/wd/restore.pid" --inherit-fd "fd[$NET_FD]:$NET_KEY"
+              --manage-cgroups=ignore --file-locks --tcp-established "${RESTORE_EXTERNALS[@]}")
   if [ "$5" = yes ]; then echo "criu_argv=${argv[*]}"; fi
   local start
   start=$(now_us)
@@ -133,7 +183,8 @@ restore_tree() { # CRIU IMAGES DIR NAME PRINT_ARGV
     exec "$@" 200</proc/self/ns/net' bash "${argv[@]}" \
     >"$dir/wd/criu.out" 2>&1 || die "criu restore failed, see $dir/wd/restore.log"
   RESTORE_MS=$(ms_since "$start")
-  umount -l "$dir/wd/dev"
+  local mnt
+  for mnt in "${TMPFS_MOUNTED[@]}"; do umount -l "$mnt"; done
   RESTORED_PID=$(<"$dir/wd/restore.pid")
 }
 
@@ -184,16 +235,15 @@ pause() { # CRIU DIR
   name=$(fork_name "$dir")
   pid=$(<"$dir/wd/restore.pid")
   net=$(stat -L -c %i "/proc/$pid/ns/net")
+  find_tmpfs "$pid"
+  dump_flags "/sys/fs/cgroup/freezer/$CGROUP_PARENT/$name" "$net"
   rm -rf "$dir/pause" "$dir/pause-wd"
-  mkdir -p "$dir/pause/dev" "$dir/pause-wd"
+  mkdir -p "$dir/pause" "$dir/pause-wd"
   local start
   start=$(now_us)
-  RAW_IMAGES=$dir/pause "$criu" dump -D "$dir/pause" -W "$dir/pause-wd" -o dump.log -t "$pid" \
-    --freeze-cgroup "/sys/fs/cgroup/freezer/$CGROUP_PARENT/$name" --network-lock skip \
-    --ghost-limit=67108864 --manage-cgroups=ignore --file-locks --tcp-established \
-    --external "net[$net]:$NET_KEY" --external "mnt[/dev]:$DEV_KEY" \
-    --action-script "$(realpath "$0")" >"$dir/pause-wd/criu.out" 2>&1 ||
-    die "criu dump failed, see $dir/pause-wd/dump.log"
+  RAW_IMAGES=$dir/pause RAW_TMPFS="${TMPFS_FOUND[*]}" \
+    "$criu" dump -D "$dir/pause" -W "$dir/pause-wd" -o dump.log -t "$pid" "${DUMP_FLAGS[@]}" \
+    >"$dir/pause-wd/criu.out" 2>&1 || die "criu dump failed, see $dir/pause-wd/dump.log"
   sync -f "$dir/pause"
   echo "pause_ms=$(ms_since "$start")"
   umount -l "$dir/root"
@@ -242,7 +292,7 @@ kill_cgroup() { # cgroup.procs file
 }
 
 destroy() {
-  local target=$1 dir name c
+  local target=$1 dir name c key
   [ -d "$target" ] || return 0
   for dir in "$target"/fork-*; do
     [ -d "$dir" ] || continue
@@ -252,8 +302,10 @@ destroy() {
     for c in "${CONTROLLERS[@]}"; do
       [ -d "/sys/fs/cgroup/$c/$CGROUP_PARENT/$name" ] && rmdir "/sys/fs/cgroup/$c/$CGROUP_PARENT/$name"
     done
-    mountpoint -q "$dir/wd/dev" && umount -l "$dir/wd/dev"
-    mountpoint -q "$dir/root" && umount -l "$dir/root"
+    for key in "${TMPFS_KEYS[@]}"; do
+      if mountpoint -q "$dir/wd/$key"; then umount -l "$dir/wd/$key"; fi
+    done
+    if mountpoint -q "$dir/root"; then umount -l "$dir/root"; fi
   done
   rm -rf --one-file-system "$target"
   # The parents go once no other fork is left in them.

@@ -1,5 +1,6 @@
 --- The sandlot side of the benchmark through the Lua API users call
--- (require "sandlot"): sandboxes, commands, processes. The calls run in
+-- (require "sandlot"): sandboxes, commands, snapshots, forks, pause,
+-- resume and rollback. The calls run in
 -- this task and are timed around the call, so the task's suspend and
 -- resume are part of every figure.
 local sandlot = require "sandlot"
@@ -22,6 +23,18 @@ function M.new(home)
   return setmetatable({ home = home }, M)
 end
 
+--- Run `true` in `sb`; true once it exited 0.
+local function run_true(sb)
+  local result, err = sb:exec "true"
+  if result == nil then
+    return nil, err
+  end
+  if result.exit_code ~= 0 then
+    return nil, ("`true` exited with %d in %s"):format(result.exit_code, sb.id)
+  end
+  return true
+end
+
 --- Create a sandbox with `options` (Sandbox.create) and run `true` in it.
 -- Returns the sandbox and the milliseconds from the create call until the
 -- result of `true`.
@@ -31,12 +44,12 @@ function M:create(options)
   if sb == nil then
     return nil, err
   end
-  local result
-  result, err = sb:exec "true"
+  local ok
+  ok, err = run_true(sb)
   local create_ms = proc.now_ms() - start
-  if result == nil or result.exit_code ~= 0 then
+  if not ok then
     sb:kill()
-    return nil, err or ("`true` exited with %d"):format(result.exit_code)
+    return nil, err
   end
   return sb, create_ms
 end
@@ -83,9 +96,94 @@ function M:exec_round_trips(sb, count)
   return samples
 end
 
---- Start argv in the sandbox in the background.
-function M:spawn(sb, argv)
-  return sb:spawn(argv)
+--- Take a full snapshot of `sb`: the snapshot and the milliseconds of
+-- sb:snapshot().
+function M:snapshot(sb)
+  local start = proc.now_ms()
+  local snap, err = sb:snapshot()
+  if snap == nil then
+    return nil, err
+  end
+  return snap, proc.now_ms() - start
+end
+
+--- Start `count` forks of `snap` at once (Sandbox.create, or
+-- Sandbox.create_many for more than one) and run `true` in each, in
+-- parallel tasks. Returns the forks and the milliseconds until every
+-- `true` has exited. On failure the forks made are killed.
+function M:fork(snap, count)
+  local start = proc.now_ms()
+  local forks, err
+  if count == 1 then
+    local fork
+    fork, err = Sandbox.create { snapshot = snap }
+    forks = fork and { fork }
+  else
+    forks, err = Sandbox.create_many { count = count, snapshot = snap }
+  end
+  if forks == nil then
+    return nil, err
+  end
+  local tasks = {}
+  for i, fork in ipairs(forks) do
+    tasks[i] = sandlot.spawn(run_true, fork)
+  end
+  local ok
+  ok, err = sandlot.wait_all(tasks)
+  local all_ms = proc.now_ms() - start
+  if not ok then
+    for _, fork in ipairs(forks) do
+      self:kill(fork)
+    end
+    return nil, err
+  end
+  return forks, all_ms
+end
+
+--- The v1 memory cgroup directory of `sb`.
+function M:memory_cgroup(sb)
+  local info, err = sb:info()
+  if info == nil then
+    return nil, err
+  end
+  return info.cgroups.memory
+end
+
+--- Pause `sb` (sb:pause()): milliseconds until its memory is on disk and
+-- its processes are gone.
+function M:pause(sb)
+  local start = proc.now_ms()
+  local ok, err = sb:pause()
+  if not ok then
+    return nil, err
+  end
+  return proc.now_ms() - start
+end
+
+--- Resume `sb` until `true` has run in it: milliseconds.
+function M:resume(sb)
+  local start = proc.now_ms()
+  local ok, err = sb:resume()
+  if ok then
+    ok, err = run_true(sb)
+  end
+  if not ok then
+    return nil, err
+  end
+  return proc.now_ms() - start
+end
+
+--- Roll `sb` back to `snap` until `true` has run in it: milliseconds.
+function M:rollback(sb, snap)
+  local start = proc.now_ms()
+  local ok, err = sb:rollback(snap)
+  if ok then
+    ok, err = run_true(sb)
+  end
+  if not ok then
+    return nil, err
+  end
+  return proc.now_ms() - start
 end
 
 --- Kill the sandbox and delete its record; returns the milliseconds of

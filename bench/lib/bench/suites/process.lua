@@ -1,5 +1,6 @@
 --- Process sandbox rows: snapshots of a running workload, forks from a
--- snapshot, pause and resume, rollback; sandlot against raw CRIU.
+-- snapshot, pause and resume, rollback; sandlot (Lua API) against raw
+-- CRIU (bench/raw_criu.sh).
 local sandlot = require "sandlot"
 local proc = require "bench.proc"
 local report = require "bench.report"
@@ -13,8 +14,6 @@ local MIB = 1024 * 1024
 local SNAPSHOT_GROUP = "Process sandboxes: snapshot of a running sandbox"
 local FORK_GROUP = "Process sandboxes: forks of a snapshot"
 local LIFECYCLE_GROUP = "Process sandboxes: pause, resume and rollback"
-local NO_FORK_API = "needs forks from a snapshot in the public API (branch snap)"
-local NO_LIFECYCLE_API = "needs pause, resume and rollback in the public API (branch snap)"
 
 local function label(mib)
   return mib >= 1024 and ("%d GB"):format(mib // 1024) or ("%d MB"):format(mib)
@@ -23,6 +22,10 @@ end
 --- The memory limit of a benchmark sandbox: room for the workload twice.
 local function memory_limit(mib)
   return ("%dM"):format(math.max(512, 2 * mib))
+end
+
+local function remove_tree(path)
+  proc.output { "/bin/rm", "-rf", "--one-file-system", path }
 end
 
 -- ---- CRIU flags -----------------------------------------------------------
@@ -45,46 +48,88 @@ function M.normalize_argv(argv)
   return table.concat(tokens, " ")
 end
 
--- ---- snapshots ------------------------------------------------------------
-
-local function sandlot_snapshot(ctx, sb, argv_seen)
-  workload.clear_gaps(sb.init_pid)
-  local from = proc.now_ms()
-  local snap, err = ctx.core:snapshot(sb.id)
-  local to = proc.now_ms()
+--- Record sandlot's and the raw script's dump command lines and whether
+-- they match. sandlot's comes from one extra, untimed snapshot through
+-- bench_core, which logs it.
+local function check_flags(ctx, src, raw_argv, size)
+  local snap, err = ctx.core:snapshot(src.record.id)
   if snap == nil then
     return nil, err
   end
-  argv_seen.sandlot = argv_seen.sandlot or snap.criu_argv
+  ctx.core:snapshot_remove(snap.id)
+  ctx.flags[#ctx.flags + 1] = {
+    operation = "dump", size = label(size.mib), sandlot = snap.criu_argv, raw = raw_argv,
+    same = M.normalize_argv(snap.criu_argv) == M.normalize_argv(raw_argv),
+  }
+  return true
+end
+
+-- ---- rows -----------------------------------------------------------------
+
+--- Rows of one comparison: one per metric, with both sides and the
+-- ratio per pair.
+local function comparison_rows(ctx, group, prefix, metrics, samples)
+  for _, metric in ipairs(metrics) do
+    local key, name, unit = metric[1], metric[2], metric[3]
+    local a, b = samples.a[key], samples.b[key]
+    ctx.add(report.row {
+      group = group, name = prefix .. name, unit = unit,
+      sandlot = stats.summary(a), api = ctx.lua.api,
+      baseline_name = "raw CRIU", baseline = b and stats.summary(b),
+      ratio = b and stats.pair_ratios(a, b) or nil,
+    })
+  end
+end
+
+local function failed_row(ctx, group, size, err)
+  ctx.add(report.row {
+    group = group, name = label(size.mib) .. ": all rows", unit = "ms", status = "failed",
+    reason = tostring(err),
+  })
+end
+
+-- ---- snapshots ------------------------------------------------------------
+
+local function sandlot_snapshot(ctx, src)
+  local record = src.record
+  workload.clear_gaps(record.init_pid)
+  local from = proc.now_ms()
+  local snap, total_ms = ctx.lua:snapshot(src.sb)
+  local to = proc.now_ms()
+  if snap == nil then
+    return nil, total_ms
+  end
   -- The workload logs its gap on its first tick after the thaw.
   sandlot.sleep(20)
-  local pause, pause_err = workload.pause(sb.init_pid, from, to)
-  local criu, stats_err = ctx.core:criu_stats(snap.work_dir .. "/stats-dump")
-  local removed, remove_err = ctx.core:snapshot_remove(snap.id)
+  local pause, pause_err = workload.pause(record.init_pid, from, to)
+  local criu, stats_err = ctx.core:criu_stats(("%s/sandboxes/%s/log/%s/stats-dump"):format(
+    ctx.home, record.id, snap.id))
+  local removed, remove_err = snap:delete()
   if pause == nil or criu == nil or removed == nil then
     return nil, pause_err or stats_err or remove_err
   end
   return {
     pause_ms = pause, frozen_ms = criu.frozen_ms, freezing_ms = criu.freezing_ms,
-    total_ms = snap.total_ms, size_mib = snap.size_bytes / MIB,
+    total_ms = total_ms, size_mib = snap.size / MIB,
   }
 end
 
-local function raw_snapshot(ctx, sb, argv_seen, dir)
-  workload.clear_gaps(sb.init_pid)
+local function raw_snapshot(ctx, src, dir)
+  local record = src.record
+  workload.clear_gaps(record.init_pid)
   local from = proc.now_ms()
-  local dump, err = ctx.raw:dump(sb.init_pid, sb.cgroups.freezer, sb.upper, dir)
+  local dump, err = ctx.raw:dump(record.init_pid, record.cgroups.freezer, record.upper, dir)
   local to = proc.now_ms()
   if dump == nil then
-    proc.output { "/bin/rm", "-rf", "--one-file-system", dir }
+    remove_tree(dir)
     return nil, err
   end
-  argv_seen.raw = argv_seen.raw or dump.criu_argv
+  src.raw_argv = src.raw_argv or dump.criu_argv
   sandlot.sleep(20)
-  local pause, pause_err = workload.pause(sb.init_pid, from, to)
+  local pause, pause_err = workload.pause(record.init_pid, from, to)
   local criu, stats_err = ctx.core:criu_stats(dump.work .. "/stats-dump")
   local size, size_err = ctx.core:size(dump.images, dump.layer)
-  proc.output { "/bin/rm", "-rf", "--one-file-system", dir }
+  remove_tree(dir)
   if pause == nil or criu == nil or size == nil then
     return nil, pause_err or stats_err or size_err
   end
@@ -102,132 +147,143 @@ local snapshot_metrics = {
   { "size_mib", "image size (images and upper layer)", "MiB" },
 }
 
---- Rows of one comparison: one per metric, with both sides and the
--- ratio per pair.
-local function comparison_rows(ctx, group, prefix, metrics, samples, fields)
-  for _, metric in ipairs(metrics) do
-    local key, name, unit = metric[1], metric[2], metric[3]
-    local a, b = samples.a[key], samples.b[key]
-    ctx.add(report.row {
-      group = group, name = prefix .. name, unit = unit,
-      status = a and "measured" or "pending",
-      sandlot = a and stats.summary(a), api = a and ctx.core.api or nil,
-      baseline_name = "raw CRIU", baseline = b and stats.summary(b),
-      ratio = a and b and stats.pair_ratios(a, b) or nil,
-      reason = not a and fields.reason or nil,
-    })
-  end
-end
-
-local function snapshot_rows(ctx, sb, size)
-  local argv_seen = {}
+local function snapshot_rows(ctx, src, size)
   local samples, err = schedule.run {
     runs = ctx.runs, warmup = ctx.warmup,
     a = function()
-      return sandlot_snapshot(ctx, sb, argv_seen)
+      return sandlot_snapshot(ctx, src)
     end,
     b = function(run)
       local dir = ("%s/raw-dump-%d-%s"):format(ctx.work, size.mib, run or "warmup")
-      return raw_snapshot(ctx, sb, argv_seen, dir)
+      return raw_snapshot(ctx, src, dir)
     end,
   }
   if samples == nil then
     return nil, err
   end
-  comparison_rows(ctx, SNAPSHOT_GROUP, label(size.mib) .. ": ", snapshot_metrics, samples, {})
-  ctx.flags[#ctx.flags + 1] = {
-    operation = "dump", size = label(size.mib),
-    sandlot = argv_seen.sandlot, raw = argv_seen.raw,
-    same = argv_seen.sandlot ~= nil
-      and M.normalize_argv(argv_seen.sandlot) == M.normalize_argv(argv_seen.raw),
-  }
-  return true
+  comparison_rows(ctx, SNAPSHOT_GROUP, label(size.mib) .. ": ", snapshot_metrics, samples)
+  return check_flags(ctx, src, src.raw_argv, size)
 end
 
 -- ---- forks ----------------------------------------------------------------
 
---- Average memory per fork over the forks of one run.
-local function fork_memory(forks)
+--- Average memory per fork over the memory cgroups of one run's forks.
+local function fork_memory(memory_cgroups)
   local pss, usage = 0, 0
-  for _, fork in ipairs(forks) do
-    local memory, err = workload.cgroup_memory(fork.memory_cgroup)
+  for _, cgroup in ipairs(memory_cgroups) do
+    local memory, err = workload.cgroup_memory(cgroup)
     if memory == nil then
       return nil, err
     end
     pss, usage = pss + memory.pss_bytes, usage + memory.usage_bytes
   end
-  return pss / #forks / MIB, usage / #forks / MIB
+  return { pss_mib = pss / #memory_cgroups / MIB, usage_mib = usage / #memory_cgroups / MIB }
 end
 
-local function raw_forks(ctx, dump, sb, count, target)
-  local lowerdirs = dump.layer .. ":" .. sb.lowerdirs
-  local result, err = ctx.raw:fork(dump.images, lowerdirs, sb.memory_bytes, sb.pids_max,
-    target, count)
-  local pss, usage_or_err
+local function sandlot_forks(ctx, sources, count)
+  local forks, first_exec_ms = ctx.lua:fork(sources.snapshot, count)
+  if forks == nil then
+    return nil, first_exec_ms
+  end
+  local cgroups, err = {}, nil
+  for i, fork in ipairs(forks) do
+    cgroups[i], err = ctx.lua:memory_cgroup(fork)
+  end
+  local memory = #cgroups == count and fork_memory(cgroups)
+  for _, fork in ipairs(forks) do
+    ctx.lua:kill(fork)
+  end
+  if not memory then
+    return nil, err or "reading the forks' memory failed"
+  end
+  return { first_exec_ms = first_exec_ms, pss_mib = memory.pss_mib,
+    usage_mib = memory.usage_mib }
+end
+
+local function raw_forks(ctx, sources, count, target)
+  local result, err = ctx.raw:fork(sources.dump.images, sources.lowerdirs,
+    sources.record.memory_bytes, sources.record.pids_max, target, count)
+  local memory
   if result ~= nil then
-    pss, usage_or_err = fork_memory(result.forks)
+    local cgroups = {}
+    for i, fork in ipairs(result.forks) do
+      cgroups[i] = fork.memory_cgroup
+    end
+    memory, err = fork_memory(cgroups)
   end
   local destroyed, destroy_err = ctx.raw:destroy(target)
-  if result == nil then
+  if memory == nil then
     return nil, err
-  elseif pss == nil then
-    return nil, usage_or_err
   elseif destroyed == nil then
     return nil, destroy_err
   end
-  local usage = usage_or_err
-  return {
-    first_exec_ms = result.total_ms, restore_ms = result.forks[1].restore_ms,
-    pss_mib = pss, usage_mib = usage,
-  }
+  return { first_exec_ms = result.total_ms, pss_mib = memory.pss_mib,
+    usage_mib = memory.usage_mib }
 end
 
-local function fork_rows(ctx, sb, size, dump)
-  local err
+local function fork_metrics(count, size)
+  local forks = count == 1 and "one fork" or ("%d forks started together"):format(count)
+  local metrics = { { "first_exec_ms", forks .. ", until every first exec result", "ms" } }
+  if count == size.memory_forks then
+    local of = count == 1 and "1 fork" or ("%d forks"):format(count)
+    metrics[2] = { "pss_mib", ("memory per fork, PSS (%s)"):format(of), "MiB" }
+    metrics[3] = { "usage_mib", ("memory per fork, cgroup usage (%s)"):format(of), "MiB" }
+  end
+  return metrics
+end
+
+local function fork_rows(ctx, sources, size)
   for _, count in ipairs(size.forks) do
     local target = ("%s/raw-forks-%d-%d"):format(ctx.work, size.mib, count)
-    local samples
-    samples, err = schedule.run {
+    local samples, err = schedule.run {
       runs = ctx.runs, warmup = ctx.warmup,
+      a = function()
+        return sandlot_forks(ctx, sources, count)
+      end,
       b = function()
-        return raw_forks(ctx, dump, sb, count, target)
+        return raw_forks(ctx, sources, count, target)
       end,
     }
     if samples == nil then
       return nil, err
     end
-    local forks = count == 1 and "one fork" or ("%d forks started together"):format(count)
-    local metrics = {
-      { "first_exec_ms", forks .. ", until every first exec result", "ms" },
-    }
-    if count == 1 then
-      metrics[2] = { "restore_ms", "one fork, criu restore alone", "ms" }
-    end
-    if count == size.memory_forks then
-      local of = count == 1 and "1 fork" or ("%d forks"):format(count)
-      metrics[#metrics + 1] = { "pss_mib", ("memory per fork, PSS (%s)"):format(of), "MiB" }
-      metrics[#metrics + 1] = {
-        "usage_mib", ("memory per fork, cgroup usage (%s)"):format(of), "MiB",
-      }
-    end
-    comparison_rows(ctx, FORK_GROUP, label(size.mib) .. ": ", metrics, samples,
-      { reason = NO_FORK_API })
+    comparison_rows(ctx, FORK_GROUP, label(size.mib) .. ": ", fork_metrics(count, size), samples)
   end
   return true
 end
 
---- One pause, resume and rollback of a raw fork.
-local function raw_lifecycle(ctx, dir, dump, lowerdirs)
+-- ---- pause, resume, rollback ----------------------------------------------
+
+--- One pause, resume and rollback of a sandlot fork of the snapshot.
+local function sandlot_lifecycle(ctx, fork, snap)
+  local pause_ms, err = ctx.lua:pause(fork)
+  if pause_ms == nil then
+    return nil, err
+  end
+  local resume_ms, rollback_ms
+  resume_ms, err = ctx.lua:resume(fork)
+  if resume_ms == nil then
+    return nil, err
+  end
+  rollback_ms, err = ctx.lua:rollback(fork, snap)
+  if rollback_ms == nil then
+    return nil, err
+  end
+  return { pause_ms = pause_ms, resume_ms = resume_ms, rollback_ms = rollback_ms }
+end
+
+--- The same for a raw fork of the dump.
+local function raw_lifecycle(ctx, dir, sources)
   local paused, err = ctx.raw:pause(dir)
   if paused == nil then
     return nil, err
   end
   local resumed, rolled
-  resumed, err = ctx.raw:resume(dir, lowerdirs)
+  resumed, err = ctx.raw:resume(dir, sources.lowerdirs)
   if resumed == nil then
     return nil, err
   end
-  rolled, err = ctx.raw:rollback(dir, dump.images, lowerdirs)
+  rolled, err = ctx.raw:rollback(dir, sources.dump.images, sources.lowerdirs)
   if rolled == nil then
     return nil, err
   end
@@ -241,38 +297,61 @@ local lifecycle_metrics = {
   { "rollback_ms", "rollback to a snapshot until the first exec result", "ms" },
 }
 
---- Pause, resume and roll back a fork of the snapshot, again and again.
-local function lifecycle_rows(ctx, sb, size, dump)
+--- Pause, resume and roll back a fork of the snapshot on each side, again
+-- and again.
+local function lifecycle_rows(ctx, sources, size)
   local target = ("%s/raw-forks-%d-life"):format(ctx.work, size.mib)
-  local lowerdirs = dump.layer .. ":" .. sb.lowerdirs
-  local forked, err = ctx.raw:fork(dump.images, lowerdirs, sb.memory_bytes, sb.pids_max, target,
-    1)
-  local samples
-  if forked ~= nil then
+  local forks, err = ctx.lua:fork(sources.snapshot, 1)
+  local raw_fork, samples
+  if forks ~= nil then
+    raw_fork, err = ctx.raw:fork(sources.dump.images, sources.lowerdirs,
+      sources.record.memory_bytes, sources.record.pids_max, target, 1)
+  end
+  if raw_fork ~= nil then
     samples, err = schedule.run {
       runs = ctx.runs, warmup = ctx.warmup,
+      a = function()
+        return sandlot_lifecycle(ctx, forks[1], sources.snapshot)
+      end,
       b = function()
-        return raw_lifecycle(ctx, target .. "/fork-1", dump, lowerdirs)
+        return raw_lifecycle(ctx, target .. "/fork-1", sources)
       end,
     }
+  end
+  if forks ~= nil then
+    ctx.lua:kill(forks[1])
   end
   ctx.raw:destroy(target)
   if samples == nil then
     return nil, err
   end
-  comparison_rows(ctx, LIFECYCLE_GROUP, label(size.mib) .. ": ", lifecycle_metrics, samples,
-    { reason = NO_LIFECYCLE_API })
+  comparison_rows(ctx, LIFECYCLE_GROUP, label(size.mib) .. ": ", lifecycle_metrics, samples)
   return true
 end
 
--- ---- one size -------------------------------------------------------------
-
-local function failed_row(ctx, group, size, err)
-  ctx.add(report.row {
-    group = group, name = label(size.mib) .. ": all rows", unit = "ms", status = "failed",
-    reason = tostring(err),
-  })
+--- The snapshot each side forks from, kept for the fork and life cycle
+-- rows: sandlot's through sb:snapshot, the raw script's dump.
+local function fork_sources(ctx, src, size)
+  local snap, err = ctx.lua:snapshot(src.sb)
+  if snap == nil then
+    return nil, err
+  end
+  local dir = ("%s/raw-fork-source-%d"):format(ctx.work, size.mib)
+  local record = src.record
+  local dump
+  dump, err = ctx.raw:dump(record.init_pid, record.cgroups.freezer, record.upper, dir)
+  if dump == nil then
+    snap:delete()
+    remove_tree(dir)
+    return nil, err
+  end
+  return {
+    snapshot = snap, dump = dump, dir = dir, record = record,
+    lowerdirs = dump.layer .. ":" .. record.lowerdirs,
+  }
 end
+
+-- ---- one size -------------------------------------------------------------
 
 --- Create the sandbox of one size with its workload through the Lua API.
 -- Returns the sandbox object, its record and the workload's resident
@@ -299,46 +378,49 @@ local function prepare(ctx, size)
     ctx.lua:kill(sb)
     return nil, err
   end
-  return sb, record, rss
+  return { sb = sb, record = record, rss = rss }
+end
+
+local function forks_and_lifecycle(ctx, src, size)
+  local sources, err = fork_sources(ctx, src, size)
+  if sources == nil then
+    return failed_row(ctx, FORK_GROUP, size, err)
+  end
+  local done
+  done, err = fork_rows(ctx, sources, size)
+  if not done then
+    failed_row(ctx, FORK_GROUP, size, err)
+  end
+  done, err = lifecycle_rows(ctx, sources, size)
+  if not done then
+    failed_row(ctx, LIFECYCLE_GROUP, size, err)
+  end
+  sources.snapshot:delete()
+  remove_tree(sources.dir)
 end
 
 local function run_size(ctx, size)
   ctx.log("process sandbox with %s: create and start the workload", label(size.mib))
-  local sb, record, rss = prepare(ctx, size)
-  if sb == nil then
-    return failed_row(ctx, SNAPSHOT_GROUP, size, record)
+  local src, err = prepare(ctx, size)
+  if src == nil then
+    return failed_row(ctx, SNAPSHOT_GROUP, size, err)
   end
   ctx.log("%s: workload holds %.0f MiB; snapshots, sandlot and raw CRIU alternating",
-    label(size.mib), rss / MIB)
-  local first_size = size == ctx.sizes[1]
+    label(size.mib), src.rss / MIB)
   ctx.add(report.row {
     group = SNAPSHOT_GROUP, name = label(size.mib) .. ": resident memory of the workload",
-    unit = "MiB", sandlot = stats.summary { rss / MIB }, api = "/proc/self/statm",
-    note = first_size and "the workload's resident set while it is snapshotted and forked: "
-      .. "its data and the interpreter's own pages" or nil,
+    unit = "MiB", sandlot = stats.summary { src.rss / MIB }, api = "/proc/self/statm",
+    note = size == ctx.sizes[1] and "the workload's resident set while it is snapshotted and "
+      .. "forked: its data and the interpreter's own pages" or nil,
   })
-  local ok, snapshot_err = snapshot_rows(ctx, record, size)
+  local ok
+  ok, err = snapshot_rows(ctx, src, size)
   if not ok then
-    failed_row(ctx, SNAPSHOT_GROUP, size, snapshot_err)
+    failed_row(ctx, SNAPSHOT_GROUP, size, err)
   end
   ctx.log("%s: forks, pause, resume and rollback", label(size.mib))
-  local dir = ("%s/raw-fork-source-%d"):format(ctx.work, size.mib)
-  local dump, err = ctx.raw:dump(record.init_pid, record.cgroups.freezer, record.upper, dir)
-  local done
-  if dump ~= nil then
-    done, err = fork_rows(ctx, record, size, dump)
-  end
-  if not done then
-    failed_row(ctx, FORK_GROUP, size, err)
-  end
-  if dump ~= nil then
-    done, err = lifecycle_rows(ctx, record, size, dump)
-    if not done then
-      failed_row(ctx, LIFECYCLE_GROUP, size, err)
-    end
-  end
-  proc.output { "/bin/rm", "-rf", "--one-file-system", dir }
-  ctx.lua:kill(sb)
+  forks_and_lifecycle(ctx, src, size)
+  ctx.lua:kill(src.sb)
 end
 
 --- Run the process sandbox rows for every size in ctx.sizes.
