@@ -1,5 +1,5 @@
--- The benchmark harness: sandlot against raw CRIU (and raw QEMU once the
--- VM backend is on main), side by side in one run.
+-- The benchmark harness: sandlot against raw CRIU and raw QEMU (QMP),
+-- side by side in one run.
 --
 --   build/sandlot run bench/run.lua [--quick | --smoke] [--only SUITE] [--out DIR]
 --
