@@ -5,6 +5,10 @@ TEST_BUILD ?= build/asan
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 
+# CMake's generated makefiles run make recursively, and each level would
+# print "Entering directory" and "Leaving directory" lines.
+MAKEFLAGS += --no-print-directory
+
 .PHONY: all deps build test test-fast demo bench bench-quick clean
 
 all: build

@@ -148,6 +148,11 @@ typedef void (*sl_agent_file_cb)(sl_agent *a, const uint8_t *bytes, size_t len,
                                  const sl_error *err, void *data);
 int sl_agent_read_file(sl_agent *a, const char *path, sl_agent_file_cb cb, void *data,
                        sl_error *err);
+/* sl_agent_read_file() for a file of at most `max` bytes (0: any size).
+ * A larger file fails with EFBIG, after the first chunk, before the rest
+ * is transferred. */
+int sl_agent_read_file_max(sl_agent *a, const char *path, uint64_t max, sl_agent_file_cb cb,
+                           void *data, sl_error *err);
 
 /* Write `len` bytes (copied) to `path` in chunks, creating and truncating
  * it; `flags` may add SL_FILE_PARENTS, SL_FILE_EXCL, or SL_FILE_APPEND

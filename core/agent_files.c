@@ -13,6 +13,7 @@ typedef struct transfer {
   void *data;
   sl_buf bytes; /* read: received so far; write: everything to send */
   uint64_t offset;
+  uint64_t max;  /* read: the largest file accepted; 0: any */
   int mode;
   int flags;
 } transfer;
@@ -58,11 +59,24 @@ static void on_read_reply(sl_agent *a, const sl_frame *f, const sl_error *err, v
   const uint8_t *bytes = NULL;
   size_t len = 0;
   int64_t eof = 1;
+  int64_t size = 0;
   sl_frame_get_bytes(f, SL_F_DATA, &bytes, &len);
   sl_frame_get_i64(f, SL_F_EOF, &eof, NULL);
+  sl_frame_get_i64(f, SL_F_SIZE, &size, NULL);
+  sl_error e = {0};
+  /* The size in the first reply fails a large file before the transfer.
+   * The count of bytes catches a file that grows while it is read. */
+  if (t->max > 0 && ((uint64_t)size > t->max || t->offset + len > t->max)) {
+    uint64_t found = (uint64_t)size > t->offset + len ? (uint64_t)size : t->offset + len;
+    char quoted[SL_SUBJECT_MAX];
+    sl_error_set(&e, EFBIG, "file too large (%llu bytes, more than the maximum of %llu): %s",
+                 (unsigned long long)found, (unsigned long long)t->max,
+                 sl_subject(quoted, sizeof quoted, t->path));
+    transfer_fail(t, &e);
+    return;
+  }
   sl_buf_append(&t->bytes, bytes, len);
   t->offset += len;
-  sl_error e = {0};
   if (t->bytes.failed) {
     sl_error_set(&e, ENOMEM, "out of memory reading %s", t->path);
     transfer_fail(t, &e);
@@ -88,8 +102,14 @@ static int read_next(transfer *t, sl_error *err) {
 
 int sl_agent_read_file(sl_agent *a, const char *path, sl_agent_file_cb cb, void *data,
                        sl_error *err) {
+  return sl_agent_read_file_max(a, path, 0, cb, data, err);
+}
+
+int sl_agent_read_file_max(sl_agent *a, const char *path, uint64_t max, sl_agent_file_cb cb,
+                           void *data, sl_error *err) {
   transfer *t = transfer_new(a, path, cb, data);
   if (t == NULL) return sl_error_set(err, ENOMEM, "out of memory");
+  t->max = max;
   int rc = read_next(t, err);
   if (rc < 0) transfer_free(t);
   return rc;

@@ -54,8 +54,10 @@ const sl_backend_ops *sl_backend_ops_for(sl_backend backend, sl_error *err);
 typedef int (*sl_op_fn)(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, sl_error *err);
 
 /* Take the sandbox's op.lock (waiting up to `wait_ms`; EBUSY after),
- * read its record again and run `fn` unless it has ended (ESRCH). Errors
- * are wrapped with `what` and the id. */
+ * read its record again and run `fn` unless it has ended (ESRCH).
+ * "sandbox not found" and "sandbox has ended" name the sandbox and are
+ * returned as they are; other failures get `what` and the id, once
+ * (sl_error_wrap_subject). */
 int sl_sandbox_locked(sl_sandboxes *h, const char *id, const char *what, int wait_ms,
                       sl_op_fn fn, void *arg, sl_error *err);
 

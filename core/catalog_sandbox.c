@@ -135,7 +135,8 @@ static int resolve_template(sqlite3 *db, insert_ctx *ctx, sl_error *err) {
     snprintf(ctx->template_name, sizeof ctx->template_name, "%s", name);
     rc = 0;
   } else if (rc == SQLITE_DONE) {
-    rc = sl_error_set(err, ENOENT, "template not found: %s", name);
+    char quoted[SL_SUBJECT_MAX];
+    rc = sl_error_set(err, ENOENT, "template not found: %s", sl_subject(quoted, sizeof quoted, name));
   } else {
     rc = catalog_sqlite_error(db, rc, err, "read template");
   }

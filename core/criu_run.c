@@ -339,7 +339,8 @@ static int report_check_failure(int output_fd, const sl_criu_result *res, sl_err
     char *end = text + strlen(text);
     while (end > text && end[-1] == '\n') *--end = '\0';
     char *last = strrchr(text, '\n');
-    snprintf(lines, sizeof lines, "%s", last ? last + 1 : text);
+    /* The last line is cut on purpose to fit the error message. */
+    snprintf(lines, sizeof lines, "%.*s", (int)sizeof lines - 1, last ? last + 1 : text);
   }
   return sl_error_set(err, EIO, "criu check failed: exit status %d: %s", res->exit_status, lines);
 }

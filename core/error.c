@@ -55,6 +55,60 @@ int sl_error_wrap(sl_error *err, const char *fmt, ...) {
   return -err->code;
 }
 
+int sl_error_wrap_subject(sl_error *err, const char *operation, const char *subject) {
+  if (err == NULL) return -EIO;
+  if (subject == NULL || (subject[0] != '\0' && strstr(err->msg, subject) != NULL))
+    return sl_error_wrap(err, "%s", operation);
+  char quoted[SL_SUBJECT_MAX];
+  return sl_error_wrap(err, "%s %s", operation, sl_subject(quoted, sizeof quoted, subject));
+}
+
+static int plain_byte(unsigned char c) {
+  return c >= 0x80 || (c > ' ' && c < 0x7f && c != '"' && c != '\\');
+}
+
+/* The escape of byte `c` inside quotes. */
+static void escape_byte(unsigned char c, char piece[8]) {
+  if (c == ' ' || plain_byte(c)) snprintf(piece, 8, "%c", c);
+  else if (c == '\0') snprintf(piece, 8, "\\0");
+  else if (c == '\n') snprintf(piece, 8, "\\n");
+  else if (c == '\t') snprintf(piece, 8, "\\t");
+  else if (c == '\r') snprintf(piece, 8, "\\r");
+  else if (c == '"' || c == '\\') snprintf(piece, 8, "\\%c", c);
+  else snprintf(piece, 8, "\\x%02x", c);
+}
+
+const char *sl_subject_bytes(char *buf, size_t len, const char *s, size_t n) {
+  if (len < 8) {
+    if (len > 0) buf[0] = '\0';
+    return buf;
+  }
+  int plain = n > 0;
+  for (size_t i = 0; plain && i < n; i++) plain = plain_byte((unsigned char)s[i]);
+  /* Room for "...", the closing quote and the NUL. */
+  size_t limit = len - 5, used = 0;
+  if (!plain) buf[used++] = '"';
+  for (size_t i = 0; i < n; i++) {
+    char piece[8];
+    escape_byte((unsigned char)s[i], piece);
+    size_t plen = strlen(piece);
+    if (used + plen > limit) {
+      memcpy(buf + used, "...", 3);
+      used += 3;
+      break;
+    }
+    memcpy(buf + used, piece, plen);
+    used += plen;
+  }
+  if (!plain) buf[used++] = '"';
+  buf[used] = '\0';
+  return buf;
+}
+
+const char *sl_subject(char *buf, size_t len, const char *s) {
+  return sl_subject_bytes(buf, len, s ? s : "", s ? strlen(s) : 0);
+}
+
 void sl_error_clear(sl_error *err) {
   if (err == NULL) return;
   err->code = 0;

@@ -582,7 +582,7 @@ static int proc_gc(sl_sandboxes *h, const sl_sandbox_info *info, int *cleaned, s
  * (left by a crash between a mount and the row's removal). */
 int sl_proc_gc_orphans(sl_sandboxes *h, int *count, sl_error *err) {
   char prefix[SL_SANDBOX_PATH_MAX];
-  snprintf(prefix, sizeof prefix, "%s/sandboxes", h->home);
+  if (sl_path_format(prefix, sizeof prefix, err, "%s/sandboxes", h->home) < 0) return -err->code;
   FILE *f = fopen("/proc/self/mountinfo", "re");
   if (f == NULL) return sl_error_errno(err, errno, "read /proc/self/mountinfo");
   size_t cap = 1 << 20, n = 0;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "store.h"
 
 static const char *const controller_names[SL_CG_COUNT] = {"freezer", "memory", "pids",
                                                           "cpu",     "devices", "unified"};
@@ -37,6 +38,10 @@ static int has_option(const char *options, const char *name) {
   }
   return 0;
 }
+
+/* The longest cgroup mount path accepted, so that "<mount>/sandlot/<id>"
+ * always fits SL_CGROUP_PATH_MAX. */
+#define CGROUP_MOUNT_MAX (SL_CGROUP_PATH_MAX - 32)
 
 /* Split one mountinfo line into mount point, fs type and super options. */
 static int split_mountinfo(char *line, char **mnt, char **fstype, char **super) {
@@ -78,6 +83,13 @@ int sl_cgroup_layout_parse(const char *mountinfo, const char *v2_controllers,
   for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     char *mnt, *fstype, *super;
     if (split_mountinfo(line, &mnt, &fstype, &super) < 0) continue;
+    int is_cgroup = strcmp(fstype, "cgroup") == 0 || strcmp(fstype, "cgroup2") == 0;
+    if (is_cgroup && strlen(mnt) > CGROUP_MOUNT_MAX) {
+      sl_error_set(err, ENAMETOOLONG, "cgroup mount path too long (at most %d bytes): %.200s",
+                   CGROUP_MOUNT_MAX, mnt);
+      free(copy);
+      return -ENAMETOOLONG;
+    }
     if (strcmp(fstype, "cgroup") == 0) record_v1_mount(out, mnt, super);
     if (strcmp(fstype, "cgroup2") == 0 && out->mounts[SL_CG_UNIFIED][0] == '\0')
       snprintf(out->mounts[SL_CG_UNIFIED], SL_CGROUP_PATH_MAX, "%s", mnt);
@@ -143,7 +155,8 @@ void sl_cgroup_for(const sl_cgroup_layout *layout, const char *id, sl_cgroup *ou
   out->mode = layout->mode;
   for (int c = 0; c < SL_CG_COUNT; c++)
     if (layout->mounts[c][0])
-      snprintf(out->dirs[c], SL_CGROUP_PATH_MAX, "%s/sandlot/%s", layout->mounts[c], id);
+      snprintf(out->dirs[c], SL_CGROUP_PATH_MAX, "%.*s/sandlot/%.*s", CGROUP_MOUNT_MAX,
+               layout->mounts[c], SL_ID_LEN, id);
 }
 
 static void add_write(sl_cgroup_write *out, size_t max, size_t *n, sl_cgroup_controller c,

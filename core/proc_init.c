@@ -79,8 +79,18 @@ static void mount_or_fail(const char *src, const char *target, const char *type,
   }
 }
 
+/* Format a path; a path that does not fit fails the start. */
+__attribute__((format(printf, 3, 4))) static void format_path(char *buf, size_t len,
+                                                              const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= len) fail(ENAMETOOLONG, "path too long: %.200s...", buf);
+}
+
 static void path_in_root(char *buf, size_t len, const char *sub) {
-  snprintf(buf, len, "%s%s", current->root, sub);
+  format_path(buf, len, "%s%s", current->root, sub);
 }
 
 static void make_dir(const char *path, mode_t mode) {
@@ -100,7 +110,7 @@ static void mount_tmpfs(const char *host_path, const char *sandbox_path) {
  * template. */
 static void make_cwd(const char *cwd) {
   char path[4096];
-  snprintf(path, sizeof path, "%s", cwd);
+  format_path(path, sizeof path, "%s", cwd);
   for (char *p = path + 1; *p != '\0'; p++) {
     if (*p != '/') continue;
     *p = '\0';
@@ -114,7 +124,7 @@ static void populate_dev(const char *dev) {
   char path[4096];
   mode_t old = umask(0);
   for (const sl_proc_device *d = sl_proc_devices; d->name; d++) {
-    snprintf(path, sizeof path, "%s/%s", dev, d->name);
+    format_path(path, sizeof path, "%s/%s", dev, d->name);
     if (mknod(path, S_IFCHR | 0666, makedev(d->major, d->minor)) < 0) fail(errno, "mknod %s", path);
   }
   static const char *const links[][2] = {
@@ -123,16 +133,16 @@ static void populate_dev(const char *dev) {
       {"stderr", "/proc/self/fd/2"},
   };
   for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
-    snprintf(path, sizeof path, "%s/%s", dev, links[i][0]);
+    format_path(path, sizeof path, "%s/%s", dev, links[i][0]);
     if (symlink(links[i][1], path) < 0) fail(errno, "symlink %s", path);
   }
-  snprintf(path, sizeof path, "%s/pts", dev);
+  format_path(path, sizeof path, "%s/pts", dev);
   make_dir(path, 0755);
   /* newinstance: a devpts of its own, so the host's terminals stay out of
    * reach; gid 5 is the tty group of Debian. */
   mount_or_fail("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC,
                 "newinstance,ptmxmode=0666,mode=0620,gid=5");
-  snprintf(path, sizeof path, "%s/shm", dev);
+  format_path(path, sizeof path, "%s/shm", dev);
   make_dir(path, 01777);
   mount_tmpfs(path, "/dev/shm");
   umask(old);
@@ -192,6 +202,20 @@ static void enter_root(void) {
   if (syscall(SYS_pivot_root, ".", ".") < 0) fail(errno, "pivot_root %s", current->root);
   if (umount2(".", MNT_DETACH) < 0) fail(errno, "detach the host root");
   if (chdir("/") < 0) fail(errno, "chdir /");
+}
+
+/* Write the host name to /etc/hostname (mode 0644), so that the file
+ * agrees with hostname(1). A template's file comes from the machine that
+ * built it: mmdebstrap copies the build host's /etc/hostname. A root
+ * without /etc keeps none. */
+static void write_hostname_file(const char *name) {
+  int fd = open("/etc/hostname", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == ENOENT) return;
+  if (fd < 0) fail(errno, "open /etc/hostname");
+  char line[80];
+  int n = snprintf(line, sizeof line, "%s\n", name);
+  if (fchmod(fd, 0644) < 0 || write(fd, line, (size_t)n) != n) fail(errno, "write /etc/hostname");
+  close(fd);
 }
 
 static void loopback_up(void) {
@@ -262,6 +286,7 @@ _Noreturn void sl_proc_init_run(const sl_proc_init *cfg) {
   enter_root();
   if (sethostname(cfg->hostname, strlen(cfg->hostname)) < 0)
     fail(errno, "sethostname %s", cfg->hostname);
+  write_hostname_file(cfg->hostname);
   loopback_up();
   make_cwd(cfg->cwd);
   if (chdir(cfg->cwd) < 0) fail(errno, "chdir %s", cfg->cwd);

@@ -78,19 +78,22 @@ int sl_agent_layer_prepare(const char *home, const char *agent, char *path, size
                            sl_error *err) {
   char hex[SL_SHA256_HEX_LEN + 1];
   if (agent_digest(agent, hex, err) < 0) return -err->code;
-  snprintf(path, len, "%s/layers/ly-%.12s", home, hex);
+  if (sl_path_format(path, len, err, "%s/layers/ly-%.12s", home, hex) < 0) return -err->code;
   struct stat st;
   if (stat(path, &st) == 0) return 0;
 
   char layers[PATH_MAX], tmp[PATH_MAX], dir[PATH_MAX], file[PATH_MAX];
-  snprintf(layers, sizeof layers, "%s/layers", home);
+  if (sl_path_format(layers, sizeof layers, err, "%s/layers", home) < 0 ||
+      sl_path_format(tmp, sizeof tmp, err, "%s/.agent-XXXXXX", layers) < 0)
+    return -err->code;
   if (sl_mkdir_p(layers, 0755, err) < 0) return -err->code;
-  snprintf(tmp, sizeof tmp, "%s/.agent-XXXXXX", layers);
   if (mkdtemp(tmp) == NULL) return sl_error_errno(err, errno, "mkdtemp in %s", layers);
   chmod(tmp, 0755);
-  snprintf(dir, sizeof dir, "%s%s", tmp, SL_AGENT_DIR);
-  snprintf(file, sizeof file, "%s%s", tmp, SL_AGENT_PATH);
-  int rc = mkdir(dir, 0755) < 0 ? sl_error_errno(err, errno, "mkdir %s", dir) : 0;
+  int rc = 0;
+  if (sl_path_format(dir, sizeof dir, err, "%s%s", tmp, SL_AGENT_DIR) < 0 ||
+      sl_path_format(file, sizeof file, err, "%s%s", tmp, SL_AGENT_PATH) < 0)
+    rc = -err->code;
+  if (rc == 0 && mkdir(dir, 0755) < 0) rc = sl_error_errno(err, errno, "mkdir %s", dir);
   if (rc == 0) rc = copy_file(agent, file, 0755, err);
   /* Losing the rename to a concurrent creator is fine: same content. */
   if (rc == 0 && rename(tmp, path) < 0 && errno != EEXIST && errno != ENOTEMPTY)

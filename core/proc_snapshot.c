@@ -113,7 +113,8 @@ int sl_proc_resume(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err) 
     if (monitor > 0) sl_proc_wait_exit(monitor, 5000);
     sl_error ignored = {0};
     sl_proc_release_paused(info, dir, &ignored);
-    return sl_error_wrap(err, "resume %s (it stays paused)", info->id);
+    /* sl_sandbox_locked adds "resume" and the id. */
+    return sl_error_wrap(err, "sandbox stays paused");
   }
   SL_INFO("sandbox.resumed", "sandbox=%s op=resume launch=%s", info->id,
           restore ? "resume" : "fresh");

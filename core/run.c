@@ -5,6 +5,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,8 @@ typedef struct output_tail {
 } output_tail;
 
 static void tail_push(output_tail *tail, const char *line) {
-  snprintf(tail->lines[tail->next], TAIL_LINE_MAX, "%s", line);
+  /* Long lines are cut on purpose: the tail only ends error messages. */
+  snprintf(tail->lines[tail->next], TAIL_LINE_MAX, "%.*s", TAIL_LINE_MAX - 1, line);
   tail->next = (tail->next + 1) % TAIL_LINES;
   if (tail->count < TAIL_LINES) tail->count++;
 }
@@ -152,6 +154,16 @@ int sl_remove_tree(const char *path, sl_error *err) {
   if (remove_errno != 0)
     return sl_error_errno(err, remove_errno, "remove %s", remove_failed_path);
   return 0;
+}
+
+int sl_path_format(char *buf, size_t len, sl_error *err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
+  if (n >= 0 && (size_t)n < len) return 0;
+  return sl_error_set(err, ENAMETOOLONG, "path too long (%d bytes, at most %zu): %.200s...", n,
+                      len - 1, buf);
 }
 
 int sl_mkdir_p(const char *path, unsigned mode, sl_error *err) {

@@ -23,4 +23,10 @@ int sl_remove_tree(const char *path, sl_error *err);
 /* Create a directory and its missing parents with `mode`. */
 int sl_mkdir_p(const char *path, unsigned mode, sl_error *err);
 
+/* Format a path into `buf` like snprintf. Fails with ENAMETOOLONG,
+ * naming the start of the path, when it does not fit, so that no caller
+ * goes on with a cut path. */
+int sl_path_format(char *buf, size_t len, sl_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 #endif

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +33,16 @@ const sl_backend_ops *sl_backend_ops_for(sl_backend backend, sl_error *err) {
 }
 
 int sl_sandboxes_open(const char *home, sl_sandboxes **out, sl_error *err) {
+  char quoted[SL_SUBJECT_MAX];
   if (home == NULL || home[0] != '/')
-    return sl_error_set(err, EINVAL, "store path must be absolute: %s", home ? home : "(null)");
+    return sl_error_set(err, EINVAL, "store path must be absolute: %s",
+                        sl_subject(quoted, sizeof quoted, home));
   sl_sandboxes *h = calloc(1, sizeof *h);
   if (h == NULL) return sl_error_set(err, ENOMEM, "out of memory");
+  /* The store and catalog name the store in their messages. */
   if (sl_sbstore_open(home, &h->store, err) < 0) {
     free(h);
-    return sl_error_wrap(err, "open store %s", home);
+    return -err->code;
   }
   /* The store's root, normalized: monitors are found by it. */
   snprintf(h->home, sizeof h->home, "%s", sl_sbstore_store(h->store)->root);
@@ -60,7 +64,9 @@ void sl_sandboxes_set_progress(sl_sandboxes *h, sl_line_fn fn, void *data) {
 }
 
 void sl_sandbox_dir(const sl_sandboxes *h, const char *id, char *buf, size_t len) {
-  snprintf(buf, len, "%s/sandboxes/%s", h->home, id);
+  /* Fits SL_SANDBOX_PATH_MAX: the root is at most SL_STORE_ROOT_MAX bytes
+   * and callers pass ids the store validated. */
+  snprintf(buf, len, "%.*s/sandboxes/%.*s", SL_STORE_ROOT_MAX, h->home, SL_SANDBOX_ID_MAX - 1, id);
 }
 
 /* Spec checks */
@@ -128,6 +134,9 @@ static int check_limits(const sl_create_spec *spec, sl_error *err) {
   if (spec->memory && sl_parse_size(spec->memory, &bytes, err) < 0) return -EINVAL;
   if (spec->memory && bytes < 16ULL << 20)
     return sl_error_set(err, EINVAL, "invalid memory limit: \"%s\" (minimum 16M)", spec->memory);
+  if (spec->memory && bytes > INT64_MAX)
+    return sl_error_set(err, EINVAL, "invalid memory limit: \"%s\" (at most %lld bytes)",
+                        spec->memory, (long long)INT64_MAX);
   if (spec->pids < 0 || spec->pids > 4194304)
     return sl_error_set(err, EINVAL, "invalid pids limit: %lld (expected 1..4194304)",
                         (long long)spec->pids);
@@ -137,17 +146,18 @@ static int check_limits(const sl_create_spec *spec, sl_error *err) {
   if (!(spec->cpus >= 0 && spec->cpus <= 1024) || (spec->cpus > 0 && spec->cpus < 0.01))
     return sl_error_set(err, EINVAL, "invalid cpus: %g (expected 0.01..1024, or 0 for no quota)",
                         spec->cpus);
-  if (spec->timeout_sec < 0)
-    return sl_error_set(err, EINVAL, "invalid timeout: %lld (expected seconds >= 0)",
-                        (long long)spec->timeout_sec);
+  if (spec->timeout_sec < 0 || spec->timeout_sec > SL_TIMEOUT_MAX_SEC)
+    return sl_error_set(err, EINVAL, "invalid timeout: %lld (expected whole seconds from 0 to %lld)",
+                        (long long)spec->timeout_sec, SL_TIMEOUT_MAX_SEC);
   return 0;
 }
 
 int sl_sandbox_spec_check(const sl_create_spec *spec, sl_error *err) {
   if (sl_backend_ops_for(spec->backend, err) == NULL) return -err->code;
   const char *tname = spec->template_name ? spec->template_name : SL_TEMPLATE_DEFAULT;
+  char quoted[SL_SUBJECT_MAX];
   if (sl_template_builtin(tname) == NULL)
-    return sl_error_set(err, ENOENT, "template not found: %.100s", tname);
+    return sl_error_set(err, ENOENT, "template not found: %s", sl_subject(quoted, sizeof quoted, tname));
   if (check_limits(spec, err) < 0) return -err->code;
   if ((unsigned)spec->on_timeout > SL_ON_TIMEOUT_PAUSE_FS)
     return sl_error_set(err, EINVAL, "invalid on_timeout: %d (expected kill, pause or pause_fs)",
@@ -196,17 +206,19 @@ int sl_sandbox_list(sl_sandboxes *h, sl_sandbox_info **out, size_t *count, sl_er
 int sl_sandbox_locked(sl_sandboxes *h, const char *id, const char *what, int wait_ms,
                       sl_op_fn fn, void *arg, sl_error *err) {
   sl_sandbox_info info;
-  if (sl_sbstore_get(h->store, id, &info, err) < 0) return sl_error_wrap(err, "%s", what);
+  if (sl_sbstore_get(h->store, id, &info, err) < 0) return -err->code;
   char dir[SL_SANDBOX_PATH_MAX];
   sl_sandbox_dir(h, id, dir, sizeof dir);
   int lock = sl_op_lock(dir, wait_ms, err);
-  if (lock < 0) return sl_error_wrap(err, "%s %s", what, id);
+  if (lock < 0) return sl_error_wrap_subject(err, what, id);
   int rc = sl_sbstore_get(h->store, id, &info, err);
-  if (rc == 0 && info.state == SL_SANDBOX_DEAD)
-    rc = sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", info.end_reason, id);
+  if (rc == 0 && info.state == SL_SANDBOX_DEAD) {
+    sl_op_unlock(lock);
+    return sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", info.end_reason, id);
+  }
   if (rc == 0) rc = fn(h, &info, arg, err);
   sl_op_unlock(lock);
-  if (rc < 0) return sl_error_wrap(err, "%s %s", what, id);
+  if (rc < 0) return sl_error_wrap_subject(err, what, id);
   SL_INFO("sandbox.op", "sandbox=%s op=%s", id, what);
   return 0;
 }
@@ -234,16 +246,16 @@ int sl_sandbox_kill(sl_sandboxes *h, const char *id, sl_error *err) {
 
 int sl_sandbox_remove(sl_sandboxes *h, const char *id, sl_error *err) {
   sl_sandbox_info info;
-  if (sl_sbstore_get(h->store, id, &info, err) < 0) return sl_error_wrap(err, "remove");
+  if (sl_sbstore_get(h->store, id, &info, err) < 0) return -err->code;
   if (info.state != SL_SANDBOX_DEAD)
-    return sl_error_set(err, EBUSY, "remove %s: sandbox is %s (kill it first)", id,
-                        sl_sandbox_state_name(info.state));
+    return sl_error_set(err, EBUSY, "sandbox is %s (kill it first): %s",
+                        sl_sandbox_state_name(info.state), id);
   char dir[SL_SANDBOX_PATH_MAX];
   sl_sandbox_dir(h, id, dir, sizeof dir);
   if (sl_catalog_sandbox_delete(sl_sbstore_catalog(h->store), id, err) < 0)
-    return sl_error_wrap(err, "remove %s", id);
+    return sl_error_wrap_subject(err, "remove", id);
   /* Only files are left: the monitor or gc released the mounts. */
-  if (sl_remove_tree(dir, err) < 0) return sl_error_wrap(err, "remove %s", id);
+  if (sl_remove_tree(dir, err) < 0) return sl_error_wrap_subject(err, "remove", id);
   SL_INFO("sandbox.removed", "sandbox=%s op=remove", id);
   return 0;
 }
@@ -259,15 +271,16 @@ int sl_sandbox_thaw(sl_sandboxes *h, const char *id, sl_error *err) {
 }
 
 int sl_sandbox_set_timeout(sl_sandboxes *h, const char *id, int64_t seconds, sl_error *err) {
-  if (seconds < 0)
-    return sl_error_set(err, EINVAL, "invalid timeout: %lld (expected seconds >= 0)",
-                        (long long)seconds);
+  if (seconds < 0 || seconds > SL_TIMEOUT_MAX_SEC)
+    return sl_error_set(err, EINVAL, "invalid timeout: %lld (expected whole seconds from 0 to %lld)",
+                        (long long)seconds, SL_TIMEOUT_MAX_SEC);
   /* The monitor serializes timeout changes itself, so no op.lock. */
   sl_sandbox_info info;
-  if (sl_sbstore_get(h->store, id, &info, err) < 0) return sl_error_wrap(err, "set_timeout");
+  if (sl_sbstore_get(h->store, id, &info, err) < 0) return -err->code;
   if (info.state == SL_SANDBOX_DEAD)
-    return sl_error_set(err, ESRCH, "set_timeout %s: sandbox has ended (%s)", id, info.end_reason);
-  return do_set_timeout(h, &info, &seconds, err) < 0 ? sl_error_wrap(err, "set_timeout %s", id) : 0;
+    return sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", info.end_reason, id);
+  if (do_set_timeout(h, &info, &seconds, err) < 0) return sl_error_wrap_subject(err, "set_timeout", id);
+  return 0;
 }
 
 /* Delete the layers nothing uses any more (those of deleted snapshots
@@ -315,4 +328,25 @@ int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
   if (collect_layers(h, &layers, err) < 0 && rc == 0) rc = -err->code;
   if (cleaned) *cleaned += layers;
   return rc < 0 ? sl_error_wrap(err, "gc") : 0;
+}
+
+int sl_sandbox_remove_ended(sl_sandboxes *h, int64_t age_ms, int *removed, sl_error *err) {
+  sl_sandbox_info *items;
+  size_t count;
+  if (removed) *removed = 0;
+  if (sl_sbstore_list(h->store, &items, &count, err) < 0) return -err->code;
+  int64_t cutoff = sl_now_ms() - (age_ms > 0 ? age_ms : 0);
+  int rc = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (items[i].state != SL_SANDBOX_DEAD || items[i].ended_at_ms > cutoff) continue;
+    sl_error one = {0};
+    if (sl_sandbox_remove(h, items[i].id, &one) < 0) {
+      SL_WARN("sandbox.remove_failed", "sandbox=%s error=\"%s\"", items[i].id, one.msg);
+      if (rc == 0) rc = sl_error_set(err, one.code, "%s", one.msg);
+      continue;
+    }
+    if (removed) (*removed)++;
+  }
+  free(items);
+  return rc;
 }

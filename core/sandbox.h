@@ -34,16 +34,22 @@
 #define SL_SANDBOX_LABELS_MAX 1024
 #define SL_SANDBOX_PATH_MAX 4096
 
+/* The maximum timeout, in seconds (100 years of 365 days). Create,
+ * set_timeout and the monitor accept 0 (none) to this. */
+#define SL_TIMEOUT_MAX_SEC (100LL * 365 * 24 * 3600)
+
 /* What to create. Zero or NULL fields take the documented default. */
 typedef struct sl_create_spec {
   sl_backend backend;        /* SL_BACKEND_PROCESS (0) */
   const char *template_name; /* default "base" */
-  int64_t timeout_sec;       /* 0: no timeout; counted from creation */
+  int64_t timeout_sec;       /* 0: no timeout; counted from creation; at
+                                most SL_TIMEOUT_MAX_SEC */
   sl_on_timeout on_timeout;  /* kill (default); pause: dump memory and
                                 files to disk (state paused); pause_fs: keep
                                 the files only, a resume boots a fresh agent
                                 on them */
-  const char *memory;        /* memory limit, "512M", "1G"; default "1G" */
+  const char *memory;        /* memory limit, "512M", "1G"; default "1G";
+                                16M to INT64_MAX bytes */
   int64_t pids;              /* max processes and threads; default 1024 */
   int64_t cpu_shares;        /* relative CPU weight on the cpu.shares scale,
                                 2..262144 (1024 is a v1 default); 0 leaves
@@ -145,7 +151,8 @@ int sl_sandbox_remove(sl_sandboxes *h, const char *id, sl_error *err);
 int sl_sandbox_freeze(sl_sandboxes *h, const char *id, sl_error *err);
 int sl_sandbox_thaw(sl_sandboxes *h, const char *id, sl_error *err);
 
-/* Set the timeout to `seconds` from now; 0 removes it. */
+/* Set the timeout to `seconds` from now (at most SL_TIMEOUT_MAX_SEC); 0
+ * removes it. */
 int sl_sandbox_set_timeout(sl_sandboxes *h, const char *id, int64_t seconds, sl_error *err);
 
 /* Create `count` sandboxes from one spec in parallel (forks of one
@@ -240,6 +247,13 @@ int sl_snapshots_delete(sl_sandboxes *h, const char *ref, sl_error *err);
  * nothing uses any more. Writes the number of sandboxes, snapshots and
  * layers cleaned to `cleaned` (may be NULL). */
 int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err);
+
+/* Remove the records and folders of sandboxes that ended at least
+ * `age_ms` milliseconds ago (0: every ended one), as sl_sandbox_remove()
+ * does; their snapshots stay. Writes how many were removed to `removed`
+ * (may be NULL). A sandbox that cannot be removed is logged and skipped,
+ * and the first such failure is returned after the others were tried. */
+int sl_sandbox_remove_ended(sl_sandboxes *h, int64_t age_ms, int *removed, sl_error *err);
 
 /* Check `spec` without creating anything: backend, template name, sizes,
  * limits, env and label syntax. */

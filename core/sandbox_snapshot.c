@@ -29,7 +29,7 @@ static int check_live(const sl_sandbox_info *info, sl_error *err) {
     return sl_error_set(err, EBUSY, "sandbox is still being created: %s", info->id);
   if (info->state == SL_SANDBOX_PAUSED)
     return sl_error_set(err, EINVAL, "sandbox is paused (resume it first): %s", info->id);
-  return sl_error_set(err, ESRCH, "sandbox has ended: %s", info->id);
+  return sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", info->end_reason, info->id);
 }
 
 /* ENOTSUP for an operation a backend does not have (yet). */
@@ -61,7 +61,7 @@ int sl_sandbox_snapshot(sl_sandboxes *h, const char *id, const sl_snapshot_opts 
   if (out != NULL) memset(out, 0, sizeof *out);
   if (opts->wait_ms < 0)
     return sl_error_set(err, EINVAL, "invalid wait: %d ms (expected >= 0)", opts->wait_ms);
-  if (sl_labels_check(opts->labels, err) < 0) return sl_error_wrap(err, "snapshot %s", id);
+  if (sl_labels_check(opts->labels, err) < 0) return sl_error_wrap_subject(err, "snapshot", id);
   snapshot_args args = {opts, out, timing};
   return sl_sandbox_locked(h, id, "snapshot", opts->wait_ms, do_snapshot, &args, err);
 }
@@ -105,9 +105,10 @@ int sl_sandbox_resume(sl_sandboxes *h, const char *id, sl_sandbox_info *out, sl_
 
 int sl_sandbox_connect(sl_sandboxes *h, const char *id, sl_sandbox_info *out, sl_error *err) {
   sl_sandbox_info info;
-  if (sl_sandbox_get(h, id, &info, err) < 0) return sl_error_wrap(err, "connect");
+  /* "sandbox not found" and "sandbox has ended" name the sandbox. */
+  if (sl_sandbox_get(h, id, &info, err) < 0) return -err->code;
   if (info.state == SL_SANDBOX_DEAD)
-    return sl_error_set(err, ESRCH, "connect %s: sandbox has ended (%s)", id, info.end_reason);
+    return sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", info.end_reason, id);
   if (info.state == SL_SANDBOX_PAUSED) return sl_sandbox_resume(h, id, out, err);
   if (out != NULL) *out = info;
   return 0;
@@ -156,9 +157,9 @@ static int do_rollback(sl_sandboxes *h, const sl_sandbox_info *info, void *arg, 
 
 int sl_sandbox_rollback(sl_sandboxes *h, const char *id, const char *snapshot, sl_error *err) {
   sl_snapshot sn = {0};
-  if (snapshot == NULL) return sl_error_set(err, EINVAL, "rollback %s: no snapshot given", id);
+  if (snapshot == NULL) return sl_error_set(err, EINVAL, "missing snapshot for rollback: %s", id);
   if (sl_catalog_snapshot_resolve(catalog_of(h), snapshot, &sn, err) < 0)
-    return sl_error_wrap(err, "rollback %s", id);
+    return sl_error_wrap_subject(err, "rollback", id);
   int rc = sl_sandbox_locked(h, id, "rollback", OP_LOCK_WAIT_MS, do_rollback, &sn, err);
   sl_snapshot_clear(&sn);
   return rc;
@@ -230,12 +231,14 @@ int sl_snapshots_list(sl_sandboxes *h, const sl_snapshot_query *query, sl_snapsh
 
 int sl_snapshots_delete(sl_sandboxes *h, const char *ref, sl_error *err) {
   sl_snapshot sn = {0};
-  int rc = sl_catalog_snapshot_resolve(catalog_of(h), ref, &sn, err);
-  const sl_backend_ops *ops = rc == 0 ? sl_backend_ops_for(sn.backend, err) : NULL;
-  if (rc == 0 && ops == NULL) rc = -err->code;
+  /* "snapshot not found" names the reference and needs no more context. */
+  if (sl_catalog_snapshot_resolve(catalog_of(h), ref, &sn, err) < 0) return -err->code;
+  const sl_backend_ops *ops = sl_backend_ops_for(sn.backend, err);
+  int rc = ops == NULL ? -err->code : 0;
   if (rc == 0 && ops->snapshot_delete == NULL)
     rc = unsupported(sn.backend, "deleting a snapshot", err);
   if (rc == 0) rc = ops->snapshot_delete(h, &sn, err);
+  if (rc < 0) sl_error_wrap_subject(err, "delete snapshot", sn.id);
   sl_snapshot_clear(&sn);
-  return rc < 0 ? sl_error_wrap(err, "delete snapshot") : 0;
+  return rc;
 }

@@ -69,9 +69,12 @@ static void read_option(const char *key, const char *value, int is_string, void 
 
 /* Rows */
 
+/* Fits a PATH_MAX buffer: the root is at most SL_STORE_ROOT_MAX bytes,
+ * ids are validated and `sub` is a short constant. */
 static void sandbox_path(const sl_sbstore *s, const char *id, const char *sub, char *buf,
                          size_t len) {
-  snprintf(buf, len, "%s/sandboxes/%s%s%s", s->store.root, id, sub ? "/" : "", sub ? sub : "");
+  snprintf(buf, len, "%.*s/sandboxes/%.*s%s%.32s", SL_STORE_ROOT_MAX, s->store.root,
+           SL_SANDBOX_ID_MAX - 1, id, sub ? "/" : "", sub ? sub : "");
 }
 
 static void read_end_reason(const sl_sbstore *s, sl_sandbox_info *info) {

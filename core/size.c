@@ -39,6 +39,11 @@ int sl_parse_size(const char *text, uint64_t *out, sl_error *err) {
     value = value * 10 + digit;
   }
 
+  if (*p == '.' || *p == ',')
+    return sl_error_set(err, EINVAL,
+                        "invalid size: \"%s\" (expected a whole number and a unit, such as 1536M "
+                        "for 1.5G)",
+                        text);
   int shift = unit_shift(p);
   if (shift < 0)
     return sl_error_set(err, EINVAL,

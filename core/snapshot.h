@@ -114,7 +114,8 @@ typedef struct sl_fork_result {
 } sl_fork_result;
 
 /* Restore a snapshot into a new fork and set its hostname from the host,
- * joining its UTS namespace, because the agent lacks CAP_SYS_ADMIN. Then
+ * joining its UTS namespace, because the agent lacks CAP_SYS_ADMIN, and
+ * write it to the fork's /etc/hostname as PID 1 does at a fresh start. Then
  * run the agent's post-restore hooks: 32 fresh random bytes mixed into
  * the kernel's pool (a fork must not share its source's random state),
  * and `on_fork`. Call it

@@ -119,13 +119,43 @@ static int set_hostname_of(pid_t init_pid, const char *hostname, sl_error *err) 
   return 0;
 }
 
+/* Write `hostname` to /etc/hostname (mode 0644) in the fork's root, so
+ * that the file agrees with hostname(1) as PID 1 makes it agree at a
+ * fresh start: the restored file still names the snapshot's sandbox. The
+ * path is resolved inside the root (RESOLVE_IN_ROOT), so a symlink the
+ * sandbox planted cannot send the write to a host file, and a symlink
+ * at /etc/hostname itself fails with ELOOP. A root without /etc keeps
+ * none. */
+static int write_hostname_file_in(const char *root, const char *hostname, sl_error *err) {
+  int root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd < 0) return sl_error_errno(err, errno, "cannot open %s", root);
+  struct open_how how = {
+      .flags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+      .mode = 0644,
+      .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+  };
+  int fd = (int)syscall(SYS_openat2, root_fd, "etc/hostname", &how, sizeof how);
+  int saved = errno;
+  close(root_fd);
+  if (fd < 0 && saved == ENOENT) return 0;
+  if (fd < 0) return sl_error_errno(err, saved, "cannot open /etc/hostname in %s", root);
+  char line[80];
+  int n = snprintf(line, sizeof line, "%s\n", hostname);
+  int rc = 0;
+  if (fchmod(fd, 0644) < 0 || write(fd, line, (size_t)n) != n)
+    rc = sl_error_errno(err, errno ? errno : EIO, "cannot write /etc/hostname in %s", root);
+  close(fd);
+  return rc;
+}
+
 /* Connect to the restored agent through a descriptor resolved inside the
  * fork's root, then set the hostname, add entropy and run on_fork. The
  * agent's listening socket is restored by CRIU, so it accepts at once;
  * the retries cover a lazy restore still paging it in. */
 static int run_fork_hooks(const sl_fork_launch *launch, pid_t init_pid, int *exit_code,
                           sl_error *err) {
-  if (launch->hostname != NULL && set_hostname_of(init_pid, launch->hostname, err) < 0)
+  if (launch->hostname != NULL && (set_hostname_of(init_pid, launch->hostname, err) < 0 ||
+                                   write_hostname_file_in(launch->root, launch->hostname, err) < 0))
     return -err->code;
   int sock = sl_agent_socket_open_in_root(launch->root, err);
   if (sock < 0) return sl_error_wrap(err, "agent of the fork");

@@ -10,9 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Room that a root must leave in PATH_MAX for "/sandboxes/<id>/..." paths. */
-#define STORE_PATH_RESERVE 256
-
 static const char *const area_folders[] = {"sandboxes", "snapshots", "layers", "templates"};
 static const sl_id_kind area_kinds[] = {SL_ID_SANDBOX, SL_ID_SNAPSHOT, SL_ID_LAYER};
 #define AREA_COUNT (sizeof area_folders / sizeof area_folders[0])
@@ -25,7 +22,7 @@ static int join_root(const char *base, const char *suffix, char *buf, size_t siz
   size_t len = strlen(base);
   while (len > 1 && base[len - 1] == '/') len--;
   int n = snprintf(buf, size, "%.*s%s", (int)len, base, suffix);
-  if (n < 0 || (size_t)n >= size || (size_t)n + STORE_PATH_RESERVE > PATH_MAX)
+  if (n < 0 || (size_t)n >= size || (size_t)n > SL_STORE_ROOT_MAX)
     return sl_error_set(err, ENAMETOOLONG, "store root too long: %.*s%s", (int)len, base,
                         suffix);
   return 0;
@@ -54,12 +51,16 @@ int sl_store_pick_root(uid_t euid, const char *sandlot_home, const char *xdg_dat
 }
 
 int sl_store_resolve_root(char *buf, size_t size, sl_error *err) {
+  const char *sandlot_home = getenv("SANDLOT_HOME");
+  if (sandlot_home != NULL && sandlot_home[0] == '\0')
+    return sl_error_set(err, EINVAL, "SANDLOT_HOME is set but empty (unset it for the default "
+                                     "store, or set it to an absolute path)");
   const char *home = getenv("HOME");
   char pwbuf[4096];
   struct passwd pw, *found = NULL;
   if (home == NULL && getpwuid_r(geteuid(), &pw, pwbuf, sizeof pwbuf, &found) == 0 && found)
     home = found->pw_dir;
-  return sl_store_pick_root(geteuid(), getenv("SANDLOT_HOME"), getenv("XDG_DATA_HOME"), home,
+  return sl_store_pick_root(geteuid(), sandlot_home, getenv("XDG_DATA_HOME"), home,
                             buf, size, err);
 }
 
@@ -113,10 +114,10 @@ static int create_tree(const char *root, sl_error *err) {
   int rc = create_parents(root, err);
   if (rc < 0) return rc;
   if (mkdir(root, 0700) < 0 && errno != EEXIST)
-    return sl_error_errno(err, errno, "cannot create store root %s", root);
+    return sl_error_errno(err, errno, "cannot create %s", root);
 
   int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (root_fd < 0) return sl_error_errno(err, errno, "cannot open store root %s", root);
+  if (root_fd < 0) return sl_error_errno(err, errno, "cannot open %s", root);
   rc = check_folder(root_fd, root, err);
   for (size_t i = 0; rc == 0 && i < AREA_COUNT; i++)
     rc = ensure_subfolder(root_fd, root, area_folders[i], err);
@@ -141,9 +142,28 @@ int sl_store_open(sl_store *store, const char *root, sl_error *err) {
   if (rc < 0) return rc;
 
   rc = create_tree(chosen, err);
-  if (rc < 0) return sl_error_wrap(err, "open store %s", chosen);
+  if (rc < 0) return sl_error_wrap_subject(err, "open store", chosen);
   memcpy(store->root, chosen, sizeof store->root);
   return 0;
+}
+
+int sl_store_exists(const char *root, sl_error *err) {
+  char catalog[PATH_MAX];
+  struct stat st;
+  if (root == NULL || root[0] != '/')
+    return sl_error_set(err, EINVAL, "invalid store root: %s (must be an absolute path)",
+                        root ? root : "(null)");
+  if (stat(root, &st) < 0) {
+    if (errno == ENOENT) return 0;
+    return sl_error_errno(err, errno, "cannot stat store root %s", root);
+  }
+  if (!S_ISDIR(st.st_mode)) return sl_error_set(err, ENOTDIR, "store root is not a folder: %s", root);
+  int n = snprintf(catalog, sizeof catalog, "%s/catalog.db", root);
+  if (n < 0 || (size_t)n >= sizeof catalog)
+    return sl_error_set(err, ENAMETOOLONG, "store root too long: %s", root);
+  if (stat(catalog, &st) == 0) return 1;
+  if (errno == ENOENT) return 0;
+  return sl_error_errno(err, errno, "cannot stat %s", catalog);
 }
 
 /* Check that `sub` is a relative path without empty, "." or ".." parts. */

@@ -66,6 +66,11 @@ int sl_name_validate(const char *field, const char *name, sl_error *err);
 const char *sl_quote(const char *value, char *buf, size_t size);
 #define SL_QUOTE_SIZE 300
 
+/* The maximum length of a store root. sl_store_pick_root() leaves 256
+ * bytes of PATH_MAX for the paths inside the store, so that
+ * "<root>/sandboxes/<id>/x" always fits a PATH_MAX buffer. */
+#define SL_STORE_ROOT_MAX (PATH_MAX - 256)
+
 /* An open store: its absolute root, without a trailing slash. */
 typedef struct sl_store {
   char root[PATH_MAX];
@@ -85,7 +90,9 @@ int sl_store_pick_root(uid_t euid, const char *sandlot_home, const char *xdg_dat
                        const char *home, char *buf, size_t size, sl_error *err);
 
 /* sl_store_pick_root() with geteuid(), $SANDLOT_HOME, $XDG_DATA_HOME and
- * $HOME (or the password database entry of the user when HOME is unset). */
+ * $HOME (or the password database entry of the user when HOME is unset).
+ * A SANDLOT_HOME that is set but empty fails with EINVAL: it is more
+ * likely a mistake than a request for the default store. */
 int sl_store_resolve_root(char *buf, size_t size, sl_error *err);
 
 /* Open the store at `root` (NULL: sl_store_resolve_root), creating the root
@@ -96,6 +103,12 @@ int sl_store_resolve_root(char *buf, size_t size, sl_error *err);
  * call fails with EPERM and names the folder, because another user could
  * swap files under sandlot. Idempotent. */
 int sl_store_open(sl_store *store, const char *root, sl_error *err);
+
+/* Whether a store exists at `root`: 1 when it has a catalog, 0 when the
+ * root or its catalog is missing. Creates nothing, so read-only callers
+ * (listing sandboxes) can report "none" without making a store. Fails
+ * with ENOTDIR when the root is not a folder. */
+int sl_store_exists(const char *root, sl_error *err);
 
 /* Folders of the store that hold one entry per id or name. */
 typedef enum {

@@ -201,10 +201,11 @@ static int build_into_cache(const sl_template_spec *spec, const char *entry, con
                             sl_line_fn progress, void *data, sl_error *err) {
   char build[PATH_MAX], rootfs[PATH_MAX], spec_path[PATH_MAX], log_path[PATH_MAX];
   char text[16384];
-  snprintf(build, sizeof build, "%s.build", entry);
-  snprintf(rootfs, sizeof rootfs, "%s/rootfs", build);
-  snprintf(spec_path, sizeof spec_path, "%s/spec", build);
-  snprintf(log_path, sizeof log_path, "%s/build.log", build);
+  if (sl_path_format(build, sizeof build, err, "%s.build", entry) < 0 ||
+      sl_path_format(rootfs, sizeof rootfs, err, "%s/rootfs", build) < 0 ||
+      sl_path_format(spec_path, sizeof spec_path, err, "%s/spec", build) < 0 ||
+      sl_path_format(log_path, sizeof log_path, err, "%s/build.log", build) < 0)
+    return -err->code;
 
   /* A build that a crash interrupted leaves this directory behind. */
   if (sl_remove_tree(build, err) < 0) return sl_error_wrap(err, "remove an unfinished build");
@@ -244,14 +245,16 @@ int sl_template_ensure_cached(const sl_template_spec *spec, sl_line_fn progress,
   char digest[SL_SHA256_HEX_LEN + 1];
   if (sl_template_digest(spec, digest, err) < 0) return -err->code;
 
+  /* $SANDLOT_TEMPLATE_CACHE can be any length. */
   char dir[PATH_MAX], entry[PATH_MAX], lock[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s/templates", sl_template_cache_dir());
-  snprintf(entry, sizeof entry, "%s/%s", dir, digest);
-  snprintf(rootfs, len, "%s/rootfs", entry);
+  if (sl_path_format(dir, sizeof dir, err, "%s/templates", sl_template_cache_dir()) < 0 ||
+      sl_path_format(entry, sizeof entry, err, "%s/%s", dir, digest) < 0 ||
+      sl_path_format(rootfs, len, err, "%s/rootfs", entry) < 0 ||
+      sl_path_format(lock, sizeof lock, err, "%s.lock", entry) < 0)
+    return sl_error_wrap(err, "template cache");
   if (is_dir(rootfs)) return 0;
 
   if (sl_mkdir_p(dir, 0755, err) < 0) return sl_error_wrap(err, "template cache");
-  snprintf(lock, sizeof lock, "%s.lock", entry);
   int fd = lock_file(lock, err);
   if (fd < 0) return fd;
   int rc = is_dir(rootfs) ? 0 : build_into_cache(spec, entry, digest, progress, data, err);
@@ -270,9 +273,10 @@ static int same_file_system(const char *a, const char *b) {
 static int import_layer(const char *rootfs, const char *layers, const sl_template_layer *out,
                         sl_error *err) {
   char tmp[PATH_MAX], src[PATH_MAX];
-  snprintf(tmp, sizeof tmp, "%s/.import-XXXXXX", layers);
+  if (sl_path_format(tmp, sizeof tmp, err, "%s/.import-XXXXXX", layers) < 0 ||
+      sl_path_format(src, sizeof src, err, "%s/.", rootfs) < 0)
+    return -err->code;
   if (mkdtemp(tmp) == NULL) return sl_error_errno(err, errno, "mkdtemp in %s", layers);
-  snprintf(src, sizeof src, "%s/.", rootfs);
 
   /* Hardlinks are safe because layers are never written: overlayfs copies
    * a file up before the first write from a sandbox. */

@@ -128,11 +128,11 @@ static int install_modules(const char *modules_tree, const char *out, sl_error *
     rc = order_add(&order, idx, sl_vm_guest_modules[i], 0, err);
 
   char dir[4096], path[4200], list[MODULES_MAX * 65] = "";
-  snprintf(dir, sizeof dir, "%s/modules", out);
+  if (rc == 0) rc = sl_path_format(dir, sizeof dir, err, "%s/modules", out);
   if (rc == 0) rc = sl_mkdir_p(dir, 0755, err);
   for (size_t i = 0; rc == 0 && i < order.n; i++) {
-    snprintf(path, sizeof path, "%s/%s.ko", dir, order.names[i]);
-    rc = sl_copy_sparse(index_find(idx, order.names[i]), path, err);
+    rc = sl_path_format(path, sizeof path, err, "%s/%s.ko", dir, order.names[i]);
+    if (rc == 0) rc = sl_copy_sparse(index_find(idx, order.names[i]), path, err);
     strcat(list, order.names[i]);
     strcat(list, "\n");
   }
@@ -204,24 +204,26 @@ static int kernel_package_of(const char *deb, char *name, size_t name_len, sl_er
 
 static int unpack_kernel(const char *tmp, const char *deb, const char *release, sl_error *err) {
   char x[4096], src[4300], out[4096], dst[4300];
-  snprintf(x, sizeof x, "%s/x", tmp);
+  if (sl_path_format(x, sizeof x, err, "%s/x", tmp) < 0 ||
+      sl_path_format(out, sizeof out, err, "%s/kernel", tmp) < 0)
+    return -err->code;
   const char *argv[] = {"dpkg-deb", "-x", deb, x, NULL};
   int rc = sl_run_output(argv, NULL, err);
-  snprintf(out, sizeof out, "%s/kernel", tmp);
   if (rc == 0) rc = sl_mkdir_p(out, 0755, err);
-  snprintf(src, sizeof src, "%s/boot/vmlinuz-%s", x, release);
-  snprintf(dst, sizeof dst, "%s/vmlinuz", out);
+  if (rc == 0) rc = sl_path_format(src, sizeof src, err, "%s/boot/vmlinuz-%s", x, release);
+  if (rc == 0) rc = sl_path_format(dst, sizeof dst, err, "%s/vmlinuz", out);
   if (rc == 0) rc = sl_copy_sparse(src, dst, err);
-  snprintf(src, sizeof src, "%s/lib/modules/%s/kernel", x, release);
+  if (rc == 0) rc = sl_path_format(src, sizeof src, err, "%s/lib/modules/%s/kernel", x, release);
   if (rc == 0) rc = install_modules(src, out, err);
-  snprintf(dst, sizeof dst, "%s/release", out);
+  if (rc == 0) rc = sl_path_format(dst, sizeof dst, err, "%s/release", out);
   if (rc == 0) rc = sl_write_file_atomic(dst, release, strlen(release), 0644, err);
   return rc;
 }
 
 static int fetch_kernel(const char *cache_dir, const char *final, sl_error *err) {
   char tmp[4096], deb[4096], package[256];
-  snprintf(tmp, sizeof tmp, "%s/kernel.tmp.%d", cache_dir, (int)getpid());
+  if (sl_path_format(tmp, sizeof tmp, err, "%s/kernel.tmp.%d", cache_dir, (int)getpid()) < 0)
+    return -err->code;
   sl_remove_tree(tmp, NULL);
   int rc = sl_mkdir_p(tmp, 0755, err);
   if (rc == 0) rc = apt_download(tmp, SL_VM_KERNEL_PACKAGE, deb, sizeof deb, err);
@@ -229,6 +231,7 @@ static int fetch_kernel(const char *cache_dir, const char *final, sl_error *err)
   if (rc == 0) rc = apt_download(tmp, package, deb, sizeof deb, err);
   const char *release = package + strlen("linux-image-");
   if (rc == 0) rc = unpack_kernel(tmp, deb, release, err);
+  /* tmp fits 4096 bytes, so this fits 4200. */
   char built[4200];
   snprintf(built, sizeof built, "%s/kernel", tmp);
   if (rc == 0 && rename(built, final) < 0) rc = sl_error_errno(err, errno, "rename to %s", final);
@@ -242,7 +245,8 @@ static int fetch_kernel(const char *cache_dir, const char *final, sl_error *err)
 static bool kernel_complete(const char *dir) {
   for (size_t i = 0; sl_vm_guest_modules[i]; i++) {
     char path[4300];
-    snprintf(path, sizeof path, "%s/modules/%s.ko", dir, sl_vm_guest_modules[i]);
+    if (sl_path_format(path, sizeof path, NULL, "%s/modules/%s.ko", dir, sl_vm_guest_modules[i]) < 0)
+      return false;
     if (!sl_path_exists(path)) return false;
   }
   return true;
@@ -250,11 +254,14 @@ static bool kernel_complete(const char *dir) {
 
 static int kernel_load(const char *dir, sl_vm_kernel *k, sl_error *err) {
   char path[4200], *release = NULL;
-  snprintf(path, sizeof path, "%s/release", dir);
-  int rc = sl_read_file(path, sizeof k->release - 1, &release, NULL, err);
+  int rc = sl_path_format(path, sizeof path, err, "%s/release", dir);
+  if (rc == 0) rc = sl_read_file(path, sizeof k->release - 1, &release, NULL, err);
   if (rc < 0) return rc;
-  snprintf(k->dir, sizeof k->dir, "%s", dir);
-  snprintf(k->vmlinuz, sizeof k->vmlinuz, "%s/vmlinuz", dir);
+  if (sl_path_format(k->dir, sizeof k->dir, err, "%s", dir) < 0 ||
+      sl_path_format(k->vmlinuz, sizeof k->vmlinuz, err, "%s/vmlinuz", dir) < 0) {
+    free(release);
+    return -err->code;
+  }
   snprintf(k->release, sizeof k->release, "%s", release);
   free(release);
   return 0;

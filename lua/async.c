@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
+#include "lcore.h"
 #include "task.h"
 
 uv_loop_t *sl_loop(void) { return uv_default_loop(); }
@@ -17,23 +18,23 @@ int sl_async_can_suspend(lua_State *L) {
 void sl_async_check(lua_State *L, const char *fname) {
   if (sl_async_can_suspend(L)) return;
   if (sl_task_of(L) != NULL)
-    luaL_error(L,
-               "%s: cannot suspend across a C call boundary (a metamethod, iterator or "
-               "callback called from C, such as a table.sort comparator); call it "
-               "outside that function",
-               fname);
+    sl_raise(L,
+             "%s: cannot suspend across a C call boundary (a metamethod, iterator or "
+             "callback called from C, such as a table.sort comparator); call it "
+             "outside that function",
+             fname);
   if (lua_pushthread(L)) {
     lua_pop(L, 1);
-    luaL_error(L,
-               "%s: cannot suspend outside a task (luv callbacks run outside tasks); "
-               "run the code in a task with sandlot.spawn(function() ... end)",
-               fname);
+    sl_raise(L,
+             "%s: cannot suspend outside a task (luv callbacks run outside tasks); "
+             "run the code in a task with sandlot.spawn(function() ... end)",
+             fname);
   }
   lua_pop(L, 1);
-  luaL_error(L,
-             "%s: cannot suspend in a coroutine that is not a sandlot task; start it "
-             "with sandlot.spawn instead of coroutine.create or coroutine.wrap",
-             fname);
+  sl_raise(L,
+           "%s: cannot suspend in a coroutine that is not a sandlot task; start it "
+           "with sandlot.spawn instead of coroutine.create or coroutine.wrap",
+           fname);
 }
 
 /* ---- Threadpool work ---- */

@@ -70,8 +70,9 @@ uv_loop_t *sl_loop(void);
  * task (sandlot.spawn, the main script, a REPL chunk) and not behind a C
  * call boundary (metamethod called from C, table.sort comparator, luv
  * callback, plain coroutine). `fname` names the Lua function in the
- * message ("sandlot.sleep"). Call it before allocating anything, because
- * it does not return when it raises. */
+ * message ("sandlot.sleep"), and the position is the first caller outside
+ * sandlot's Lua modules (sl_raise). Call it before allocating anything,
+ * because it does not return when it raises. */
 void sl_async_check(lua_State *L, const char *fname);
 
 /* Returns 1 when sl_async_check() would not raise. */

@@ -24,6 +24,7 @@ static struct {
   volatile sig_atomic_t sigint_pending; /* not yet handled on the loop */
   struct sigaction old_sigint;
   sl_listener main_listener;
+  int main_ref;              /* registry anchor of the main task, for its results */
   int exit_status;
   /* Log records from threads other than the loop's, written by the loop. */
   uv_thread_t loop_thread;
@@ -272,10 +273,30 @@ lua_State *sl_host_open(sl_host_mode mode) {
 
 /* ---- Running ---- */
 
+/* Whether the main task returned a fail tuple (nil, "ENAME: message"),
+ * which the host treats like a raised error: the message is printed. */
+static int returned_failure(void) {
+  lua_State *L = H.L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H.main_ref);
+  int top = lua_gettop(L);
+  int n = sl_task_push_results(L, top);
+  int failed = n >= 2 && lua_isnil(L, top + 1) && lua_type(L, top + 2) == LUA_TSTRING;
+  if (failed) {
+    const char *message = lua_tostring(L, top + 2);
+    char text[2048];
+    int length = snprintf(text, sizeof text, "sandlot: %s\n", message);
+    sl_host_write(stderr, text, length < (int)sizeof text ? (size_t)length : sizeof text - 1);
+  }
+  lua_settop(L, top - 1);
+  return failed;
+}
+
 static void main_ended(sl_listener *listener, sl_task *task) {
   switch (sl_task_status_of(task)) {
   case SL_TASK_DONE:
-    return;
+    if (!returned_failure()) return;
+    H.exit_status = SL_EXIT_FAILED;
+    break;
   case SL_TASK_CANCELLED:
     if (H.exit_status == SL_EXIT_OK) H.exit_status = SL_EXIT_FAILED;
     break;
@@ -284,6 +305,18 @@ static void main_ended(sl_listener *listener, sl_task *task) {
     break;
   }
   sl_sched_cancel_all();
+}
+
+/* List each task that has not ended: its label (where its function is
+ * defined) and the line where it waits. */
+static void print_stuck_tasks(void) {
+  for (sl_task *t = sl_sched_live_first(); t != NULL; t = sl_task_live_next(t)) {
+    char where[256];
+    if (sl_user_position(sl_task_thread(t), where, sizeof where))
+      fprintf(stderr, "  %s, waiting at %s\n", sl_task_label(t), where);
+    else
+      fprintf(stderr, "  %s\n", sl_task_label(t));
+  }
 }
 
 /* Run the loop until no task is left. Tasks that wait for something that
@@ -299,8 +332,9 @@ static void run_until_tasks_end(void) {
       return;
     }
     fprintf(stderr, "sandlot: %d task(s) wait for something that nothing will deliver; "
-                    "cancelling them\n",
+                    "cancelling them:\n",
             sl_sched_live_count());
+    print_stuck_tasks();
     cancelled_stuck = 1;
     sl_sched_cancel_all();
   }
@@ -308,7 +342,7 @@ static void run_until_tasks_end(void) {
 
 int sl_host_run_main(lua_State *L, int nargs) {
   sl_task *main_task = sl_task_spawn(L, nargs);
-  lua_pop(L, 1);
+  H.main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   sl_task_set_plain_report(main_task);
   H.main_listener.fn = main_ended;
   sl_task_listen(main_task, &H.main_listener);

@@ -17,6 +17,7 @@
  * ended. */
 #include <errno.h>
 #include <lauxlib.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -388,13 +389,16 @@ static void file_done(sl_agent *client, const uint8_t *bytes, size_t len, const 
   sl_waiter_resume(w, n);
 }
 
+/* agent:read_file(path, [max]): the bytes of the file; EFBIG when it
+ * has more than `max` bytes (absent or 0: any size). */
 static int l_read_file(lua_State *L) {
   lagent *a = lagent_check(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = sl_check_cstring(L, 2);
+  lua_Integer max = luaL_optinteger(L, 3, 0);
   sl_async_check(L, "sandbox:read_file");
   sl_waiter *w = sl_waiter_new(L, NULL, NULL);
   sl_error err = {0};
-  if (sl_agent_read_file(a->client, path, file_done, w, &err) < 0) {
+  if (sl_agent_read_file_max(a->client, path, max > 0 ? (uint64_t)max : 0, file_done, w, &err) < 0) {
     sl_waiter_free(w);
     return push_failure(L, &err, 0);
   }
@@ -403,7 +407,7 @@ static int l_read_file(lua_State *L) {
 
 static int l_write_file(lua_State *L) {
   lagent *a = lagent_check(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = sl_check_cstring(L, 2);
   size_t len;
   const char *data = luaL_checklstring(L, 3, &len);
   lua_Integer mode = luaL_optinteger(L, 4, 0644);
@@ -434,7 +438,7 @@ static const char **string_list(lua_State *L, int index, const char *name) {
   const char **list = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *list, 0);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, -2, i);
-    list[i - 1] = lua_tostring(L, -1);
+    list[i - 1] = sl_to_cstring(L, -1, name);
     if (list[i - 1] == NULL) luaL_error(L, "%s must list strings", name);
     lua_pop(L, 1); /* the string stays in the table */
   }
@@ -447,15 +451,41 @@ static const char **string_list(lua_State *L, int index, const char *name) {
 
 static const char *opt_string(lua_State *L, int index, const char *name) {
   lua_getfield(L, index, name);
-  const char *s = lua_tostring(L, -1);
+  const char *s = sl_to_cstring(L, -1, name);
   lua_pop(L, 1); /* the string stays in the table */
   return s;
 }
 
+static int flag_field(lua_State *L, int index, const char *name) {
+  lua_getfield(L, index, name);
+  int value = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return value;
+}
+
+/* The capture fields of an exec spec: max_output (bytes per stream, 0 or
+ * absent for all), keep_stdout, keep_stderr, chunk_stdout, chunk_stderr
+ * (booleans) and deadline (seconds, 0 or absent for none). */
+static sl_capture capture_options(lua_State *L, int index) {
+  sl_capture capture = {.limit = SIZE_MAX};
+  lua_getfield(L, index, "max_output");
+  lua_Integer max = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (max > 0) capture.limit = (size_t)max;
+  capture.keep_mask = (flag_field(L, index, "keep_stdout") ? 1 << 1 : 0) |
+                      (flag_field(L, index, "keep_stderr") ? 1 << 2 : 0);
+  capture.chunk_mask = (flag_field(L, index, "chunk_stdout") ? 1 << 1 : 0) |
+                       (flag_field(L, index, "chunk_stderr") ? 1 << 2 : 0);
+  lua_getfield(L, index, "deadline");
+  capture.deadline = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return capture;
+}
+
 /* agent:start(spec, mode). The spec has argv (a list) or command (a
  * string), and optionally env (a list of "NAME=value"), cwd, stdin,
- * stdin_open, timeout_ms and name. The mode is "capture" (exec) or
- * "stream" (spawn). */
+ * stdin_open, timeout_ms, name and the capture fields above. The mode is
+ * "capture" (exec) or "stream" (spawn). */
 static int l_start(lua_State *L) {
   lagent_check(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -476,7 +506,9 @@ static int l_start(lua_State *L) {
   spec.timeout_ms = (int64_t)lua_tointeger(L, -1);
   lua_pop(L, 1);
   const char *name = opt_string(L, 2, "name");
-  return sl_process_start(L, 1, &spec, mode == 0 ? SL_OUTPUT_CAPTURE : SL_OUTPUT_STREAM, name);
+  sl_capture capture = capture_options(L, 2);
+  return sl_process_start(L, 1, &spec, mode == 0 ? SL_OUTPUT_CAPTURE : SL_OUTPUT_STREAM, &capture,
+                          name);
 }
 
 static int l_attach(lua_State *L) {

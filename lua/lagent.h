@@ -10,6 +10,7 @@
 #define SANDLOT_LAGENT_H
 
 #include <lua.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "agent_client.h"
@@ -34,15 +35,31 @@ lagent *lagent_check(lua_State *L, int index);
 
 /* How a process handle keeps output. */
 typedef enum {
-  SL_OUTPUT_CAPTURE, /* exec: keep everything for the result */
+  SL_OUTPUT_CAPTURE, /* exec: keep output for the result (sl_capture) */
   SL_OUTPUT_STREAM,  /* spawn: readers consume it */
 } sl_output_mode;
 
+/* What an exec (SL_OUTPUT_CAPTURE) keeps, per stream: bit 1 << fd is
+ * stdout (1) or stderr (2). */
+typedef struct sl_capture {
+  size_t limit;     /* bytes kept of each stream for the result; SIZE_MAX:
+                       all. Output past it is dropped and the result says
+                       so (stdout_truncated). */
+  int keep_mask;    /* streams kept for the result */
+  int chunk_mask;   /* streams passed to chunk readers (p:_next_chunk), with
+                       flow control, so a slow reader holds back the process
+                       instead of host memory growing */
+  double deadline;  /* seconds after which the waits fail with ETIMEDOUT if
+                       no exit arrived (the agent's kill timeout plus a
+                       grace period); 0: none */
+} sl_capture;
+
 /* Start a process through the agent of the userdata at `agent_index`
  * and suspend until it runs (or failed to start). Returns the new
- * process handle, or the fail tuple. `name` shows in __tostring. */
+ * process handle, or the fail tuple. `name` shows in __tostring.
+ * `capture` is required for SL_OUTPUT_CAPTURE and ignored otherwise. */
 int sl_process_start(lua_State *L, int agent_index, const sl_exec_spec *spec,
-                     sl_output_mode mode, const char *name);
+                     sl_output_mode mode, const sl_capture *capture, const char *name);
 
 /* Follow process `proc` from the given output offsets; returns its
  * handle at once (STREAM mode). */

@@ -1,6 +1,7 @@
 #include "lcore.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "embedded.h"
@@ -14,6 +15,68 @@ static int l_set_exit_status(lua_State *L) {
   luaL_argcheck(L, status >= 0 && status <= 255, 1, "expected 0 to 255");
   sl_host_set_exit_status((int)status);
   return 0;
+}
+
+/* Whether `source` (a chunk name) is one of the embedded modules. */
+static int is_embedded_source(const char *source) {
+  if (source == NULL || source[0] != '@') return 0;
+  for (const sl_embedded_module *m = sl_embedded_modules; m->name != NULL; m++)
+    if (strcmp(source + 1, m->path) == 0) return 1;
+  return 0;
+}
+
+/* sl_user_position() from stack level `first` on. */
+static int position_from(lua_State *T, int first, char *buf, size_t len) {
+  lua_Debug ar;
+  for (int level = first; lua_getstack(T, level, &ar); level++) {
+    if (!lua_getinfo(T, "Sl", &ar) || ar.currentline <= 0) continue;
+    if (is_embedded_source(ar.source)) continue;
+    snprintf(buf, len, "%s:%d", ar.short_src, ar.currentline);
+    return 1;
+  }
+  return 0;
+}
+
+int sl_user_position(lua_State *T, char *buf, size_t len) { return position_from(T, 0, buf, len); }
+
+/* Push "source:line: " of the innermost Lua function that called the
+ * running C function (level 0) and is not part of an embedded module,
+ * or "" when there is none. */
+static void push_user_where(lua_State *L) {
+  char where[LUA_IDSIZE + 32];
+  if (position_from(L, 1, where, sizeof where))
+    lua_pushfstring(L, "%s: ", where);
+  else
+    lua_pushliteral(L, "");
+}
+
+int sl_raise(lua_State *L, const char *fmt, ...) {
+  push_user_where(L);
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+int sl_arg_error(lua_State *L, const char *fname, int arg, const char *message) {
+  return sl_raise(L, "%s: bad argument #%d (%s)", fname, arg, message);
+}
+
+const char *sl_check_cstring(lua_State *L, int index) {
+  size_t len;
+  const char *s = luaL_checklstring(L, index, &len);
+  if (strlen(s) != len) luaL_argerror(L, index, "string contains a NUL byte");
+  return s;
+}
+
+const char *sl_to_cstring(lua_State *L, int index, const char *name) {
+  if (lua_type(L, index) != LUA_TSTRING) return NULL;
+  size_t len;
+  const char *s = lua_tolstring(L, index, &len);
+  if (strlen(s) != len) luaL_error(L, "%s contains a NUL byte", name);
+  return s;
 }
 
 int luaopen_sandlot_core(lua_State *L) {

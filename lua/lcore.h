@@ -10,6 +10,8 @@
 #define SANDLOT_LCORE_H
 
 #include <lua.h>
+#include <stdarg.h>
+#include <stddef.h>
 
 #define SL_BINDINGS(X) \
   X(task)              \
@@ -25,6 +27,31 @@ SL_BINDINGS(SL_DECLARE_BINDING)
 #undef SL_DECLARE_BINDING
 
 int luaopen_sandlot_core(lua_State *L);
+
+/* Raise the formatted message as an error, prefixed with the position of
+ * the innermost caller outside sandlot's embedded modules: a binding
+ * called through the Lua modules of lua/sandlot then points at the user's line, not
+ * at the module's. Does not return. */
+int sl_raise(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Write "file:line" of the innermost Lua function on T's stack that is
+ * not part of an embedded module (the user's code, for a task suspended
+ * inside a sandlot call) into `buf`. Returns 0 when there is none. */
+int sl_user_position(lua_State *T, char *buf, size_t len);
+
+/* luaL_argerror with the public name: raises "FNAME: bad argument #ARG
+ * (MESSAGE)" at the user's line (see sl_raise). `arg` counts as the user
+ * writes the call, so for a method the first argument after self is 1. */
+int sl_arg_error(lua_State *L, const char *fname, int arg, const char *message);
+
+/* The string at `index` for a C API. Raises when it is not a string or
+ * has a NUL byte, where C would cut it short: the Lua modules return
+ * EINVAL for such values before they reach a binding. */
+const char *sl_check_cstring(lua_State *L, int index);
+
+/* The string at `index` (a table field `name`) for a C API, or NULL when
+ * it is not a string. Raises when it has a NUL byte. */
+const char *sl_to_cstring(lua_State *L, int index, const char *name);
 
 /* Make require find sandlot.core and the Lua modules embedded in the
  * binary (the .lua files under lua/sandlot). */

@@ -65,9 +65,16 @@ struct lproc {
   int64_t proc, pid;
   char *name;
   sl_output_mode mode;
-  sl_buf out[3];         /* [1] stdout, [2] stderr */
-  size_t head[3];        /* STREAM: first unread byte. CAPTURE: first byte not
-                            yet passed to a chunk reader */
+  sl_buf out[3];         /* [1] stdout, [2] stderr: output for readers (STREAM)
+                            or chunk readers (CAPTURE, chunk_mask) */
+  size_t head[3];        /* first byte of out[fd] not yet read */
+  sl_buf kept[3];        /* CAPTURE: the result's output, at most `limit` bytes */
+  size_t limit;          /* CAPTURE: bytes kept per stream; SIZE_MAX: all */
+  int keep_mask;         /* CAPTURE: 1 << fd for each stream kept */
+  int chunk_mask;        /* CAPTURE: 1 << fd for each stream for chunk readers */
+  int truncated[3];      /* CAPTURE: output past `limit` was dropped */
+  uv_timer_t *deadline;  /* CAPTURE: fails the waits when no exit arrives */
+  double deadline_s;
   uint64_t received[3];  /* stream offset of the end of out[fd] */
   uint64_t acked[3];     /* stream offset up to which readers' reads were acknowledged */
   proc_state state;
@@ -119,7 +126,10 @@ static lproc *proc_new(lagent *a, sl_output_mode mode, const char *name) {
 static void proc_unref(lproc *p) {
   if (--p->refs > 0) return;
   sl_listener_unlink(&p->pump_listener);
-  for (int fd = 1; fd <= 2; fd++) sl_buf_free(&p->out[fd]);
+  for (int fd = 1; fd <= 2; fd++) {
+    sl_buf_free(&p->out[fd]);
+    sl_buf_free(&p->kept[fd]);
+  }
   lagent_release(p->agent);
   free(p->name);
   free(p);
@@ -164,7 +174,8 @@ static void ack_consumed(lproc *p, int fd) {
 static void consume(lproc *p, int fd, size_t n) {
   sl_buf *b = &p->out[fd];
   p->head[fd] += n;
-  if (p->state == P_RUNNING) ack_consumed(p, fd);
+  /* An exec's client acknowledges output as it arrives. */
+  if (p->state == P_RUNNING && p->mode == SL_OUTPUT_STREAM) ack_consumed(p, fd);
   if (p->head[fd] == b->len) {
     p->head[fd] = b->len = 0;
   } else if (p->head[fd] >= 65536 && p->head[fd] * 2 >= b->len) {
@@ -177,6 +188,50 @@ static void consume(lproc *p, int fd, size_t n) {
 static void send_kill(lproc *p) {
   if (p->agent->client != NULL && p->proc > 0)
     sl_agent_signal(p->agent->client, p->proc, SIGKILL, NULL, NULL, NULL);
+}
+
+/* ---- Deadline (CAPTURE) ---- */
+
+static void timer_closed(uv_handle_t *handle) { free(handle); }
+
+static void stop_deadline(lproc *p) {
+  if (p->deadline == NULL) return;
+  uv_close((uv_handle_t *)p->deadline, timer_closed);
+  p->deadline = NULL;
+}
+
+/* No exit arrived in time because the agent does not reply (a frozen
+ * sandbox, a hung agent). The waits fail with ETIMEDOUT. The kill is sent
+ * now, or when the process starts, so it does not run on after a thaw. */
+static void deadline_expired(uv_timer_t *timer) {
+  lproc *p = timer->data;
+  if (ended(p)) {
+    stop_deadline(p);
+    return;
+  }
+  /* Output callbacks that lag behind hold the process back (flow
+   * control): the host is slow, not the agent, so wait for them. */
+  if (p->flow_paused || p->pump_running || unread(p, 1) > 0 || unread(p, 2) > 0) {
+    uv_timer_start(p->deadline, deadline_expired, 1000, 0);
+    return;
+  }
+  stop_deadline(p);
+  sl_error_set(&p->err, ETIMEDOUT,
+               "the agent reported no exit within %g s (is the sandbox frozen?): %s",
+               p->deadline_s, p->name);
+  if (p->state == P_STARTING) p->kill_when_started = 1;
+  send_kill(p);
+  p->state = P_FAILED;
+  p->failed_connection = 0;
+  check_waits(p);
+}
+
+static void start_deadline(lproc *p, double seconds) {
+  if (seconds <= 0 || (p->deadline = malloc(sizeof *p->deadline)) == NULL) return;
+  uv_timer_init(sl_loop(), p->deadline);
+  p->deadline->data = p;
+  p->deadline_s = seconds;
+  uv_timer_start(p->deadline, deadline_expired, (uint64_t)(seconds * 1000 + 0.5), 0);
 }
 
 /* ---- Callbacks ---- */
@@ -231,11 +286,36 @@ static void on_start(sl_agent_exec *x, int64_t proc, int64_t pid, void *data) {
   check_waits(p);
 }
 
+/* CAPTURE: keep output for the result up to the limit; the rest is
+ * dropped and marked. */
+static void keep_output(lproc *p, int fd, const uint8_t *bytes, size_t len) {
+  if (!(p->keep_mask & (1 << fd))) return;
+  size_t before = p->kept[fd].len;
+  size_t n = p->limit - before < len ? p->limit - before : len;
+  if (n < len) p->truncated[fd] = 1;
+  if (n > 0) sl_buf_append(&p->kept[fd], bytes, n);
+  if (p->kept[fd].failed) {
+    /* Out of memory: the result keeps what it had and is marked cut. */
+    p->kept[fd].failed = 0;
+    p->kept[fd].len = before;
+    p->truncated[fd] = 1;
+  }
+}
+
 static void on_output(sl_agent_exec *x, int fd, const uint8_t *bytes, size_t len, void *data) {
   (void)x;
   lproc *p = data;
-  sl_buf_append(&p->out[fd], bytes, len);
   p->received[fd] += len;
+  /* A released exec is followed only until its kill ends it. */
+  if (p->released) return;
+  if (p->mode == SL_OUTPUT_CAPTURE) {
+    keep_output(p, fd, bytes, len);
+    if (!(p->chunk_mask & (1 << fd))) {
+      check_waits(p);
+      return;
+    }
+  }
+  sl_buf_append(&p->out[fd], bytes, len);
   if (p->out[fd].failed) {
     /* NOTE: out of memory drops this chunk; the stream offsets stay
      * right, so a later chunk is not misplaced, but the bytes are lost. */
@@ -259,6 +339,7 @@ static void on_process_exit(sl_agent_exec *x, const sl_exit_status *st, const sl
     proc_unref(p); /* flow_check stopped following on purpose */
     return;
   }
+  stop_deadline(p);
   p->end_ns = uv_hrtime();
   if (st != NULL) {
     p->state = P_EXITED;
@@ -310,7 +391,8 @@ static void follow_again(lproc *p) {
 }
 
 static void flow_check(lproc *p) {
-  if (p->mode != SL_OUTPUT_STREAM || p->state != P_RUNNING || p->released) return;
+  if (p->state != P_RUNNING || p->released) return;
+  if (p->mode == SL_OUTPUT_CAPTURE && p->chunk_mask == 0) return;
   int want_end = has_wait(p, W_EXIT) || has_wait(p, W_ALL);
   int over = unread(p, 1) > FLOW_HIGH || unread(p, 2) > FLOW_HIGH;
   int under = unread(p, 1) < FLOW_LOW && unread(p, 2) < FLOW_LOW;
@@ -360,10 +442,16 @@ static void push_status(lua_State *T, const lproc *p) {
   lua_pushinteger(T, p->pid);
   lua_setfield(T, -2, "pid");
   if (p->mode == SL_OUTPUT_CAPTURE) {
-    lua_pushlstring(T, (const char *)p->out[1].data, p->out[1].len);
-    lua_setfield(T, -2, "stdout");
-    lua_pushlstring(T, (const char *)p->out[2].data, p->out[2].len);
-    lua_setfield(T, -2, "stderr");
+    static const char *const names[3][2] = {
+        {NULL, NULL}, {"stdout", "stdout_truncated"}, {"stderr", "stderr_truncated"}};
+    for (int fd = 1; fd <= 2; fd++) {
+      if (p->keep_mask & (1 << fd)) {
+        lua_pushlstring(T, (const char *)p->kept[fd].data, p->kept[fd].len);
+        lua_setfield(T, -2, names[fd][0]);
+      }
+      lua_pushboolean(T, p->truncated[fd]);
+      lua_setfield(T, -2, names[fd][1]);
+    }
   }
 }
 
@@ -385,12 +473,10 @@ static int complete_line(lproc *p, pwait *w, lua_State *T) {
 
 static int complete_chunk(lproc *p, lua_State *T) {
   for (int fd = 1; fd <= 2; fd++) {
-    size_t n = p->out[fd].len - p->head[fd];
+    size_t n = unread(p, fd);
     if (n == 0) continue;
     lua_pushinteger(T, fd);
-    lua_pushlstring(T, (const char *)p->out[fd].data + p->head[fd], n);
-    p->head[fd] = p->out[fd].len;
-    return 2;
+    return 1 + push_bytes(T, p, fd, n, 0);
   }
   if (!ended(p)) return -1;
   return push_end(T, p);
@@ -407,7 +493,10 @@ static int try_complete(lproc *p, pwait *w, lua_State *T) {
   switch (w->kind) {
   case W_START:
     if (p->state == P_STARTING) return -1;
-    if (p->state == P_FAILED) return push_failure(T, p);
+    if (p->state == P_FAILED) {
+      drop_self_ref(p); /* no task receives the handle: let __gc release it */
+      return push_failure(T, p);
+    }
     lua_rawgeti(T, LUA_REGISTRYINDEX, p->self_ref);
     drop_self_ref(p);
     return 1;
@@ -431,8 +520,6 @@ static int try_complete(lproc *p, pwait *w, lua_State *T) {
   }
   return -1;
 }
-
-static void timer_closed(uv_handle_t *handle) { free(handle); }
 
 static void wait_free(pwait *w) {
   if (w->timer != NULL) uv_close((uv_handle_t *)w->timer, timer_closed);
@@ -506,10 +593,15 @@ static process_ud *push_handle(lua_State *L, int agent_index, lproc *p) {
 }
 
 int sl_process_start(lua_State *L, int agent_index, const sl_exec_spec *spec,
-                     sl_output_mode mode, const char *name) {
+                     sl_output_mode mode, const sl_capture *capture, const char *name) {
   lagent *a = lagent_check(L, agent_index);
   sl_async_check(L, "sandbox:exec");
   lproc *p = proc_new(a, mode, name);
+  if (p != NULL && mode == SL_OUTPUT_CAPTURE) {
+    p->limit = capture->limit;
+    p->keep_mask = capture->keep_mask;
+    p->chunk_mask = capture->chunk_mask;
+  }
   pwait *w = calloc(1, sizeof *w);
   if (p == NULL || w == NULL) {
     if (p != NULL) proc_unref(p);
@@ -525,6 +617,7 @@ int sl_process_start(lua_State *L, int agent_index, const sl_exec_spec *spec,
     return push_failure(L, p);
   }
   p->refs++; /* the followed exec */
+  if (mode == SL_OUTPUT_CAPTURE) start_deadline(p, capture->deadline);
   lua_pushvalue(L, -1);
   p->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
@@ -560,15 +653,29 @@ int sl_process_attach(lua_State *L, int agent_index, int64_t proc, int64_t pid,
 
 /* ---- Methods ---- */
 
-static lproc *check_proc(lua_State *L) {
-  process_ud *ud = luaL_checkudata(L, 1, SL_PROCESS_MT);
-  if (ud->p == NULL) luaL_error(L, "attempt to use a closed process handle");
+/* The handle at index 1, for method `fname`; raises on a closed one with
+ * the message liolib uses for closed files. */
+static lproc *check_proc(lua_State *L, const char *fname) {
+  process_ud *ud = luaL_testudata(L, 1, SL_PROCESS_MT);
+  if (ud == NULL)
+    sl_raise(L, "%s: expected a process handle as self (call it with a colon), got %s", fname,
+             luaL_typename(L, 1));
+  if (ud->p == NULL) sl_raise(L, "attempt to use a closed process handle");
   return ud->p;
 }
 
-static int stream_arg(lua_State *L, int index) {
-  static const char *const names[] = {"stdout", "stderr", NULL};
-  return luaL_checkoption(L, index, "stdout", names) + 1;
+/* The fd of the stream named at `index` ("stdout", the default, or
+ * "stderr"); `arg` is its position in the user's call. */
+static int stream_arg(lua_State *L, int index, const char *fname, int arg) {
+  if (lua_isnoneornil(L, index)) return 1;
+  const char *name = lua_tostring(L, index);
+  if (lua_type(L, index) == LUA_TSTRING && strcmp(name, "stdout") == 0) return 1;
+  if (lua_type(L, index) == LUA_TSTRING && strcmp(name, "stderr") == 0) return 2;
+  if (lua_type(L, index) != LUA_TSTRING)
+    return sl_arg_error(L, fname, arg, lua_pushfstring(L, "expected \"stdout\" or \"stderr\", got %s",
+                                                       luaL_typename(L, index)));
+  return sl_arg_error(L, fname, arg, lua_pushfstring(L, "expected \"stdout\" or \"stderr\", got \"%s\"",
+                                                     name));
 }
 
 /* Suspend until a wait of `kind` completes, or return its results at
@@ -604,48 +711,60 @@ static int wait_for(lua_State *L, lproc *p, const char *fname, wait_kind kind, i
 
 static void require_mode(lua_State *L, lproc *p, sl_output_mode mode, const char *fname) {
   if (p->mode != mode)
-    luaL_error(L, "%s: not available on this handle (%s)", fname,
-               mode == SL_OUTPUT_STREAM ? "its output is captured" : "its output is streamed");
+    sl_raise(L, "%s: not available on this handle (%s)", fname,
+             mode == SL_OUTPUT_STREAM ? "its output is captured" : "its output is streamed");
   if (mode == SL_OUTPUT_STREAM && p->pump_mask != 0)
-    luaL_error(L, "%s: output goes to the on_stdout/on_stderr callbacks of this process", fname);
+    sl_raise(L, "%s: output goes to the on_stdout/on_stderr callbacks of this process", fname);
 }
 
 /* p:read([max [, stream]]): up to `max` bytes once any are there; nil at
  * the end. */
 static int l_read(lua_State *L) {
-  lproc *p = check_proc(L);
-  lua_Integer max = luaL_optinteger(L, 2, READ_DEFAULT);
-  luaL_argcheck(L, max > 0, 2, "expected a byte count > 0");
-  int fd = stream_arg(L, 3);
+  lproc *p = check_proc(L, "process:read");
+  lua_Integer max = READ_DEFAULT;
+  if (!lua_isnoneornil(L, 2)) {
+    int is_integer = 0;
+    max = lua_tointegerx(L, 2, &is_integer);
+    if (!is_integer || max <= 0)
+      sl_arg_error(L, "process:read", 1,
+                   lua_pushfstring(L, "expected a byte count > 0, got %s", luaL_tolstring(L, 2, NULL)));
+  }
+  int fd = stream_arg(L, 3, "process:read", 2);
   require_mode(L, p, SL_OUTPUT_STREAM, "process:read");
   return wait_for(L, p, "process:read", W_READ, fd, (size_t)max, 0);
 }
 
 static int l_read_line(lua_State *L) {
-  lproc *p = check_proc(L);
-  int fd = stream_arg(L, 2);
+  lproc *p = check_proc(L, "process:read_line");
+  int fd = stream_arg(L, 2, "process:read_line", 1);
   require_mode(L, p, SL_OUTPUT_STREAM, "process:read_line");
   return wait_for(L, p, "process:read_line", W_LINE, fd, 0, 0);
 }
 
 static int l_read_all(lua_State *L) {
-  lproc *p = check_proc(L);
-  int fd = stream_arg(L, 2);
+  lproc *p = check_proc(L, "process:read_all");
+  int fd = stream_arg(L, 2, "process:read_all", 1);
   require_mode(L, p, SL_OUTPUT_STREAM, "process:read_all");
   return wait_for(L, p, "process:read_all", W_ALL, fd, 0, 0);
 }
 
 static int l_wait(lua_State *L) {
-  lproc *p = check_proc(L);
-  lua_Number timeout = luaL_optnumber(L, 2, 0);
-  luaL_argcheck(L, timeout >= 0 && timeout <= 1e9, 2, "expected seconds >= 0");
+  lproc *p = check_proc(L, "process:wait");
+  lua_Number timeout = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    int is_number = 0;
+    timeout = lua_tonumberx(L, 2, &is_number);
+    if (!is_number || !(timeout >= 0 && timeout <= 1e9))
+      sl_arg_error(L, "process:wait", 1,
+                   lua_pushfstring(L, "expected seconds from 0 to 1e9, got %s", luaL_tolstring(L, 2, NULL)));
+  }
   return wait_for(L, p, "process:wait", W_EXIT, 0, 0, timeout);
 }
 
 /* p:_next_chunk(): fd and bytes of the next output (CAPTURE handles), nil
  * at the end. */
 static int l_next_chunk(lua_State *L) {
-  lproc *p = check_proc(L);
+  lproc *p = check_proc(L, "process:_next_chunk");
   require_mode(L, p, SL_OUTPUT_CAPTURE, "process:_next_chunk");
   return wait_for(L, p, "sandbox:exec", W_CHUNK, 0, 0, 0);
 }
@@ -653,7 +772,7 @@ static int l_next_chunk(lua_State *L) {
 /* p:_set_pump(fn, stdout, stderr): run fn as a task whenever output of a
  * chosen stream arrives; fn takes it with p:_take(). */
 static int l_set_pump(lua_State *L) {
-  lproc *p = check_proc(L);
+  lproc *p = check_proc(L, "process:_set_pump");
   luaL_checktype(L, 2, LUA_TFUNCTION);
   int mask = (lua_toboolean(L, 3) ? 1 << 1 : 0) | (lua_toboolean(L, 4) ? 1 << 2 : 0);
   drop_pump(p);
@@ -667,7 +786,7 @@ static int l_set_pump(lua_State *L) {
 
 /* p:_take(): fd and bytes of output waiting for a callback, or nil. */
 static int l_take(lua_State *L) {
-  lproc *p = check_proc(L);
+  lproc *p = check_proc(L, "process:_take");
   for (int fd = 1; fd <= 2; fd++) {
     if (!(p->pump_mask & (1 << fd)) || unread(p, fd) == 0) continue;
     lua_pushinteger(L, fd);
@@ -701,6 +820,9 @@ static void release(process_ud *ud) {
   fail_waits(p, "process handle closed");
   drop_pump(p);
   drop_self_ref(p);
+  stop_deadline(p);
+  /* An exec held back by flow control is followed again, to be killed. */
+  if (p->mode == SL_OUTPUT_CAPTURE && p->flow_paused && p->x == NULL) follow_again(p);
   if (p->x != NULL) {
     if (p->state == P_STARTING)
       p->kill_when_started = 1;
@@ -719,7 +841,7 @@ static int l_close(lua_State *L) {
 }
 
 static int l_agent(lua_State *L) {
-  check_proc(L);
+  check_proc(L, "process:_agent");
   lua_getiuservalue(L, 1, 1);
   return 1;
 }

@@ -1,5 +1,6 @@
-/* sandlot.core bindings of the sandbox API (core/sandbox.h): create, get,
- * list, kill, freeze, thaw, set_timeout and gc, each run on the uv
+/* sandlot.core bindings of the sandbox API (core/sandbox.h): create,
+ * create_many, get, list, kill, remove, freeze, thaw, set_timeout and
+ * gc, each run on the uv
  * threadpool while the calling task is suspended.
  *
  * One core handle serves the whole host process. It is opened on first
@@ -19,6 +20,7 @@
 #include "lcore.h"
 #include "lsandbox.h"
 #include "log.h"
+#include "proc_cgroup.h"
 #include "sandbox.h"
 #include "store.h"
 
@@ -111,16 +113,19 @@ static int l_on_template_progress(lua_State *L) {
 
 /* ---- The core handle ---- */
 
-/* Pool thread: the handle, opened on first use. */
-int sl_lua_sandboxes(sl_sandboxes **out, sl_error *err) {
+/* Pool thread: the handle, opened on first use. Without `create`, a
+ * store that does not exist yet is left alone: `*out` is then NULL. */
+int sl_lua_sandboxes(sl_sandboxes **out, bool create, sl_error *err) {
   int rc = 0;
   pthread_mutex_lock(&S.lock);
   if (S.handle == NULL) {
     char root[PATH_MAX];
     snprintf(root, sizeof root, "%s", S.home);
     if (root[0] == '\0') rc = sl_store_resolve_root(root, sizeof root, err);
-    if (rc == 0) rc = sl_sandboxes_open(root, &S.handle, err);
-    if (rc == 0) {
+    int exists = rc == 0 && !create ? sl_store_exists(root, err) : 1;
+    if (exists < 0) rc = exists;
+    if (rc == 0 && exists) rc = sl_sandboxes_open(root, &S.handle, err);
+    if (rc == 0 && exists) {
       snprintf(S.home, sizeof S.home, "%s", root);
       sl_sandboxes_set_progress(S.handle, sl_lua_progress_line, NULL);
     }
@@ -134,8 +139,11 @@ int sl_lua_sandboxes(sl_sandboxes **out, sl_error *err) {
  * with EINVAL for a relative path; raises once sandboxes were used at
  * another store. */
 static int l_set_home(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  if (path[0] != '/') return sl_push_fail(L, EINVAL, "store path must be absolute: %s", path);
+  const char *path = sl_check_cstring(L, 1);
+  char quoted[SL_SUBJECT_MAX];
+  if (path[0] != '/')
+    return sl_push_fail(L, EINVAL, "store path must be absolute: %s",
+                        sl_subject(quoted, sizeof quoted, path));
   if (strlen(path) >= sizeof S.home) return sl_push_fail(L, ENAMETOOLONG, "store path too long");
   pthread_mutex_lock(&S.lock);
   int busy = S.handle != NULL && strcmp(S.home, path) != 0;
@@ -187,16 +195,38 @@ typedef struct {
   sl_sandbox_info *list;
   size_t count;
   int cleaned;
+  int removed;           /* OP_GC: records of ended sandboxes removed */
   int rc;
   int pushed;
   sl_error err;
 } sb_work;
 
+void sl_lua_store_root(char *buf, size_t len) {
+  pthread_mutex_lock(&S.lock);
+  snprintf(buf, len, "%s", S.home);
+  pthread_mutex_unlock(&S.lock);
+  if (buf[0] == '\0' && sl_store_resolve_root(buf, len, NULL) < 0) snprintf(buf, len, "(none)");
+}
+
+/* Pool thread: the result of a read-only call when no store exists:
+ * no sandboxes, so nothing to list or collect and no id to find. */
+static void run_without_store(sb_work *w) {
+  char root[PATH_MAX], quoted[SL_SUBJECT_MAX];
+  if (w->op == OP_LIST || w->op == OP_GC) return;
+  sl_lua_store_root(root, sizeof root);
+  w->rc = sl_error_set(&w->err, ENOENT, "sandbox not found (no store at %s): %s", root,
+                       sl_subject(quoted, sizeof quoted, w->id));
+}
+
 static void work_run(void *data) {
   sb_work *w = data;
   sl_sandboxes *h;
-  w->rc = sl_lua_sandboxes(&h, &w->err);
+  w->rc = sl_lua_sandboxes(&h, w->op == OP_CREATE || w->op == OP_CREATE_MANY, &w->err);
   if (w->rc < 0) return;
+  if (h == NULL) {
+    run_without_store(w);
+    return;
+  }
   switch (w->op) {
   case OP_CREATE: w->rc = sl_sandbox_create(h, &w->spec, &w->info, &w->err); break;
   case OP_CREATE_MANY:
@@ -211,7 +241,11 @@ static void work_run(void *data) {
   case OP_FREEZE: w->rc = sl_sandbox_freeze(h, w->id, &w->err); break;
   case OP_THAW: w->rc = sl_sandbox_thaw(h, w->id, &w->err); break;
   case OP_SET_TIMEOUT: w->rc = sl_sandbox_set_timeout(h, w->id, w->seconds, &w->err); break;
-  case OP_GC: w->rc = sl_sandbox_gc(h, &w->cleaned, &w->err); break;
+  case OP_GC:
+    w->rc = sl_sandbox_gc(h, &w->cleaned, &w->err);
+    if (w->rc == 0 && w->seconds >= 0)
+      w->rc = sl_sandbox_remove_ended(h, w->seconds * 1000, &w->removed, &w->err);
+    break;
   }
 }
 
@@ -301,7 +335,8 @@ static int work_push(lua_State *T, void *data) {
     return 1;
   case OP_GC:
     lua_pushinteger(T, w->cleaned);
-    return 1;
+    lua_pushinteger(T, w->removed);
+    return 2;
   default:
     lua_pushboolean(T, 1);
     return 1;
@@ -313,8 +348,9 @@ static void strv_free(char **v) {
   free(v);
 }
 
-/* A kill for a sandbox whose create was cancelled while it ran. No task
- * received it, so it must not stay behind. */
+/* A kill that no task waits for: of a sandbox whose create was cancelled
+ * while it ran (no task received it, so it must not stay behind), or of
+ * a sandbox object closed where it could not suspend. */
 typedef struct {
   uv_work_t req;
   char id[SL_SANDBOX_ID_MAX];
@@ -324,8 +360,10 @@ static void orphan_kill_run(uv_work_t *req) {
   orphan_kill *k = req->data;
   sl_sandboxes *h;
   sl_error err = {0};
-  if (sl_lua_sandboxes(&h, &err) == 0 && sl_sandbox_kill(h, k->id, &err) < 0)
-    SL_WARN("sandbox.cancelled_create", "sandbox=%s error=%s", k->id, err.msg);
+  int rc = sl_lua_sandboxes(&h, true, &err);
+  if (rc == 0) rc = sl_sandbox_kill(h, k->id, &err);
+  if (rc < 0 && err.code != ESRCH)
+    SL_WARN("sandbox.detached_kill_failed", "sandbox=%s error=\"%s\"", k->id, err.msg);
 }
 
 static void orphan_kill_done(uv_work_t *req, int status) {
@@ -372,6 +410,11 @@ static int queue(lua_State *L, sb_work *w) {
 static const char *spec_string(lua_State *L, sb_work *w, int slot, const char *name) {
   lua_getfield(L, 1, name);
   const char *value = lua_tostring(L, -1);
+  size_t len = value != NULL ? lua_rawlen(L, -1) : 0;
+  if (value != NULL && strlen(value) != len) {
+    work_free(w);
+    luaL_error(L, "Sandbox.create: %s contains a NUL byte", name);
+  }
   if (value != NULL && (w->strings[slot] = strdup(value)) == NULL) {
     work_free(w);
     luaL_error(L, "not enough memory");
@@ -389,7 +432,13 @@ static char **spec_list(lua_State *L, sb_work *w, const char *name) {
   char **list = calloc((size_t)n + 1, sizeof *list);
   for (lua_Integer i = 1; list != NULL && i <= n; i++) {
     lua_geti(L, -1, i);
-    const char *s = lua_tostring(L, -1);
+    size_t len = 0;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (s != NULL && strlen(s) != len) {
+      strv_free(list);
+      work_free(w);
+      luaL_error(L, "Sandbox.create: %s contains a NUL byte", name);
+    }
     list[i - 1] = strdup(s ? s : "");
     lua_pop(L, 1);
     if (list[i - 1] == NULL) {
@@ -467,7 +516,7 @@ static int l_create(lua_State *L) {
 /* ---- Other calls ---- */
 
 static int queue_id_op(lua_State *L, sb_op op, const char *fname) {
-  const char *id = luaL_checkstring(L, 1);
+  const char *id = sl_check_cstring(L, 1);
   sl_async_check(L, fname);
   sb_work *w = work_new(L, op);
   w->id = strdup(id);
@@ -486,13 +535,14 @@ static int l_thaw(lua_State *L) { return queue_id_op(L, OP_THAW, "sandbox:thaw")
 
 static int l_set_timeout(lua_State *L) {
   lua_Integer seconds = luaL_checkinteger(L, 2);
-  if (seconds < 0) return sl_push_fail(L, EINVAL, "invalid timeout: %lld (expected seconds >= 0)",
-                                       (long long)seconds);
+  if (seconds < 0 || seconds > SL_TIMEOUT_MAX_SEC)
+    return sl_push_fail(L, EINVAL, "invalid timeout: %lld (expected whole seconds from 0 to %lld)",
+                        (long long)seconds, SL_TIMEOUT_MAX_SEC);
   lua_settop(L, 1);
   sl_async_check(L, "sandbox:set_timeout");
   sb_work *w = work_new(L, OP_SET_TIMEOUT);
   w->seconds = seconds;
-  w->id = strdup(luaL_checkstring(L, 1));
+  w->id = strdup(sl_check_cstring(L, 1));
   if (w->id == NULL) {
     work_free(w);
     return luaL_error(L, "not enough memory");
@@ -505,9 +555,23 @@ static int l_list(lua_State *L) {
   return queue(L, work_new(L, OP_LIST));
 }
 
+/* core.sandbox_gc([keep_seconds]): gc, then with `keep_seconds` remove
+ * the records of sandboxes that ended at least that long ago. Returns
+ * how many sandboxes were cleaned and how many records removed. */
 static int l_gc(lua_State *L) {
+  lua_Integer keep = luaL_optinteger(L, 1, -1);
   sl_async_check(L, "sandlot.gc");
-  return queue(L, work_new(L, OP_GC));
+  sb_work *w = work_new(L, OP_GC);
+  w->seconds = keep < 0 ? -1 : keep;
+  return queue(L, w);
+}
+
+/* core.sandbox_kill_detached(id): kill the sandbox on the pool without
+ * waiting, for a sandbox object closed where its task cannot suspend
+ * (the __close of a failed task). Failures are logged. */
+static int l_kill_detached(lua_State *L) {
+  kill_orphan(sl_check_cstring(L, 1));
+  return 0;
 }
 
 /* core.async_check(name): raise the error of a suspending function
@@ -515,6 +579,45 @@ static int l_gc(lua_State *L) {
 static int l_async_check(lua_State *L) {
   sl_async_check(L, luaL_checkstring(L, 1));
   return 0;
+}
+
+/* core.cgroups_frozen(cgroups): whether the freezer of a process sandbox
+ * (the record's `cgroups`, controller -> folder) is frozen or freezing.
+ * A read of one cgroup file on the loop thread, cheap enough to run
+ * before every agent request. */
+static int l_cgroups_frozen(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  char text[SL_SANDBOX_PATH_MAX];
+  size_t used = 0;
+  text[0] = '\0';
+  lua_pushnil(L);
+  while (lua_next(L, 1) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING && used < sizeof text) {
+      int n = snprintf(text + used, sizeof text - used, "%s=%s\n", lua_tostring(L, -2),
+                       lua_tostring(L, -1));
+      used = n < 0 ? sizeof text : used + (size_t)n;
+    }
+    lua_pop(L, 1);
+  }
+  sl_cgroup cgroup;
+  int frozen = used > 0 && used < sizeof text && sl_cgroup_parse(text, &cgroup, NULL) == 0 &&
+               sl_cgroup_is_frozen(&cgroup);
+  lua_pushboolean(L, frozen);
+  return 1;
+}
+
+/* core.can_suspend(): whether the running code may call a suspending
+ * function (sl_async_can_suspend). */
+static int l_can_suspend(lua_State *L) {
+  lua_pushboolean(L, sl_async_can_suspend(L));
+  return 1;
+}
+
+/* core.raise(message): raise `message` at the first caller outside
+ * sandlot's Lua modules (sl_raise), for argument errors of the public API
+ * whatever the depth of the module's call chain. */
+static int l_raise(lua_State *L) {
+  return sl_raise(L, "%s", luaL_checkstring(L, 1));
 }
 
 /* ---- Setup and shutdown ---- */
@@ -550,13 +653,19 @@ void sl_open_sandbox(lua_State *L) {
       {"sandbox_thaw", l_thaw},
       {"sandbox_set_timeout", l_set_timeout},
       {"sandbox_gc", l_gc},
+      {"sandbox_kill_detached", l_kill_detached},
       {"set_home", l_set_home},
       {"home", l_home},
       {"on_template_progress", l_on_template_progress},
       {"async_check", l_async_check},
+      {"raise", l_raise},
+      {"can_suspend", l_can_suspend},
+      {"cgroups_frozen", l_cgroups_frozen},
       {NULL, NULL},
   };
   luaL_setfuncs(L, functions, 0);
+  lua_pushinteger(L, SL_TIMEOUT_MAX_SEC);
+  lua_setfield(L, -2, "timeout_max");
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   S.main = lua_tothread(L, -1);

@@ -11,6 +11,7 @@
  * frozen) and duration (seconds of the whole call). */
 #include <errno.h>
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,11 +49,30 @@ typedef struct {
   sl_error err;
 } snap_work;
 
+/* Pool thread: the result of a call when no store exists: no snapshots
+ * to list, and no snapshot or sandbox to find. */
+static void run_without_store(snap_work *w) {
+  char root[PATH_MAX], quoted[SL_SUBJECT_MAX];
+  if (w->op == OP_LIST) return;
+  sl_lua_store_root(root, sizeof root);
+  if (w->op == OP_GET || w->op == OP_DELETE)
+    w->rc = sl_error_set(&w->err, ENOENT, "snapshot not found (no store at %s): %s", root,
+                         sl_subject(quoted, sizeof quoted, w->ref));
+  else
+    w->rc = sl_error_set(&w->err, ENOENT, "sandbox not found (no store at %s): %s", root,
+                         sl_subject(quoted, sizeof quoted, w->id));
+}
+
 static void work_run(void *data) {
   snap_work *w = data;
   sl_sandboxes *h;
-  w->rc = sl_lua_sandboxes(&h, &w->err);
+  /* Only a create makes a store: every call here needs one that exists. */
+  w->rc = sl_lua_sandboxes(&h, false, &w->err);
   if (w->rc < 0) return;
+  if (h == NULL) {
+    run_without_store(w);
+    return;
+  }
   sl_snapshot_opts snap = {w->name, w->tag, (const char *const *)w->labels, w->files_only,
                            w->wait_ms};
   sl_pause_opts pause = {w->files_only, w->wait_ms};
@@ -165,10 +185,16 @@ static snap_work *work_new(lua_State *L, snap_op op, const char *fname) {
   return w;
 }
 
-/* Copy the string at `index` (or NULL for nil) into *slot. */
-static void copy_arg(lua_State *L, snap_work *w, int index, char **slot) {
-  const char *value = lua_tostring(L, index);
+/* Copy the string at `index` (NULL when it is not a string) into *slot.
+ * Raises on a NUL byte, which the Lua layer rejects with EINVAL first. */
+static void copy_arg(lua_State *L, snap_work *w, int index, const char *name, char **slot) {
+  size_t len = 0;
+  const char *value = lua_type(L, index) == LUA_TSTRING ? lua_tolstring(L, index, &len) : NULL;
   if (value == NULL) return;
+  if (strlen(value) != len) {
+    work_free(w);
+    luaL_error(L, "%s contains a NUL byte", name);
+  }
   *slot = strdup(value);
   if (*slot == NULL) {
     work_free(w);
@@ -179,7 +205,7 @@ static void copy_arg(lua_State *L, snap_work *w, int index, char **slot) {
 /* Copy the string field `key` of the table at `index`. */
 static void copy_field(lua_State *L, snap_work *w, int index, const char *key, char **slot) {
   lua_getfield(L, index, key);
-  copy_arg(L, w, -1, slot);
+  copy_arg(L, w, -1, key, slot);
   lua_pop(L, 1);
 }
 
@@ -192,7 +218,12 @@ static void copy_labels(lua_State *L, snap_work *w, int index) {
   w->labels = calloc((size_t)n + 1, sizeof *w->labels);
   for (lua_Integer i = 1; w->labels != NULL && i <= n; i++) {
     lua_geti(L, -1, i);
-    const char *s = lua_tostring(L, -1);
+    size_t len = 0;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (s != NULL && strlen(s) != len) {
+      work_free(w);
+      luaL_error(L, "a label contains a NUL byte");
+    }
     w->labels[i - 1] = strdup(s ? s : "");
     lua_pop(L, 1);
     if (w->labels[i - 1] == NULL) break;
@@ -211,10 +242,10 @@ static int queue(lua_State *L, snap_work *w) {
 /* core.sandbox_snapshot(id, {name=, tag=, labels={"k=v"...}, files_only=,
  * wait_ms=}): the options are checked for type by the Lua layer. */
 static int l_snapshot(lua_State *L) {
-  luaL_checkstring(L, 1);
+  sl_check_cstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   snap_work *w = work_new(L, OP_SNAPSHOT, "sandbox:snapshot");
-  copy_arg(L, w, 1, &w->id);
+  copy_arg(L, w, 1, "sandbox id", &w->id);
   copy_field(L, w, 2, "name", &w->name);
   copy_field(L, w, 2, "tag", &w->tag);
   copy_labels(L, w, 2);
@@ -228,18 +259,18 @@ static int l_snapshot(lua_State *L) {
 
 /* core.sandbox_pause(id, files_only, wait_ms) */
 static int l_pause(lua_State *L) {
-  luaL_checkstring(L, 1);
+  sl_check_cstring(L, 1);
   snap_work *w = work_new(L, OP_PAUSE, "sandbox:pause");
-  copy_arg(L, w, 1, &w->id);
+  copy_arg(L, w, 1, "sandbox id", &w->id);
   w->files_only = lua_toboolean(L, 2);
   w->wait_ms = (int)luaL_optinteger(L, 3, 0);
   return queue(L, w);
 }
 
 static int id_op(lua_State *L, snap_op op, const char *fname) {
-  luaL_checkstring(L, 1);
+  sl_check_cstring(L, 1);
   snap_work *w = work_new(L, op, fname);
-  copy_arg(L, w, 1, &w->id);
+  copy_arg(L, w, 1, "sandbox id", &w->id);
   return queue(L, w);
 }
 
@@ -248,18 +279,18 @@ static int l_connect(lua_State *L) { return id_op(L, OP_CONNECT, "Sandbox.connec
 
 /* core.sandbox_rollback(id, snapshot reference) */
 static int l_rollback(lua_State *L) {
-  luaL_checkstring(L, 1);
-  luaL_checkstring(L, 2);
+  sl_check_cstring(L, 1);
+  sl_check_cstring(L, 2);
   snap_work *w = work_new(L, OP_ROLLBACK, "sandbox:rollback");
-  copy_arg(L, w, 1, &w->id);
-  copy_arg(L, w, 2, &w->ref);
+  copy_arg(L, w, 1, "sandbox id", &w->id);
+  copy_arg(L, w, 2, "snapshot reference", &w->ref);
   return queue(L, w);
 }
 
 static int ref_op(lua_State *L, snap_op op, const char *fname) {
-  luaL_checkstring(L, 1);
+  sl_check_cstring(L, 1);
   snap_work *w = work_new(L, op, fname);
-  copy_arg(L, w, 1, &w->ref);
+  copy_arg(L, w, 1, "snapshot reference", &w->ref);
   return queue(L, w);
 }
 

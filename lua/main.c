@@ -26,7 +26,9 @@ static const command commands[] = {
     {"ls", "[-a]", "List sandboxes: id, state, template, age (-a: ended ones too).",
      cmd_sandbox_verb},
     {"kill", "ID...", "Kill sandboxes and release their mounts and cgroups.", cmd_sandbox_verb},
-    {"gc", "", "Clean up after crashed hosts and monitors; print what was cleaned.",
+    {"rm", "[-f] ID...", "Delete the records of ended sandboxes (-f: kill live ones first).",
+     cmd_sandbox_verb},
+    {"gc", "[-a]", "Clean up after crashes; delete records ended over a day ago (-a: all).",
      cmd_sandbox_verb},
 };
 
@@ -51,12 +53,22 @@ static void print_usage(FILE *out) {
           "arg[0] and ARGS from arg[1]; `...` holds ARGS too. The program exits when\n"
           "the main task and every task it spawned have ended.\n"
           "\nEnvironment:\n"
-          "  SANDLOT_HOME           Store of sandboxes (default: /var/lib/sandlot for root).\n"
+          "  SANDLOT_HOME           Store of sandboxes (default: /var/lib/sandlot for root,\n"
+          "                         else $XDG_DATA_HOME/sandlot or ~/.local/share/sandlot).\n"
+          "  SANDLOT_TEMPLATE_CACHE Machine-wide cache of built templates (default:\n"
+          "                         /var/cache/sandlot).\n"
+          "  SANDLOT_VM_CACHE       Guest kernel, initramfs and disk images of VM\n"
+          "                         sandboxes (default: $SANDLOT_HOME/vm).\n"
+          "  SANDLOT_VM_RAM_DIR     Folder of the live RAM files of VMs (default: /dev/shm).\n"
+          "  SANDLOT_VM_ACCEL       VM accelerator, kvm or tcg (default: kvm when usable).\n"
           "  SANDLOT_LOG            Log level: debug, info, warn (default), error, off.\n"
-          "  SANDLOT_HISTORY        REPL history file (default: ~/.sandlot_history).\n"
+          "  SANDLOT_HISTORY        REPL history file (default: ~/.sandlot_history; empty\n"
+          "                         for none).\n"
           "  UV_THREADPOOL_SIZE     Threads for blocking work (default: %s).\n"
-          "\nExit status: 0 on success, 1 when the main script raised or failed to\n"
-          "load, 2 on a usage error, 130 when SIGINT cancelled the tasks.\n",
+          "\nFailures print as \"ENAME: message: subject\" (ENOENT, EINVAL, ...).\n"
+          "\nExit status: 0 on success, 1 when the main script raised, failed to load\n"
+          "or returned nil and a message, or when a piped REPL chunk failed; 2 on a\n"
+          "usage error; 130 when SIGINT cancelled the tasks.\n",
           SL_THREADPOOL_SIZE);
 }
 
@@ -126,7 +138,7 @@ static int run_chunk(int argc, char **argv) {
   return run_loaded(L, rc, before, 1, argv[0], argv + 2, argc - 2);
 }
 
-/* ls, kill and gc: argv[0] names a function of the sandlot.cli module,
+/* ls, kill, rm and gc: argv[0] names a function of the sandlot.cli module,
  * which runs as the main task with the other words as arguments. */
 static int cmd_sandbox_verb(int argc, char **argv) {
   lua_State *L = sl_host_open(SL_HOST_SCRIPT);

@@ -37,6 +37,8 @@ static struct {
   size_t chunk_length;
   sl_task *running; /* the chunk's task while it runs */
   int chunk_id;     /* id of the running or last chunk, from 1 */
+  int failed;       /* input is not a terminal and a chunk raised or did
+                       not compile: exit 1 at the end */
   sl_listener chunk_listener;
   char *history_path;
   uv_poll_t poll;
@@ -141,6 +143,7 @@ static void chunk_ended(sl_listener *listener, sl_task *task) {
   sl_host_set_interruptible(0);
   /* Ctrl-C cancels chunks, and the terminal echoed ^C: start a new line. */
   if (R.tty && sl_task_status_of(task) == SL_TASK_CANCELLED) fputs("\n", stdout);
+  if (!R.tty && sl_task_status_of(task) == SL_TASK_FAILED) R.failed = 1;
   sl_task_push(R.L, task);
   call_repl("show", 1, 0);
   resume_input();
@@ -183,6 +186,7 @@ static void handle_line(const char *line) {
   const char *err = lua_tostring(R.L, -1);
   if (err != NULL && strcmp(err, "incomplete") != 0) {
     fprintf(stderr, "%s\n", err);
+    if (!R.tty) R.failed = 1;
     if (R.tty) history_add(R.chunk);
     chunk_reset();
   }
@@ -402,5 +406,5 @@ int sl_repl_run(lua_State *L) {
   chunk_reset();
   free(R.pending);
   luaL_unref(L, LUA_REGISTRYINDEX, R.module_ref);
-  return SL_EXIT_OK;
+  return R.failed ? SL_EXIT_FAILED : SL_EXIT_OK;
 }

@@ -490,6 +490,12 @@ void sl_task_set_plain_report(sl_task *t) { t->plain_report = 1; }
 
 int sl_sched_live_count(void) { return S.live; }
 
+sl_task *sl_sched_live_first(void) { return S.live_head; }
+
+sl_task *sl_task_live_next(const sl_task *task) { return task->live_next; }
+
+lua_State *sl_task_thread(const sl_task *task) { return task->co; }
+
 const char *sl_task_status_name(sl_task_status status) {
   static const char *const names[] = {"ready", "running", "suspended", "done", "failed", "cancelled"};
   return names[status];

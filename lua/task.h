@@ -85,6 +85,15 @@ int sl_task_push_results(lua_State *L, int index);
 /* Number of tasks that have not ended. */
 int sl_sched_live_count(void);
 
+/* The tasks that have not ended, newest first: the first one (NULL when
+ * none), then each one's successor. The list must not change while it is
+ * walked. */
+sl_task *sl_sched_live_first(void);
+sl_task *sl_task_live_next(const sl_task *task);
+
+/* The coroutine of the task. */
+lua_State *sl_task_thread(const sl_task *task);
+
 /* The thread of the task executing Lua code now, or NULL. Read by the
  * SIGINT handler, so it is a plain volatile pointer. */
 extern lua_State *volatile sl_sched_running_thread;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,17 +14,21 @@
 
 #include "agent.h"
 
-/* Reply to a failed file operation in the error contract's words. */
+/* Reply to a failed file operation in the error contract's words; the
+ * path is quoted when it is empty or has spaces or control bytes. */
 static void reply_file_error(conn *c, uint32_t id, int code, const char *op, const char *path) {
+  char quoted[SL_SUBJECT_MAX];
+  const char *subject = sl_subject(quoted, sizeof quoted, path);
   switch (code) {
-  case ENOENT: reply_error(c, id, code, "no such file: %s", path); break;
-  case EISDIR: reply_error(c, id, code, "is a folder: %s", path); break;
-  case ENOTDIR: reply_error(c, id, code, "not a folder: %s", path); break;
-  case EEXIST: reply_error(c, id, code, "already exists: %s", path); break;
-  case ENOTEMPTY: reply_error(c, id, code, "folder not empty: %s", path); break;
+  case ENOENT: reply_error(c, id, code, "no such file: %s", subject); break;
+  case EISDIR: reply_error(c, id, code, "is a folder: %s", subject); break;
+  case ENOTDIR: reply_error(c, id, code, "not a folder: %s", subject); break;
+  case EEXIST: reply_error(c, id, code, "already exists: %s", subject); break;
+  case ENOTEMPTY: reply_error(c, id, code, "folder not empty: %s", subject); break;
   case EACCES:
-  case EPERM: reply_error(c, id, code, "permission denied: %s", path); break;
-  default: reply_error(c, id, code, "%s %s failed: %s", op, path, strerror(code));
+  case EPERM: reply_error(c, id, code, "permission denied: %s", subject); break;
+  case EINVAL: reply_error(c, id, code, "not a regular file: %s", subject); break;
+  default: reply_error(c, id, code, "%s %s failed: %s", op, subject, strerror(code));
   }
 }
 
@@ -120,7 +125,7 @@ static int open_for_read(conn *c, uint32_t id, const char *path, struct stat *st
     return -1;
   }
   if (!S_ISREG(st->st_mode)) {
-    reply_error(c, id, EINVAL, "not a regular file: %s", path);
+    reply_file_error(c, id, EINVAL, "read", path);
     close(fd);
     return -1;
   }
@@ -187,7 +192,7 @@ static int open_for_write(conn *c, uint32_t id, const char *path, int64_t flags,
     return -1;
   }
   if (!S_ISREG(st.st_mode)) {
-    reply_error(c, id, EINVAL, "not a regular file: %s", path);
+    reply_file_error(c, id, EINVAL, "write", path);
     close(fd);
     return -1;
   }
@@ -279,10 +284,100 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
   return (type == FTW_DP ? rmdir(path) : unlink(path)) < 0 ? -1 : 0;
 }
 
+/* Copy `path` without its last component into `out`: "/" for "/x",
+ * "." for "x". Trailing slashes are ignored. */
+static void parent_of(const char *path, char *out, size_t len) {
+  snprintf(out, len, "%s", path);
+  size_t n = strlen(out);
+  while (n > 1 && out[n - 1] == '/') out[--n] = '\0';
+  char *slash = strrchr(out, '/');
+  if (slash == NULL) snprintf(out, len, ".");
+  else if (slash == out) out[1] = '\0';
+  else *slash = '\0';
+}
+
+/* Decode the octal escapes (\040 for a space) of a mountinfo field. */
+static void unescape_mount_field(char *s) {
+  char *out = s;
+  for (char *in = s; *in != '\0'; in++) {
+    if (in[0] == '\\' && in[1] >= '0' && in[1] <= '3' && in[2] >= '0' && in[2] <= '7' &&
+        in[3] >= '0' && in[3] <= '7') {
+      *out++ = (char)((in[1] - '0') * 64 + (in[2] - '0') * 8 + (in[3] - '0'));
+      in += 3;
+    } else {
+      *out++ = *in;
+    }
+  }
+  *out = '\0';
+}
+
+/* Find a mount point at `real` (an absolute path without symlinks) or,
+ * with `below`, under it. Writes it to `found` and returns 1, 0 when
+ * there is none, -1 when /proc/self/mountinfo cannot be read. */
+static int find_mount(const char *real, int below, char *found, size_t len) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (f == NULL) return -1;
+  char line[PATH_MAX * 2 + 256];
+  size_t rlen = strlen(real);
+  int hit = 0;
+  while (!hit && fgets(line, sizeof line, f) != NULL) {
+    /* Fields: id, parent id, major:minor, root, mount point, ... */
+    char *save = NULL, *field = strtok_r(line, " ", &save);
+    for (int i = 0; field != NULL && i < 4; i++) field = strtok_r(NULL, " ", &save);
+    if (field == NULL) continue;
+    unescape_mount_field(field);
+    if (strcmp(field, real) == 0)
+      hit = 1;
+    else if (below && strncmp(field, real, rlen) == 0 && (rlen == 1 || field[rlen] == '/'))
+      hit = 1;
+    if (hit) snprintf(found, len, "%s", field);
+  }
+  fclose(f);
+  return hit;
+}
+
+/* Whether `real` is on another file system than its parent folder: the
+ * check for a mount point when mountinfo cannot be read. */
+static int other_device_than_parent(const char *real) {
+  char parent[PATH_MAX];
+  parent_of(real, parent, sizeof parent);
+  struct stat st, parent_st;
+  return stat(real, &st) == 0 && stat(parent, &parent_st) == 0 && st.st_dev != parent_st.st_dev;
+}
+
+/* Reply with an error and return -1 when removing `path` would remove the
+ * root, a mount point or (recursive) a folder with a mount point below
+ * it. The check runs before anything is deleted, because deleting first
+ * would empty most of the tree and then fail on the mount point. */
+static int check_removable(conn *c, uint32_t id, const char *path, const struct stat *st,
+                           int recursive) {
+  char real[PATH_MAX], found[PATH_MAX], quoted[SL_SUBJECT_MAX];
+  /* A symlink is removed itself, never its target. */
+  if (S_ISLNK(st->st_mode) || realpath(path, real) == NULL) return 0;
+  sl_subject(quoted, sizeof quoted, path);
+  if (strcmp(real, "/") == 0) {
+    reply_error(c, id, EINVAL, "cannot remove the root folder: %s", quoted);
+    return -1;
+  }
+  int below = recursive && S_ISDIR(st->st_mode);
+  int hit = find_mount(real, below, found, sizeof found);
+  if (hit < 0) {
+    hit = other_device_than_parent(real);
+    snprintf(found, sizeof found, "%s", real);
+  }
+  if (hit == 0) return 0;
+  if (strcmp(found, real) == 0)
+    reply_error(c, id, EBUSY, "is a mount point: %s", quoted);
+  else
+    reply_error(c, id, EBUSY, "folder contains the mount point %s: %s", found, quoted);
+  return -1;
+}
+
 static void handle_remove(conn *c, const sl_frame *f, const char *path) {
   int recursive = (get_i64_or(f, SL_F_FLAGS, 0) & SL_FILE_RECURSIVE) != 0;
   struct stat st;
   int rc = lstat(path, &st);
+  if (rc == 0 && check_removable(c, f->id, path, &st, recursive) < 0) return;
   if (rc == 0 && S_ISDIR(st.st_mode)) {
     /* FTW_PHYS: symlinks are removed, never followed. */
     rc = recursive ? nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) : rmdir(path);
@@ -296,18 +391,51 @@ static void handle_remove(conn *c, const sl_frame *f, const char *path) {
   reply_ok(c, f->id);
 }
 
+/* Reply to a failed rename(2) of `from`, which existed just before, to
+ * `to`: name the value the error is about. */
+static void reply_rename_error(conn *c, uint32_t id, int code, const char *from, const char *to) {
+  char parent[PATH_MAX], qfrom[SL_SUBJECT_MAX], qto[SL_SUBJECT_MAX], qparent[SL_SUBJECT_MAX];
+  sl_subject(qfrom, sizeof qfrom, from);
+  sl_subject(qto, sizeof qto, to);
+  parent_of(to, parent, sizeof parent);
+  sl_subject(qparent, sizeof qparent, parent);
+  struct stat st;
+  int parent_missing = stat(parent, &st) < 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+  switch (code) {
+  case EXDEV:
+    reply_error(c, id, code, "cannot rename across mounts: %s to %s (copy, then remove)", qfrom, qto);
+    break;
+  case EEXIST:
+  case ENOTEMPTY:
+  case EISDIR: reply_file_error(c, id, code, "rename", to); break;
+  case ENOENT:
+  case ENOTDIR:
+    if (parent_missing == ENOENT) reply_error(c, id, ENOENT, "no such folder: %s", qparent);
+    else if (parent_missing == ENOTDIR) reply_error(c, id, ENOTDIR, "not a folder: %s", qparent);
+    else if (code == ENOTDIR) reply_file_error(c, id, code, "rename", to);
+    else reply_file_error(c, id, code, "rename", from);
+    break;
+  case EINVAL:
+    reply_error(c, id, code, "cannot move a folder into itself: %s to %s", qfrom, qto);
+    break;
+  case EBUSY: reply_error(c, id, code, "is a mount point: %s", qfrom); break;
+  default: reply_error(c, id, code, "rename %s to %s failed: %s", qfrom, qto, strerror(code));
+  }
+}
+
 static void handle_rename(conn *c, const sl_frame *f, const char *path) {
   char *target = request_path(c, f, SL_F_NEW_PATH);
   if (target == NULL) return;
   unsigned flags = (get_i64_or(f, SL_F_FLAGS, 0) & SL_FILE_NOREPLACE) ? RENAME_NOREPLACE : 0;
-  if (renameat2(AT_FDCWD, path, AT_FDCWD, target, flags) < 0) {
-    int code = errno;
-    /* EEXIST and ENOTEMPTY concern the target; the rest, the source. */
-    reply_file_error(c, f->id, code, "rename",
-                     code == EEXIST || code == ENOTEMPTY ? target : path);
-  } else {
+  /* rename(2) checks that both parents are on one mount before it looks
+   * up the source, so a missing source would read as EXDEV. */
+  struct stat st;
+  if (lstat(path, &st) < 0)
+    reply_file_error(c, f->id, errno, "rename", path);
+  else if (renameat2(AT_FDCWD, path, AT_FDCWD, target, flags) < 0)
+    reply_rename_error(c, f->id, errno, path, target);
+  else
     reply_ok(c, f->id);
-  }
   free(target);
 }
 

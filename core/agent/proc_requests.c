@@ -288,8 +288,12 @@ static void handle_signal(conn *c, const sl_frame *f) {
   proc *p = request_proc(c, f);
   if (p == NULL) return;
   int64_t sig = 0;
-  if (sl_frame_get_i64(f, SL_F_SIGNAL, &sig, NULL) <= 0 || sig < 1 || sig > 64) {
-    reply_error(c, f->id, EINVAL, "invalid or missing signal number");
+  if (sl_frame_get_i64(f, SL_F_SIGNAL, &sig, NULL) <= 0) {
+    reply_error(c, f->id, EINVAL, "missing signal number");
+    return;
+  }
+  if (sig < 1 || sig > 64) {
+    reply_error(c, f->id, EINVAL, "invalid signal number: %lld (expected 1 to 64)", (long long)sig);
     return;
   }
   if (!p->running) {

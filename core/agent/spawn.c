@@ -28,7 +28,9 @@ static int is_executable_file(const char *path) {
 }
 
 int resolve_program(const char *name, char *const envp[], char **out, sl_error *err) {
-  if (name[0] == '\0') return sl_error_set(err, ENOENT, "program not found: (empty name)");
+  char quoted[SL_SUBJECT_MAX];
+  if (name[0] == '\0')
+    return sl_error_set(err, ENOENT, "program not found: %s", sl_subject(quoted, sizeof quoted, name));
   if (strchr(name, '/') != NULL) {
     *out = strdup(name);
     return *out ? 0 : sl_error_set(err, ENOMEM, "out of memory");
@@ -50,7 +52,7 @@ int resolve_program(const char *name, char *const envp[], char **out, sl_error *
     free(candidate);
     path += dir_len + (colon ? 1 : 0);
   }
-  return sl_error_set(err, ENOENT, "program not found: %s", name);
+  return sl_error_set(err, ENOENT, "program not found: %s", sl_subject(quoted, sizeof quoted, name));
 }
 
 static int env_overridden(const char *entry, char *const overrides[]) {
@@ -107,15 +109,18 @@ static void child_exec(const char *path, char *const argv[], char *const envp[],
 }
 
 static int exec_error(int stage, int code, const char *path, const char *cwd, sl_error *err) {
+  char quoted[SL_SUBJECT_MAX];
   if (stage == STAGE_CHDIR) {
-    if (code == ENOENT) return sl_error_set(err, ENOENT, "no such folder: %s", cwd);
-    if (code == ENOTDIR) return sl_error_set(err, ENOTDIR, "not a folder: %s", cwd);
-    return sl_error_errno(err, code, "cannot change to folder %s", cwd);
+    sl_subject(quoted, sizeof quoted, cwd);
+    if (code == ENOENT) return sl_error_set(err, ENOENT, "no such folder: %s", quoted);
+    if (code == ENOTDIR) return sl_error_set(err, ENOTDIR, "not a folder: %s", quoted);
+    return sl_error_errno(err, code, "cannot change to folder %s", quoted);
   }
-  if (code == ENOENT) return sl_error_set(err, ENOENT, "program not found: %s", path);
-  if (code == EACCES) return sl_error_set(err, EACCES, "permission denied: %s", path);
-  if (code == ENOEXEC) return sl_error_set(err, ENOEXEC, "not an executable: %s", path);
-  return sl_error_errno(err, code, "exec %s failed", path);
+  sl_subject(quoted, sizeof quoted, path);
+  if (code == ENOENT) return sl_error_set(err, ENOENT, "program not found: %s", quoted);
+  if (code == EACCES) return sl_error_set(err, EACCES, "permission denied: %s", quoted);
+  if (code == ENOEXEC) return sl_error_set(err, ENOEXEC, "not an executable: %s", quoted);
+  return sl_error_errno(err, code, "exec %s failed", quoted);
 }
 
 static void close_all(int *fds, int n) {

@@ -5,7 +5,9 @@
 #include <linux/random.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -29,6 +31,21 @@ static void handle_quiesce(conn *c, const sl_frame *f) {
   conns_quiesce(c);
 }
 
+/* Keep /etc/hostname (mode 0644) in step with the host name, as PID 1 of
+ * a process sandbox does at start. A root without /etc keeps none. */
+static int write_hostname_file(const char *name) {
+  int fd = open("/etc/hostname", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return errno == ENOENT ? 0 : -1;
+  char line[80];
+  int n = snprintf(line, sizeof line, "%s\n", name);
+  int rc = 0;
+  if (fchmod(fd, 0644) < 0 || write(fd, line, (size_t)n) != n) rc = -1;
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return rc;
+}
+
 static void handle_set_hostname(conn *c, const sl_frame *f) {
   char *name = NULL;
   sl_error err = {0};
@@ -41,6 +58,8 @@ static void handle_set_hostname(conn *c, const sl_frame *f) {
     reply_error(c, f->id, EINVAL, "invalid hostname (1 to 64 bytes): %s", name ? name : "");
   } else if (sethostname(name, strlen(name)) < 0) {
     reply_error(c, f->id, errno, "sethostname %s failed: %s", name, strerror(errno));
+  } else if (write_hostname_file(name) < 0) {
+    reply_error(c, f->id, errno, "write /etc/hostname failed: %s", strerror(errno));
   } else {
     reply_ok(c, f->id);
   }

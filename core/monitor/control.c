@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -27,8 +26,9 @@ static int set_timeout(sl_monitor *m, const char *arg, char *out, size_t len, sl
   char *end;
   errno = 0;
   long long seconds = strtoll(arg, &end, 10);
-  if (errno || end == arg || *end || seconds < 0 || seconds > 100LL * 365 * 24 * 3600)
-    return sl_error_set(err, EINVAL, "invalid timeout: \"%s\" (expected whole seconds >= 0)", arg);
+  if (errno || end == arg || *end || seconds < 0 || seconds > SL_TIMEOUT_MAX_SEC)
+    return sl_error_set(err, EINVAL, "invalid timeout: \"%s\" (expected whole seconds from 0 to %lld)",
+                        arg, SL_TIMEOUT_MAX_SEC);
   int64_t values[2] = {seconds * 1000, seconds > 0 ? sl_now_ms() + seconds * 1000 : 0};
   if (sl_sbstore_set_deadline(m->store, m->cfg.id, values[0], values[1], m->cfg.on_timeout, err) < 0)
     return -err->code;
@@ -88,28 +88,87 @@ static int handle(sl_monitor *m, int fd, char *request) {
   return 0;
 }
 
-void sl_monitor_accept(sl_monitor *m) {
-  int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-  if (fd < 0) return;
-  /* Clients send their line right after connecting; a silent one must
-   * not stall the monitor. */
-  struct timeval tv = {1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  char line[256];
-  size_t used = 0;
-  while (used + 1 < sizeof line) {
-    ssize_t n = read(fd, line + used, sizeof line - 1 - used);
+/* How long a client may take to send its request line. */
+#define CONN_TIMEOUT_MS 1000
+
+static void drop_conn(sl_monitor *m, int i, int close_fd) {
+  if (close_fd) close(m->conns[i].fd);
+  m->conns[i] = m->conns[--m->nconns];
+}
+
+/* Read what connection `i` sent. A complete line is handled (the
+ * connection leaves the table); returns 1 when it stays for more. */
+static int read_conn(sl_monitor *m, int i) {
+  sl_monitor_conn *c = &m->conns[i];
+  for (;;) {
+    ssize_t n = read(c->fd, c->line + c->used, sizeof c->line - 1 - c->used);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    used += (size_t)n;
-    if (memchr(line, '\n', used)) break;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
+    if (n <= 0) break; /* EOF or an error before the line was complete */
+    c->used += (size_t)n;
+    c->line[c->used] = '\0';
+    char *nl = strchr(c->line, '\n');
+    if (nl != NULL) {
+      *nl = '\0';
+      int fd = c->fd;
+      char line[sizeof c->line];
+      memcpy(line, c->line, sizeof line);
+      drop_conn(m, i, 0);
+      if (!handle(m, fd, line)) close(fd);
+      return 0;
+    }
+    if (c->used + 1 >= sizeof c->line) break; /* too long for any request */
   }
-  line[used] = '\0';
-  char *nl = strchr(line, '\n');
-  if (nl == NULL) {
+  drop_conn(m, i, 1);
+  return 0;
+}
+
+void sl_monitor_accept(sl_monitor *m) {
+  int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd < 0) return;
+  if (m->nconns == SL_MONITOR_MAX_CONNS) {
+    sl_error err = {0};
+    sl_error_set(&err, EBUSY, "too many monitor connections waiting for their request");
+    reply_error(fd, &err);
     close(fd);
     return;
   }
-  *nl = '\0';
-  if (!handle(m, fd, line)) close(fd);
+  m->conns[m->nconns++] = (sl_monitor_conn){.fd = fd, .deadline_ms = sl_monotonic_ms() + CONN_TIMEOUT_MS};
+  /* Clients send their line right after connecting: it is often there. */
+  read_conn(m, m->nconns - 1);
+}
+
+int sl_monitor_control_poll(const sl_monitor *m, struct pollfd *fds) {
+  for (int i = 0; i < m->nconns; i++) fds[i] = (struct pollfd){m->conns[i].fd, POLLIN, 0};
+  return m->nconns;
+}
+
+void sl_monitor_control_ready(sl_monitor *m, const struct pollfd *fds, int count) {
+  for (int k = 0; k < count; k++) {
+    if (fds[k].revents == 0) continue;
+    for (int i = 0; i < m->nconns; i++)
+      if (m->conns[i].fd == fds[k].fd) {
+        read_conn(m, i);
+        break;
+      }
+  }
+  int64_t now = sl_monotonic_ms();
+  for (int i = m->nconns - 1; i >= 0; i--)
+    if (m->conns[i].deadline_ms <= now) {
+      SL_DEBUG("monitor.request_timeout", "sandbox=%s", m->cfg.id);
+      drop_conn(m, i, 1);
+    }
+}
+
+int sl_monitor_control_timeout(const sl_monitor *m) {
+  if (m->nconns == 0) return -1;
+  int64_t first = m->conns[0].deadline_ms;
+  for (int i = 1; i < m->nconns; i++)
+    if (m->conns[i].deadline_ms < first) first = m->conns[i].deadline_ms;
+  int64_t wait = first - sl_monotonic_ms();
+  return wait < 0 ? 0 : (int)wait;
+}
+
+void sl_monitor_control_close(sl_monitor *m) {
+  while (m->nconns > 0) drop_conn(m, m->nconns - 1, 1);
 }

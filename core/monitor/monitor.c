@@ -302,13 +302,14 @@ static void handle_signals(sl_monitor *m) {
 
 static void run_loop(sl_monitor *m) {
   while (!m->init_done) {
-    struct pollfd fds[4] = {
+    struct pollfd fds[4 + SL_MONITOR_MAX_CONNS] = {
         {m->signal_fd, POLLIN, 0},
         {m->listen_fd, POLLIN, 0},
         {m->timer_fd, POLLIN, 0},
         {m->creator_pidfd, POLLIN, 0}, /* ignored by poll when -1 */
     };
-    if (poll(fds, 4, -1) < 0) {
+    int conns = sl_monitor_control_poll(m, fds + 4);
+    if (poll(fds, (nfds_t)(4 + conns), sl_monitor_control_timeout(m)) < 0) {
       if (errno == EINTR) continue;
       SL_ERROR("monitor.poll", "sandbox=%s error=\"%s\"", m->cfg.id, strerror(errno));
       sl_monitor_kill(m, "killed");
@@ -323,11 +324,13 @@ static void run_loop(sl_monitor *m) {
         sl_monitor_on_timeout(m);
     }
     if (fds[3].revents && m->end_reason == NULL) sl_monitor_kill(m, "creator_exited");
+    if (!m->init_done) sl_monitor_control_ready(m, fds + 4, conns);
   }
 }
 
 static void finish(sl_monitor *m) {
   sl_error err = {0};
+  sl_monitor_control_close(m);
   if (m->listen_fd >= 0) close(m->listen_fd);
   unlink(m->socket_path);
   if (m->paused) {
@@ -386,8 +389,9 @@ static int init_monitor(sl_monitor *m, int argc, char **argv, sl_error *err) {
    * open: the creator reads it up to EOF. */
   if (m->ready_fd >= 0) fcntl(m->ready_fd, F_SETFD, FD_CLOEXEC);
   if (m->creator_pidfd >= 0) fcntl(m->creator_pidfd, F_SETFD, FD_CLOEXEC);
-  snprintf(m->dir, sizeof m->dir, "%s/sandboxes/%s", home, id);
-  snprintf(m->socket_path, sizeof m->socket_path, "%s/monitor.sock", m->dir);
+  if (sl_path_format(m->dir, sizeof m->dir, err, "%s/sandboxes/%s", home, id) < 0 ||
+      sl_path_format(m->socket_path, sizeof m->socket_path, err, "%s/monitor.sock", m->dir) < 0)
+    return -err->code;
   open_log(m);
   SL_INFO("monitor.start", "sandbox=%s pid=%d", id, (int)getpid());
 

@@ -76,7 +76,7 @@ static int release_host(sl_monitor *m, sl_error *err) {
 
 int sl_monitor_pause(sl_monitor *m, bool files_only, sl_error *err) {
   if (m->end_reason != NULL || m->init_done)
-    return sl_error_set(err, ESRCH, "sandbox %s is ending", m->cfg.id);
+    return sl_error_set(err, ESRCH, "sandbox is ending: %s", m->cfg.id);
   char images[PATH_MAX + 16];
   snprintf(images, sizeof images, "%s/%s", m->dir, SL_PAUSE_DIR);
   sl_error ignored = {0};
@@ -178,7 +178,7 @@ static int replace_tree(sl_monitor *m, const sl_snapshot *sn, char **lowers, siz
 
 int sl_monitor_rollback(sl_monitor *m, const char *snapshot_id, sl_error *err) {
   if (m->end_reason != NULL || m->init_done)
-    return sl_error_set(err, ESRCH, "sandbox %s is ending", m->cfg.id);
+    return sl_error_set(err, ESRCH, "sandbox is ending: %s", m->cfg.id);
   sl_snapshot sn = {0};
   char **lowers = NULL;
   size_t count = 0;

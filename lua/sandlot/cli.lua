@@ -1,14 +1,27 @@
---- The host commands that manage sandboxes: sandlot ls, kill and gc
+--- The host commands that manage sandboxes: sandlot ls, kill, rm and gc
 -- (entries of the command table in lua/main.c). Each runs as the main
 -- task and sets the exit status: 0, 1 when an operation failed, 2 on a
 -- usage error.
 local core = require "sandlot.core"
+local check = require "sandlot.check"
 local Sandbox = require("sandlot").Sandbox
 
 local M = {}
 
 local function report(fmt, ...)
   io.stderr:write("sandlot: ", fmt:format(...), "\n")
+end
+
+--- `message` ("ENAME: message: subject") without a trailing ": ID" or
+-- ': "ID"', for a report that names the id in its own context.
+local function without_subject(message, id)
+  for _, subject in ipairs { id, '"' .. id .. '"' } do
+    local tail = ": " .. subject
+    if message:sub(-#tail) == tail then
+      return message:sub(1, -#tail - 1)
+    end
+  end
+  return message
 end
 
 local function usage(fmt, ...)
@@ -81,22 +94,48 @@ function M.kill(...)
     if ok then
       io.stdout:write("killed ", id, "\n")
     else
-      report("kill %s: %s", id, message)
+      report("kill %s: %s", check.subject(id), without_subject(message, id))
       status = 1
     end
   end
   core.set_exit_status(status)
 end
 
---- sandlot gc: run the core's gc and print the sandboxes it cleaned.
+--- What gc did to one sandbox, from its records before and after; nil
+-- when nothing changed.
+local function gc_change(before, after, now)
+  if after and after.state ~= before.state then
+    local reason = after._info.end_reason or after.state
+    return ("%s -> %s (%s)"):format(before.state, after.state, reason)
+  elseif after then
+    return nil
+  elseif before.state == "creating" then
+    return "removed (it never started)"
+  elseif before.state == "dead" and before._info.ended_at then
+    return ("removed (ended %s ago)"):format(age(now - before._info.ended_at))
+  end
+  return ("%s -> removed"):format(before.state)
+end
+
+--- sandlot gc [-a]: run the core's gc, delete the records of sandboxes
+-- that ended more than a day ago (-a: all ended ones), and print what
+-- changed.
 function M.gc(...)
-  if select("#", ...) > 0 then
-    return usage("gc: unexpected argument '%s'", (...))
+  local keep = 86400
+  for _, word in ipairs { ... } do
+    if word == "-a" or word == "--all" then
+      keep = 0
+    else
+      return usage("gc: unexpected argument '%s'", word)
+    end
   end
   local before, message = Sandbox.list()
-  local cleaned
+  local cleaned, removed
   if before then
-    cleaned, message = core.sandbox_gc()
+    cleaned, removed, message = require("sandlot").gc { keep_ended = keep }
+    if not cleaned then
+      message = removed
+    end
   end
   local after = cleaned and Sandbox.list()
   if not after then
@@ -107,16 +146,54 @@ function M.gc(...)
   for _, sb in ipairs(after) do
     now[sb.id] = sb
   end
+  local time = os.time()
   for _, sb in ipairs(before) do
-    local later = now[sb.id]
-    if later == nil then
-      io.stdout:write(("%s  removed (it never started)\n"):format(sb.id))
-    elseif later.state ~= sb.state then
-      local reason = later._info.end_reason or later.state
-      io.stdout:write(("%s  %s -> %s (%s)\n"):format(sb.id, sb.state, later.state, reason))
+    local change = gc_change(sb, now[sb.id], time)
+    if change then
+      io.stdout:write(("%s  %s\n"):format(sb.id, change))
     end
   end
+  if removed > 0 then
+    io.stdout:write(("gc: removed %d record%s of ended sandboxes\n"):format(removed,
+      removed == 1 and "" or "s"))
+  end
   io.stdout:write(("gc: cleaned %d sandbox%s\n"):format(cleaned, cleaned == 1 and "" or "es"))
+end
+
+--- sandlot rm [-f] ID...: delete the records and folders of ended
+-- sandboxes (-f: kill live ones first); prints "removed ID" for each.
+function M.rm(...)
+  local force, ids = false, {}
+  for _, word in ipairs { ... } do
+    if word == "-f" or word == "--force" then
+      force = true
+    elseif word:sub(1, 1) == "-" then
+      return usage("rm: unknown option '%s'", word)
+    else
+      ids[#ids + 1] = word
+    end
+  end
+  if #ids == 0 then
+    return usage("rm: missing ID")
+  end
+  local status = 0
+  for _, id in ipairs(ids) do
+    local sb, message = Sandbox.get(id)
+    local ok = sb ~= nil
+    if ok and force and sb.state ~= "dead" then
+      ok, message = sb:kill()
+    end
+    if ok then
+      ok, message = sb:delete()
+    end
+    if ok then
+      io.stdout:write("removed ", id, "\n")
+    else
+      report("rm %s: %s", check.subject(id), without_subject(message, id))
+      status = 1
+    end
+  end
+  core.set_exit_status(status)
 end
 
 return M

@@ -8,19 +8,47 @@ local Sandbox = require "sandlot.sandbox"
 local fail = check.fail
 local Process = core.process_methods
 
-local exec_options = {
+local spawn_options = {
   timeout = "number", env = "table", cwd = "string", stdin = "string",
   on_stdout = "function", on_stderr = "function",
 }
+
+local exec_options = { max_output = "number", capture = "boolean" }
+for key, expected in pairs(spawn_options) do
+  exec_options[key] = expected
+end
+
+--- Bytes of each stream that sandbox:exec keeps for its result when
+-- max_output is not given: 16 MiB.
+local MAX_OUTPUT = 16 * 1024 * 1024
+
+--- Seconds that sandbox:exec waits for the exit after its timeout, for
+-- the agent's kill to arrive, before it gives up with ETIMEDOUT.
+local EXEC_GRACE = 3
+
+--- The fail tuple when the command, an argument or the cwd has a NUL
+-- byte, which a C string cannot carry.
+local function check_texts(spec, merged)
+  local texts = { { "command", spec.command }, { "cwd", merged.cwd } }
+  for i, word in ipairs(spec.argv or {}) do
+    texts[#texts + 1] = { ("argv[%d]"):format(i), word }
+  end
+  for _, text in ipairs(texts) do
+    local _, message, name = check.text(text[1], text[2] or "")
+    if message then
+      return nil, message, name
+    end
+  end
+end
 
 --- Build the agent's exec spec from a command (a string for /bin/sh -c,
 -- or a list: program and arguments, which may also carry the options as
 -- named fields) and an options table. Returns the spec and the options,
 -- or the fail tuple for a bad value.
-local function exec_spec(fname, command, options)
-  check.arg(fname, 1, command, { "string", "table" }, 4)
+local function exec_spec(fname, command, options, allowed)
+  check.arg(fname, 1, command, { "string", "table" })
   if options ~= nil then
-    check.arg(fname, 2, options, "table", 4)
+    check.arg(fname, 2, options, "table")
   end
   local merged = {}
   local spec = {}
@@ -31,12 +59,12 @@ local function exec_spec(fname, command, options)
     spec.argv = {}
     for i, word in ipairs(command) do
       if type(word) ~= "string" then
-        error(("%s: argv[%d] must be a string, got %s"):format(fname, i, type(word)), 4)
+        check.raise(("%s: argv[%d] must be a string, got %s"):format(fname, i, type(word)))
       end
       spec.argv[i] = word
     end
     if #spec.argv == 0 then
-      error(("%s: the command list is empty (expected a program and its arguments)"):format(fname), 4)
+      check.raise(("%s: the command list is empty (expected a program and its arguments)"):format(fname))
     end
     spec.name = table.concat(spec.argv, " ")
     for key, value in pairs(command) do
@@ -48,7 +76,11 @@ local function exec_spec(fname, command, options)
   for key, value in pairs(options or {}) do
     merged[key] = value
   end
-  check.options(fname, merged, exec_options, 4)
+  check.options(fname, merged, allowed)
+  local _, message, name = check_texts(spec, merged)
+  if message then
+    return nil, message, name
+  end
   if merged.timeout ~= nil then
     if merged.timeout <= 0 or merged.timeout > 1e9 then
       return fail("EINVAL", "invalid timeout: %s (expected seconds > 0)", tostring(merged.timeout))
@@ -59,10 +91,14 @@ local function exec_spec(fname, command, options)
     spec.env = {}
     for key, value in pairs(merged.env) do
       if type(key) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
-        error(("%s: env must map names to strings"):format(fname), 4)
+        check.raise(("%s: env must map names to strings"):format(fname))
       end
-      if key == "" or key:find("[=%z]") then
-        return fail("EINVAL", "invalid environment variable name: %q", key)
+      _, message, name = check.pair_name("environment variable name", key)
+      if not message then
+        _, message, name = check.text("value of environment variable " .. key, tostring(value))
+      end
+      if message then
+        return nil, message, name
       end
       spec.env[#spec.env + 1] = key .. "=" .. tostring(value)
     end
@@ -73,27 +109,63 @@ local function exec_spec(fname, command, options)
   return spec, merged
 end
 
+--- Add to an exec spec what the result keeps: max_output per stream,
+-- streams without a callback (or all with capture = true), and the
+-- host-side deadline after the timeout. Returns the EINVAL fail tuple for
+-- a bad max_output.
+local function capture_spec(spec, merged)
+  local max = merged.max_output or MAX_OUTPUT
+  if max == math.huge then
+    spec.max_output = 0
+  elseif math.tointeger(max) and max > 0 then
+    spec.max_output = math.tointeger(max)
+  else
+    return fail("EINVAL", "invalid max_output: %s (expected bytes > 0, or math.huge for no limit)",
+      tostring(max))
+  end
+  spec.chunk_stdout = merged.on_stdout ~= nil
+  spec.chunk_stderr = merged.on_stderr ~= nil
+  spec.keep_stdout = merged.capture == true or merged.on_stdout == nil
+  spec.keep_stderr = merged.capture == true or merged.on_stderr == nil
+  if merged.timeout then
+    spec.deadline = merged.timeout + EXEC_GRACE
+  end
+  return true
+end
+
 --- Run a command and wait for it to end.
 --
 -- `command` is a string, run by /bin/sh -c, or a list {program, args...},
 -- run directly (PATH is searched). Options, in `options` or as named
--- fields of the list: timeout (seconds; the process group is killed when
--- it expires), env (table NAME = value, added to the sandbox's), cwd,
--- stdin (bytes), on_stdout and on_stderr (function(chunk), called in this
--- task as output arrives, in order; they may suspend, and one that raises
--- fails this task after the process is killed).
+-- fields of the list: timeout (seconds; the agent kills the process
+-- group when it expires, and without an exit EXEC_GRACE seconds later the
+-- call fails with ETIMEDOUT), env (table NAME = value, added to the
+-- sandbox's), cwd, stdin (bytes), on_stdout and on_stderr
+-- (function(chunk), called in this task as output arrives, in order; they
+-- may suspend, and one that raises fails this task after the process is
+-- killed), max_output (bytes kept of each stream, default MAX_OUTPUT,
+-- math.huge for all), capture (also keep the streams that have a
+-- callback; by default only the others are kept).
 --
--- Returns {exit_code, signal, stdout, stderr, timed_out, duration, id,
--- pid}. A process killed by signal N has exit_code 128 + N and signal N.
--- A non-zero exit is a result; a program that does not exist returns
+-- Returns {exit_code, signal, stdout, stderr, stdout_truncated,
+-- stderr_truncated, timed_out, duration, id, pid}. stdout and stderr are
+-- the first max_output bytes (nil for a stream passed to a callback
+-- without capture), and a truncated flag is true when more was dropped. A
+-- process killed by signal N has exit_code 128 + N and signal N. A
+-- non-zero exit is a result; a program that does not exist returns
 -- nil, "ENOENT: program not found: NAME", "ENOENT". Suspends.
 function Sandbox:exec(command, options)
   check.self("sandbox:exec", self, Sandbox)
-  local spec, merged, name = exec_spec("sandbox:exec", command, options)
+  local spec, merged, name = exec_spec("sandbox:exec", command, options, exec_options)
   if not spec then
     return nil, merged, name
   end
-  local agent, message
+  local _, message
+  _, message, name = capture_spec(spec, merged)
+  if message then
+    return nil, message, name
+  end
+  local agent
   agent, message, name = self:_connect("sandbox:exec")
   if not agent then
     return nil, message, name
@@ -196,7 +268,7 @@ end
 -- Suspends until the process runs.
 function Sandbox:spawn(command, options)
   check.self("sandbox:spawn", self, Sandbox)
-  local spec, merged, name = exec_spec("sandbox:spawn", command, options)
+  local spec, merged, name = exec_spec("sandbox:spawn", command, options, spawn_options)
   if not spec then
     return nil, merged, name
   end
@@ -265,7 +337,7 @@ end
 -- Suspends.
 function Sandbox:process(id)
   check.self("sandbox:process", self, Sandbox)
-  check.arg("sandbox:process", 1, id, "number", 2)
+  check.arg("sandbox:process", 1, id, "number")
   local existing = handles[handle_key(self, id)]
   if existing and existing.state ~= "closed" and existing.state ~= "failed" then
     return existing
@@ -297,9 +369,24 @@ local function ended(self)
   return self.state == "exited" or self.state == "failed"
 end
 
+--- Raise unless the handle is open (the message of liolib's closed files).
+local function check_open(self)
+  if self.state == "closed" then
+    check.raise("attempt to use a closed process handle")
+  end
+end
+
 local function process_call(self, fname, request, fields)
+  check_open(self)
   local agent = self:_agent()
   core.async_check(fname)
+  local owner = owners[self]
+  if owner then
+    local ok, message, name = owner:_check_reachable(fname, agent)
+    if not ok then
+      return nil, message, name
+    end
+  end
   local reply, message, name = agent:call(request, fields)
   if not reply then
     return nil, message, name
@@ -310,7 +397,7 @@ end
 --- Write bytes to the process's stdin; returns once the agent wrote them
 -- to the pipe. EPIPE after close_stdin. Suspends.
 function Process:write(data)
-  check.arg("process:write", 1, data, "string", 2)
+  check.arg("process:write", 1, data, "string")
   if ended(self) then
     return fail("EPIPE", "process %d has ended: stdin is closed", self.id)
   end
@@ -338,10 +425,16 @@ function Process:kill(signal)
   if type(signal) == "string" then
     number = signals[signal:upper():gsub("^SIG", "")]
     if number == nil then
-      return fail("EINVAL", "unknown signal name: %s", signal)
+      return fail("EINVAL", "unknown signal name: %s (expected a name such as \"TERM\" or a number)",
+        check.subject(signal))
     end
   elseif signal ~= nil then
-    check.arg("process:kill", 1, signal, { "number", "string" }, 2)
+    check.arg("process:kill", 1, signal, { "number", "string" })
+    number = math.tointeger(signal)
+    if number == nil or number < 1 or number > 64 then
+      return fail("EINVAL", "invalid signal number: %s (expected 1 to 64, or a name such as \"TERM\")",
+        tostring(signal))
+    end
   end
   if ended(self) then
     return fail("ESRCH", "process %d has exited", self.id)
@@ -362,7 +455,8 @@ function Process:lines(stream)
 end
 
 local function set_callback(self, fname, fd, callback)
-  check.arg(fname, 1, callback, "function", 3)
+  check_open(self)
+  check.arg(fname, 1, callback, "function")
   local set = callbacks[self] or {}
   callbacks[self] = set
   set[fd] = callback

@@ -8,8 +8,11 @@ local Sandbox = require "sandlot.sandbox"
 
 local flags = core.file_flags
 
+--- Raise unless `path` is a string. Return the EINVAL fail tuple when it
+-- has a NUL byte, because C would cut it short on its way to the agent.
 local function path_arg(fname, path, position)
-  check.arg(fname, position or 1, path, "string", 3)
+  check.arg(fname, position or 1, path, "string")
+  return check.text("path", path)
 end
 
 local function mode_of(fname, options)
@@ -30,11 +33,14 @@ local write_options = { mode = "number", append = "boolean", parents = "boolean"
 -- parents (create missing folders).
 function Sandbox:write_file(path, data, options)
   check.self("sandbox:write_file", self, Sandbox)
-  path_arg("sandbox:write_file", path)
-  check.arg("sandbox:write_file", 2, data, "string", 2)
+  local _, bad_path, bad_name = path_arg("sandbox:write_file", path)
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
+  check.arg("sandbox:write_file", 2, data, "string")
   options = options or {}
-  check.arg("sandbox:write_file", 3, options, "table", 2)
-  check.options("sandbox:write_file", options, write_options, 2)
+  check.arg("sandbox:write_file", 3, options, "table")
+  check.options("sandbox:write_file", options, write_options)
   local mode, _, message, name = mode_of("sandbox:write_file", options)
   if message then
     return nil, message, name
@@ -53,22 +59,42 @@ function Sandbox:write_file(path, data, options)
   return true
 end
 
+--- Bytes of a file that sandbox:read_file accepts when max_size is not
+-- given: 64 MiB.
+local MAX_SIZE = 64 * 1024 * 1024
+
 --- The content of the file at `path`; ENOENT when it does not exist.
-function Sandbox:read_file(path)
+-- Options: max_size (bytes, default MAX_SIZE, math.huge for any size); a
+-- larger file fails with EFBIG before its content is transferred.
+function Sandbox:read_file(path, options)
   check.self("sandbox:read_file", self, Sandbox)
-  path_arg("sandbox:read_file", path)
+  local _, bad_path, bad_name = path_arg("sandbox:read_file", path)
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
+  options = options or {}
+  check.arg("sandbox:read_file", 2, options, "table")
+  check.options("sandbox:read_file", options, { max_size = "number" })
+  local max = options.max_size or MAX_SIZE
+  if max == math.huge then
+    max = 0
+  elseif math.tointeger(max) == nil or max <= 0 then
+    return check.fail("EINVAL", "invalid max_size: %s (expected bytes > 0, or math.huge for any size)",
+      tostring(max))
+  end
+  max = math.tointeger(max)
   local agent, message, name = self:_connect("sandbox:read_file")
   if not agent then
     return nil, message, name
   end
   local data, kind
-  data, message, name, kind = agent:read_file(path)
+  data, message, name, kind = agent:read_file(path, max)
   if data == nil and kind == "connection" then
     agent, message, name = self:_connect("sandbox:read_file")
     if not agent then
       return nil, message, name
     end
-    data, message, name, kind = agent:read_file(path)
+    data, message, name, kind = agent:read_file(path, max)
   end
   if data == nil then
     return self:_failed(message, name, kind)
@@ -91,7 +117,10 @@ end
 -- ("file", "dir", "symlink" or "other"), size, mode, mtime (seconds)}.
 local function list_dir(self, path)
   check.self("sandbox:list", self, Sandbox)
-  path_arg("sandbox:list", path)
+  local _, bad_path, bad_name = path_arg("sandbox:list", path)
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
   local reply, message, name = self:_call("sandbox:list", "list_dir", { path = path })
   if not reply then
     return nil, message, name
@@ -118,9 +147,12 @@ end
 -- (default true; false describes a symlink itself).
 function Sandbox:stat(path, options)
   check.self("sandbox:stat", self, Sandbox)
-  path_arg("sandbox:stat", path)
+  local _, bad_path, bad_name = path_arg("sandbox:stat", path)
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
   options = options or {}
-  check.options("sandbox:stat", options, { follow = "boolean" }, 2)
+  check.options("sandbox:stat", options, { follow = "boolean" })
   local fields = { path = path }
   if options.follow == false then
     fields.flags = flags.nofollow
@@ -136,9 +168,12 @@ end
 -- and accept an existing folder), mode (default 0755).
 function Sandbox:mkdir(path, options)
   check.self("sandbox:mkdir", self, Sandbox)
-  path_arg("sandbox:mkdir", path)
+  local _, bad_path, bad_name = path_arg("sandbox:mkdir", path)
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
   options = options or {}
-  check.options("sandbox:mkdir", options, { parents = "boolean", mode = "number" }, 2)
+  check.options("sandbox:mkdir", options, { parents = "boolean", mode = "number" })
   local mode, _, message, name = mode_of("sandbox:mkdir", options)
   if message then
     return nil, message, name
@@ -156,9 +191,12 @@ end
 -- with its contents).
 function Sandbox:remove(path, options)
   check.self("sandbox:remove", self, Sandbox)
-  path_arg("sandbox:remove", path)
+  local _, bad_path, bad_name = path_arg("sandbox:remove", path)
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
   options = options or {}
-  check.options("sandbox:remove", options, { recursive = "boolean" }, 2)
+  check.options("sandbox:remove", options, { recursive = "boolean" })
   local fields = { path = path, flags = options.recursive and flags.recursive or 0 }
   local reply, message, name = self:_call("sandbox:remove", "remove", fields)
   if not reply then
@@ -171,10 +209,15 @@ end
 -- with EEXIST when `to` exists).
 function Sandbox:rename(from, to, options)
   check.self("sandbox:rename", self, Sandbox)
-  path_arg("sandbox:rename", from, 1)
-  path_arg("sandbox:rename", to, 2)
+  local _, bad_path, bad_name = path_arg("sandbox:rename", from, 1)
+  if not bad_path then
+    _, bad_path, bad_name = path_arg("sandbox:rename", to, 2)
+  end
+  if bad_path then
+    return nil, bad_path, bad_name
+  end
   options = options or {}
-  check.options("sandbox:rename", options, { replace = "boolean" }, 2)
+  check.options("sandbox:rename", options, { replace = "boolean" })
   local fields = { path = from, new_path = to, flags = options.replace == false and flags.noreplace or 0 }
   local reply, message, name = self:_call("sandbox:rename", "rename", fields)
   if not reply then

@@ -7,6 +7,7 @@
 local core = require "sandlot.core"
 local task = require "sandlot.task"
 local Sandbox = require "sandlot.sandbox"
+local check = require "sandlot.check"
 require "sandlot.exec"
 require "sandlot.files"
 local snapshots = require "sandlot.snapshot"
@@ -55,10 +56,32 @@ local sandlot = {
   home = core.home,
 }
 
+--- How long sandlot.gc() keeps the records of ended sandboxes by
+-- default, in seconds: one day, so that `sandlot ls -a` still shows how
+-- recent sandboxes ended.
+local KEEP_ENDED = 86400
+
 --- Clean up what crashed hosts and monitors left (see sl_sandbox_gc in
--- core/sandbox.h): returns how many sandboxes were cleaned. Suspends.
-function sandlot.gc()
-  return core.sandbox_gc()
+-- core/sandbox.h), then delete the records of sandboxes that ended at
+-- least `keep_ended` seconds ago (option, default one day, 0 for every
+-- ended sandbox, false to keep them all). Returns how many sandboxes were
+-- cleaned and how many records were deleted. Suspends.
+function sandlot.gc(options)
+  options = options or {}
+  check.arg("sandlot.gc", 1, options, "table")
+  check.options("sandlot.gc", options, { keep_ended = { "number", "boolean" } })
+  local keep = options.keep_ended
+  if keep == nil then
+    keep = KEEP_ENDED
+  end
+  if keep == true then
+    check.raise("sandlot.gc: option keep_ended must be seconds or false, got true")
+  end
+  if keep and (math.tointeger(keep) == nil or keep < 0) then
+    return check.fail("EINVAL", "invalid keep_ended: %s (expected whole seconds >= 0, or false)",
+      tostring(keep))
+  end
+  return core.sandbox_gc(keep and math.tointeger(keep) or nil)
 end
 
 --- sandlot.log.info(event, fmt, ...) and the other levels write one

@@ -76,6 +76,28 @@ function Sandbox:__tostring()
   return ("sandlot.Sandbox (%s, %s)"):format(self.id, self.state)
 end
 
+--- Kill the sandbox when a to-be-closed variable with the object goes
+-- out of scope (`local sb <close> = assert(Sandbox.create {})`). It
+-- waits for the kill where the task can suspend. Where it cannot (a
+-- failed or cancelled task closing its variables, or a pcall unwinding
+-- an error) the kill runs on the threadpool without waiting. A sandbox
+-- that has ended already is left alone, and a failed kill is logged.
+function Sandbox:__close()
+  if getmetatable(self) ~= Sandbox or self.state == "dead" then
+    return
+  end
+  if not core.can_suspend() then
+    core.sandbox_kill_detached(self.id)
+    self.state = "dead"
+    self._info.state = "dead"
+    return
+  end
+  local ok, message, name = self:kill()
+  if not ok and name ~= "ESRCH" then
+    core.log("warn", "sandbox.close_failed", ("sandbox=%s error=%q"):format(self.id, message))
+  end
+end
+
 --- The fail tuple of a call on a sandbox that has ended.
 function Sandbox:_ended()
   local reason = self._info.end_reason or "dead"
@@ -110,10 +132,31 @@ function Sandbox:_failed(message, name, kind)
   return nil, message, name
 end
 
---- The agent connection, connected; or the fail tuple. Suspends.
-function Sandbox:_connect(fname)
+--- States in which no agent replies: none runs yet, none runs while the
+-- sandbox is dumped to disk, or its processes are stopped.
+local unreachable = { creating = true, paused = true, frozen = true }
+
+--- Whether the freezer of a process sandbox is frozen now, read from its
+-- cgroup. It is also frozen for a moment during a snapshot, when the
+-- record still says "running", unlike after sb:freeze.
+local function freezer_frozen(self)
+  return self.backend == "process" and self._info.cgroups ~= nil
+    and core.cgroups_frozen(self._info.cgroups)
+end
+
+--- `true` when the agent can reply to a request now, else the fail
+-- tuple: ESRCH once the sandbox has ended, EBUSY while it is frozen,
+-- paused or being created. A paused sandbox stays so until sb:resume()
+-- or Sandbox.connect(id) resumes it, in this or another sandlot process.
+-- When the record shows it running again, `agent` (default: this host's
+-- connection to the sandbox), held since the pause, may reconnect.
+-- Suspends when the record must be read again.
+function Sandbox:_check_reachable(fname, agent)
   core.async_check(fname)
-  if self.state == "creating" or self.state == "paused" then
+  agent = agent or self:_agent_connection()
+  -- Another object of this host may have paused it.
+  local held_paused = agent ~= nil and held[agent] == "paused"
+  if unreachable[self.state] or held_paused or freezer_frozen(self) then
     local info = core.sandbox_get(self.id)
     if info then
       update(self, info)
@@ -121,9 +164,25 @@ function Sandbox:_connect(fname)
   end
   if self.state == "dead" then
     return self:_ended()
-  elseif self.state == "creating" or self.state == "paused" then
-    -- No agent runs yet, or none runs while the sandbox is dumped to disk.
+  elseif self.state == "paused" then
+    return fail("EBUSY", "sandbox is paused (resume it first): %s", self.id)
+  elseif unreachable[self.state] then
     return fail("EBUSY", "sandbox is %s: %s", self.state, self.id)
+  end
+  if held_paused then
+    Sandbox._release_agent(agent)
+  end
+  return true
+end
+
+--- The agent connection, connected; or the fail tuple. A frozen or
+-- paused sandbox fails at once with EBUSY, because its agent cannot
+-- reply and a request sent now would wait for the thaw or resume.
+-- Suspends.
+function Sandbox:_connect(fname)
+  local ok, message, name = self:_check_reachable(fname)
+  if not ok then
+    return nil, message, name
   end
   local agent = self._agent
   if agent == nil or not agent:is_open() then
@@ -139,11 +198,8 @@ function Sandbox:_connect(fname)
     end
     self._agent = agent
   end
-  if held[agent] == "paused" then
-    -- Resumed since, by another object or sandlot process.
-    Sandbox._release_agent(agent)
-  end
-  local ok, message, name, kind = agent:connect()
+  local kind
+  ok, message, name, kind = agent:connect()
   if not ok then
     return self:_failed(message, name, kind)
   end
@@ -199,14 +255,23 @@ local function on_template_progress(line)
   end
 end
 
-local function pairs_to_list(fname, what, map)
+--- A sorted list of "key=value" from a table. Raises on wrong types and
+-- returns the EINVAL fail tuple for a key with "=" or a NUL byte.
+local function pairs_to_list(fname, what, noun, map)
   local list = {}
   for key, value in pairs(map) do
     if type(key) ~= "string" then
-      error(("%s: %s keys must be strings, got %s"):format(fname, what, type(key)), 5)
+      check.raise(("%s: %s keys must be strings, got %s"):format(fname, what, type(key)))
     end
     if type(value) ~= "string" and type(value) ~= "number" then
-      error(("%s: %s.%s must be a string, got %s"):format(fname, what, key, type(value)), 5)
+      check.raise(("%s: %s.%s must be a string, got %s"):format(fname, what, key, type(value)))
+    end
+    local _, message, name = check.pair_name(noun .. " name", key)
+    if not message then
+      _, message, name = check.text(("value of %s %s"):format(noun, key), tostring(value))
+    end
+    if message then
+      return nil, message, name
     end
     list[#list + 1] = key .. "=" .. tostring(value)
   end
@@ -214,45 +279,97 @@ local function pairs_to_list(fname, what, map)
   return list
 end
 
-local function whole(value)
-  return math.type(value) == "integer" or (math.type(value) == "float" and value == math.floor(value)
-    and value >= -2^53 and value <= 2^53)
+--- Format a number for a message; a whole float gets no exponent.
+local function number_text(value)
+  if math.type(value) == "float" and value == math.floor(value) and math.abs(value) < 1e21 then
+    return ("%.0f"):format(value)
+  end
+  return tostring(value)
+end
+
+--- Convert `value` to an integer; nil and the reason when it has no
+-- exact integer value.
+local function to_integer(value)
+  local integer = math.tointeger(value)
+  if integer then
+    return integer
+  elseif value ~= value or value ~= math.floor(value) then
+    return nil, "expected a whole number"
+  end
+  return nil, value > 0 and "too large" or "too small"
+end
+
+--- The timeout in whole seconds, or the EINVAL fail tuple. The range is
+-- the core's (SL_TIMEOUT_MAX_SEC, about 100 years), the same for create,
+-- set_timeout and the monitor.
+local function timeout_seconds(value)
+  local seconds = math.tointeger(value)
+  if seconds == nil or seconds < 0 or seconds > core.timeout_max then
+    return fail("EINVAL", "invalid timeout: %s (expected whole seconds from 0 to %d)",
+      number_text(value), core.timeout_max)
+  end
+  return seconds
 end
 
 --- Check and normalize create options: types raise, values fail.
 local function create_spec(fname, options)
-  check.options(fname, options, create_options, 4)
+  check.options(fname, options, create_options)
   local spec = {}
   for key, value in pairs(options) do
     spec[key] = value
   end
-  for _, key in ipairs { "timeout", "pids", "cpu_shares" } do
+  if options.timeout ~= nil then
+    local seconds, message, name = timeout_seconds(options.timeout)
+    if not seconds then
+      return nil, message, name
+    end
+    spec.timeout = seconds
+  end
+  for _, key in ipairs { "pids", "cpu_shares" } do
     local value = options[key]
     if value ~= nil then
-      if not whole(value) then
-        return fail("EINVAL", "invalid %s: %s (expected a whole number)", key, tostring(value))
+      local integer, why = to_integer(value)
+      if not integer then
+        return fail("EINVAL", "invalid %s: %s (%s)", key, number_text(value), why)
       end
-      spec[key] = math.tointeger(value)
+      spec[key] = integer
     end
   end
   if type(options.memory) == "number" then
-    if not whole(options.memory) or options.memory <= 0 then
-      return fail("EINVAL", "invalid memory limit: %s (expected bytes > 0 or a size such as \"512M\")",
-        tostring(options.memory))
+    local bytes, why = to_integer(options.memory)
+    if why == "too large" then
+      why = ("too large: at most %d bytes"):format(math.maxinteger)
+    elseif not bytes or bytes <= 0 then
+      why = 'expected whole bytes > 0, or a size such as "512M"'
     end
-    spec.memory = tostring(math.tointeger(options.memory))
-  end
-  if options.env then
-    spec.env = pairs_to_list(fname, "env", options.env)
-  end
-  if options.labels then
-    spec.labels = pairs_to_list(fname, "labels", options.labels)
+    if not bytes or bytes <= 0 then
+      return fail("EINVAL", "invalid memory limit: %s (%s)", number_text(options.memory), why)
+    end
+    spec.memory = tostring(bytes)
   end
   if type(options.snapshot) == "table" then
     if type(options.snapshot.id) ~= "string" then
-      error(fname .. ": option snapshot must be a snapshot object, id or reference", 4)
+      check.raise(fname .. ": option snapshot must be a snapshot object, id or reference")
     end
     spec.snapshot = options.snapshot.id
+  end
+  for _, key in ipairs { "template", "backend", "on_timeout", "memory", "cwd", "hostname",
+    "snapshot", "on_fork" } do
+    if type(spec[key]) == "string" then
+      local _, message, name = check.text(key, spec[key])
+      if message then
+        return nil, message, name
+      end
+    end
+  end
+  for key, noun in pairs { env = "environment variable", labels = "label" } do
+    if options[key] then
+      local list, message, name = pairs_to_list(fname, key, noun, options[key])
+      if not list then
+        return nil, message, name
+      end
+      spec[key] = list
+    end
   end
   spec.on_progress = nil
   return spec
@@ -296,10 +413,10 @@ end
 -- ("process"), timeout (seconds from now, 0 none), on_timeout ("kill",
 -- "pause" or "pause_fs"), memory ("512M" or bytes, default 1G), pids
 -- (1024), cpu_shares, cpus, env (table NAME = value), cwd ("/"), hostname
--- ("sandlot"), labels (table key = value), auto_kill (kill it when this sandlot process
--- exits), on_progress (function(line) for template build output, called
--- on the loop outside any task, so it cannot suspend; without it the
--- lines go to stderr).
+-- ("sandlot"), labels (table key = value), auto_kill (kill it when this
+-- sandlot process exits), on_progress (function(line) for template build
+-- output, called on the loop outside any task, so it cannot suspend;
+-- without it the lines go to stderr).
 --
 -- snapshot (a snapshot object, id, "name:tag" or "name") starts from a
 -- snapshot instead of the template. A full snapshot is forked: its
@@ -311,7 +428,7 @@ end
 -- disk (state paused), "pause_fs" keeps the files only. Suspends.
 function Sandbox.create(options)
   options = options or {}
-  check.arg("Sandbox.create", 1, options, "table", 2)
+  check.arg("Sandbox.create", 1, options, "table")
   return create("Sandbox.create", options, nil)
 end
 
@@ -321,27 +438,32 @@ end
 -- are killed and the first error is returned. count is 1 to 64.
 -- Suspends.
 function Sandbox.create_many(options)
-  check.arg("Sandbox.create_many", 1, options, "table", 2)
+  check.arg("Sandbox.create_many", 1, options, "table")
   local count = options.count
   if type(count) ~= "number" then
-    error(("Sandbox.create_many: option count must be a number, got %s"):format(type(count)), 2)
+    check.raise(("Sandbox.create_many: option count must be a number, got %s"):format(type(count)))
   end
-  if not whole(count) or count < 1 or count > 64 then
-    return fail("EINVAL", "invalid count: %s (expected 1 to 64)", tostring(count))
+  local integer = to_integer(count)
+  if not integer or integer < 1 or integer > 64 then
+    return fail("EINVAL", "invalid count: %s (expected 1 to 64)", number_text(count))
   end
   local copy = {}
   for key, value in pairs(options) do
     copy[key] = value
   end
   copy.count = nil
-  return create("Sandbox.create_many", copy, math.tointeger(count))
+  return create("Sandbox.create_many", copy, integer)
 end
 
 --- Sandbox.get(id): the sandbox with this id, from the catalog that every
 -- sandlot process using this store shares; ENOENT for an unknown id.
 -- Suspends.
 function Sandbox.get(id)
-  check.arg("Sandbox.get", 1, id, "string", 2)
+  check.arg("Sandbox.get", 1, id, "string")
+  local _, bad_id, bad_name = check.text("sandbox id", id)
+  if bad_id then
+    return nil, bad_id, bad_name
+  end
   local info, message, name = core.sandbox_get(id)
   if not info then
     return nil, message, name
@@ -376,8 +498,8 @@ end
 -- or a table of labels that must all match. Suspends.
 local function list_sandboxes(filter)
   filter = filter or {}
-  check.arg("Sandbox.list", 1, filter, "table", 3)
-  check.options("Sandbox.list", filter, list_options, 3)
+  check.arg("Sandbox.list", 1, filter, "table")
+  check.options("Sandbox.list", filter, list_options)
   local labels = filter.label and label_filter(filter.label)
   if filter.label and labels == nil then
     return fail("EINVAL", "invalid label filter: %q (expected key=value)", filter.label)
@@ -404,7 +526,11 @@ Sandbox._list_sandboxes = list_sandboxes
 -- paused sandbox is resumed first (the same id and state). ENOENT for an
 -- unknown id, ESRCH for one that has ended. Suspends.
 function Sandbox.connect(id)
-  check.arg("Sandbox.connect", 1, id, "string", 2)
+  check.arg("Sandbox.connect", 1, id, "string")
+  local _, bad_id, bad_name = check.text("sandbox id", id)
+  if bad_id then
+    return nil, bad_id, bad_name
+  end
   local info, message, name = core.sandbox_connect(id)
   if not info then
     return nil, message, name
@@ -493,7 +619,7 @@ local function state_call(self, fname, call, new_state)
 end
 
 --- Stop every process of the sandbox (freezer cgroup); memory stays.
--- Agent requests wait until thaw. Suspends.
+-- Agent calls on it fail with EBUSY until sb:thaw(). Suspends.
 function Sandbox:freeze()
   return state_call(self, "sandbox:freeze", core.sandbox_freeze, "frozen")
 end
@@ -507,11 +633,13 @@ end
 -- 0 removes the timeout. Suspends.
 function Sandbox:set_timeout(seconds)
   check.self("sandbox:set_timeout", self, Sandbox)
-  check.arg("sandbox:set_timeout", 1, seconds, "number", 2)
-  if not whole(seconds) or seconds < 0 then
-    return fail("EINVAL", "invalid timeout: %s (expected whole seconds >= 0)", tostring(seconds))
+  check.arg("sandbox:set_timeout", 1, seconds, "number")
+  local whole, message, name = timeout_seconds(seconds)
+  if not whole then
+    return nil, message, name
   end
-  local ok, message, name = core.sandbox_set_timeout(self.id, math.tointeger(seconds))
+  local ok
+  ok, message, name = core.sandbox_set_timeout(self.id, whole)
   if not ok then
     return nil, message, name
   end

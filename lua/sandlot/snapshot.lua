@@ -29,35 +29,65 @@ function Snapshot:__tostring()
 end
 
 --- The reference a call takes: a snapshot object, an id, "name:tag" or
--- "name" (the newest snapshot with that name).
+-- "name" (the newest snapshot with that name). Raises on a wrong type;
+-- returns the EINVAL fail tuple for a string with a NUL byte.
 local function reference(fname, position, value)
   if getmetatable(value) == Snapshot then
     return value.id
   end
-  check.arg(fname, position, value, "string", 3)
+  check.arg(fname, position, value, "string")
+  local _, message, name = check.text("snapshot reference", value)
+  if message then
+    return nil, message, name
+  end
   return value
 end
 
-local function whole_seconds_to_ms(fname, value)
+--- The `wait` option in milliseconds (0 when nil), or the EINVAL fail
+-- tuple outside 0 to 3600 seconds.
+local function wait_ms(value)
   if value == nil then
     return 0
   end
-  if value < 0 or value > 3600 then
+  if not (value >= 0 and value <= 3600) then
     return fail("EINVAL", "invalid wait: %s (expected 0 to 3600 seconds)", tostring(value))
   end
   return math.floor(value * 1000)
 end
 
+--- A sorted list of "key=value" from the labels table. Raises on wrong
+-- types; returns the EINVAL fail tuple for a key that is empty or has
+-- "=", or a key or value with a NUL byte.
 local function label_list(fname, labels)
   local list = {}
   for key, value in pairs(labels or {}) do
     if type(key) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
-      error(fname .. ": labels must map names to strings", 4)
+      check.raise(fname .. ": labels must map names to strings")
+    end
+    local _, message, name = check.pair_name("label name", key)
+    if not message then
+      _, message, name = check.text(("value of label %s"):format(key), tostring(value))
+    end
+    if message then
+      return nil, message, name
     end
     list[#list + 1] = key .. "=" .. tostring(value)
   end
   table.sort(list)
   return list
+end
+
+--- nil, or the EINVAL fail tuple for the first string option among
+-- `keys` of `options` that has a NUL byte.
+local function check_texts(options, keys)
+  for _, key in ipairs(keys) do
+    if type(options[key]) == "string" then
+      local _, message, name = check.text(key, options[key])
+      if message then
+        return message, name
+      end
+    end
+  end
 end
 
 --- Keep this host's agent connection to the sandbox from reconnecting
@@ -92,19 +122,28 @@ local snapshot_options = {
 function Sandbox:snapshot(options)
   check.self("sandbox:snapshot", self, Sandbox)
   options = options or {}
-  check.arg("sandbox:snapshot", 1, options, "table", 2)
-  check.options("sandbox:snapshot", options, snapshot_options, 2)
+  check.arg("sandbox:snapshot", 1, options, "table")
+  check.options("sandbox:snapshot", options, snapshot_options)
   core.async_check("sandbox:snapshot")
-  local wait_ms, message, name = whole_seconds_to_ms("sandbox:snapshot", options.wait)
-  if not wait_ms then
+  local wait, message, name = wait_ms(options.wait)
+  if not wait then
+    return nil, message, name
+  end
+  local labels
+  labels, message, name = label_list("sandbox:snapshot", options.labels)
+  if not labels then
+    return nil, message, name
+  end
+  message, name = check_texts(options, { "name", "tag" })
+  if message then
     return nil, message, name
   end
   local request = {
     name = options.name,
     tag = options.tag,
-    labels = label_list("sandbox:snapshot", options.labels),
+    labels = labels,
     files_only = options.memory == false,
-    wait_ms = wait_ms,
+    wait_ms = wait,
   }
   local record
   do
@@ -128,16 +167,16 @@ local pause_options = { memory = "boolean", wait = "number" }
 function Sandbox:pause(options)
   check.self("sandbox:pause", self, Sandbox)
   options = options or {}
-  check.arg("sandbox:pause", 1, options, "table", 2)
-  check.options("sandbox:pause", options, pause_options, 2)
+  check.arg("sandbox:pause", 1, options, "table")
+  check.options("sandbox:pause", options, pause_options)
   core.async_check("sandbox:pause")
-  local wait_ms, message, name = whole_seconds_to_ms("sandbox:pause", options.wait)
-  if not wait_ms then
+  local wait, message, name = wait_ms(options.wait)
+  if not wait then
     return nil, message, name
   end
   local hold <close>, agent = hold_agent(self)
   local ok
-  ok, message, name = core.sandbox_pause(self.id, options.memory == false, wait_ms)
+  ok, message, name = core.sandbox_pause(self.id, options.memory == false, wait)
   if not ok then
     return nil, message, name
   end
@@ -180,7 +219,10 @@ end
 -- Suspends.
 function Sandbox:rollback(snapshot)
   check.self("sandbox:rollback", self, Sandbox)
-  local ref = reference("sandbox:rollback", 1, snapshot)
+  local ref, bad, bad_name = reference("sandbox:rollback", 1, snapshot)
+  if not ref then
+    return nil, bad, bad_name
+  end
   core.async_check("sandbox:rollback")
   local hold <close>, agent = hold_agent(self)
   local ok, message, name = core.sandbox_rollback(self.id, ref)
@@ -207,7 +249,12 @@ local snapshots = { Snapshot = Snapshot }
 --- The snapshot for a reference (an object, id, "name:tag" or "name");
 -- ENOENT when there is none. Suspends.
 function snapshots.get(ref)
-  local record, message, name = core.snapshot_get(reference("sandlot.snapshots.get", 1, ref))
+  local id, message, name = reference("sandlot.snapshots.get", 1, ref)
+  if not id then
+    return nil, message, name
+  end
+  local record
+  record, message, name = core.snapshot_get(id)
   if not record then
     return nil, message, name
   end
@@ -218,7 +265,11 @@ end
 -- running; its layer stays until none of them uses it. ENOENT for an
 -- unknown or already deleted snapshot. Suspends.
 function snapshots.delete(ref)
-  return core.snapshot_delete(reference("sandlot.snapshots.delete", 1, ref))
+  local id, message, name = reference("sandlot.snapshots.delete", 1, ref)
+  if not id then
+    return nil, message, name
+  end
+  return core.snapshot_delete(id)
 end
 
 --- Delete this snapshot (see sandlot.snapshots.delete). Suspends.
@@ -270,8 +321,8 @@ end
 -- sandboxes give an empty page. Suspends.
 function list(filter)
   filter = filter or {}
-  check.arg("sandlot.snapshots.list", 1, filter, "table", 3)
-  check.options("sandlot.snapshots.list", filter, list_options, 3)
+  check.arg("sandlot.snapshots.list", 1, filter, "table")
+  check.options("sandlot.snapshots.list", filter, list_options)
   local query = { ref = filter.name, limit = filter.limit, cursor = filter.cursor }
   if type(filter.sandbox) == "table" then
     query.sandbox = filter.sandbox.id
@@ -283,6 +334,11 @@ function list(filter)
     if query.label == nil then
       return fail("EINVAL", "invalid label filter (expected \"key=value\" or a table with one label)")
     end
+  end
+  local message, name = check_texts({ name = query.ref, sandbox = query.sandbox, label = query.label,
+    cursor = query.cursor }, { "name", "sandbox", "label", "cursor" })
+  if message then
+    return nil, message, name
   end
   if filter.limit ~= nil and math.type(filter.limit) ~= "integer" then
     return fail("EINVAL", "invalid limit: %s (expected a whole number 1 to 1000)",
@@ -307,7 +363,7 @@ snapshots.list = list
 -- Raises on a failure. Suspends.
 function snapshots.each(filter)
   filter = filter or {}
-  check.arg("sandlot.snapshots.each", 1, filter, "table", 2)
+  check.arg("sandlot.snapshots.each", 1, filter, "table")
   local page, index = nil, 0
   local copy = {}
   for key, value in pairs(filter) do

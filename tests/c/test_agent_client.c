@@ -399,6 +399,36 @@ static void file_round_trip_large_binary(void) {
   close_client(a);
 }
 
+/* A file over the maximum fails with EFBIG after the first chunk. */
+static void file_read_stops_at_the_maximum(void) {
+  sl_agent *a = sl_agent_new(&loop, H.sock, NULL);
+  char path[160];
+  snprintf(path, sizeof path, "%s/large", H.dir);
+  size_t size = 3 * SL_PROTO_CHUNK;
+  uint8_t *data = calloc(1, size);
+  file_state w = {0}, small = {0}, exact = {0};
+  sl_error err = {0};
+  CHECK_OK(sl_agent_write_file(a, path, data, size, 0644, 0, on_file, &w, &err), &err);
+  CHECK(run_until(&w.done, 20000));
+  CHECK(!w.failed);
+  CHECK_OK(sl_agent_read_file_max(a, path, size - 1, on_file, &small, &err), &err);
+  CHECK(run_until(&small.done, 20000));
+  CHECK(small.failed);
+  CHECK_INT(small.err.code, ==, EFBIG);
+  char expected[300];
+  snprintf(expected, sizeof expected, "file too large (%zu bytes, more than the maximum of %zu): %s",
+           size, size - 1, path);
+  CHECK_STR(small.err.msg, expected);
+  CHECK_INT(small.bytes.len, ==, 0);
+  CHECK_OK(sl_agent_read_file_max(a, path, size, on_file, &exact, &err), &err);
+  CHECK(run_until(&exact.done, 20000));
+  CHECK(!exact.failed);
+  CHECK_INT(exact.bytes.len, ==, size);
+  sl_buf_free(&exact.bytes);
+  free(data);
+  close_client(a);
+}
+
 /* SL_FILE_APPEND adds every chunk at the end instead of truncating. */
 static void file_append_keeps_content(void) {
   sl_agent *a = sl_agent_new(&loop, H.sock, NULL);
@@ -552,6 +582,7 @@ int main(void) {
   RUN(attach_follows_earlier_process);
   RUN(file_round_trip_large_binary);
   RUN(file_append_keeps_content);
+  RUN(file_read_stops_at_the_maximum);
   RUN(missing_agent_fails_cleanly);
   RUN(close_cancels_pending_requests);
   RUN(cancel_then_attach_again);

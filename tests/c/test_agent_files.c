@@ -1,5 +1,8 @@
 /* File requests of the agent: read, write, list, stat, mkdir, remove,
  * rename, and the errors each one reports. */
+#include <sched.h>
+#include <sys/mount.h>
+
 #include "agent_harness.h"
 #include "error.h"
 #include "test.h"
@@ -285,8 +288,73 @@ static void rename_and_its_errors(void) {
   CHECK_INT(call(r, NULL, NULL), ==, -EINVAL);
 }
 
+static void rename_names_the_missing_folder(void) {
+  CHECK_OK(write_file(in_dir("source.txt"), "s", -1), &E);
+  CHECK_INT(rename_path(in_dir("source.txt"), in_dir("nodir/x"), 0), ==, -ENOENT);
+  char expected[200];
+  snprintf(expected, sizeof expected, "no such folder: %s", in_dir("nodir"));
+  CHECK_STR(E.msg, expected);
+  CHECK_INT(rename_path(in_dir("source.txt"), in_dir("source.txt/x"), 0), ==, -ENOTDIR);
+  snprintf(expected, sizeof expected, "not a folder: %s", in_dir("source.txt"));
+  CHECK_STR(E.msg, expected);
+  CHECK_OK(make_dir(in_dir("outer"), 0), &E);
+  CHECK_INT(rename_path(in_dir("outer"), in_dir("outer/inner"), 0), ==, -EINVAL);
+  CHECK(strstr(E.msg, "cannot move a folder into itself") != NULL);
+  CHECK_INT(access(in_dir("source.txt"), F_OK), ==, 0);
+}
+
+/* Mount a tmpfs at DIR/mnt for the mount checks; the test process and the
+ * agent share a private mount namespace (see main). */
+static int mount_scratch(void) {
+  mkdir(in_dir("mounts"), 0755);
+  mkdir(in_dir("mounts/mnt"), 0755);
+  return mount("sandlot-test", in_dir("mounts/mnt"), "tmpfs", 0, "size=1m");
+}
+
+static void rename_across_mounts(void) {
+  if (mount_scratch() < 0) {
+    printf("SKIPPED: rename across mounts needs mount(2) (root): %s\n", strerror(errno));
+    return;
+  }
+  /* rename(2) alone reports EXDEV for a missing source on another mount. */
+  CHECK_INT(rename_path(in_dir("nosuch"), in_dir("mounts/mnt/x"), 0), ==, -ENOENT);
+  char expected[300];
+  snprintf(expected, sizeof expected, "no such file: %s", in_dir("nosuch"));
+  CHECK_STR(E.msg, expected);
+  CHECK_OK(write_file(in_dir("here.txt"), "h", -1), &E);
+  CHECK_INT(rename_path(in_dir("here.txt"), in_dir("mounts/mnt/x"), 0), ==, -EXDEV);
+  CHECK(strstr(E.msg, "cannot rename across mounts") != NULL);
+  CHECK_INT(access(in_dir("here.txt"), F_OK), ==, 0);
+  umount2(in_dir("mounts/mnt"), MNT_DETACH);
+}
+
+static void remove_rejects_mount_points(void) {
+  if (mount_scratch() < 0) {
+    printf("SKIPPED: removing mount points needs mount(2) (root): %s\n", strerror(errno));
+    return;
+  }
+  CHECK_OK(write_file(in_dir("mounts/mnt/inside"), "i", -1), &E);
+  CHECK_OK(write_file(in_dir("mounts/beside"), "b", -1), &E);
+  CHECK_INT(remove_path(in_dir("mounts/mnt"), 1), ==, -EBUSY);
+  char expected[300];
+  snprintf(expected, sizeof expected, "is a mount point: %s", in_dir("mounts/mnt"));
+  CHECK_STR(E.msg, expected);
+  CHECK_INT(remove_path(in_dir("mounts"), 1), ==, -EBUSY);
+  CHECK(strstr(E.msg, "folder contains the mount point") != NULL);
+  /* Nothing was deleted, on either side of the mount. */
+  CHECK_INT(access(in_dir("mounts/mnt/inside"), F_OK), ==, 0);
+  CHECK_INT(access(in_dir("mounts/beside"), F_OK), ==, 0);
+  umount2(in_dir("mounts/mnt"), MNT_DETACH);
+  CHECK_OK(remove_path(in_dir("mounts"), 1), &E);
+}
+
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
+  /* A private mount namespace, shared with the agent started below, for
+   * the tmpfs of the mount checks; without root the unshare fails and
+   * those checks skip. */
+  if (unshare(CLONE_NEWNS) == 0) mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
   if (harness_start(&H) < 0) return 1;
   sl_error err = {0};
   if (sl_agent_conn_open(&C, H.sock, 10000, 0, &err) < 0) {
@@ -302,6 +370,9 @@ int main(void) {
   RUN(mkdir_and_its_errors);
   RUN(remove_files_and_trees);
   RUN(rename_and_its_errors);
+  RUN(rename_names_the_missing_folder);
+  RUN(rename_across_mounts);
+  RUN(remove_rejects_mount_points);
   sl_agent_conn_close(&C);
   sl_buf_free(&reply);
   sl_buf_free(&begin(0, NULL)->b);

@@ -259,10 +259,19 @@ static void test_busy_and_bad_pauses(void) {
   char upper[4096];
   snprintf(upper, sizeof upper, "%s/sandboxes/%s/upper", sl_sandboxes_home(h), sb.id);
   CHECK_INT(access(upper, F_OK), ==, -1);
+  /* The messages name the sandbox once, with no operation in front. */
+  char ended[128];
+  snprintf(ended, sizeof ended, "sandbox has ended (killed): %s", sb.id);
   CHECK_INT(sl_sandbox_pause(h, sb.id, NULL, &err), ==, -ESRCH);
+  CHECK_STR(err.msg, ended);
   CHECK_INT(sl_sandbox_resume(h, sb.id, NULL, &err), ==, -ESRCH);
+  CHECK_STR(err.msg, ended);
   CHECK_INT(sl_sandbox_connect(h, sb.id, NULL, &err), ==, -ESRCH);
+  CHECK_STR(err.msg, ended);
   CHECK_INT(sl_sandbox_pause(h, "sb-000000000000", NULL, &err), ==, -ENOENT);
+  CHECK_STR(err.msg, "sandbox not found: sb-000000000000");
+  CHECK_INT(sl_sandbox_connect(h, "sb-000000000000", NULL, &err), ==, -ENOENT);
+  CHECK_STR(err.msg, "sandbox not found: sb-000000000000");
 }
 
 /* A resume whose images are damaged fails and leaves the sandbox paused
@@ -282,6 +291,10 @@ static void test_failed_resume_stays_paused(void) {
   CHECK_INT(system(cmd), ==, 0);
   CHECK_INT(sl_sandbox_resume(h, sb.id, NULL, &err), ==, -EIO);
   CHECK(strstr(err.msg, "stays paused") != NULL);
+  /* The operation comes first. The id is in CRIU's image paths, so the
+   * wrapper adds no subject of its own after the operation. */
+  CHECK(strncmp(err.msg, "resume: sandbox stays paused: ", 30) == 0);
+  CHECK(strstr(err.msg, sb.id) != NULL);
   CHECK_OK(sl_sandbox_get(h, sb.id, &after, &err), &err);
   CHECK_INT(after.state, ==, SL_SANDBOX_PAUSED);
   CHECK(holds_nothing(&after));

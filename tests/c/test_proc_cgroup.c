@@ -40,6 +40,17 @@ static void layout_uses_v2_with_controllers(void) {
   CHECK_STR(layout.mounts[SL_CG_MEMORY], "");
 }
 
+static void layout_rejects_long_mount_paths(void) {
+  char mountinfo[2048], long_path[600];
+  memset(long_path, 'x', sizeof long_path - 1);
+  long_path[sizeof long_path - 1] = '\0';
+  snprintf(mountinfo, sizeof mountinfo, "26 25 0:24 / /%s rw - cgroup2 cgroup2 rw\n", long_path);
+  sl_cgroup_layout layout;
+  sl_error err = {0};
+  CHECK_INT(sl_cgroup_layout_parse(mountinfo, "memory pids\n", &layout, &err), ==, -ENAMETOOLONG);
+  CHECK(strstr(err.msg, "cgroup mount path too long") != NULL);
+}
+
 static void layout_rejects_missing_controllers(void) {
   sl_cgroup_layout layout;
   sl_error err = {0};
@@ -137,6 +148,7 @@ int main(void) {
   RUN(layout_prefers_v1_on_hybrid);
   RUN(layout_uses_v2_with_controllers);
   RUN(layout_rejects_missing_controllers);
+  RUN(layout_rejects_long_mount_paths);
   RUN(paths_per_sandbox);
   RUN(plan_v1_limits);
   RUN(plan_v2_limits);

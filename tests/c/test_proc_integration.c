@@ -4,10 +4,13 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/sysmacros.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 
 #include "test.h"
+#include "monitor_client.h"
 #include "oplock.h"
 #include "proc_helpers.h"
 #include "sandbox_store.h"
@@ -242,6 +245,42 @@ static void timeout_pause_dumps(void) {
   CHECK(sl_pid_alive(after.init_pid, after.init_start));
   CHECK_INT(after.deadline_ms, ==, 0);
   CHECK_OK(sl_sandbox_kill(h, info.id, &err), &err);
+  close_store(h, home);
+}
+
+/* A client that sends half a line must not hold up another client: the
+ * monitor reads its control connections without blocking. */
+static void monitor_serves_clients_side_by_side(void) {
+  char home[64];
+  sl_sandboxes *h = open_store(home, sizeof home);
+  CHECK(h != NULL);
+  sl_create_spec spec = test_spec();
+  sl_sandbox_info info;
+  sl_error err = {0};
+  CHECK_OK(sl_sandbox_create(h, &spec, &info, &err), &err);
+  char path[160], reply[256];
+  snprintf(path, sizeof path, "%s/sandboxes/%s/monitor.sock", home, info.id);
+  int slow = sl_unix_connect(path, &err);
+  CHECK(slow >= 0);
+  CHECK_INT(send(slow, "sta", 3, MSG_NOSIGNAL), ==, 3);
+  /* Answered while the slow client's line is incomplete. */
+  CHECK_OK(sl_monitor_request(path, "status", 10000, reply, sizeof reply, &err), &err);
+  CHECK(strncmp(reply, "state=running", 13) == 0);
+  /* The slow client's line completes and gets its own answer. */
+  CHECK_INT(send(slow, "tus\n", 4, MSG_NOSIGNAL), ==, 4);
+  struct timeval tv = {10, 0};
+  setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char line[256] = "";
+  ssize_t n = read(slow, line, sizeof line - 1);
+  CHECK(n > 0);
+  if (n > 0) line[n] = '\0';
+  CHECK(strncmp(line, "ok state=running", 16) == 0);
+  close(slow);
+  /* A silent client does not keep the sandbox from being killed. */
+  int silent = sl_unix_connect(path, &err);
+  CHECK(silent >= 0);
+  CHECK_OK(sl_sandbox_kill(h, info.id, &err), &err);
+  close(silent);
   close_store(h, home);
 }
 
@@ -597,6 +636,7 @@ int main(int argc, char **argv) {
   RUN(timeout_kills);
   RUN(set_timeout_changes_deadline);
   RUN(timeout_pause_dumps);
+  RUN(monitor_serves_clients_side_by_side);
   RUN(init_death_is_recorded);
   RUN(second_process_kills);
   RUN(sandbox_outlives_creator);

@@ -38,6 +38,14 @@ static void parse_rejects_bad_text(void) {
   }
 }
 
+static void parse_explains_fractions(void) {
+  sl_error err = {0};
+  uint64_t out;
+  CHECK_INT(sl_parse_size("1.5G", &out, &err), ==, -EINVAL);
+  CHECK_STR(err.msg, "invalid size: \"1.5G\" (expected a whole number and a unit, such as 1536M for "
+                     "1.5G)");
+}
+
 static void parse_rejects_null(void) {
   sl_error err = {0};
   uint64_t out;
@@ -70,6 +78,7 @@ static void format_picks_largest_unit(void) {
 int main(void) {
   RUN(parse_accepts_units);
   RUN(parse_rejects_bad_text);
+  RUN(parse_explains_fractions);
   RUN(parse_rejects_null);
   RUN(parse_keeps_max_value);
   RUN(format_picks_largest_unit);

@@ -124,6 +124,11 @@ static void test_fork_continues_from_snapshot(void) {
   char expected[64];
   snprintf(expected, sizeof expected, "%s\n", fork.id);
   CHECK_STR(buf, expected);
+  /* /etc/hostname agrees with hostname(1), as at a fresh start. */
+  CHECK_OK(agent_read(&fork, "/etc/hostname", buf, sizeof buf, &err), &err);
+  CHECK_STR(buf, expected);
+  CHECK_OK(agent_read(&source, "/etc/hostname", buf, sizeof buf, &err), &err);
+  CHECK_STR(buf, "sandlot\n");
   CHECK_OK(agent_read(&fork, "/tmp/seen", buf, sizeof buf, &err), &err);
   CHECK(atol(buf) >= counter_at_snapshot);
 
@@ -193,6 +198,10 @@ static void test_forks_differ_in_hostname_and_random(void) {
   CHECK_INT(agent_run(&forks[1], "hostname", host_b, sizeof host_b, &err), ==, 0);
   CHECK(strcmp(host_a, host_b) != 0);
   CHECK(strncmp(host_a, forks[0].id, strlen(forks[0].id)) == 0);
+  CHECK(strncmp(host_b, forks[1].id, strlen(forks[1].id)) == 0);
+  char file_a[64];
+  CHECK_OK(agent_read(&forks[0], "/etc/hostname", file_a, sizeof file_a, &err), &err);
+  CHECK_STR(file_a, host_a);
 }
 
 static void test_fork_of_fork_stacks_layers(void) {
@@ -276,6 +285,8 @@ static void test_rollback_to_own_snapshot(void) {
   CHECK(ticker_continues(&source));
   CHECK_INT(agent_run(&source, "hostname", buf, sizeof buf, &err), ==, 0);
   CHECK_STR(buf, "sandlot\n");
+  CHECK_OK(agent_read(&source, "/etc/hostname", buf, sizeof buf, &err), &err);
+  CHECK_STR(buf, "sandlot\n");
   CHECK(in_procs(source.cgroups, source.init_pid));
 }
 
@@ -290,6 +301,8 @@ static void test_rollback_follows_lineage(void) {
   CHECK_INT(agent_read(&forks[1], "/diverge", buf, sizeof buf, &err), ==, -ENOENT);
   CHECK(read_counter(&forks[1], NULL) < before);
   CHECK_INT(agent_run(&forks[1], "hostname", buf, sizeof buf, &err), ==, 0);
+  CHECK(strncmp(buf, forks[1].id, strlen(forks[1].id)) == 0);
+  CHECK_OK(agent_read(&forks[1], "/etc/hostname", buf, sizeof buf, &err), &err);
   CHECK(strncmp(buf, forks[1].id, strlen(forks[1].id)) == 0);
 
   /* grandchild descends from forks[0] and source: loaded is its
@@ -308,6 +321,9 @@ static void test_rollback_follows_lineage(void) {
   CHECK_INT(forks[2].init_pid, ==, before_rollback.init_pid);
   CHECK(wait_counter(&forks[2], read_counter(&forks[2], NULL), 10000) > 0);
   CHECK_INT(sl_sandbox_rollback(h, forks[2].id, "no-such-name", &err), ==, -ENOENT);
+  char expected[128];
+  snprintf(expected, sizeof expected, "rollback %s: snapshot not found: no-such-name", forks[2].id);
+  CHECK_STR(err.msg, expected);
   CHECK_OK(sl_snapshots_delete(h, sibling.id, &err), &err);
   sl_snapshot_clear(&sibling);
 }
@@ -536,6 +552,10 @@ static void test_bad_requests_leave_nothing(void) {
   const char *labels[] = {"no equals sign", NULL};
   bad = (sl_snapshot_opts){.labels = labels};
   CHECK_INT(sl_sandbox_snapshot(h, source.id, &bad, NULL, NULL, &err), ==, -EINVAL);
+  char prefix[64];
+  snprintf(prefix, sizeof prefix, "snapshot %s: ", source.id);
+  CHECK(strncmp(err.msg, prefix, strlen(prefix)) == 0);
+  CHECK(strstr(err.msg + strlen(prefix), source.id) == NULL);
   bad = (sl_snapshot_opts){.name = "loaded", .tag = "v1"};
   CHECK_INT(sl_sandbox_snapshot(h, source.id, &bad, NULL, NULL, &err), ==, -EEXIST);
 
@@ -598,6 +618,7 @@ static void test_delete_while_forks_run(void) {
            &err);
   CHECK_OK(sl_snapshots_delete(h, "loaded:v1", &err), &err);
   CHECK_INT(sl_snapshots_delete(h, "loaded:v1", &err), ==, -ENOENT);
+  CHECK_STR(err.msg, "snapshot not found: loaded:v1");
   CHECK_INT(sl_snapshots_delete(h, loaded.id, &err), ==, -ENOENT);
   CHECK_INT(access(loaded.image_dir, F_OK), ==, -1);
   CHECK_INT(access(layer_path, F_OK), ==, 0);

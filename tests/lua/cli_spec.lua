@@ -149,6 +149,31 @@ describe("sandlot run", function()
     assert.are.equal("background\tfalse\ttrue\n", out)
   end)
 
+  it("exits 1 when the main chunk returns a fail tuple", function()
+    local script = write("fails.lua", "print('ran')\nreturn nil, 'EFOO: bad thing', 'EFOO'\n")
+    local code, out, err = run { "run", script }
+    assert.are.equal(1, code)
+    assert.are.equal("ran\n", out)
+    assert.are.equal("sandlot: EFOO: bad thing\n", err)
+    code, out, err = run { "-e", "return 1, 'two'" }
+    assert.are.equal(0, code, err)
+    code = run { "-e", "return nil" }
+    assert.are.equal(0, code)
+  end)
+
+  it("names the tasks that nothing can resume", function()
+    local script = write("stuck2.lua", [[
+      local sandlot = require "sandlot"
+      sandlot.spawn(function()
+        pcall(sandlot.await, function(done) end)
+      end)
+    ]])
+    local code, _, err = run { "run", script }
+    assert.are.equal(0, code)
+    assert.matches("1 task%(s%) wait for something that nothing will deliver; cancelling them:\n"
+      .. "  task %d+ %(.-stuck2%.lua:2%), waiting at .-stuck2%.lua:3\n", err)
+  end)
+
   it("cancels tasks that nothing can resume", function()
     local script = write("stuck.lua", [[
       local sandlot = require "sandlot"
@@ -190,6 +215,17 @@ describe("sandlot options", function()
       assert.matches("\n  run FILE %[ARGS%.%.%.%] ", out)
       assert.matches("\n  repl ", out)
     end
+  end)
+
+  it("lists every environment variable it reads", function()
+    local _, out = run { "--help" }
+    for _, name in ipairs { "SANDLOT_HOME", "SANDLOT_TEMPLATE_CACHE", "SANDLOT_VM_CACHE",
+      "SANDLOT_VM_RAM_DIR", "SANDLOT_VM_ACCEL", "SANDLOT_LOG", "SANDLOT_HISTORY",
+      "UV_THREADPOOL_SIZE" } do
+      assert.matches("\n  " .. name .. " ", out)
+    end
+    assert.matches("\n  rm %[%-f%] ID%.%.%. ", out)
+    assert.matches("\n  gc %[%-a%] ", out)
   end)
 
   it("prints the version for --version and -V", function()
@@ -258,7 +294,8 @@ describe("the REPL on a pipe", function()
 
   it("prints errors and goes on", function()
     local code, out, err = run({}, { input = "error('bad')\nprint('after')\n" })
-    assert.are.equal(0, code)
+    -- The other chunks run, but a chunk that raised makes the exit status 1.
+    assert.are.equal(1, code)
     assert.are.equal("after\n", out)
     assert.matches("^sandlot: stdin:1: bad\nstack traceback:", err)
   end)
@@ -304,9 +341,89 @@ describe("the REPL on a pipe", function()
     assert.are.equal(128 + 2, code)
   end)
 
+  it("exits 1 after a chunk that does not compile", function()
+    local code, out, err = run({ "repl" }, { input = "x = = 1\nprint('after')\n" })
+    assert.are.equal(1, code)
+    assert.are.equal("after\n", out)
+    assert.matches("unexpected symbol near '='", err)
+    code = run({ "repl" }, { input = "print('fine')\n=nil, 'EFOO: shown, not failed'\n" })
+    assert.are.equal(0, code)
+  end)
+
   it("reports an incomplete chunk at the end of input", function()
     local code, _, err = run({ "repl" }, { input = "function f(\n" })
     assert.are.equal(0, code)
     assert.matches("incomplete chunk at end of input", err)
+  end)
+end)
+
+describe("the store of the sandbox commands", function()
+  local dir
+
+  before_each(function()
+    dir = support.temp_dir()
+  end)
+
+  after_each(function()
+    support.remove_tree(dir)
+  end)
+
+  local function run_with_home(home, args)
+    return run(args, { env = support.environment { SANDLOT_HOME = home } })
+  end
+
+  it("rejects an empty SANDLOT_HOME", function()
+    local code, out, err = run_with_home("", { "ls" })
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.are.equal("sandlot: ls: EINVAL: SANDLOT_HOME is set but empty (unset it for the default "
+      .. "store, or set it to an absolute path)\n", err)
+  end)
+
+  it("lists nothing and creates no store", function()
+    local home = dir .. "/not/there"
+    local code, out, err = run_with_home(home, { "ls", "-a" })
+    assert.are.equal(0, code, err)
+    assert.matches("^ID +STATE +TEMPLATE +AGE\n$", out)
+    code, out, err = run_with_home(home, { "gc" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("gc: cleaned 0 sandboxes\n", out)
+    code, out, err = run_with_home(home, { "kill", "sb-000000000000" })
+    assert.are.equal(1, code)
+    assert.are.equal("sandlot: kill sb-000000000000: ENOENT: sandbox not found (no store at " .. home
+      .. ")\n", err)
+    assert.is_nil(io.open(dir .. "/not"))
+  end)
+
+  it("finds no snapshots and creates no store", function()
+    local home = dir .. "/not/there"
+    local script = [[
+local sandlot = require "sandlot"
+local page = assert(sandlot.snapshots.list {})
+print(#page.items, page.has_next)
+print((select(2, sandlot.snapshots.get "sn-000000000000")))
+print((select(2, sandlot.snapshots.delete "loaded:v1")))
+print((select(2, sandlot.Sandbox.connect "sb-000000000000")))
+]]
+    local code, out, err = run_with_home(home, { "-e", script })
+    assert.are.equal(0, code, err)
+    local missing = "(no store at " .. home .. "): "
+    assert.are.equal("0\tfalse\n"
+      .. "ENOENT: snapshot not found " .. missing .. "sn-000000000000\n"
+      .. "ENOENT: snapshot not found " .. missing .. "loaded:v1\n"
+      .. "ENOENT: sandbox not found " .. missing .. "sb-000000000000\n", out)
+    assert.is_nil(io.open(dir .. "/not"))
+  end)
+
+  it("names a store root that is a file once", function()
+    local file = dir .. "/afile"
+    assert(io.open(file, "w")):close()
+    local code, _, err = run_with_home(file, { "ls" })
+    assert.are.equal(1, code)
+    assert.are.equal("sandlot: ls: ENOTDIR: store root is not a folder: " .. file .. "\n", err)
+    local out
+    code, out, err = run_with_home(file, { "-e", "print((select(2, require('sandlot').Sandbox.create {})))" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("ENOTDIR: open store: cannot open " .. file .. ": Not a directory\n", out)
   end)
 end)

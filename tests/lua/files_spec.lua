@@ -160,4 +160,88 @@ describe("files", function()
     -- The same path inside the sandbox got the writes.
     assert.are.equal("changed", sb:read_file(secret))
   end)
+
+  it("reject paths with NUL bytes, naming them", function()
+    local ok, message, name = sb:write_file("/tmp/f\0.txt", "x")
+    assert.is_nil(ok)
+    assert.are.equal("EINVAL", name)
+    assert.are.equal('EINVAL: invalid path: "/tmp/f\\0.txt" (contains a NUL byte)', message)
+    assert.are.equal("ENOENT", select(3, sb:stat "/tmp/f"))
+    local data
+    data, message, name = sb:read_file "/etc/hostname\0junk"
+    assert.is_nil(data)
+    assert.are.equal("EINVAL", name)
+    assert.matches("hostname\\0junk", message, 1, true)
+    for _, call in ipairs {
+      function() return sb:stat "/etc\0" end,
+      function() return sb:list "/etc\0" end,
+      function() return sb:mkdir "/tmp/d\0" end,
+      function() return sb:remove "/tmp\0" end,
+      function() return sb:rename("/etc/hostname", "/x\0") end,
+      function() return sb:rename("/e\0", "/x") end,
+    } do
+      ok, message, name = call()
+      assert.is_nil(ok)
+      assert.are.equal("EINVAL", name, message)
+    end
+  end)
+
+  it("rename: name the missing source or target folder", function()
+    assert(sb:write_file("/work/rename-me", "r"))
+    local ok, message, name = sb:rename("/nosuch", "/tmp/x")
+    assert.is_nil(ok)
+    assert.are.equal("ENOENT", name)
+    assert.are.equal("ENOENT: no such file: /nosuch", message)
+    ok, message, name = sb:rename("/work/rename-me", "/nodir/x")
+    assert.is_nil(ok)
+    assert.are.equal("ENOENT: no such folder: /nodir", message)
+    assert.are.equal("ENOENT", name)
+    -- / is the overlay and /tmp a tmpfs: rename(2) cannot move between them.
+    ok, message, name = sb:rename("/work/rename-me", "/tmp/moved")
+    assert.is_nil(ok)
+    assert.are.equal("EXDEV", name)
+    assert.are.equal("EXDEV: cannot rename across mounts: /work/rename-me to /tmp/moved (copy, then remove)",
+      message)
+    assert.are.equal("r", sb:read_file "/work/rename-me")
+  end)
+
+  it("refuse to remove the root or a mount point, deleting nothing", function()
+    local ok, message, name = sb:remove("/", { recursive = true })
+    assert.is_nil(ok)
+    assert.are.equal("EINVAL", name)
+    assert.are.equal("EINVAL: cannot remove the root folder: /", message)
+    ok, message, name = sb:remove("/work/../", { recursive = true })
+    assert.is_nil(ok)
+    assert.are.equal("EINVAL", name, message)
+    assert(sb:write_file("/tmp/keep", "k"))
+    ok, message, name = sb:remove("/tmp", { recursive = true })
+    assert.is_nil(ok)
+    assert.are.equal("EBUSY", name)
+    assert.are.equal("EBUSY: is a mount point: /tmp", message)
+    ok, _, name = sb:remove("/dev", { recursive = true })
+    assert.is_nil(ok)
+    assert.are.equal("EBUSY", name)
+    assert.are.equal("k", sb:read_file "/tmp/keep")
+    assert.are.equal("file", assert(sb:stat "/etc/hostname").type)
+    assert.are.equal("file", assert(sb:stat "/bin/sh").type)
+    assert.are.equal(0, assert(sb:exec "true").exit_code)
+  end)
+
+  it("read_file: reject files over max_size", function()
+    assert(sb:exec "head -c 67108865 /dev/zero > /tmp/over; head -c 3000 /dev/zero > /work/small")
+    local data, message, name = sb:read_file "/tmp/over"
+    assert.is_nil(data)
+    assert.are.equal("EFBIG", name)
+    assert.are.equal("EFBIG: file too large (67108865 bytes, more than the maximum of 67108864): /tmp/over",
+      message)
+    data, message, name = sb:read_file("/work/small", { max_size = 2999 })
+    assert.is_nil(data)
+    assert.are.equal("EFBIG", name, message)
+    assert.are.equal(3000, #assert(sb:read_file("/work/small", { max_size = 3000 })))
+    assert.are.equal(67108865, #assert(sb:read_file("/tmp/over", { max_size = math.huge })))
+    _, message, name = sb:read_file("/work/small", { max_size = -1 })
+    assert.are.equal("EINVAL", name, message)
+    assert.has_error(function() sb:read_file("/work/small", { max = 1 }) end)
+    assert(sb:remove "/tmp/over")
+  end)
 end)

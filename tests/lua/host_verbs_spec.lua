@@ -59,6 +59,11 @@ describe("another sandlot process", function()
     assert.is_nil(ok)
     assert.are.equal("ESRCH", name)
 
+    code, out, err = sandlot_command { "kill", sb.id }
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.are.equal("sandlot: kill " .. sb.id .. ": ESRCH: sandbox has ended (killed)\n", err)
+
     code, out = sandlot_command { "ls" }
     assert.are.equal(0, code)
     assert.is_nil(out:find(sb.id, 1, true))
@@ -119,5 +124,43 @@ describe("sandlot gc", function()
     assert.are.equal(0, code)
     assert.are.equal("gc: cleaned 0 sandboxes\n", out)
     assert.are.equal(0, sandlot.gc())
+  end)
+end)
+
+describe("sandlot rm and gc -a", function()
+  it("delete records of ended sandboxes only", function()
+    local sb = assert(Sandbox.create {})
+    local code, out, err = sandlot_command { "rm", sb.id }
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.are.equal("sandlot: rm " .. sb.id .. ": EBUSY: sandbox is running (kill it first)\n", err)
+    assert.are.equal("running", assert(sb:refresh()).state)
+    code, out, err = sandlot_command { "rm", "-f", sb.id }
+    assert.are.equal(0, code, err)
+    assert.are.equal("removed " .. sb.id .. "\n", out)
+    assert.are.equal("ENOENT", select(3, Sandbox.get(sb.id)))
+    assert.is_nil(uv.fs_stat(home .. "/sandboxes/" .. sb.id))
+  end)
+
+  it("keep recent records unless asked", function()
+    local sb = assert(Sandbox.create {})
+    assert(sb:kill())
+    local code, out, err = sandlot_command { "gc" }
+    assert.are.equal(0, code, err)
+    assert.is_nil(out:find(sb.id, 1, true))
+    assert.are.equal("dead", assert(Sandbox.get(sb.id)).state)
+    code, out, err = sandlot_command { "gc", "-a" }
+    assert.are.equal(0, code, err)
+    assert.matches(literal(sb.id) .. "  removed %(ended %d+s ago%)\n", out)
+    assert.matches("gc: removed %d+ records? of ended sandboxes\ngc: cleaned 0 sandboxes\n$", out)
+    assert.are.equal("ENOENT", select(3, Sandbox.get(sb.id)))
+    local other = assert(Sandbox.create {})
+    assert(other:kill())
+    local cleaned, removed = sandlot.gc { keep_ended = 0 }
+    assert.are.equal(0, cleaned)
+    assert.are.equal(1, removed)
+    assert.are.equal("ENOENT", select(3, Sandbox.get(other.id)))
+    assert.has_error(function() sandlot.gc { keep = 1 } end)
+    assert.are.equal("EINVAL", select(3, sandlot.gc { keep_ended = -1 }))
   end)
 end)

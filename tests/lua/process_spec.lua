@@ -149,6 +149,33 @@ describe("sandbox:spawn", function()
     assert.are.equal(9, assert(again:wait()).signal)
   end)
 
+  it("raises argument errors at the caller's line", function()
+    local p = assert(sb:spawn { "sleep", "30" })
+    local function error_of(call)
+      local ok, err = pcall(call)
+      assert.is_false(ok)
+      return err
+    end
+    assert.matches('^process_spec%.lua:%d+: process:read: bad argument #2 %(expected "stdout" or "stderr", '
+      .. 'got "stdxxx"%)$', error_of(function() p:read(10, "stdxxx") end))
+    assert.matches("^process_spec%.lua:%d+: process:read: bad argument #1 %(expected a byte count > 0, got 0%)$",
+      error_of(function() p:read(0) end))
+    assert.matches("^process_spec%.lua:%d+: process:wait: bad argument #1",
+      error_of(function() p:wait(-1) end))
+    assert.matches("^process_spec%.lua:%d+: process:write: argument 1 must be a string",
+      error_of(function() p:write(42) end))
+    p:close()
+    for _, call in ipairs {
+      function() p:read() end,
+      function() p:wait() end,
+      function() p:write "x" end,
+      function() p:kill() end,
+      function() p:on_stdout(print) end,
+    } do
+      assert.matches("^process_spec%.lua:%d+: attempt to use a closed process handle$", error_of(call))
+    end
+  end)
+
   it("keeps all output when the reader is slow", function()
     -- 12 MiB is more than the handle buffers before it stops following.
     local p = assert(sb:spawn("python3 -c 'import sys\nfor i in range(393216): sys.stdout.write(\"%031d\\n\" % i)'"))

@@ -5,6 +5,7 @@ local sandboxes = require "sandboxes"
 sandboxes.require_sandboxes()
 
 local sandlot = require "sandlot"
+local support = require "support"
 local uv = require "luv"
 local Sandbox = sandlot.Sandbox
 
@@ -93,6 +94,19 @@ describe("Sandbox.create", function()
     assert.are.equal(128, info.pids)
     assert.are.same({ team = "a", run = "7" }, sb.labels)
     assert(sb:kill())
+  end)
+
+  it("writes its host name to /etc/hostname", function()
+    local named = create { hostname = "box2" }
+    assert.are.equal("box2\n", named:read_file "/etc/hostname")
+    assert.are.equal(tonumber("644", 8), assert(named:stat "/etc/hostname").mode)
+    assert.are.equal("box2\n", assert(named:exec "hostname").stdout)
+    local plain = create {}
+    assert.are.equal("sandlot\n", plain:read_file "/etc/hostname")
+    assert.are.equal("sandlot\n", assert(plain:exec "hostname").stdout)
+    assert.are.equal("sandlot\n", assert(plain:exec "cat /etc/hostname").stdout)
+    assert(named:kill())
+    assert(plain:kill())
   end)
 
   it("creates five sandboxes at once in parallel tasks", function()
@@ -189,7 +203,7 @@ describe("sandbox:exec", function()
     local r = assert(sb:exec(
       "for i in $(seq 1 50); do echo line $i; echo err $i >&2; sleep 0.01; done",
       { on_stdout = function(chunk) out[#out + 1] = chunk end,
-        on_stderr = function(chunk) err[#err + 1] = chunk end }))
+        on_stderr = function(chunk) err[#err + 1] = chunk end, capture = true }))
     local expected_out, expected_err = {}, {}
     for i = 1, 50 do
       expected_out[i] = "line " .. i .. "\n"
@@ -224,6 +238,38 @@ describe("sandbox:exec", function()
     end, "the callback's process ended")
   end)
 
+  it("keeps at most max_output bytes of each stream", function()
+    local r = assert(sb:exec("yes", { timeout = 1 }))
+    assert.is_true(r.timed_out)
+    assert.are.equal(16 * 1024 * 1024, #r.stdout)
+    assert.is_true(r.stdout_truncated)
+    assert.is_false(r.stderr_truncated)
+    r = assert(sb:exec("head -c 5000 /dev/zero; echo err >&2", { max_output = 1000 }))
+    assert.are.equal(("\0"):rep(1000), r.stdout)
+    assert.is_true(r.stdout_truncated)
+    assert.are.equal("err\n", r.stderr)
+    assert.is_false(r.stderr_truncated)
+    r = assert(sb:exec("head -c 20000000 /dev/zero", { max_output = math.huge }))
+    assert.are.equal(20000000, #r.stdout)
+    assert.is_false(r.stdout_truncated)
+    local _, message, name = sb:exec("true", { max_output = 0 })
+    assert.are.equal("EINVAL", name)
+    assert.are.equal("EINVAL: invalid max_output: 0 (expected bytes > 0, or math.huge for no limit)", message)
+    assert.has_error(function() sb:spawn("true", { max_output = 10 }) end)
+  end)
+
+  it("keeps no streamed output unless asked", function()
+    local seen = 0
+    local r = assert(sb:exec("head -c 30000000 /dev/zero; echo done >&2",
+      { on_stdout = function(chunk) seen = seen + #chunk end }))
+    assert.are.equal(30000000, seen)
+    assert.is_nil(r.stdout)
+    assert.is_false(r.stdout_truncated)
+    assert.are.equal("done\n", r.stderr)
+    r = assert(sb:exec("echo kept", { on_stdout = function() end, capture = true }))
+    assert.are.equal("kept\n", r.stdout)
+  end)
+
   it("rejects bad options", function()
     assert.has_error(function() sb:exec(42) end)
     assert.has_error(function() sb:exec({}) end)
@@ -234,6 +280,103 @@ describe("sandbox:exec", function()
     assert.is_nil(r)
     assert.are.equal("EINVAL", name)
     assert.matches("invalid timeout", message)
+  end)
+end)
+
+describe("values C cannot carry", function()
+  local sb
+
+  setup(function()
+    sb = create {}
+  end)
+
+  teardown(function()
+    if sb then
+      sb:kill()
+    end
+  end)
+
+  local function check_einval(expected, ok, message, name)
+    assert.is_nil(ok)
+    assert.are.equal("EINVAL", name)
+    assert.are.equal(expected, message)
+  end
+
+  it("exec rejects NUL bytes and = in names", function()
+    check_einval('EINVAL: invalid command: "echo a\\0b" (contains a NUL byte)', sb:exec "echo a\0b")
+    check_einval('EINVAL: invalid argv[2]: "a\\0b" (contains a NUL byte)', sb:exec { "echo", "a\0b" })
+    check_einval('EINVAL: invalid value of environment variable A: "x\\0y" (contains a NUL byte)',
+      sb:exec("echo $A", { env = { A = "x\0y" } }))
+    check_einval('EINVAL: invalid environment variable name: B=C (expected a name without "=")',
+      sb:exec("env", { env = { ["B=C"] = "d" } }))
+    check_einval('EINVAL: invalid cwd: "/tmp\\0x" (contains a NUL byte)', sb:exec("pwd", { cwd = "/tmp\0x" }))
+  end)
+
+  it("create rejects NUL bytes and = in names", function()
+    local before = #assert(Sandbox.list())
+    check_einval('EINVAL: invalid environment variable name: B=C (expected a name without "=")',
+      Sandbox.create { env = { ["B=C"] = "d" } })
+    check_einval('EINVAL: invalid label name: k=v (expected a name without "=")',
+      Sandbox.create { labels = { ["k=v"] = "w" } })
+    check_einval('EINVAL: invalid value of label k: "v\\0w" (contains a NUL byte)',
+      Sandbox.create { labels = { k = "v\0w" } })
+    check_einval('EINVAL: invalid hostname: "a\\0b" (contains a NUL byte)', Sandbox.create { hostname = "a\0b" })
+    check_einval('EINVAL: invalid template: "base\\0x" (contains a NUL byte)',
+      Sandbox.create { template = "base\0x" })
+    local _, message, name = Sandbox.get(sb.id .. "\0junk")
+    assert.are.equal("EINVAL", name)
+    assert.matches("contains a NUL byte", message, 1, true)
+    -- The rejected calls created nothing.
+    assert.are.equal(before, #assert(Sandbox.list()))
+  end)
+end)
+
+describe("to-be-closed sandboxes", function()
+  local function ended(id)
+    local sb = Sandbox.get(id)
+    return sb ~= nil and sb.state == "dead"
+  end
+
+  it("kill the sandbox at the end of the scope", function()
+    local id, info
+    do
+      local sb <close> = create {}
+      id = sb.id
+      info = assert(sb:info())
+      assert.are.equal("running", sb.state)
+    end
+    local sb = assert(Sandbox.get(id))
+    assert.are.equal("dead", sb.state)
+    assert.are.equal("killed", assert(sb:info()).end_reason)
+    assert.is_nil(sandboxes.wait_clean(home, info))
+  end)
+
+  it("kill it when the task fails or a pcall unwinds", function()
+    local id
+    local task = sandlot.spawn(function()
+      local sb <close> = create {}
+      id = sb.id
+      error("the task breaks")
+    end)
+    assert.is_nil(task:wait())
+    sandboxes.eventually(function() return ended(id) end, "the failed task's sandbox ends")
+    local ok = pcall(function()
+      local sb <close> = create {}
+      id = sb.id
+      error("unwinding")
+    end)
+    assert.is_false(ok)
+    sandboxes.eventually(function() return ended(id) end, "the unwound sandbox ends")
+  end)
+
+  it("leave an ended sandbox alone", function()
+    local sb = create {}
+    assert(sb:kill())
+    do
+      local closing <close> = sb
+      assert.are.equal("dead", closing.state)
+    end
+    assert.are.equal("killed", assert(sb:info()).end_reason)
   end)
 end)
 
@@ -258,6 +401,73 @@ describe("freeze and thaw", function()
     assert.are.equal("running", sb.state)
     sandboxes.eventually(function() return value() > frozen_at + 2 end, "the counter counts again")
     p:close()
+    assert(sb:kill())
+  end)
+
+  it("make agent calls fail at once with EBUSY", function()
+    local sb = create {}
+    local stale = assert(Sandbox.get(sb.id))
+    local p = assert(sb:spawn { "cat" })
+    assert(sb:freeze())
+    local calls = {
+      function() return p:write "x" end,
+      function() return p:kill() end,
+      function() return sb:exec("true", { timeout = 2 }) end,
+      function() return sb:spawn "true" end,
+      function() return sb:read_file "/etc/hostname" end,
+      function() return sb:write_file("/tmp/x", "y") end,
+      function() return sb:stat "/" end,
+      function() return sb:processes() end,
+      -- An object that still reads "running" finds the freezer frozen.
+      function() return stale:exec "true" end,
+    }
+    for i, call in ipairs(calls) do
+      local ok, message, name = call()
+      assert.is_nil(ok, "call " .. i)
+      assert.are.equal("EBUSY", name, "call " .. i)
+      assert.are.equal("EBUSY: sandbox is frozen: " .. sb.id, message)
+    end
+    local code, out, err = support.run_sandlot({ "-e", [[
+      local sb = assert(require("sandlot").Sandbox.get(arg[1]))
+      print(sb:exec("true", { timeout = 2 }))
+    ]], sb.id }, { env = support.environment { SANDLOT_HOME = home } })
+    assert.are.equal(0, code, err)
+    assert.are.equal("nil\tEBUSY: sandbox is frozen: " .. sb.id .. "\tEBUSY\n", out)
+    assert(sb:thaw())
+    assert.are.equal("ok\n", assert(stale:exec "echo ok").stdout)
+    assert.is_true(p:write "y\n")
+    assert.are.equal("y", p:read_line())
+    assert(sb:kill())
+  end)
+
+  it("turn an unanswered exec timeout into ETIMEDOUT", function()
+    local sb = create {}
+    local info = assert(sb:info())
+    -- Freeze behind sandlot's back, as a snapshot does for a moment: the
+    -- record says running, so the request goes out and gets no answer.
+    local freezer = info.cgroups.freezer and info.cgroups.freezer .. "/freezer.state"
+      or info.cgroups.unified .. "/cgroup.freeze"
+    local function set_freezer(value)
+      local file = assert(io.open(freezer, "w"))
+      file:write(value)
+      file:close()
+    end
+    set_freezer(info.cgroups.freezer and "FROZEN" or "1")
+    local ok, message, name = sb:exec({ "sleep", "30" }, { timeout = 0.5 })
+    set_freezer(info.cgroups.freezer and "THAWED" or "0")
+    assert.is_nil(ok)
+    assert.are.equal("ETIMEDOUT", name)
+    assert.are.equal("ETIMEDOUT: the agent reported no exit within 3.5 s (is the sandbox frozen?): sleep 30",
+      message)
+    -- The request reached the agent after the thaw; its process was killed.
+    sandboxes.eventually(function()
+      for _, p in ipairs(assert(sb:processes())) do
+        if p.command == "sleep 30" and p.state == "running" then
+          return false
+        end
+      end
+      return true
+    end, "the late exec is killed")
     assert(sb:kill())
   end)
 end)
@@ -311,6 +521,52 @@ describe("failures", function()
     assert_fail("EINVAL", "invalid label", Sandbox.create { labels = { ["bad key"] = "x" } })
     assert.are.equal(before, count_rows())
     assert.are.equal(folders, #entries(home .. "/sandboxes"))
+  end)
+
+  it("state limits that match the value", function()
+    local function expect(message, ok, actual, name)
+      assert.is_nil(ok)
+      assert.are.equal("EINVAL", name)
+      assert.are.equal(message, actual)
+    end
+    expect("EINVAL: invalid memory limit: 18446744073709551616 (too large: at most 9223372036854775807 bytes)",
+      Sandbox.create { memory = 2.0 ^ 64 })
+    expect('EINVAL: invalid memory limit: 1.5 (expected whole bytes > 0, or a size such as "512M")',
+      Sandbox.create { memory = 1.5 })
+    expect("EINVAL: invalid timeout: 4611686018427387904 (expected whole seconds from 0 to 3153600000)",
+      Sandbox.create { timeout = 2.0 ^ 62 })
+    expect("EINVAL: invalid timeout: 10000000000000 (expected whole seconds from 0 to 3153600000)",
+      Sandbox.create { timeout = 10 ^ 13 })
+    expect('EINVAL: create sandbox: invalid size: "1.5G" (expected a whole number and a unit, such as 1536M '
+      .. "for 1.5G)", Sandbox.create { memory = "1.5G" })
+    local sb = create {}
+    expect("EINVAL: invalid timeout: 10000000000000 (expected whole seconds from 0 to 3153600000)",
+      sb:set_timeout(10 ^ 13))
+    -- The maximum is the same for create, set_timeout and the monitor.
+    assert.is_true(sb:set_timeout(3153600000))
+    assert.is_true(sb:set_timeout(0))
+    local p = assert(sb:spawn { "sleep", "30" })
+    expect('EINVAL: invalid signal number: 999 (expected 1 to 64, or a name such as "TERM")', p:kill(999))
+    expect('EINVAL: unknown signal name: FOO (expected a name such as "TERM" or a number)', p:kill "FOO")
+    assert(sb:kill())
+  end)
+
+  it("quote an empty template name", function()
+    local ok, message, name = Sandbox.create { template = "" }
+    assert.is_nil(ok)
+    assert.are.equal("ENOENT", name)
+    assert.are.equal('ENOENT: create sandbox: template not found: ""', message)
+  end)
+
+  it("name an ended sandbox once", function()
+    local sb = create {}
+    assert(sb:kill())
+    for _, call in ipairs { sb.kill, sb.freeze, sb.thaw } do
+      local ok, message, name = call(sb)
+      assert.is_nil(ok)
+      assert.are.equal("ESRCH", name)
+      assert.are.equal("ESRCH: sandbox has ended (killed): " .. sb.id, message)
+    end
   end)
 
   it("clean up a create that fails inside the new sandbox", function()
@@ -410,6 +666,20 @@ describe("failures", function()
       end)
     end)
     assert.matches("cannot suspend outside a task", from_callback)
+    assert.matches("^sandbox_spec%.lua:%d+: sandbox:kill: cannot suspend", from_callback)
+    local create_error
+    sandlot.await(function(done)
+      local timer = uv.new_timer()
+      timer:start(0, 0, function()
+        timer:close()
+        create_error = select(2, pcall(function() return Sandbox.create {} end))
+        done()
+      end)
+    end)
+    assert.matches("^sandbox_spec%.lua:%d+: Sandbox.create: cannot suspend outside a task", create_error)
+    local ok_type, type_error = pcall(function() return Sandbox.create { memroy = "1G" } end)
+    assert.is_false(ok_type)
+    assert.matches('^sandbox_spec%.lua:%d+: Sandbox.create: unknown option "memroy"$', type_error)
     assert.are.equal("running", assert(sb:refresh()).state)
     assert(sb:kill())
   end)

@@ -93,6 +93,8 @@ describe("sandbox:snapshot", function()
       local handle = assert(kid:process(process.id))
       assert.are.equal(5 + i, add(handle, i))
       local result = assert(kid:exec "hostname")
+      assert.are.equal(kid.id .. "\n", result.stdout)
+      assert.are.equal(result.stdout, kid:read_file "/etc/hostname")
       if not hosts[result.stdout] then
         distinct = distinct + 1
       end
@@ -132,6 +134,68 @@ describe("sandbox:snapshot", function()
     assert.is_nil(ok)
     assert.are.equal("EINVAL", name)
     assert.matches("^EINVAL: ", message)
+    ok, message, name = sb:snapshot { wait = 0 / 0 }
+    assert.is_nil(ok)
+    assert.are.equal("EINVAL", name)
+    assert.matches("invalid wait", message, 1, true)
+  end)
+
+  it("raises argument errors at the caller's line", function()
+    local function error_of(call)
+      local ok, err = pcall(call)
+      assert.is_false(ok)
+      return err
+    end
+    local here = "^snapshot_spec%.lua:%d+: "
+    assert.matches(here .. 'sandbox:snapshot: unknown option "nme"$',
+      error_of(function() sb:snapshot { nme = "x" } end))
+    assert.matches(here .. "sandbox:snapshot: labels must map names to strings$",
+      error_of(function() sb:snapshot { labels = { true } } end))
+    assert.matches(here .. "sandbox:pause: option memory must be a boolean, got string$",
+      error_of(function() sb:pause { memory = "no" } end))
+    assert.matches(here .. "sandbox:rollback: argument 1 must be a string, got number$",
+      error_of(function() sb:rollback(42) end))
+    assert.matches(here .. "sandlot.snapshots.get: argument 1 must be a string, got nil$",
+      error_of(function() sandlot.snapshots.get() end))
+    assert.matches(here .. "sandlot.snapshots.list: option sandbox must be a string or table, got number$",
+      error_of(function() sandlot.snapshots.list { sandbox = 3 } end))
+    assert.matches(here .. "Sandbox.create_many: option count must be a number, got nil$",
+      error_of(function() Sandbox.create_many { snapshot = snap } end))
+    assert.matches(here .. "Sandbox.create: option snapshot must be a snapshot object, id or reference$",
+      error_of(function() Sandbox.create { snapshot = {} } end))
+    assert.matches(here .. "Sandbox.connect: argument 1 must be a string, got number$",
+      error_of(function() Sandbox.connect(3) end))
+  end)
+
+  it("rejects NUL bytes and = in names", function()
+    local function check_einval(expected, ok, message, name)
+      assert.is_nil(ok)
+      assert.are.equal("EINVAL", name)
+      assert.are.equal(expected, message)
+    end
+    check_einval('EINVAL: invalid name: "a\\0b" (contains a NUL byte)', sb:snapshot { name = "a\0b" })
+    check_einval('EINVAL: invalid tag: "v\\0" (contains a NUL byte)', sb:snapshot { name = "n", tag = "v\0" })
+    check_einval('EINVAL: invalid label name: a=b (expected a name without "=")',
+      sb:snapshot { labels = { ["a=b"] = "c" } })
+    check_einval('EINVAL: invalid value of label k: "v\\0w" (contains a NUL byte)',
+      sb:snapshot { labels = { k = "v\0w" } })
+    local reference = 'EINVAL: invalid snapshot reference: "x\\0y" (contains a NUL byte)'
+    check_einval(reference, sb:rollback "x\0y")
+    check_einval(reference, sandlot.snapshots.get "x\0y")
+    check_einval(reference, sandlot.snapshots.delete "x\0y")
+    check_einval('EINVAL: invalid name: "a\\0" (contains a NUL byte)', sandlot.snapshots.list { name = "a\0" })
+    check_einval('EINVAL: invalid cursor: "\\0" (contains a NUL byte)', sandlot.snapshots.list { cursor = "\0" })
+    check_einval('EINVAL: invalid snapshot: "x\\0y" (contains a NUL byte)', Sandbox.create { snapshot = "x\0y" })
+    check_einval('EINVAL: invalid on_fork: "true\\0" (contains a NUL byte)',
+      Sandbox.create { snapshot = snap, on_fork = "true\0" })
+    check_einval('EINVAL: invalid snapshot: "x\\0y" (contains a NUL byte)',
+      Sandbox.create_many { snapshot = "x\0y", count = 2 })
+    check_einval(('EINVAL: invalid sandbox id: "%s\\0junk" (contains a NUL byte)'):format(sb.id),
+      Sandbox.connect(sb.id .. "\0junk"))
+    local none, message, name = Sandbox.create_many { snapshot = snap, count = 65 }
+    check_einval("EINVAL: invalid count: 65 (expected 1 to 64)", none, message, name)
+    none, message, name = Sandbox.create_many { snapshot = snap, count = 1.5 }
+    check_einval("EINVAL: invalid count: 1.5 (expected 1 to 64)", none, message, name)
   end)
 
   it("takes the files only with memory = false", function()
@@ -202,8 +266,15 @@ describe("sandbox:pause", function()
     assert(sb:write_file("/kept", "yes"))
     assert(sb:pause())
     assert.are.equal("paused", sb.state)
-    local _, _, name = sb:exec "true"
+    local paused = "EBUSY: sandbox is paused (resume it first): " .. sb.id
+    local _, message, name = sb:exec "true"
     assert.are.equal("EBUSY", name)
+    assert.are.equal(paused, message)
+    -- A process handle's request fails at once too, and the handle works
+    -- again after the resume.
+    _, message, name = process:write "100\n"
+    assert.are.equal("EBUSY", name)
+    assert.are.equal(paused, message)
     local again = assert(Sandbox.get(sb.id))
     assert.are.equal("paused", again.state)
     assert(sb:resume())
