@@ -22,8 +22,9 @@ end
 
 --- Start `count` forks of the snapshot in `snapshot_dir` at once under
 -- `target`, with sandlot's fork command line in `argv_file`. Returns
--- total_ms and forks ({ fork, launch_ms, running_ms, first_exec_ms,
--- pss_kib }).
+-- total_ms and running_ms (until the last fork's first exec result and
+-- its reply to cont) and forks ({ fork, launch_ms, running_ms,
+-- first_exec_ms, pss_kib }), all from the start of the first fork.
 function M:fork(argv_file, sandlot_fork_dir, sandlot_snapshot_dir, snapshot_dir, target, count)
   local out, err = proc.output { self.script, "fork", argv_file, sandlot_fork_dir,
     sandlot_snapshot_dir, snapshot_dir, target, tostring(count) }
@@ -35,7 +36,7 @@ function M:fork(argv_file, sandlot_fork_dir, sandlot_snapshot_dir, snapshot_dir,
     if fields.fork ~= nil then
       table.insert(result.forks, fields)
     else
-      result.total_ms = fields.total_ms
+      result.total_ms, result.running_ms = fields.total_ms, fields.running_ms
     end
   end
   return result

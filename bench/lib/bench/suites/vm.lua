@@ -167,7 +167,8 @@ local function sandlot_forks(ctx, sources, count, seen)
     return nil, err
   end
   seen.fork_dir, seen.argv = out.fork_dir, out.qemu_argv
-  return { first_exec_ms = out.total_ms, pss_mib = average_pss_mib(out.forks) }
+  return { running_ms = out.running_ms, first_exec_ms = out.total_ms,
+    pss_mib = average_pss_mib(out.forks) }
 end
 
 local function raw_forks(ctx, sources, count, seen, target)
@@ -184,7 +185,8 @@ local function raw_forks(ctx, sources, count, seen, target)
   elseif destroyed == nil then
     return nil, destroy_err
   end
-  return { first_exec_ms = out.total_ms, pss_mib = average_pss_mib(out.forks) }
+  return { running_ms = out.running_ms, first_exec_ms = out.total_ms,
+    pss_mib = average_pss_mib(out.forks) }
 end
 
 local function fork_rows(ctx, vm, mib)
@@ -210,6 +212,7 @@ local function fork_rows(ctx, vm, mib)
     else
       local forks = count == 1 and "one fork" or ("%d forks started together"):format(count)
       comparison_rows(ctx, FORK_GROUP, label(mib) .. ": ", {
+        { "running_ms", forks .. ", until every fork runs (reply to cont)", "ms" },
         { "first_exec_ms", forks .. ", until every first exec result", "ms" },
         { "pss_mib", ("memory per fork, PSS of QEMU (%s)"):format(forks), "MiB" },
       }, samples)
