@@ -1,16 +1,21 @@
-/* `bench_core catalog ROWS RUNS DIR`: time one page of snapshots from a
- * large catalog, with and without filters.
+/* The catalog commands of bench_core: a store with a large catalog, and
+ * one page of snapshots from it through the core C API.
  *
- * The catalog is a new folder under DIR, removed at the end. Rows are
- * written in one SQL transaction with the shape that
+ *   catalog-fill HOME ROWS             a new store at HOME with ROWS snapshots
+ *   catalog-list HOME RUNS [FILTER...] time sl_snapshots_list RUNS times
+ *
+ * catalog-fill writes the rows in one SQL transaction with the shape that
  * sl_catalog_snapshot_begin/commit give them (snapshot, layer and label
  * rows), because a transaction per row would make the fill, not the
- * listing, dominate the run. Each listing runs RUNS times through the
- * public API (sl_catalog_snapshot_list); the JSON has every sample in
- * microseconds. Row i belongs to sandbox i % 100, is named
+ * listing, dominate the run. Row i belongs to sandbox i % 100, is named
  * snap-<i % 1000> with tag t<i / 1000>, and has the label tier=gold when
- * i % 10 == 0 (else tier=iron). */
-#include <ftw.h>
+ * i % 10 == 0 (else tier=iron). It prints the cursor after 100 pages of
+ * the unfiltered listing, for the listings that start deep in it.
+ *
+ * catalog-list takes the filters of bench/catalog_list.lua, which times
+ * the same listing through the Lua API: sandbox=ID, name=REF,
+ * label=KEY=VALUE, cursor=CURSOR. One untimed listing comes first. The
+ * JSON has the page's row count and every sample in microseconds. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,8 @@
 #include "catalog.h"
 #include "catalog_internal.h"
 #include "core_driver.h"
+#include "error.h"
+#include "sandbox.h"
 
 #define SANDBOXES 100
 #define NAMES 1000
@@ -113,37 +120,6 @@ static int fill(sqlite3 *db, long rows) {
   return exec_sql(db, "COMMIT");
 }
 
-/* Time `runs` listings of `q` and write one JSON member with the page's
- * row count and the samples in microseconds. */
-static int time_query(FILE *out, sl_catalog *cat, const char *label, sl_snapshot_query q,
-                      int runs, bool first) {
-  double *samples = calloc((size_t)runs, sizeof *samples);
-  if (samples == NULL) return -1;
-  size_t count = 0;
-  int rc = 0;
-  for (int r = 0; r < runs && rc == 0; r++) {
-    sl_error err = {0};
-    sl_snapshot_page page;
-    double t0 = now_us();
-    rc = sl_catalog_snapshot_list(cat, &q, &page, &err);
-    if (rc < 0) {
-      fprintf(stderr, "bench_core: catalog listing %s failed: %s\n", label, err.msg);
-      break;
-    }
-    samples[r] = now_us() - t0;
-    count = page.count;
-    sl_snapshot_page_free(&page);
-  }
-  if (rc == 0) {
-    bench_json_key(out, label, first);
-    fprintf(out, "{\"rows\": %zu, ", count);
-    bench_json_numbers(out, "samples_us", samples, (size_t)runs, true);
-    fputc('}', out);
-  }
-  free(samples);
-  return rc;
-}
-
 /* A cursor deep in the unfiltered listing: after `pages` pages of 50. */
 static int deep_cursor(sl_catalog *cat, int pages, char cursor[SL_CURSOR_SIZE]) {
   sl_snapshot_query q = SL_SNAPSHOT_QUERY_INIT;
@@ -159,34 +135,26 @@ static int deep_cursor(sl_catalog *cat, int pages, char cursor[SL_CURSOR_SIZE]) 
   return cursor[0] ? 0 : -1;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
+/* Create the store at `home` (tree and catalog schema) as sandlot does. */
+static int create_store(const char *home) {
+  sl_error err = {0};
+  sl_sandboxes *h;
+  if (sl_sandboxes_open(home, &h, &err) < 0) {
+    fprintf(stderr, "bench_core: cannot create the store: %s: %s\n", sl_errname(err.code),
+            err.msg);
+    return -1;
+  }
+  sl_sandboxes_close(h);
+  return 0;
 }
 
-/* The listings timed, in output order. */
-typedef struct listing {
-  const char *label;
-  const char *sandbox_id;
-  const char *ref;
-  const char *label_filter;
-  bool deep; /* start after 100 pages of the unfiltered listing */
-} listing;
-
-static const listing listings[] = {
-    {"unfiltered", NULL, NULL, NULL, false},
-    {"unfiltered_page_101", NULL, NULL, NULL, true},
-    {"by_sandbox", "sb-000000000007", NULL, NULL, false},
-    {"by_name", NULL, "snap-42", NULL, false},
-    {"by_name_tag", NULL, "snap-42:t7", NULL, false},
-    {"by_label", NULL, NULL, "tier=gold", false},
-    {"by_label_and_sandbox", "sb-00000000000a", NULL, "tier=gold", false},
-    {"by_label_and_sandbox_no_match", "sb-00000000000b", NULL, "tier=gold", false},
-};
-
-static int run(const char *db_path, long rows, int runs) {
+static int command_fill(const char *home, long rows) {
+  char db_path[PATH_MAX];
+  if (snprintf(db_path, sizeof db_path, "%s/catalog.db", home) >= (int)sizeof db_path) {
+    fprintf(stderr, "bench_core: store path too long: %s\n", home);
+    return 1;
+  }
+  if (create_store(home) < 0) return 1;
   sl_error err = {0};
   sl_catalog *cat;
   if (sl_catalog_open(db_path, &cat, &err) < 0) {
@@ -201,39 +169,88 @@ static int run(const char *db_path, long rows, int runs) {
     fprintf(stderr, "bench_core: listing 100 pages of %ld snapshots failed\n", rows);
     rc = -1;
   }
-
-  printf("{\"rows\": %ld, \"fill_ms\": %.1f, \"page_size\": %d, \"listings\": {", rows,
-         fill_ms, SL_LIST_DEFAULT_LIMIT);
-  size_t n = sizeof listings / sizeof listings[0];
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    sl_snapshot_query q = SL_SNAPSHOT_QUERY_INIT;
-    q.sandbox_id = listings[i].sandbox_id;
-    q.ref = listings[i].ref;
-    q.label = listings[i].label_filter;
-    if (listings[i].deep) q.cursor = cursor;
-    rc = time_query(stdout, cat, listings[i].label, q, runs, i == 0);
+  if (rc == 0) {
+    printf("{\"rows\": %ld, \"fill_ms\": %.1f, \"page_size\": %d, \"deep_cursor\": ", rows,
+           fill_ms, SL_LIST_DEFAULT_LIMIT);
+    bench_json_string(stdout, cursor);
+    printf("}\n");
   }
-  printf("}}\n");
   sl_catalog_close(cat);
   return rc == 0 ? 0 : 1;
 }
 
-int bench_catalog_command(int argc, char **argv) {
-  long rows = argc > 0 ? strtol(argv[0], NULL, 10) : 0;
-  int runs = argc > 1 ? atoi(argv[1]) : 0;
-  if (argc != 3 || rows < 10000 || rows > 10000000 || runs < 1 || runs > 100000) {
-    fprintf(stderr, "usage: bench_core catalog ROWS RUNS DIR  (ROWS 10000..10000000, RUNS >= 1)\n");
-    return 2;
+/* Fill `q` from KEY=VALUE arguments; -1 on an unknown key. */
+static int parse_filters(int argc, char **argv, sl_snapshot_query *q) {
+  for (int i = 0; i < argc; i++) {
+    const char *eq = strchr(argv[i], '=');
+    if (eq == NULL) return -1;
+    size_t n = (size_t)(eq - argv[i]);
+    const char *value = eq + 1;
+    if (n == 7 && strncmp(argv[i], "sandbox", n) == 0) q->sandbox_id = value;
+    else if (n == 4 && strncmp(argv[i], "name", n) == 0) q->ref = value;
+    else if (n == 5 && strncmp(argv[i], "label", n) == 0) q->label = value;
+    else if (n == 6 && strncmp(argv[i], "cursor", n) == 0) q->cursor = value;
+    else return -1;
   }
-  char dir[PATH_MAX];
-  if (snprintf(dir, sizeof dir, "%s/catalog-XXXXXX", argv[2]) >= (int)sizeof dir ||
-      mkdtemp(dir) == NULL) {
-    fprintf(stderr, "bench_core: cannot create a folder in %s: %m\n", argv[2]);
+  return 0;
+}
+
+/* One untimed listing, then `runs` timed ones. */
+static int time_listing(sl_sandboxes *h, const sl_snapshot_query *q, double *samples, int runs,
+                        size_t *count) {
+  for (int r = -1; r < runs; r++) {
+    sl_error err = {0};
+    sl_snapshot_page page;
+    double t0 = now_us();
+    if (sl_snapshots_list(h, q, &page, &err) < 0) {
+      fprintf(stderr, "bench_core: listing failed: %s: %s\n", sl_errname(err.code), err.msg);
+      return -1;
+    }
+    if (r >= 0) samples[r] = now_us() - t0;
+    *count = page.count;
+    sl_snapshot_page_free(&page);
+  }
+  return 0;
+}
+
+static int command_list(const char *home, int runs, const sl_snapshot_query *q) {
+  sl_error err = {0};
+  sl_sandboxes *h;
+  if (sl_sandboxes_open(home, &h, &err) < 0) {
+    fprintf(stderr, "bench_core: %s: %s\n", sl_errname(err.code), err.msg);
     return 1;
   }
-  char db_path[PATH_MAX + 16];
-  snprintf(db_path, sizeof db_path, "%s/catalog.db", dir);
-  int rc = run(db_path, rows, runs);
-  nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-  return rc;
+  double *samples = calloc((size_t)runs, sizeof *samples);
+  size_t count = 0;
+  int rc = samples == NULL ? -1 : time_listing(h, q, samples, runs, &count);
+  if (rc == 0) {
+    printf("{\"rows\": %zu, ", count);
+    bench_json_numbers(stdout, "samples_us", samples, (size_t)runs, true);
+    printf("}\n");
+  }
+  free(samples);
+  sl_sandboxes_close(h);
+  return rc == 0 ? 0 : 1;
+}
+
+int bench_catalog_command(const char *name, const char *home, int argc, char **argv) {
+  if (strcmp(name, "catalog-fill") == 0) {
+    long rows = argc == 1 ? strtol(argv[0], NULL, 10) : 0;
+    if (rows < 10000 || rows > 10000000) {
+      fprintf(stderr, "bench_core: invalid ROWS: expected 10000 to 10000000\n");
+      return 2;
+    }
+    return command_fill(home, rows);
+  }
+  if (strcmp(name, "catalog-list") == 0) {
+    int runs = argc >= 1 ? atoi(argv[0]) : 0;
+    sl_snapshot_query q = SL_SNAPSHOT_QUERY_INIT;
+    if (runs < 1 || runs > 100000 || parse_filters(argc - 1, argv + 1, &q) < 0) {
+      fprintf(stderr, "bench_core: catalog-list HOME RUNS (1 to 100000) "
+                      "[sandbox=ID] [name=REF] [label=KEY=VALUE] [cursor=CURSOR]\n");
+      return 2;
+    }
+    return command_list(home, runs, &q);
+  }
+  return -1;
 }

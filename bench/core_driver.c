@@ -12,7 +12,12 @@
  *   bench_core criu-stats FILE            decode stats-dump or stats-restore
  *   bench_core size PATH...               allocated bytes under the paths
  *   bench_core criu-path                  the CRIU binary the core runs
- *   bench_core catalog ROWS RUNS DIR      one page from a large catalog
+ *
+ * for the catalog rows (bench/core_catalog.c):
+ *
+ *   bench_core catalog-fill HOME ROWS     a new store with ROWS snapshots
+ *   bench_core catalog-list HOME RUNS [FILTER...]
+ *                                         one page, RUNS times (sl_snapshots_list)
  *
  * and for microVMs (bench/core_vm.c):
  *
@@ -248,7 +253,8 @@ static int usage(void) {
   fprintf(stderr,
           "usage: bench_core snapshot HOME ID | snapshot-remove HOME REF | kill HOME ID |\n"
           "       quiesce HOME ID | gc HOME |\n"
-          "       criu-stats FILE | size PATH... | criu-path | catalog ROWS RUNS DIR |\n"
+          "       criu-stats FILE | size PATH... | criu-path |\n"
+          "       catalog-fill HOME ROWS | catalog-list HOME RUNS [FILTER...] |\n"
           "       vm-create | vm-spawn | vm-read | vm-snapshot | vm-snapshot-remove |\n"
           "       vm-fork | vm-pause | vm-resume | vm-rollback (see bench/core_driver.c)\n");
   return 2;
@@ -278,6 +284,6 @@ int main(int argc, char **argv) {
     rc = with_sandboxes(argv[2], command_snapshot_remove, rest, args);
   if (strcmp(cmd, "criu-stats") == 0 && argc == 3) rc = command_criu_stats(1, argv + 2);
   if (strcmp(cmd, "size") == 0) rc = command_size(argc - 2, argv + 2);
-  if (strcmp(cmd, "catalog") == 0) rc = bench_catalog_command(argc - 2, argv + 2);
+  if (strncmp(cmd, "catalog-", 8) == 0) rc = bench_catalog_command(cmd, argv[2], rest, args);
   return rc == -1 || rc == 2 ? usage() : rc;
 }

@@ -21,8 +21,9 @@ void bench_json_key(FILE *out, const char *key, bool first);
 void bench_json_numbers(FILE *out, const char *key, const double *values, size_t count,
                         bool first);
 
-/* `catalog ROWS RUNS DIR`: fill a fresh catalog and time listings. */
-int bench_catalog_command(int argc, char **argv);
+/* The catalog-* commands (bench/core_catalog.c) on the store at `home`;
+ * -1 for an unknown command. */
+int bench_catalog_command(const char *name, const char *home, int argc, char **argv);
 
 /* The vm-* commands on the store at `home`; -1 for an unknown command or
  * missing arguments. */

@@ -134,6 +134,7 @@ local function new_context(options, paths)
   local ctx = setmetatable({
     rows = {}, flags = {}, log = log,
     work = paths.out .. "/work", home = paths.out .. "/work/home",
+    sandlot = uv.exepath(), source_dir = source_dir,
     workload_file = source_dir .. "/bench/workload.py",
     workload_script = assert(proc.read_file(source_dir .. "/bench/workload.py")),
   }, { __index = settings })

@@ -51,11 +51,6 @@ function M:size(...)
   return out and out.bytes, err
 end
 
---- Time catalog listings: see bench/core_catalog.c.
-function M:catalog(rows, runs, dir)
-  return proc.json { self.program, "catalog", tostring(rows), tostring(runs), dir }
-end
-
 -- ---- microVMs (bench/core_vm.c) ----
 
 --- Create a VM sandbox and run `true` in it: id, create_ms, qemu_pid,
@@ -85,8 +80,10 @@ function M:vm_snapshot_remove(snapshot)
 end
 
 --- Start `count` forks of a snapshot at once, each until its first exec
--- result, then delete them: total_ms, forks ({ id, first_exec_ms,
--- pss_kib }), and the first fork's fork_dir and qemu_argv.
+-- result, then delete them: total_ms and running_ms (until the last
+-- fork's first exec result and its reply to cont), forks ({ id,
+-- running_ms, first_exec_ms, pss_kib }), and the first fork's fork_dir
+-- and qemu_argv.
 function M:vm_fork(snapshot, count)
   return self:call("vm-fork", snapshot, tostring(count))
 end
