@@ -2,6 +2,7 @@
 -- snapshot, pause and resume, rollback; sandlot (Lua API) against raw
 -- CRIU (bench/raw_criu.sh).
 local sandlot = require "sandlot"
+local uv = require "luv"
 local proc = require "bench.proc"
 local report = require "bench.report"
 local schedule = require "bench.schedule"
@@ -180,6 +181,31 @@ local function fork_memory(memory_cgroups)
   return { pss_mib = pss / #memory_cgroups / MIB, usage_mib = usage / #memory_cgroups / MIB }
 end
 
+--- CRIU's restore time from the stats-restore image in `work_dir`.
+local function criu_restore_ms(ctx, work_dir)
+  local criu, err = ctx.core:criu_stats(work_dir .. "/stats-restore")
+  if criu == nil then
+    return nil, err
+  end
+  return criu.restore_ms
+end
+
+--- The CRIU work folder of a sandlot fork's restore
+-- (sandboxes/<id>/log/fork-<ms>, see core/monitor/restore.c).
+local function fork_work_dir(ctx, id)
+  local log = ("%s/sandboxes/%s/log"):format(ctx.home, id)
+  local dir = uv.fs_scandir(log)
+  while dir do
+    local name = uv.fs_scandir_next(dir)
+    if name == nil then
+      break
+    elseif name:match "^fork%-%d+$" then
+      return log .. "/" .. name
+    end
+  end
+  return nil, "no CRIU work folder of the fork in " .. log
+end
+
 local function sandlot_forks(ctx, sources, count)
   local forks, first_exec_ms = ctx.lua:fork(sources.snapshot, count)
   if forks == nil then
@@ -190,13 +216,22 @@ local function sandlot_forks(ctx, sources, count)
     cgroups[i], err = ctx.lua:memory_cgroup(fork)
   end
   local memory = #cgroups == count and fork_memory(cgroups)
+  local restore_ms, work_dir
+  if count == 1 then
+    work_dir, err = fork_work_dir(ctx, forks[1].id)
+  end
+  if work_dir ~= nil then
+    restore_ms, err = criu_restore_ms(ctx, work_dir)
+  end
   for _, fork in ipairs(forks) do
     ctx.lua:kill(fork)
   end
   if not memory then
     return nil, err or "reading the forks' memory failed"
+  elseif count == 1 and restore_ms == nil then
+    return nil, err
   end
-  return { first_exec_ms = first_exec_ms, pss_mib = memory.pss_mib,
+  return { first_exec_ms = first_exec_ms, restore_ms = restore_ms, pss_mib = memory.pss_mib,
     usage_mib = memory.usage_mib }
 end
 
@@ -211,23 +246,33 @@ local function raw_forks(ctx, sources, count, target)
     end
     memory, err = fork_memory(cgroups)
   end
+  local restore_ms, restore_err
+  if memory ~= nil and count == 1 then
+    restore_ms, restore_err = criu_restore_ms(ctx, target .. "/fork-1/wd")
+  end
   local destroyed, destroy_err = ctx.raw:destroy(target)
   if memory == nil then
     return nil, err
+  elseif count == 1 and restore_ms == nil then
+    return nil, restore_err
   elseif destroyed == nil then
     return nil, destroy_err
   end
-  return { first_exec_ms = result.total_ms, pss_mib = memory.pss_mib,
+  return { first_exec_ms = result.total_ms, restore_ms = restore_ms, pss_mib = memory.pss_mib,
     usage_mib = memory.usage_mib }
 end
 
 local function fork_metrics(count, size)
   local forks = count == 1 and "one fork" or ("%d forks started together"):format(count)
   local metrics = { { "first_exec_ms", forks .. ", until every first exec result", "ms" } }
+  if count == 1 then
+    metrics[#metrics + 1] = { "restore_ms", "one fork, CRIU restore time (stats-restore)", "ms" }
+  end
   if count == size.memory_forks then
     local of = count == 1 and "1 fork" or ("%d forks"):format(count)
-    metrics[2] = { "pss_mib", ("memory per fork, PSS (%s)"):format(of), "MiB" }
-    metrics[3] = { "usage_mib", ("memory per fork, cgroup usage (%s)"):format(of), "MiB" }
+    metrics[#metrics + 1] = { "pss_mib", ("memory per fork, PSS (%s)"):format(of), "MiB" }
+    metrics[#metrics + 1] = { "usage_mib", ("memory per fork, cgroup usage (%s)"):format(of),
+      "MiB" }
   end
   return metrics
 end
