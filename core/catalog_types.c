@@ -63,14 +63,14 @@ const char *sl_template_status_name(sl_template_status status) {
 }
 
 int sl_backend_parse(const char *name, sl_backend *out, sl_error *err) {
-  int value;
+  int value = 0;
   int rc = parse("backend", backend_names, COUNT(backend_names), name, &value, err);
   if (rc == 0) *out = (sl_backend)value;
   return rc;
 }
 
 int sl_sandbox_state_parse(const char *name, sl_sandbox_state *out, sl_error *err) {
-  int value;
+  int value = 0;
   int rc = parse("sandbox state", sandbox_state_names, COUNT(sandbox_state_names), name,
                  &value, err);
   if (rc == 0) *out = (sl_sandbox_state)value;
@@ -78,7 +78,7 @@ int sl_sandbox_state_parse(const char *name, sl_sandbox_state *out, sl_error *er
 }
 
 int sl_on_timeout_parse(const char *name, sl_on_timeout *out, sl_error *err) {
-  int value;
+  int value = 0;
   int rc = parse("timeout action", on_timeout_names, COUNT(on_timeout_names), name, &value,
                  err);
   if (rc == 0) *out = (sl_on_timeout)value;
@@ -86,7 +86,7 @@ int sl_on_timeout_parse(const char *name, sl_on_timeout *out, sl_error *err) {
 }
 
 int sl_snapshot_kind_parse(const char *name, sl_snapshot_kind *out, sl_error *err) {
-  int value;
+  int value = 0;
   int rc = parse("snapshot kind", snapshot_kind_names, COUNT(snapshot_kind_names), name,
                  &value, err);
   if (rc == 0) *out = (sl_snapshot_kind)value;

@@ -6,23 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void put(sl_json_buf *b, const char *s, size_t n) {
-  if (b->failed) return;
-  if (b->len + n + 2 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 2) cap *= 2;
-    char *grown = realloc(b->data, cap);
-    if (grown == NULL) {
-      b->failed = 1;
-      return;
-    }
-    b->data = grown;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, s, n);
-  b->len += n;
-  b->data[b->len] = '\0';
-}
+static void put(sl_json_buf *b, const char *s, size_t n) { sl_text_put(b, s, n); }
 
 static void put_quoted(sl_json_buf *b, const char *s) {
   put(b, "\"", 1);
@@ -73,10 +57,7 @@ const char *sl_json_close(sl_json_buf *b) {
   return b->failed ? NULL : b->data;
 }
 
-void sl_json_free(sl_json_buf *b) {
-  free(b->data);
-  memset(b, 0, sizeof *b);
-}
+void sl_json_free(sl_json_buf *b) { sl_text_free(b); }
 
 /* Reading */
 

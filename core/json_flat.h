@@ -5,12 +5,10 @@
 
 #include <stddef.h>
 
-/* A growing text buffer; `failed` is set once an allocation fails. */
-typedef struct sl_json_buf {
-  char *data;
-  size_t len, cap;
-  int failed;
-} sl_json_buf;
+#include "text.h"
+
+/* The object being written (see core/text.h). */
+typedef sl_text sl_json_buf;
 
 /* Append a member ("key": value) to the object in `b`, adding the
  * opening brace and commas as needed; sl_json_close() ends it. */

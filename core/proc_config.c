@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "text.h"
+
 int sl_strv_push(char ***list, size_t *count, const char *value) {
   char **grown = realloc(*list, (*count + 2) * sizeof **list);
   if (grown == NULL) return -ENOMEM;
@@ -20,29 +22,9 @@ int sl_strv_push(char ***list, size_t *count, const char *value) {
   return 0;
 }
 
-typedef struct text_buf {
-  char *data;
-  size_t len, cap;
-  int failed;
-} text_buf;
+typedef sl_text text_buf;
 
-static void put(text_buf *b, const char *s, size_t n) {
-  if (b->failed) return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *grown = realloc(b->data, cap);
-    if (grown == NULL) {
-      b->failed = 1;
-      return;
-    }
-    b->data = grown;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, s, n);
-  b->len += n;
-  b->data[b->len] = '\0';
-}
+static void put(text_buf *b, const char *s, size_t n) { sl_text_put(b, s, n); }
 
 static void put_pair(text_buf *b, const char *key, const char *value) {
   if (value == NULL) return;

@@ -249,7 +249,7 @@ int sl_vm_snapshot(sl_vm *vm, const char *snap_id, sl_vm_snapshot_stats *stats,
   capture_paths p;
   rc = capture_paths_of(dir, &p, err);
   char parent[VM_PATH_MAX];
-  snprintf(parent, sizeof parent, "%s/snapshots", vm->home);
+  if (rc == 0) rc = sl_path_format(parent, sizeof parent, err, "%s/snapshots", vm->home);
   if (rc == 0) rc = sl_mkdir_p(parent, 0700, err);
   if (rc == 0 && mkdir(dir, 0700) < 0)
     rc = errno == EEXIST ? sl_error_set(err, EEXIST, "snapshot exists: %s", snap_id)

@@ -831,7 +831,9 @@ static void release(process_ud *ud) {
     else
       sl_agent_exec_cancel(p->x);
   }
-  proc_unref(p); /* the userdata's reference */
+  /* The guard reference taken above kept `p` alive until here, so the
+   * userdata's reference drops without freeing; the guard's goes last. */
+  p->refs--;
   proc_unref(p);
 }
 
