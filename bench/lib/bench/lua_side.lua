@@ -108,18 +108,24 @@ function M:snapshot(sb)
 end
 
 --- Start `count` forks of `snap` at once (Sandbox.create, or
--- Sandbox.create_many for more than one) and run `true` in each, in
--- parallel tasks. Returns the forks and the milliseconds until every
--- `true` has exited. On failure the forks made are killed.
-function M:fork(snap, count)
+-- Sandbox.create_many for more than one) with the create `options`
+-- (limits) and run `true` in each, in parallel tasks. Returns the forks
+-- and the milliseconds until every `true` has exited. On failure the
+-- forks made are killed.
+function M:fork(snap, count, options)
+  local spec = { snapshot = snap }
+  for key, value in pairs(options or {}) do
+    spec[key] = value
+  end
   local start = proc.now_ms()
   local forks, err
   if count == 1 then
     local fork
-    fork, err = Sandbox.create { snapshot = snap }
+    fork, err = Sandbox.create(spec)
     forks = fork and { fork }
   else
-    forks, err = Sandbox.create_many { count = count, snapshot = snap }
+    spec.count = count
+    forks, err = Sandbox.create_many(spec)
   end
   if forks == nil then
     return nil, err

@@ -206,8 +206,14 @@ local function fork_work_dir(ctx, id)
   return nil, "no CRIU work folder of the fork in " .. log
 end
 
+--- The create options of a sandlot fork: the source's limits, which the
+-- raw script gives its forks too. A fork does not inherit them.
+local function fork_options(sources)
+  return { memory = sources.record.memory_bytes, pids = sources.record.pids_max }
+end
+
 local function sandlot_forks(ctx, sources, count)
-  local forks, first_exec_ms = ctx.lua:fork(sources.snapshot, count)
+  local forks, first_exec_ms = ctx.lua:fork(sources.snapshot, count, fork_options(sources))
   if forks == nil then
     return nil, first_exec_ms
   end
@@ -346,7 +352,7 @@ local lifecycle_metrics = {
 -- and again.
 local function lifecycle_rows(ctx, sources, size)
   local target = ("%s/raw-forks-%d-life"):format(ctx.work, size.mib)
-  local forks, err = ctx.lua:fork(sources.snapshot, 1)
+  local forks, err = ctx.lua:fork(sources.snapshot, 1, fork_options(sources))
   local raw_fork, samples
   if forks ~= nil then
     raw_fork, err = ctx.raw:fork(sources.dump.images, sources.lowerdirs,
