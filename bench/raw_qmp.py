@@ -290,15 +290,19 @@ def parse_fields(body):
     return fields
 
 
-def fork_one(argv, snapshot_dir, fork_dir, result):
+def start_fork(argv, snapshot_dir, fork_dir, result):
     """Start one fork and store in result the CLOCK_MONOTONIC times (ms)
-    at which QEMU listened, replied to cont, and had run /bin/true."""
+    at which QEMU listened, replied to cont, and had run /bin/true. The
+    step under way is in result["step"]."""
+    result["step"] = "qemu-img create"
     os.makedirs(fork_dir)
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
                     os.path.join(snapshot_dir, "disk.qcow2"),
                     os.path.join(fork_dir, "disk.qcow2")], check=True)
+    result["step"] = "QEMU start"
     subprocess.run(argv, check=True)  # -daemonize: returns once QEMU listens
     launched = now_ms()
+    result["step"] = "incoming migration"
     qmp = Qmp(os.path.join(fork_dir, "qmp.sock"))
     qmp.prepare_migration(True)
     state = os.open(os.path.join(snapshot_dir, "state"), os.O_RDONLY)
@@ -306,11 +310,21 @@ def fork_one(argv, snapshot_dir, fork_dir, result):
         qmp.migrate_fd(state, True)
     finally:
         os.close(state)
+    result["step"] = "cont"
     qmp.execute("cont")
     running = now_ms()
     qmp.close()
+    result["step"] = "/bin/true through the agent"
     agent_run_true(os.path.join(fork_dir, "agent-0.sock"))
     result.update(launched=launched, running=running, done=now_ms())
+
+
+def fork_one(argv, snapshot_dir, fork_dir, result):
+    """Run start_fork as a thread's target, storing a failure in result["error"]."""
+    try:
+        start_fork(argv, snapshot_dir, fork_dir, result)
+    except Exception as error:  # reported by fork() with the fork's number
+        result["error"] = "%s: %s" % (type(error).__name__, error)
 
 
 def fork_argv(template, sandlot_fork_dir, sandlot_snapshot_dir, snapshot_dir, fork_dir):
@@ -344,8 +358,10 @@ def fork(argv_file, sandlot_fork_dir, sandlot_snapshot_dir, snapshot_dir, target
         threads.append(thread)
     for thread in threads:
         thread.join()
-    if any("done" not in r for r in results):
-        sys.exit("raw_qmp.py: a fork failed")
+    for i, r in enumerate(results):
+        if "done" not in r:
+            sys.exit("raw_qmp.py: fork %d failed during %s: %s" % (
+                i + 1, r.get("step", "start"), r.get("error", "no result")))
     for i, r in enumerate(results):
         fork_dir = os.path.join(target, "fork-%d" % (i + 1))
         print("fork=%d launch_ms=%.3f running_ms=%.3f first_exec_ms=%.3f pss_kib=%d" % (
