@@ -26,7 +26,7 @@
 #
 # pause, resume, rollback: on fork DIR (TARGET/fork-N) made by fork.
 # pause dumps it into DIR/pause and ends its tree, keeping its upper.
-# resume restores it from there. rollback ends its tree and restores
+# resume restores it from there and removes DIR/pause. rollback ends its tree and restores
 # IMAGES over a fresh upper on LOWERDIRS, in the same cgroups. resume and
 # rollback time until /bin/true has run in the restored tree.
 #
@@ -245,18 +245,21 @@ pause() { # CRIU DIR
     "$criu" dump -D "$dir/pause" -W "$dir/pause-wd" -o dump.log -t "$pid" "${DUMP_FLAGS[@]}" \
     >"$dir/pause-wd/criu.out" 2>&1 || die "criu dump failed, see $dir/pause-wd/dump.log"
   sync -f "$dir/pause"
-  echo "pause_ms=$(ms_since "$start")"
+  # sandlot's pause also releases the sandbox's mounts before it returns.
   umount -l "$dir/root"
+  echo "pause_ms=$(ms_since "$start")"
 }
 
-# Restore fork DIR from DIR/pause with its own upper, until its first
-# command has exited.
+# Restore fork DIR from DIR/pause with its own upper, remove the pause's
+# images (as sandlot's monitor does once the tree runs), and wait until
+# the first command has exited.
 resume() { # CRIU DIR LOWERDIRS
   local criu=$1 dir=$2 name start
   name=$(fork_name "$dir")
   start=$(now_us)
   mount_root "$dir" "$3"
   restore_tree "$criu" "$dir/pause" "$dir" "$name" no
+  rm -rf "$dir/pause"
   first_exec "$RESTORED_PID" "$name"
   echo "resume_ms=$(ms_since "$start")"
 }
