@@ -1,35 +1,20 @@
-/* bench_core: the sandlot side of the benchmark rows whose Lua API is not
- * on main yet, through the core C API (core/sandbox.h, core/catalog.h,
- * core/vm.h), and the harness's helpers that need the
- * core (CRIU stats, sizes, cleanup). Each command does one thing, times
- * it inside this process and prints one JSON object on stdout:
+/* bench_core: the benchmark's helpers that need the core C API
+ * (core/sandbox.h, core/catalog.h, core/criu.h). Each command does one
+ * thing and prints one JSON object on stdout:
  *
  *   bench_core snapshot HOME ID           full snapshot, for its CRIU command line
  *   bench_core snapshot-remove HOME REF   delete a snapshot and its folders
- *   bench_core kill HOME ID               kill and remove a sandbox
  *   bench_core quiesce HOME ID            close the agent's client connections
  *   bench_core gc HOME                    kill every sandbox, clean up
  *   bench_core criu-stats FILE            decode stats-dump or stats-restore
  *   bench_core size PATH...               allocated bytes under the paths
  *   bench_core criu-path                  the CRIU binary the core runs
  *
- * for the catalog rows (bench/core_catalog.c):
+ * and for the catalog rows (bench/core_catalog.c):
  *
  *   bench_core catalog-fill HOME ROWS     a new store with ROWS snapshots
  *   bench_core catalog-list HOME RUNS [FILTER...]
  *                                         one page, RUNS times (sl_snapshots_list)
- *
- * and for microVMs (bench/core_vm.c):
- *
- *   bench_core vm-create HOME [MEMORY]    create a VM sandbox, run `true`
- *   bench_core vm-spawn HOME ID ARG...    start a process in the guest
- *   bench_core vm-read HOME ID PATH       read a file of the guest
- *   bench_core vm-snapshot HOME ID SNAP   snapshot (sl_vm_snapshot)
- *   bench_core vm-snapshot-remove HOME SNAP
- *   bench_core vm-fork HOME SNAP COUNT    COUNT forks at once, then delete
- *   bench_core vm-pause HOME ID           pause to disk (sl_vm_pause)
- *   bench_core vm-resume HOME ID          resume until the first exec result
- *   bench_core vm-rollback HOME ID SNAP   roll back until the first exec result
  *
  * Times are CLOCK_MONOTONIC milliseconds (microseconds for the catalog).
  * Failures go to stderr and exit 1; usage errors exit 2. The program
@@ -110,16 +95,6 @@ static void point_at_build_dir(void) {
   char action[PATH_MAX];
   snprintf(action, sizeof action, "%.4000s/sandlot-criu-action", getenv("SANDLOT_BUILD_DIR"));
   setenv("SANDLOT_CRIU_ACTION", action, 0);
-}
-
-static int command_kill(sl_sandboxes *h, int argc, char **argv) {
-  sl_error err = {0};
-  double start = bench_now_ms();
-  if (sl_sandbox_kill(h, argv[0], &err) < 0 && err.code != ESRCH) return fail("kill", &err);
-  double kill_ms = bench_now_ms() - start;
-  if (sl_sandbox_remove(h, argv[0], &err) < 0) return fail("remove", &err);
-  printf("{\"kill_ms\": %.3f}\n", kill_ms);
-  return 0;
 }
 
 /* Ask the sandbox's agent to close every client connection, as the
@@ -251,12 +226,11 @@ static int with_sandboxes(const char *home, sandbox_command fn, int argc, char *
 
 static int usage(void) {
   fprintf(stderr,
-          "usage: bench_core snapshot HOME ID | snapshot-remove HOME REF | kill HOME ID |\n"
+          "usage: bench_core snapshot HOME ID | snapshot-remove HOME REF |\n"
           "       quiesce HOME ID | gc HOME |\n"
           "       criu-stats FILE | size PATH... | criu-path |\n"
-          "       catalog-fill HOME ROWS | catalog-list HOME RUNS [FILTER...] |\n"
-          "       vm-create | vm-spawn | vm-read | vm-snapshot | vm-snapshot-remove |\n"
-          "       vm-fork | vm-pause | vm-resume | vm-rollback (see bench/core_driver.c)\n");
+          "       catalog-fill HOME ROWS | catalog-list HOME RUNS [FILTER...]\n"
+          "       (see bench/core_driver.c)\n");
   return 2;
 }
 
@@ -273,8 +247,6 @@ int main(int argc, char **argv) {
   char **args = argv + 3;
   int rc = -1;
   point_at_build_dir();
-  if (strncmp(cmd, "vm-", 3) == 0) rc = bench_vm_command(cmd, argv[2], rest, args);
-  if (strcmp(cmd, "kill") == 0 && rest == 1) rc = with_sandboxes(argv[2], command_kill, rest, args);
   if (strcmp(cmd, "quiesce") == 0 && rest == 1)
     rc = with_sandboxes(argv[2], command_quiesce, rest, args);
   if (strcmp(cmd, "gc") == 0 && rest == 0) rc = with_sandboxes(argv[2], command_gc, rest, args);

@@ -1,6 +1,5 @@
-/* The benchmark's driver of the core C API: one command per run, one
- * JSON object on stdout. bench/run.lua starts it for every measurement
- * whose sandlot side has no Lua API on main yet. */
+/* bench_core, the benchmark's helpers on the core C API: one command per
+ * run, one JSON object on stdout (see bench/core_driver.c). */
 #ifndef SANDLOT_BENCH_CORE_DRIVER_H
 #define SANDLOT_BENCH_CORE_DRIVER_H
 
@@ -24,9 +23,5 @@ void bench_json_numbers(FILE *out, const char *key, const double *values, size_t
 /* The catalog-* commands (bench/core_catalog.c) on the store at `home`;
  * -1 for an unknown command. */
 int bench_catalog_command(const char *name, const char *home, int argc, char **argv);
-
-/* The vm-* commands on the store at `home`; -1 for an unknown command or
- * missing arguments. */
-int bench_vm_command(const char *name, const char *home, int argc, char **argv);
 
 #endif

@@ -236,6 +236,22 @@ static void install_sigint(void) {
   sigaction(SIGINT, &sa, &H.old_sigint);
 }
 
+static void on_sigpipe(int signo) { (void)signo; }
+
+/* A write to a socket whose peer is gone (an agent that ended, the port
+ * of a VM that was paused or killed) must fail with EPIPE, not kill the
+ * host: libuv leaves SIGPIPE to the program. A handler rather than
+ * SIG_IGN, because exec resets handled signals to their default, so the
+ * host's child processes get the usual SIGPIPE. */
+static void install_sigpipe(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigpipe;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
 /* ---- Setup ---- */
 
 void sl_host_size_threadpool(void) { setenv("UV_THREADPOOL_SIZE", SL_THREADPOOL_SIZE, 0); }
@@ -268,6 +284,7 @@ lua_State *sl_host_open(sl_host_mode mode) {
   check_log_level();
   install_log_sink();
   install_sigint();
+  install_sigpipe();
   return L;
 }
 
