@@ -1,20 +1,30 @@
 #!/usr/bin/python3
-"""The raw QEMU baseline of the benchmark: the snapshot and fork of a
-microVM done with QMP commands sent by a plain script, the way sandlot's
-VM backend does them (docs/ARCHITECTURE.md, VM backend).
+"""The raw QEMU baseline of the benchmark: the snapshot, fork, pause,
+resume and rollback of a microVM done with QMP commands sent by a plain
+script, the way sandlot's VM backend does them (docs/ARCHITECTURE.md,
+VM backend).
 
-  raw_qmp.py snapshot VM_DIR RAM_FILE OUT_DIR
-  raw_qmp.py fork ARGV_FILE SANDLOT_FORK_DIR SANDLOT_SNAPSHOT_DIR SNAPSHOT_DIR TARGET COUNT
   raw_qmp.py boot ARGV_FILE SANDLOT_VM_DIR SANDLOT_RAM_FILE VM_DIR WORKLOAD MB
+  raw_qmp.py snapshot VM_DIR OUT_DIR
+  raw_qmp.py fork ARGV_FILE SANDLOT_FORK_DIR SANDLOT_SNAPSHOT_DIR SNAPSHOT_DIR TARGET COUNT
   raw_qmp.py pause VM_DIR
   raw_qmp.py resume VM_DIR
   raw_qmp.py rollback VM_DIR SNAPSHOT_DIR
   raw_qmp.py destroy TARGET
 
-snapshot: connect to the QMP socket of the running VM in VM_DIR (a
-sandlot sandbox), stop it, copy its disk overlay and its RAM file RAM_FILE
-(sparse) into OUT_DIR, migrate the device state into OUT_DIR/state with
-x-ignore-shared, and continue it.
+boot: boot a VM of the script's own in VM_DIR with the command line
+sandlot booted SANDLOT_VM_DIR with (ARGV_FILE), its folder and RAM file
+replaced, on a new overlay of the same base disk. Its RAM goes to a file
+on /dev/shm, as sandlot's does. Then start the workload
+(bench/workload.py) with MB MiB in it.
+
+snapshot: stop the script's VM in VM_DIR and switch its disk: the active
+overlay gets a second name, VM_DIR/layer-<n>.qcow2, and the VM continues
+on a new overlay backed by it (blockdev-add, blockdev-snapshot). Then
+copy its RAM file (sparse) into OUT_DIR/ram, migrate the device state
+into OUT_DIR/state with x-ignore-shared, and continue it.
+OUT_DIR/disk.qcow2 is a symbolic link to the layer, which stays in
+VM_DIR because the VM reads through it.
 
 fork: start COUNT QEMUs at once from the snapshot in SNAPSHOT_DIR. Each
 one's command line is sandlot's own fork command line (ARGV_FILE, one
@@ -24,14 +34,10 @@ qcow2 overlay (qemu-img) on the snapshot's disk, loads the state with
 migrate-incoming, continues, and runs /bin/true through the guest's agent
 (the only way into the guest), which is its first exec result.
 
-boot: boot a VM of the script's own in VM_DIR with the command line
-sandlot booted SANDLOT_VM_DIR with (ARGV_FILE), its folder and RAM file
-replaced. Its RAM goes to a file on /dev/shm, as sandlot's does. Then
-start the workload (bench/workload.py) with MB MiB in it. pause
-stops it, saves its RAM and state into VM_DIR/pause and ends QEMU.
-resume brings it back from there; rollback ends it and starts it again
-from a snapshot made by `snapshot` of it. resume and rollback time until
-/bin/true has run through the agent.
+pause stops the script's VM, saves its RAM and state into VM_DIR/pause
+and ends QEMU. resume brings it back from there; rollback ends it and
+starts it again on a new overlay of a snapshot made by `snapshot` of
+it. resume and rollback time until /bin/true has run through the agent.
 
 destroy: kill the QEMUs under TARGET (or of the VM in TARGET) and remove
 it and their live RAM files.
@@ -166,12 +172,79 @@ def copy_sparse(src, dst):
         os.ftruncate(fout.fileno(), size)
 
 
-def capture(qmp, vm_dir, ram_file, out_dir, times):
-    """Copy the disk and the RAM and save the device state of the stopped
-    guest, recording when each part ended in times."""
-    copy_sparse(os.path.join(vm_dir, "disk.qcow2"), os.path.join(out_dir, "disk.qcow2"))
-    times["disk"] = now_ms()
-    copy_sparse(ram_file, os.path.join(out_dir, "ram"))
+# ---- the root disk ------------------------------------------------------------
+
+DISK_FILE_OPTION = "driver=file,node-name=disk-file,filename="
+
+
+def disk_of(argv):
+    """Return the path of the root disk's overlay (the file of the
+    disk-file blockdev) in a QEMU command line of sandlot's."""
+    for arg in argv:
+        if arg.startswith(DISK_FILE_OPTION):
+            return arg[len(DISK_FILE_OPTION):]
+    raise RuntimeError("no disk-file blockdev in the QEMU command line")
+
+
+def with_disk(argv, path):
+    return [DISK_FILE_OPTION + path if arg.startswith(DISK_FILE_OPTION) else arg
+            for arg in argv]
+
+
+def qemu_img_info(disk):
+    info = subprocess.run(["qemu-img", "info", "-U", "--output=json", disk], check=True,
+                          capture_output=True, text=True).stdout
+    return json.loads(info)
+
+
+def backing_file(disk):
+    data = qemu_img_info(disk)
+    return data.get("full-backing-filename") or data["backing-filename"]
+
+
+def make_overlay(backing, path, size=None):
+    """Write a qcow2 overlay at path on backing. With a size, backing
+    need not exist yet (qemu-img -u)."""
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing]
+    if size is not None:
+        argv += ["-u", path, str(size)]
+    else:
+        argv.append(path)
+    subprocess.run(argv, check=True)
+
+
+def read_disk(vm_dir):
+    """Read the VM's disk record: active (the overlay QEMU writes to),
+    node (its block node name) and seq (the number of the latest
+    overlay)."""
+    with open(os.path.join(vm_dir, "disk.json")) as f:
+        return json.load(f)
+
+
+def write_disk(vm_dir, record):
+    with open(os.path.join(vm_dir, "disk.json"), "w") as f:
+        json.dump(record, f)
+
+
+# ---- snapshot ---------------------------------------------------------------
+
+def switch_disk(qmp, vm_dir, disk, frozen, next_path, seq):
+    """While the guest is stopped: give the active overlay the second name
+    frozen and put the overlay next_path (backed by frozen) on top of it,
+    as sandlot's disk switch does."""
+    os.link(disk["active"], frozen)
+    node = "disk-%d" % seq
+    qmp.execute("blockdev-add", {"driver": "qcow2", "node-name": node,
+                                 "file": {"driver": "file", "filename": next_path},
+                                 "backing": None})
+    qmp.execute("blockdev-snapshot", {"node": disk["node"], "overlay": node})
+    write_disk(vm_dir, {"active": next_path, "node": node, "seq": seq})
+
+
+def capture(qmp, vm_dir, out_dir, times):
+    """Save the RAM and the device state of the stopped guest, recording
+    when each part ended in times."""
+    copy_sparse(live_ram_path(vm_dir), os.path.join(out_dir, "ram"))
     times["ram"] = now_ms()
     state = os.open(os.path.join(out_dir, "state"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -181,22 +254,48 @@ def capture(qmp, vm_dir, ram_file, out_dir, times):
     times["state"] = now_ms()
 
 
-def snapshot(vm_dir, ram_file, out_dir):
+def fsync_paths(paths):
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def snapshot(vm_dir, out_dir):
     start = now_ms()
     os.makedirs(out_dir)
+    disk = read_disk(vm_dir)
+    seq = disk["seq"] + 1
+    frozen = os.path.join(vm_dir, "layer-%d.qcow2" % seq)
+    next_path = os.path.join(vm_dir, "disk-%d.qcow2" % seq)
+    # The new overlay's header does not depend on the frozen data, so the
+    # script writes it before the pause (sandlot writes it in the pause,
+    # without starting a process).
+    make_overlay(frozen, next_path, qemu_img_info(disk["active"])["virtual-size"])
+
     qmp = Qmp(os.path.join(vm_dir, "qmp.sock"))
     qmp.prepare_migration(True)
     times = {"stop": now_ms()}
     qmp.execute("stop")
     try:
-        capture(qmp, vm_dir, ram_file, out_dir, times)
+        switch_disk(qmp, vm_dir, disk, frozen, next_path, seq)
+        times["disk"] = now_ms()
+        capture(qmp, vm_dir, out_dir, times)
     finally:
         qmp.execute("cont")  # a failed capture leaves the guest running too
-    end = now_ms()
+    times["cont"] = now_ms()
     qmp.close()
-    print("pause_ms=%.3f disk_ms=%.3f ram_ms=%.3f state_ms=%.3f total_ms=%.3f" % (
-        end - times["stop"], times["disk"] - times["stop"], times["ram"] - times["disk"],
-        times["state"] - times["ram"], end - start))
+
+    os.symlink(frozen, os.path.join(out_dir, "disk.qcow2"))
+    # sandlot syncs the snapshot's files before it commits the snapshot.
+    fsync_paths([frozen, os.path.join(out_dir, "ram"), os.path.join(out_dir, "state"),
+                 vm_dir, out_dir])
+    end = now_ms()
+    print("pause_ms=%.3f disk_ms=%.3f ram_ms=%.3f state_ms=%.3f total_ms=%.3f disk=%s" % (
+        times["cont"] - times["stop"], times["disk"] - times["stop"], times["ram"] - times["disk"],
+        times["state"] - times["ram"], end - start, frozen))
 
 
 # ---- forks -----------------------------------------------------------------
@@ -292,13 +391,12 @@ def parse_fields(body):
 
 def start_fork(argv, snapshot_dir, fork_dir, result):
     """Start one fork and store in result the CLOCK_MONOTONIC times (ms)
-    at which QEMU listened, replied to cont, and had run /bin/true. The
-    step under way is in result["step"]."""
+    at which it started, QEMU listened, QEMU replied to cont, and /bin/true
+    had run. The step under way is in result["step"]."""
+    result["start"] = now_ms()
     result["step"] = "qemu-img create"
     os.makedirs(fork_dir)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
-                    os.path.join(snapshot_dir, "disk.qcow2"),
-                    os.path.join(fork_dir, "disk.qcow2")], check=True)
+    make_overlay(os.path.realpath(os.path.join(snapshot_dir, "disk.qcow2")), disk_of(argv))
     result["step"] = "QEMU start"
     subprocess.run(argv, check=True)  # -daemonize: returns once QEMU listens
     launched = now_ms()
@@ -364,9 +462,9 @@ def fork(argv_file, sandlot_fork_dir, sandlot_snapshot_dir, snapshot_dir, target
                 i + 1, r.get("step", "start"), r.get("error", "no result")))
     for i, r in enumerate(results):
         fork_dir = os.path.join(target, "fork-%d" % (i + 1))
-        print("fork=%d launch_ms=%.3f running_ms=%.3f first_exec_ms=%.3f pss_kib=%d" % (
-            i + 1, r["launched"] - start, r["running"] - start, r["done"] - start,
-            qemu_pss_kib(fork_dir)))
+        print("fork=%d start_ms=%.3f launch_ms=%.3f running_ms=%.3f first_exec_ms=%.3f "
+              "pss_kib=%d" % (i + 1, r["start"] - start, r["launched"] - start,
+                              r["running"] - start, r["done"] - start, qemu_pss_kib(fork_dir)))
     print("total_ms=%.3f running_ms=%.3f" % (max(r["done"] for r in results) - start,
                                              max(r["running"] for r in results) - start))
 
@@ -383,8 +481,14 @@ def raw_vm_argv(vm_dir):
 
 
 def launch(vm_dir, incoming):
-    argv = raw_vm_argv(vm_dir) + (["-incoming", "defer"] if incoming else [])
-    subprocess.run(argv, check=True)  # -daemonize: returns once QEMU listens
+    """Start the VM's QEMU on its active overlay, whose block node is then
+    "disk" again."""
+    disk = read_disk(vm_dir)
+    argv = with_disk(raw_vm_argv(vm_dir), disk["active"])
+    subprocess.run(argv + (["-incoming", "defer"] if incoming else []),
+                   check=True)  # -daemonize: returns once QEMU listens
+    disk["node"] = "disk"
+    write_disk(vm_dir, disk)
 
 
 def load(vm_dir, state_path):
@@ -400,17 +504,11 @@ def load(vm_dir, state_path):
     qmp.close()
 
 
-def backing_file(disk):
-    info = subprocess.run(["qemu-img", "info", "-U", "--output=json", disk], check=True,
-                          capture_output=True, text=True).stdout
-    data = json.loads(info)
-    return data.get("full-backing-filename") or data["backing-filename"]
-
-
 def boot(argv_file, sandlot_dir, sandlot_ram, vm_dir, workload_file, workload_mib):
     """Boot a VM of its own with the command line sandlot booted
     sandlot_dir with, its folder and RAM file replaced, on a new overlay
-    of the same base disk. Then start the workload in workload_file
+    of the same base disk (read from sandlot's overlay, so before
+    sandlot's first snapshot). Then start the workload in workload_file
     holding workload_mib MiB and wait until it is ready."""
     with open(argv_file) as f:
         template = [line for line in f.read().split("\n") if line]
@@ -420,9 +518,9 @@ def boot(argv_file, sandlot_dir, sandlot_ram, vm_dir, workload_file, workload_mi
     with open(os.path.join(vm_dir, "argv"), "w") as f:
         f.write("\n".join(argv) + "\n")
     start = now_ms()
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
-                    backing_file(os.path.join(sandlot_dir, "disk.qcow2")),
-                    os.path.join(vm_dir, "disk.qcow2")], check=True)
+    disk = disk_of(argv)
+    make_overlay(backing_file(disk_of(template)), disk)
+    write_disk(vm_dir, {"active": disk, "node": "disk", "seq": 0})
     launch(vm_dir, False)
     agent = os.path.join(vm_dir, "agent-0.sock")
     agent_run_true(agent)
@@ -514,10 +612,12 @@ def rollback(vm_dir, snapshot_dir):
     pid = qemu_pid(vm_dir)
     os.kill(pid, signal.SIGKILL)
     wait_exit(pid)
-    disk = os.path.join(vm_dir, "disk.qcow2")
-    os.unlink(disk)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
-                    os.path.join(snapshot_dir, "disk.qcow2"), disk], check=True)
+    disk = read_disk(vm_dir)
+    os.unlink(disk["active"])  # the frozen layers keep their own names
+    seq = disk["seq"] + 1
+    overlay = os.path.join(vm_dir, "disk-%d.qcow2" % seq)
+    make_overlay(os.path.realpath(os.path.join(snapshot_dir, "disk.qcow2")), overlay)
+    write_disk(vm_dir, {"active": overlay, "node": "disk", "seq": seq})
     copy_sparse(os.path.join(snapshot_dir, "ram"), live_ram_path(vm_dir))
     launch(vm_dir, True)
     load(vm_dir, os.path.join(snapshot_dir, "state"))
@@ -550,7 +650,7 @@ def destroy(target):
 
 
 def main(args):
-    commands = {"snapshot": (snapshot, 3), "fork": (fork, 6), "boot": (boot, 6),
+    commands = {"snapshot": (snapshot, 2), "fork": (fork, 6), "boot": (boot, 6),
                 "pause": (pause, 1), "resume": (resume, 1), "rollback": (rollback, 2),
                 "destroy": (destroy, 1)}
     if not args or args[0] not in commands or len(args) - 1 != commands[args[0]][1]:

@@ -9,10 +9,10 @@ function M.new(script)
   return setmetatable({ script = script }, M)
 end
 
---- Snapshot the running VM in `vm_dir` (RAM in `ram_file`) into `out_dir`:
--- pause_ms, disk_ms, ram_ms, state_ms, total_ms.
-function M:snapshot(vm_dir, ram_file, out_dir)
-  local out, err = proc.output { self.script, "snapshot", vm_dir, ram_file, out_dir }
+--- Snapshot the script's running VM in `vm_dir` into `out_dir`: pause_ms,
+-- disk_ms, ram_ms, state_ms, total_ms, and disk (the frozen layer).
+function M:snapshot(vm_dir, out_dir)
+  local out, err = proc.output { self.script, "snapshot", vm_dir, out_dir }
   if out == nil then
     return nil, err
   end
@@ -23,7 +23,7 @@ end
 --- Start `count` forks of the snapshot in `snapshot_dir` at once under
 -- `target`, with sandlot's fork command line in `argv_file`. Returns
 -- total_ms and running_ms (until the last fork's first exec result and
--- its reply to cont) and forks ({ fork, launch_ms, running_ms,
+-- its reply to cont) and forks ({ fork, start_ms, launch_ms, running_ms,
 -- first_exec_ms, pss_kib }), all from the start of the first fork.
 function M:fork(argv_file, sandlot_fork_dir, sandlot_snapshot_dir, snapshot_dir, target, count)
   local out, err = proc.output { self.script, "fork", argv_file, sandlot_fork_dir,
