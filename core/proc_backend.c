@@ -142,6 +142,7 @@ static int spawn_monitor(const char *monitor, const char *home, const char *id, 
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL); /* the sandlot host ignores it */
     execve(monitor, argv, environ);
     _exit(127);
   }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +87,16 @@ static int spawn_child(const char *cwd, const char *const argv[], int out_w, int
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, out_w, 1);
   posix_spawn_file_actions_adddup2(&fa, err_w, 2);
-  int rc = posix_spawnp(pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+  /* The sandlot host ignores SIGPIPE; the child gets the default back. */
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t sigpipe;
+  sigemptyset(&sigpipe);
+  sigaddset(&sigpipe, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &sigpipe);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+  int rc = posix_spawnp(pid, argv[0], &fa, &attr, (char *const *)argv, environ);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) return sl_error_errno(err, rc, "start %s", argv[0]);
   return 0;
