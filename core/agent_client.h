@@ -17,6 +17,7 @@
 #define SANDLOT_AGENT_CLIENT_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "error.h"
@@ -192,8 +193,23 @@ int sl_agent_conn_call(sl_agent_conn *c, const sl_buf *request,
                        sl_buf *reply, sl_frame *final, sl_error *err);
 
 /* Connect, send quiesce, and wait until the agent has closed the
- * connection, so no client socket is left when CRIU dumps the sandbox. */
+ * connection. The agent replies once it has closed every other
+ * connection, after their replies to the requests they had sent. */
 int sl_agent_quiesce(const char *path, int timeout_ms, sl_error *err);
+
+/* sl_agent_quiesce() before a CRIU dump: the agent also leaves new
+ * connections waiting (not accepted) for up to `hold_ms`, or until
+ * sl_agent_end_quiesce(), so that no host connection is open in the tree
+ * when CRIU dumps it. A tree restored from the dump starts quiesced too.
+ * NOTE: a client that closes its connection before the agent accepted
+ * it fails a dump that runs meanwhile ("closed in-flight socket"). */
+int sl_agent_quiesce_hold(const char *path, int timeout_ms, int hold_ms, sl_error *err);
+
+/* End the quiesce of the agent with host pid `agent_pid` (a signal, which
+ * a frozen agent takes at the thaw). `start_time` (sl_pid_start_time, 0
+ * to skip the check) guards against a reused pid. An agent that is gone
+ * is not an error. */
+int sl_agent_end_quiesce(pid_t agent_pid, uint64_t start_time, sl_error *err);
 
 /* Hooks after a fork starts: set the hostname (when not NULL), add the
  * random bytes (when len > 0), then run `on_fork` through /bin/sh -c (when
