@@ -205,6 +205,13 @@ int sl_agent_quiesce(const char *path, int timeout_ms, sl_error *err);
  * it fails a dump that runs meanwhile ("closed in-flight socket"). */
 int sl_agent_quiesce_hold(const char *path, int timeout_ms, int hold_ms, sl_error *err);
 
+/* The hold of a quiesce before a dump. It must last from the quiesce
+ * until CRIU freezes the tree, which takes milliseconds (the frozen agent
+ * accepts nothing anyway), and the end signal cuts it short after the
+ * dump. A host that dies in between leaves new connections waiting at
+ * most this long. */
+#define SL_AGENT_DUMP_HOLD_MS 10000
+
 /* End the quiesce of the agent with host pid `agent_pid` (a signal, which
  * a frozen agent takes at the thaw). `start_time` (sl_pid_start_time, 0
  * to skip the check) guards against a reused pid. An agent that is gone

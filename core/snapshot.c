@@ -198,25 +198,36 @@ static int begin_snapshot(take_ctx *t, sl_error *err) {
   return rc;
 }
 
+/* Quiesce the agent, dump, and end the quiesce. */
 static int dump_full(take_ctx *t, sl_error *err) {
   char socket[PATH_MAX];
+  int timeout_ms = t->req->timeout_ms > 0 ? t->req->timeout_ms : DEFAULT_CRIU_TIMEOUT_MS;
   int rc = sl_store_sandbox_path(t->store, t->sandbox.id, AGENT_SOCKET_HOST, socket,
                                  sizeof socket, err);
-  if (rc == 0) rc = sl_agent_quiesce(socket, QUIESCE_TIMEOUT_MS, err);
   if (rc < 0) return rc;
-  sl_criu_dump_request dump = {
-      .init_pid = (pid_t)t->sandbox.init_pid,
-      .freezer_cgroup = t->freezer,
-      .images_dir = t->images,
-      .work_dir = t->work,
-      .upper_dir = t->upper,
-      .layer_dir = t->layer,
-      .leave_running = true,
-      .keep_frozen = t->sandbox.state == SL_SANDBOX_FROZEN,
-      .timeout_ms = t->req->timeout_ms > 0 ? t->req->timeout_ms : DEFAULT_CRIU_TIMEOUT_MS,
-  };
-  sl_criu_dump_result res;
-  rc = sl_criu_dump_tree(&dump, &res, err);
+  /* A hold left by a host that died during a dump would keep the quiesce
+   * below waiting; with op.lock held, no other dump runs now. */
+  sl_error ignored = {0};
+  sl_agent_end_quiesce((pid_t)t->sandbox.init_pid, (uint64_t)t->sandbox.init_start_time, &ignored);
+  rc = sl_agent_quiesce_hold(socket, QUIESCE_TIMEOUT_MS, SL_AGENT_DUMP_HOLD_MS, err);
+  sl_criu_dump_result res = {0};
+  if (rc == 0) {
+    sl_criu_dump_request dump = {
+        .init_pid = (pid_t)t->sandbox.init_pid,
+        .freezer_cgroup = t->freezer,
+        .images_dir = t->images,
+        .work_dir = t->work,
+        .upper_dir = t->upper,
+        .layer_dir = t->layer,
+        .leave_running = true,
+        .keep_frozen = t->sandbox.state == SL_SANDBOX_FROZEN,
+        .timeout_ms = timeout_ms,
+    };
+    rc = sl_criu_dump_tree(&dump, &res, err);
+  }
+  if (sl_agent_end_quiesce((pid_t)t->sandbox.init_pid, (uint64_t)t->sandbox.init_start_time,
+                           &ignored) < 0)
+    SL_WARN("snapshot.end_quiesce_failed", "sandbox=%s error=\"%s\"", t->sandbox.id, ignored.msg);
   t->dump_ms = res.elapsed_ms;
   t->frozen_ms = res.stats.frozen_time_us / 1000.0;
   return rc;

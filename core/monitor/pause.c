@@ -40,27 +40,37 @@ static void stop_tree(sl_monitor *m) {
 
 /* Quiesce the agent (CRIU cannot dump a socket connected to the host)
  * and dump the tree into `images`; CRIU kills the tree once the images
- * are written. On failure CRIU leaves the tree running and thawed. */
+ * are written. On failure CRIU leaves the tree running and thawed, and
+ * its agent accepts connections again. */
 static int dump_for_pause(sl_monitor *m, const char *images, sl_error *err) {
   char socket[PATH_MAX + 32], work[PATH_MAX + 64];
   snprintf(socket, sizeof socket, "%s/%s", m->dir, SL_AGENT_SOCKET_HOST);
   snprintf(work, sizeof work, "%s/log/pause-%lld", m->dir, (long long)sl_now_ms());
-  int rc = sl_agent_quiesce(socket, QUIESCE_TIMEOUT_MS, err);
-  if (rc < 0) return sl_error_wrap(err, "quiesce the agent");
-  sl_criu_dump_request req = {
-      .init_pid = m->init_pid,
-      .freezer_cgroup = freezer_dir(m),
-      .images_dir = images,
-      .work_dir = work,
-      .leave_running = false,
-      .timeout_ms = CRIU_TIMEOUT_MS,
-  };
+  /* A hold left by a host that died during a snapshot would keep the
+   * quiesce below waiting; with op.lock held, no other dump runs now. */
+  sl_error ignored = {0};
+  sl_agent_end_quiesce(m->init_pid, m->init_start, &ignored);
+  int rc = sl_agent_quiesce_hold(socket, QUIESCE_TIMEOUT_MS, SL_AGENT_DUMP_HOLD_MS, err);
   sl_criu_dump_result result;
-  rc = sl_criu_dump_tree(&req, &result, err);
-  if (rc == 0)
-    SL_INFO("monitor.dumped", "sandbox=%s ms=%.1f frozen_ms=%.1f", m->cfg.id, result.elapsed_ms,
-            result.stats.frozen_time_us / 1000.0);
-  return rc;
+  if (rc == 0) {
+    sl_criu_dump_request req = {
+        .init_pid = m->init_pid,
+        .freezer_cgroup = freezer_dir(m),
+        .images_dir = images,
+        .work_dir = work,
+        .leave_running = false,
+        .timeout_ms = CRIU_TIMEOUT_MS,
+    };
+    rc = sl_criu_dump_tree(&req, &result, err);
+  }
+  if (rc < 0) {
+    if (sl_agent_end_quiesce(m->init_pid, m->init_start, &ignored) < 0)
+      SL_WARN("monitor.end_quiesce_failed", "sandbox=%s error=\"%s\"", m->cfg.id, ignored.msg);
+    return rc;
+  }
+  SL_INFO("monitor.dumped", "sandbox=%s ms=%.1f frozen_ms=%.1f", m->cfg.id, result.elapsed_ms,
+          result.stats.frozen_time_us / 1000.0);
+  return 0;
 }
 
 /* Unmount the root and the agent socket's bind and remove the cgroups:
