@@ -341,8 +341,9 @@ int sl_snapshot_take(sl_catalog *cat, const sl_store *store, const sl_snapshot_r
             t.sandbox.id, t.snapshot_id, req->memory ? "full" : "fs", now_ms() - start,
             t.frozen_ms);
   sl_sandbox_clear(&t.sandbox);
-  if (rc < 0) return sl_error_wrap(err, "snapshot of %s", req && req->sandbox_id ? req->sandbox_id : "?");
-  return 0;
+  /* The caller names the operation and the sandbox (sl_sandbox_snapshot
+   * adds "snapshot ID"), so the message gets nothing here. */
+  return rc;
 }
 
 int sl_snapshot_agent_layer(const sl_store *store, const char *snapshot_id, char *buf,

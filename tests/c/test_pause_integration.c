@@ -280,6 +280,37 @@ static void test_pause_of_frozen_sandbox(void) {
   CHECK_OK(sl_sandbox_kill(h, sb.id, &err), &err);
 }
 
+/* An agent that does not reply to the quiesce (stopped here) fails a
+ * snapshot and a pause with ETIMEDOUT, and the message names the
+ * operation and the sandbox once. The sandbox keeps running. */
+static void test_quiesce_timeout_messages(void) {
+  sl_error err = {0};
+  sl_create_spec spec = test_spec();
+  sl_sandbox_info sb, now;
+  CHECK_OK(sl_sandbox_create(h, &spec, &sb, &err), &err);
+  CHECK_INT(kill(sb.init_pid, SIGSTOP), ==, 0);
+  int snapshot_rc = sl_sandbox_snapshot(h, sb.id, NULL, NULL, NULL, &err);
+  char snapshot_msg[SL_ERROR_MSG_MAX];
+  snprintf(snapshot_msg, sizeof snapshot_msg, "%s", err.msg);
+  int pause_rc = sl_sandbox_pause(h, sb.id, NULL, &err);
+  CHECK_INT(kill(sb.init_pid, SIGCONT), ==, 0);
+  char expected[256];
+  CHECK_INT(snapshot_rc, ==, -ETIMEDOUT);
+  snprintf(expected, sizeof expected, "snapshot %s: quiesce: agent did not answer in time", sb.id);
+  CHECK_STR(snapshot_msg, expected);
+  CHECK_INT(pause_rc, ==, -ETIMEDOUT);
+  snprintf(expected, sizeof expected, "pause %s: quiesce: agent did not answer in time", sb.id);
+  CHECK_STR(err.msg, expected);
+  CHECK_OK(sl_sandbox_get(h, sb.id, &now, &err), &err);
+  CHECK_INT(now.state, ==, SL_SANDBOX_RUNNING);
+  CHECK(!cgroup_frozen(&now));
+  char buf[64];
+  CHECK_OK(agent_write_text(&now, "/alive", "yes", &err), &err);
+  CHECK_OK(agent_read(&now, "/alive", buf, sizeof buf, &err), &err);
+  CHECK_STR(buf, "yes");
+  CHECK_OK(sl_sandbox_kill(h, sb.id, &err), &err);
+}
+
 static void test_busy_and_bad_pauses(void) {
   sl_error err = {0};
   sl_create_spec spec = test_spec();
@@ -403,6 +434,7 @@ int main(void) {
   RUN(test_timeout_pauses);
   RUN(test_busy_and_bad_pauses);
   RUN(test_pause_of_frozen_sandbox);
+  RUN(test_quiesce_timeout_messages);
   RUN(test_failed_resume_stays_paused);
   RUN(test_gc_after_crashed_pause);
   close_store(h, home);
