@@ -55,8 +55,13 @@ sl_agent *sl_agent_new(uv_loop_t *loop, const char *path, const sl_agent_options
  * and ETIMEDOUT when connecting or syncing takes longer than the timeout. */
 void sl_agent_connect(sl_agent *a, sl_agent_done_cb cb, void *data);
 
-/* Drop the connection and stop reconnecting until sl_agent_resume(); new
- * requests wait. Used around a dump, after the agent was quiesced. */
+/* Hold the client around a dump until sl_agent_resume(): new requests
+ * wait in its queue, and it neither connects nor reconnects. A ready
+ * connection stays open until the agent's quiesce closes it, so the
+ * replies to requests already written still arrive. A connection not
+ * ready yet is dropped. After the agent's CLOSING, requests it did not
+ * read wait in the queue too and go out on the next connection, also
+ * when the client was not held. */
 void sl_agent_pause(sl_agent *a);
 void sl_agent_resume(sl_agent *a);
 
