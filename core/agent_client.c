@@ -677,11 +677,16 @@ void sl_agent_resume(sl_agent *a) {
     start_connect(a);
 }
 
-void sl_agent_close(sl_agent *a) {
+void sl_agent_close(sl_agent *a) { sl_agent_close_with(a, NULL); }
+
+void sl_agent_close_with(sl_agent *a, const sl_error *reason) {
   if (a == NULL || a->closing) return;
   a->closing = 1;
   sl_error err;
-  sl_error_set(&err, ECANCELED, "agent client closed");
+  if (reason != NULL)
+    err = *reason;
+  else
+    sl_error_set(&err, ECANCELED, "agent client closed");
   uv_timer_stop(&a->timer);
   close_pipe(a);
   free_queue(a);

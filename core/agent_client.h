@@ -69,6 +69,9 @@ void sl_agent_resume(sl_agent *a);
  * this returns), close the connection and free the client once libuv has
  * closed its handles. The pointer must not be used afterwards. */
 void sl_agent_close(sl_agent *a);
+/* sl_agent_close() that fails the pending requests with `reason` (the
+ * sandbox rolled back or ended, say) instead. */
+void sl_agent_close_with(sl_agent *a, const sl_error *reason);
 
 /* Send the frame in `frame` (built with sl_frame_begin ... sl_frame_end;
  * its request id is replaced). The client copies the bytes. `cb` may be
