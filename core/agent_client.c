@@ -2,13 +2,23 @@
 #include "agent_client.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
+#include "agent_ports.h"
 #include "log.h"
 
-enum conn_state { ST_IDLE, ST_CONNECTING, ST_SYNCING, ST_READY };
+/* ST_PORT_WAIT: other host processes hold every agent port of the VM, so
+ * the timer tries again. */
+enum conn_state { ST_IDLE, ST_PORT_WAIT, ST_CONNECTING, ST_SYNCING, ST_READY };
+
+/* A client of a VM's agent ports lets its port go after this long without
+ * a request, process or waiter, so other host processes can have it. */
+#define PORT_IDLE_RELEASE_MS 1000
 
 typedef struct pending {
   uint32_t id;
@@ -56,6 +66,10 @@ struct sl_agent {
   uv_loop_t *loop;
   char *path;
   sl_agent_options opts;
+  char *port_dir;         /* vm_ports: the folder of the ports */
+  char port_path[4096];   /* vm_ports: the socket of the port held */
+  int port_lock;          /* vm_ports: the lock fd of that port, or -1 */
+  uint64_t port_wait_end; /* uv_now() value until which to wait for a port */
   uv_pipe_t *pipe; /* first member of a struct connection, NULL when idle */
   uv_timer_t timer;
   enum conn_state state;
@@ -87,9 +101,19 @@ struct connection {
 
 static void start_connect(sl_agent *a);
 static void drop_connection(sl_agent *a, const sl_error *err);
+static void on_timer(uv_timer_t *t);
+static void check_idle(sl_agent *a);
 static int send_attach(sl_agent_exec *x, sl_error *err);
 
 /* ---- Lifetime ----------------------------------------------------------- */
+
+/* The folder part of `path` ("." when it has none), malloc'd. */
+static char *folder_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL) return strdup(".");
+  if (slash == path) return strdup("/");
+  return strndup(path, (size_t)(slash - path));
+}
 
 sl_agent *sl_agent_new(uv_loop_t *loop, const char *path, const sl_agent_options *opts) {
   sl_agent *a = calloc(1, sizeof *a);
@@ -100,7 +124,17 @@ sl_agent *sl_agent_new(uv_loop_t *loop, const char *path, const sl_agent_options
     return NULL;
   }
   a->loop = loop;
+  a->port_lock = -1;
   if (opts != NULL) a->opts = *opts;
+  if (a->opts.vm_ports) {
+    a->opts.sync = 1;
+    a->port_dir = folder_of(path);
+    if (a->port_dir == NULL) {
+      free(a->path);
+      free(a);
+      return NULL;
+    }
+  }
   if (a->opts.connect_timeout_ms <= 0) a->opts.connect_timeout_ms = 5000;
   if (a->opts.reconnect_attempts <= 0) a->opts.reconnect_attempts = 50;
   if (a->opts.reconnect_delay_ms <= 0) a->opts.reconnect_delay_ms = 100;
@@ -115,6 +149,7 @@ sl_agent *sl_agent_new(uv_loop_t *loop, const char *path, const sl_agent_options
 static void maybe_free(sl_agent *a) {
   if (a->open_handles > 0) return;
   sl_parser_free(&a->in);
+  free(a->port_dir);
   free(a->path);
   free(a);
 }
@@ -362,7 +397,7 @@ static void process_frames(sl_agent *a) {
   sl_error err = {0};
   while (a->pipe != NULL && !a->closing) {
     int rc = sl_parser_next(&a->in, &f, &err);
-    if (rc == 0) return;
+    if (rc == 0) break;
     if (rc < 0) {
       sl_error_wrap(&err, "invalid data from the agent");
       drop_connection(a, &err);
@@ -375,6 +410,7 @@ static void process_frames(sl_agent *a) {
     else if (a->state == ST_READY)
       deliver_frame(a, &f);
   }
+  if (!a->closing) check_idle(a);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -412,15 +448,41 @@ static void notify_waiters(sl_agent *a, const sl_error *err) {
   }
 }
 
+/* Close the connection, if any, and release the port it used. uv_close()
+ * closes the socket at once (only its callback comes later), so QEMU's
+ * chardev gets the hangup before the next owner of the port connects. */
 static void close_pipe(sl_agent *a) {
-  if (a->pipe == NULL) return;
-  uv_close((uv_handle_t *)a->pipe, on_handle_closed);
-  a->pipe = NULL;
   a->state = ST_IDLE;
   a->written = 0;
   a->peer_closing = 0;
   a->write_failed = 0;
-  sl_parser_reset(&a->in);
+  if (a->pipe != NULL) {
+    uv_close((uv_handle_t *)a->pipe, on_handle_closed);
+    a->pipe = NULL;
+    sl_parser_reset(&a->in);
+  }
+  if (a->port_lock >= 0) close(a->port_lock);
+  a->port_lock = -1;
+}
+
+static bool is_idle(const sl_agent *a) {
+  return a->pending == NULL && a->queue == NULL && a->execs == NULL && a->waiters == NULL;
+}
+
+/* Start the countdown to releasing an idle VM port. */
+static void check_idle(sl_agent *a) {
+  if (a->opts.vm_ports && a->state == ST_READY && is_idle(a))
+    uv_timer_start(&a->timer, on_timer, PORT_IDLE_RELEASE_MS, 0);
+}
+
+static void release_idle_port(sl_agent *a) {
+  if (!is_idle(a)) return; /* busy again: the next idle moment re-arms */
+  if (uv_stream_get_write_queue_size((uv_stream_t *)a->pipe) > 0) {
+    uv_timer_start(&a->timer, on_timer, PORT_IDLE_RELEASE_MS, 0);
+    return;
+  }
+  SL_DEBUG("agent_client.port_released", "path=%s", a->port_path);
+  close_pipe(a);
 }
 
 static void on_ready(sl_agent *a) {
@@ -437,6 +499,7 @@ static void on_ready(sl_agent *a) {
                                           (long long)x->proc, err.msg);
   }
   notify_waiters(a, NULL);
+  check_idle(a);
 }
 
 /* Resend the marker every SYNC_RESEND_MS: a stale partial frame from an
@@ -452,8 +515,12 @@ static void send_sync_marker(sl_agent *a) {
 
 static void on_timer(uv_timer_t *t) {
   sl_agent *a = t->data;
-  if (a->state == ST_IDLE) {
-    start_connect(a); /* the reconnect delay ended */
+  if (a->state == ST_IDLE || a->state == ST_PORT_WAIT) {
+    start_connect(a); /* the reconnect delay ended, or a port may be free */
+    return;
+  }
+  if (a->state == ST_READY) {
+    release_idle_port(a);
     return;
   }
   if (a->state == ST_SYNCING && uv_now(a->loop) < a->sync_deadline) {
@@ -472,12 +539,13 @@ static void on_connect(uv_connect_t *req, int status) {
   if (a->pipe == NULL || (uv_stream_t *)a->pipe != req->handle) return; /* abandoned */
   if (status < 0) {
     sl_error err;
+    const char *path = a->port_lock >= 0 ? a->port_path : a->path;
     if (status == UV_ENOENT)
-      sl_error_set(&err, ENOENT, "agent socket not found: %s", a->path);
+      sl_error_set(&err, ENOENT, "agent socket not found: %s", path);
     else if (status == UV_ECONNREFUSED)
-      sl_error_set(&err, ECONNREFUSED, "agent not listening: %s", a->path);
+      sl_error_set(&err, ECONNREFUSED, "agent not listening: %s", path);
     else
-      sl_error_set(&err, -status, "connecting to the agent failed: %s: %s", a->path,
+      sl_error_set(&err, -status, "connecting to the agent failed: %s: %s", path,
                    uv_strerror(status));
     drop_connection(a, &err);
     return;
@@ -496,7 +564,40 @@ static void on_connect(uv_connect_t *req, int status) {
   uv_timer_start(&a->timer, on_timer, SYNC_RESEND_MS, 0);
 }
 
+/* For a VM's port set, take a free port first. Returns 1 with the port
+ * held, 0 when every port is held and the timer will try again, -1 after
+ * failing the connection. */
+static int take_port(sl_agent *a) {
+  if (!a->opts.vm_ports) return 1;
+  uint64_t now = uv_now(a->loop);
+  if (a->state != ST_PORT_WAIT) a->port_wait_end = now + (uint64_t)a->opts.connect_timeout_ms;
+  unsigned count = sl_agent_ports_count(a->port_dir), port = 0;
+  sl_error err = {0};
+  int fd = count == 0 ? sl_error_set(&err, ENOENT, "agent socket not found: %s", a->path)
+                      : sl_agent_port_try(a->port_dir, count, &port, &err);
+  if (fd >= 0 && sl_agent_port_socket(a->port_dir, port, a->port_path, sizeof a->port_path,
+                                      &err) < 0) {
+    close(fd);
+    fd = -err.code;
+  }
+  if (fd >= 0) {
+    a->port_lock = fd;
+    return 1;
+  }
+  if (fd == -EWOULDBLOCK && now < a->port_wait_end) {
+    a->state = ST_PORT_WAIT;
+    uv_timer_start(&a->timer, on_timer, SL_AGENT_PORT_RETRY_MS, 0);
+    return 0;
+  }
+  if (fd == -EWOULDBLOCK)
+    sl_error_set(&err, EBUSY, "all %u agent ports of %s are in use by other host processes "
+                 "(waited %lld ms)", count, a->port_dir, (long long)a->opts.connect_timeout_ms);
+  drop_connection(a, &err);
+  return -1;
+}
+
 static void start_connect(sl_agent *a) {
+  if (take_port(a) <= 0) return;
   struct connection *conn = calloc(1, sizeof *conn);
   a->pipe = conn ? &conn->pipe : NULL;
   if (a->pipe == NULL) {
@@ -510,7 +611,7 @@ static void start_connect(sl_agent *a) {
   a->open_handles++;
   a->state = ST_CONNECTING;
   conn->req.data = a;
-  uv_pipe_connect(&conn->req, a->pipe, a->path, on_connect);
+  uv_pipe_connect(&conn->req, a->pipe, a->port_lock >= 0 ? a->port_path : a->path, on_connect);
   uv_timer_start(&a->timer, on_timer, (uint64_t)a->opts.connect_timeout_ms, 0);
 }
 
@@ -812,12 +913,14 @@ static sl_agent_exec *exec_new(sl_agent *a, const sl_exec_callbacks *cbs, void *
 }
 
 static void exec_unlink(sl_agent_exec *x) {
-  for (sl_agent_exec **pp = &x->a->execs; *pp != NULL; pp = &(*pp)->next)
+  sl_agent *a = x->a;
+  for (sl_agent_exec **pp = &a->execs; *pp != NULL; pp = &(*pp)->next)
     if (*pp == x) {
       *pp = x->next;
       break;
     }
   free(x);
+  if (!a->closing) check_idle(a);
 }
 
 static void put_exec_fields(sl_buf *b, const sl_exec_spec *spec) {

@@ -32,6 +32,13 @@ typedef struct sl_agent_options {
   int64_t reconnect_delay_ms; /* between attempts, default 100 */
   int sync;                   /* start each connection with a sync marker (byte
                                  streams behind a QEMU chardev) */
+  int vm_ports;               /* `path` is a file in the folder of a VM's agent
+                                 ports (its agent.sock): connect through a free
+                                 port, holding its lock while connected
+                                 (agent_ports.h), and release it after 1 s
+                                 without requests or processes. Implies sync.
+                                 When every port stays held for the connect
+                                 timeout, the connection fails with EBUSY. */
 } sl_agent_options;
 
 /* Called once when a connection attempt ends; `err` is NULL on success. */

@@ -252,6 +252,15 @@ int sl_catalog_sandbox_set_timeout(sl_catalog *cat, const char *id, int64_t time
                                    int64_t deadline_at, sl_on_timeout on_timeout,
                                    sl_error *err);
 
+/* Make layer `layer_id` the base layer of sandbox `id`, which keeps its
+ * source snapshot: a VM sandbox's disk overlay stacks on the layer of
+ * its last snapshot, so that layer must stay while it runs. The previous
+ * base layer is left for sl_catalog_layer_collect(). Fails with EINVAL,
+ * ENOENT (sandbox or layer not found; a pending snapshot's layer counts)
+ * or ESRCH (dead). */
+int sl_catalog_sandbox_set_base_layer(sl_catalog *cat, const char *id, const char *layer_id,
+                                      sl_error *err);
+
 /* Make ready snapshot `snapshot_id` the source of sandbox `id` and its
  * layer the sandbox's base layer, in one transaction: a rollback in place
  * remounts the sandbox on that snapshot's layers. The snapshot must have

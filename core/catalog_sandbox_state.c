@@ -254,3 +254,40 @@ int sl_catalog_sandbox_set_timeout(sl_catalog *cat, const char *id, int64_t time
   timeout_ctx ctx = {id, timeout_ms, deadline_at, on_timeout};
   return catalog_run(cat, CATALOG_WRITE, set_timeout_txn, &ctx, err);
 }
+
+/* ---- base layer ---- */
+
+typedef struct {
+  const char *id;
+  const char *layer_id;
+} base_ctx;
+
+static int set_base_txn(sl_catalog *cat, void *arg, sl_error *err) {
+  base_ctx *ctx = arg;
+  sl_sandbox_state state;
+  int rc = catalog_sandbox_state(cat->db, ctx->id, &state, err);
+  if (rc < 0) return rc;
+  if (state == SL_SANDBOX_DEAD) return sl_error_set(err, ESRCH, "sandbox is dead: %s", ctx->id);
+  sqlite3_stmt *stmt;
+  rc = catalog_prepare(cat->db,
+                       "UPDATE sandboxes SET base_layer_id = ?2, updated_at = ?3 WHERE id = ?1 "
+                       "AND EXISTS (SELECT 1 FROM layers WHERE id = ?2)",
+                       &stmt, err);
+  if (rc < 0) return rc;
+  sqlite3_bind_text(stmt, 1, ctx->id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(stmt, 2, ctx->layer_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(stmt, 3, sl_catalog_now_ms());
+  rc = catalog_step_done(cat->db, stmt, "update sandbox base layer", err);
+  if (rc == 0 && sqlite3_changes(cat->db) == 0)
+    rc = sl_error_set(err, ENOENT, "layer not found: %s", ctx->layer_id);
+  return rc;
+}
+
+int sl_catalog_sandbox_set_base_layer(sl_catalog *cat, const char *id, const char *layer_id,
+                                      sl_error *err) {
+  int rc = sl_id_validate(SL_ID_SANDBOX, id, err);
+  if (rc == 0) rc = sl_id_validate(SL_ID_LAYER, layer_id, err);
+  if (rc < 0) return rc;
+  base_ctx ctx = {id, layer_id};
+  return catalog_run(cat, CATALOG_WRITE, set_base_txn, &ctx, err);
+}

@@ -22,6 +22,16 @@
 
 #include "error.h"
 
+/* Start sandlot-monitor for sandbox `id` of the store at `home`: detached
+ * (double fork, setsid, stdio on /dev/null) with `--home HOME --id ID
+ * --ready-fd 3`, then `extra` (NULL-terminated, may be NULL). With
+ * `auto_kill` it also gets `--creator-pidfd 4`, a pidfd of the calling
+ * process. Waits up to `ready_timeout_ms` for the monitor's ready line:
+ * 0 on "ok", the monitor's error on "err", EIO when it exited without a
+ * line, ETIMEDOUT after the wait. */
+int sl_monitor_start(const char *home, const char *id, const char *const *extra, int auto_kill,
+                     int ready_timeout_ms, sl_error *err);
+
 /* Send `request` and wait up to `timeout_ms` for the response. On "ok"
  * writes the text after "ok " to `reply` (may be NULL) and returns 0; on
  * "err" returns the named errno with the monitor's message. ECONNREFUSED

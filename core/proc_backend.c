@@ -111,79 +111,6 @@ static int build_config(const sl_sandboxes *h, const sl_create_spec *spec,
   return rc;
 }
 
-/* Start the monitor detached: the intermediate child calls setsid() and
- * forks again, so the monitor is no child of the caller and outlives it.
- * Between fork and exec only async-signal-safe calls are made, because the
- * caller may be multithreaded. Returns the read end of the ready pipe. */
-static int spawn_monitor(const char *monitor, const char *home, const char *id, int auto_kill,
-                         sl_error *err) {
-  int ready[2];
-  if (pipe2(ready, O_CLOEXEC) < 0) return sl_error_errno(err, errno, "pipe");
-  int pidfd = auto_kill ? (int)syscall(SYS_pidfd_open, getpid(), 0) : -1;
-  if (auto_kill && pidfd < 0) {
-    close(ready[0]);
-    close(ready[1]);
-    return sl_error_errno(err, errno, "pidfd_open of the creating process");
-  }
-  char *argv[] = {(char *)monitor, "--home", (char *)home, "--id", (char *)id, "--ready-fd", "3",
-                  auto_kill ? "--creator-pidfd" : NULL, "4", NULL};
-  pid_t child = fork();
-  if (child == 0) {
-    setsid();
-    pid_t grandchild = fork();
-    if (grandchild != 0) _exit(grandchild < 0 ? 1 : 0);
-    int ready_fd = fcntl(ready[1], F_DUPFD, 10);
-    int creator_fd = pidfd >= 0 ? fcntl(pidfd, F_DUPFD, 10) : -1;
-    dup2(ready_fd, 3);
-    if (creator_fd >= 0) dup2(creator_fd, 4);
-    syscall(SYS_close_range, creator_fd >= 0 ? 5U : 4U, ~0U, 0U);
-    int null = open("/dev/null", O_RDWR);
-    for (int fd = 0; fd < 3; fd++) dup2(null, fd);
-    if (null > 2) close(null);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL); /* the sandlot host ignores it */
-    execve(monitor, argv, environ);
-    _exit(127);
-  }
-  int saved = errno;
-  close(ready[1]);
-  if (pidfd >= 0) close(pidfd);
-  if (child < 0) {
-    close(ready[0]);
-    return sl_error_errno(err, saved, "fork the monitor");
-  }
-  int status;
-  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
-  }
-  return ready[0];
-}
-
-/* Read the monitor's one-line ready message: 0 on "ok", its error on
- * "err", EIO when it exited without writing one. */
-static int await_ready(int fd, sl_error *err) {
-  char buf[SL_ERROR_MSG_MAX + 64];
-  size_t used = 0;
-  int64_t deadline = sl_monotonic_ms() + READY_TIMEOUT_MS;
-  while (used + 1 < sizeof buf) {
-    int64_t left = deadline - sl_monotonic_ms();
-    struct pollfd p = {fd, POLLIN, 0};
-    int r = left > 0 ? poll(&p, 1, (int)left) : 0;
-    if (r < 0 && errno == EINTR) continue;
-    if (r == 0) return sl_error_set(err, ETIMEDOUT, "monitor not ready after %d ms", READY_TIMEOUT_MS);
-    ssize_t n = read(fd, buf + used, sizeof buf - 1 - used);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    used += (size_t)n;
-  }
-  buf[used] = '\0';
-  char *nl = strchr(buf, '\n');
-  if (nl) *nl = '\0';
-  if (used == 0) return sl_error_set(err, EIO, "monitor exited before the sandbox was ready");
-  return sl_monitor_parse_reply(buf, NULL, 0, err);
-}
-
 /* A row records its cgroups once the sandbox runs; before that they are
  * where the monitor puts them for this host's layout. */
 static void fill_cgroups(const char *id, sl_sandbox_info *info) {
@@ -329,13 +256,7 @@ static char **lower_layers(sl_sandboxes *h, const char *agent_layer, const char 
 }
 
 int sl_proc_start_monitor(sl_sandboxes *h, const char *id, int auto_kill, sl_error *err) {
-  char monitor[PATH_MAX];
-  if (sl_find_binary("sandlot-monitor", monitor, sizeof monitor, err) < 0) return -err->code;
-  int ready = spawn_monitor(monitor, h->home, id, auto_kill, err);
-  if (ready < 0) return ready;
-  int rc = await_ready(ready, err);
-  close(ready);
-  return rc;
+  return sl_monitor_start(h->home, id, NULL, auto_kill, READY_TIMEOUT_MS, err);
 }
 
 static int start(sl_sandboxes *h, const sl_create_spec *spec, const sl_sandbox_info *info,

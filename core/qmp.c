@@ -327,6 +327,8 @@ int sl_qmp_sync_wait_event(sl_qmp_sync *q, sl_qmp_event_match match, void *arg,
   }
 }
 
+int sl_qmp_sync_fd(const sl_qmp_sync *q) { return q->fd; }
+
 void sl_qmp_sync_close(sl_qmp_sync *q) {
   if (q == NULL) return;
   if (q->fd >= 0) close(q->fd);

@@ -81,6 +81,10 @@ int sl_qmp_sync_wait_event(sl_qmp_sync *q, sl_qmp_event_match match, void *arg,
 
 void sl_qmp_sync_close(sl_qmp_sync *q);
 
+/* The connection's socket, for poll(2) by a caller that drains events
+ * with sl_qmp_sync_wait_event() and a zero timeout when it is readable. */
+int sl_qmp_sync_fd(const sl_qmp_sync *q);
+
 /* Loop client. */
 typedef struct sl_qmp sl_qmp;
 

@@ -4,8 +4,9 @@
  *
  * Every call blocks (the Lua layer runs them on the uv threadpool) and is
  * safe to call from several threads on one handle. Calls dispatch on the
- * sandbox's backend ("process" now); backend code lives in its own files
- * (proc_*.c for process sandboxes).
+ * sandbox's backend, "process" or "vm"; backend code lives in its own
+ * files (proc_*.c for process sandboxes, vm_backend*.c for microVMs, see
+ * docs/ARCHITECTURE.md for what differs).
  *
  * Errors: an unknown sandbox, snapshot or template fails with ENOENT,
  * and an invalid spec with EINVAL naming the value. A call that needs a
@@ -49,8 +50,11 @@ typedef struct sl_create_spec {
                                 the files only, a resume boots a fresh agent
                                 on them */
   const char *memory;        /* memory limit, "512M", "1G"; default "1G";
-                                16M to INT64_MAX bytes */
-  int64_t pids;              /* max processes and threads; default 1024 */
+                                16M to INT64_MAX bytes. For a VM its guest
+                                RAM, whole MiB, default 256M */
+  int64_t pids;              /* max processes and threads; default 1024. This
+                                and the next two: process sandboxes only
+                                (EINVAL for a VM) */
   int64_t cpu_shares;        /* relative CPU weight on the cpu.shares scale,
                                 2..262144 (1024 is a v1 default); 0 leaves
                                 the kernel's default */

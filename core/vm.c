@@ -1,6 +1,7 @@
 /* VM sandboxes: create, open, launch and end QEMU, agent ports. */
 #include "vm.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -15,7 +16,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "agent_ports.h"
 #include "log.h"
+#include "proc_init.h"
 #include "vm_accel.h"
 #include "vm_image.h"
 #include "vm_internal.h"
@@ -30,10 +33,6 @@ int vm_path(char *out, const char *dir, const char *name, sl_error *err) {
   if (snprintf(out, VM_PATH_MAX, "%s/%s", dir, name) >= VM_PATH_MAX)
     return sl_error_set(err, ENAMETOOLONG, "path too long: %s/%s", dir, name);
   return 0;
-}
-
-void vm_snapshot_dir(const char *home, const char *snap_id, char *out, size_t len) {
-  snprintf(out, len, "%s/snapshots/%s", home, snap_id);
 }
 
 /* Two stores may hold the same sandbox id, so the file name also carries a
@@ -90,8 +89,21 @@ int vm_conf_save(const char *dir, json_t *conf, sl_error *err) {
   return rc;
 }
 
-static const char *conf_str(json_t *conf, const char *key) {
+const char *vm_conf_str(json_t *conf, const char *key) {
   return json_string_value(json_object_get(conf, key));
+}
+
+static const char *conf_str(json_t *conf, const char *key) { return vm_conf_str(conf, key); }
+
+bool vm_ram_shared(const sl_vm *vm) {
+  const char *mode = conf_str(vm->conf, "ram_mode");
+  return mode != NULL && strcmp(mode, "shared") == 0;
+}
+
+/* VMs made before the disk switch existed have no "disk" key. */
+int vm_disk_path(const sl_vm *vm, char *out, sl_error *err) {
+  const char *name = conf_str(vm->conf, "disk");
+  return vm_path(out, vm->dir, name ? name : "disk.qcow2", err);
 }
 
 static unsigned conf_uint(json_t *conf, const char *key) {
@@ -178,6 +190,15 @@ int vm_read_pid(sl_vm *vm) {
   return 0;
 }
 
+int vm_reload_conf(sl_vm *vm, sl_error *err) {
+  json_t *conf = NULL;
+  int rc = vm_conf_load(vm->dir, &conf, err);
+  if (rc < 0) return rc;
+  json_decref(vm->conf);
+  vm->conf = conf;
+  return 0;
+}
+
 int sl_vm_open(const char *home, const char *id, sl_vm **out, sl_error *err) {
   if (check_id(id, "sandbox", err) < 0) return -EINVAL;
   sl_vm *vm = vm_alloc(home, id, err);
@@ -194,10 +215,11 @@ int sl_vm_open(const char *home, const char *id, sl_vm **out, sl_error *err) {
 }
 
 /* The console line that best explains a failed boot: the last line of
- * /init's own report, else the kernel's panic line, else the last line. */
+ * /init's own report, else the agent's, else the kernel's panic line,
+ * else the last line. */
 static const char *console_reason(char *log, size_t len) {
   while (len > 0 && (log[len - 1] == '\n' || log[len - 1] == '\r')) log[--len] = '\0';
-  static const char *const markers[] = {"sandlot-init:", "Kernel panic", NULL};
+  static const char *const markers[] = {"sandlot-init:", "sandlot-agent:", "Kernel panic", NULL};
   for (size_t m = 0; markers[m]; m++) {
     char *hit = NULL;
     for (char *p = strstr(log, markers[m]); p; p = strstr(p + 1, markers[m])) hit = p;
@@ -246,9 +268,10 @@ static int fill_spec(sl_vm *vm, bool incoming, sl_vm_spec *spec, char paths[][VM
       .daemonize = true,
       .incoming_defer = incoming,
   };
-  static const char *const names[] = {"disk.qcow2", "qmp.sock", "console.log", "qemu.pid",
+  static const char *const names[] = {NULL, "qmp.sock", "console.log", "qemu.pid",
                                       "events.sock"};
-  for (int i = 0; i < VM_FIXED_PATHS; i++)
+  if (vm_disk_path(vm, paths[0], err) < 0) return -ENAMETOOLONG;
+  for (int i = 1; i < VM_FIXED_PATHS; i++)
     if (vm_path(paths[i], vm->dir, names[i], err) < 0) return -ENAMETOOLONG;
   spec->disk = paths[0];
   spec->qmp_socket = paths[1];
@@ -274,6 +297,23 @@ static int check_socket_paths(const sl_vm_spec *spec, sl_error *err) {
   return 0;
 }
 
+/* Remove the disk files of the folder other than the active overlay: links
+ * to disks that snapshots froze, which only an earlier QEMU used, and the
+ * overlay a rollback replaced. */
+static void remove_stale_disks(sl_vm *vm) {
+  const char *active = conf_str(vm->conf, "disk");
+  DIR *d = opendir(vm->dir);
+  struct dirent *e;
+  while (d != NULL && (e = readdir(d)) != NULL) {
+    size_t len = strlen(e->d_name);
+    if (strncmp(e->d_name, "disk", 4) != 0 || len < 6 || strcmp(e->d_name + len - 6, ".qcow2") != 0)
+      continue;
+    if (active != NULL && strcmp(e->d_name, active) == 0) continue;
+    unlinkat(dirfd(d), e->d_name, 0);
+  }
+  if (d != NULL) closedir(d);
+}
+
 int vm_launch(sl_vm *vm, bool incoming, sl_error *err) {
   sl_vm_spec spec;
   char paths[VM_FIXED_PATHS + SL_VM_AGENT_PORTS_MAX][VM_PATH_MAX];
@@ -282,15 +322,28 @@ int vm_launch(sl_vm *vm, bool incoming, sl_error *err) {
   sl_args argv = {0};
   if (rc == 0) rc = sl_vm_argv_build(&spec, &argv, err);
   if (rc < 0) return rc;
+  remove_stale_disks(vm);
+  /* The new QEMU names the active overlay "disk" (vm_argv.c). */
+  json_object_set_new(vm->conf, "disk_node", json_string("disk"));
   unlink(spec.pidfile);
   unlink(spec.qmp_socket);
   unlink(spec.events_socket);
   for (unsigned i = 0; i < spec.agent_ports; i++) unlink(spec.agent_sockets[i]);
+  /* The record's agent_socket names the port set (agent_ports.h). */
+  char link[VM_PATH_MAX];
+  if (vm_path(link, vm->dir, SL_AGENT_SOCKET_HOST, err) < 0) {
+    sl_args_free(&argv);
+    return -ENAMETOOLONG;
+  }
+  if (symlink("agent-0.sock", link) < 0 && errno != EEXIST) {
+    sl_args_free(&argv);
+    return sl_error_errno(err, errno, "symlink %s", link);
+  }
   /* With -daemonize QEMU exits once its sockets listen, so a zero exit
    * means the QMP socket accepts connections. */
   rc = sl_run_output((const char *const *)argv.v, NULL, err);
   sl_args_free(&argv);
-  if (rc < 0) return sl_error_wrap(err, "start QEMU for %s", vm->id);
+  if (rc < 0) return sl_error_wrap(err, "start QEMU");
   vm_read_pid(vm);
   if (vm->pid == 0) return sl_error_set(err, EIO, "QEMU for %s started but wrote no pid", vm->id);
   SL_DEBUG("vm.launched", "sandbox=%s pid=%d incoming=%d", vm->id, (int)vm->pid, incoming);
@@ -312,10 +365,9 @@ int vm_wait_exit(sl_vm *vm, int timeout_ms, sl_error *err) {
   return 0;
 }
 
-/* Remove what only a running QEMU needs: the pid file and the live RAM
- * file on tmpfs (never a snapshot's RAM file, which a fork maps). Returns
- * true when the RAM file was there. */
-static bool release_files(sl_vm *vm) {
+/* The live RAM file is on tmpfs; a snapshot's RAM file, which a fork
+ * maps, is never removed here. */
+bool vm_release_files(sl_vm *vm) {
   char path[VM_PATH_MAX];
   if (vm_path(path, vm->dir, "qemu.pid", NULL) == 0) unlink(path);
   vm_live_ram_path(vm->home, vm->id, path, sizeof path);
@@ -327,8 +379,8 @@ int sl_vm_kill(sl_vm *vm, sl_error *err) {
   if (vm->pidfd < 0) return 0;
   syscall(SYS_pidfd_send_signal, vm->pidfd, SIGKILL, NULL, 0);
   int rc = vm_wait_exit(vm, 10000, err);
-  if (rc < 0) return sl_error_wrap(err, "kill %s", vm->id);
-  release_files(vm);
+  if (rc < 0) return sl_error_wrap_subject(err, "kill", vm->id);
+  vm_release_files(vm);
   return 0;
 }
 
@@ -336,7 +388,7 @@ int sl_vm_gc(sl_vm *vm, bool *cleaned, sl_error *err) {
   *cleaned = false;
   vm_read_pid(vm);
   if (vm->pidfd >= 0) return 0;
-  *cleaned = release_files(vm);
+  *cleaned = vm_release_files(vm);
   return 0;
 }
 
@@ -344,7 +396,7 @@ int vm_qmp_connect(sl_vm *vm, sl_qmp_sync **q, sl_error *err) {
   char path[VM_PATH_MAX];
   int rc = vm_path(path, vm->dir, "qmp.sock", err);
   if (rc == 0) rc = sl_qmp_sync_connect(path, VM_QMP_TIMEOUT_MS, q, err);
-  if (rc < 0) return sl_error_wrap(err, "QMP of %s", vm->id);
+  if (rc < 0) return sl_error_wrap_subject(err, "QMP", vm->id);
   return 0;
 }
 
@@ -398,84 +450,169 @@ static int wait_agent_port(sl_vm *vm, int timeout_ms, sl_error *err) {
   if (rc == 0) rc = sl_qmp_sync_wait_event(q, match_port_open, NULL, timeout_ms, err);
   sl_qmp_sync_close(q);
   if (rc == -EPIPE) rc = sl_error_set(err, EIO, "QEMU exited during boot");
-  if (rc < 0) {
-    vm_add_console_tail(vm, err);
-    return sl_error_wrap(err, "boot of %s", vm->id);
-  }
-  return 0;
+  else if (rc < 0) sl_error_wrap(err, "wait for the agent");
+  if (rc < 0) vm_add_console_tail(vm, err);
+  return rc;
 }
 
-int vm_agent_hello(sl_vm *vm, sl_error *err) {
+/* One request through a port of the VM's agent; the final reply goes to
+ * `reply` and `final`. */
+static int agent_call(sl_vm *vm, const sl_buf *request, sl_buf *reply, sl_frame *final,
+                      sl_error *err) {
   sl_agent_conn conn;
   int lock = -1;
   int rc = sl_vm_agent_open(vm, &conn, &lock, SL_VM_AGENT_TIMEOUT_MS, err);
   if (rc < 0) return rc;
+  rc = sl_agent_conn_call(&conn, request, NULL, NULL, reply, final, err);
+  sl_vm_agent_close(&conn, lock);
+  return rc;
+}
+
+int vm_agent_hello(sl_vm *vm, sl_error *err) {
   sl_buf request = {0}, reply = {0};
   sl_frame_end(&request, sl_frame_begin(&request, SL_MSG_HELLO, 0), NULL);
   sl_frame final;
-  rc = sl_agent_conn_call(&conn, &request, NULL, NULL, &reply, &final, err);
+  int rc = agent_call(vm, &request, &reply, &final, err);
   sl_buf_free(&request);
   sl_buf_free(&reply);
-  sl_vm_agent_close(&conn, lock);
-  if (rc < 0) return sl_error_wrap(err, "agent hello of %s", vm->id);
+  if (rc < 0) return sl_error_wrap(err, "agent hello");
   return 0;
 }
 
-static int boot_files(const sl_vm_options *opt, char *kernel, char *initrd, sl_error *err) {
+static int vm_set_hostname(sl_vm *vm, const char *hostname, sl_error *err) {
+  sl_buf request = {0}, reply = {0};
+  size_t start = sl_frame_begin(&request, SL_MSG_SET_HOSTNAME, 0);
+  sl_frame_put_str(&request, SL_F_NAME, hostname);
+  sl_frame_end(&request, start, NULL);
+  sl_frame final;
+  int rc = agent_call(vm, &request, &reply, &final, err);
+  sl_buf_free(&request);
+  sl_buf_free(&reply);
+  if (rc < 0) return sl_error_wrap(err, "set hostname");
+  return 0;
+}
+
+int vm_agent_run(sl_vm *vm, const char *command, sl_error *err) {
+  sl_buf request = {0}, reply = {0};
+  size_t start = sl_frame_begin(&request, SL_MSG_EXEC, 0);
+  sl_frame_put_str(&request, SL_F_COMMAND, command);
+  sl_frame_put_i64(&request, SL_F_STREAM, 1);
+  sl_frame_end(&request, start, NULL);
+  sl_frame final;
+  int rc = agent_call(vm, &request, &reply, &final, err);
+  int64_t code = -1;
+  if (rc == 0) sl_frame_get_i64(&final, SL_F_EXIT_CODE, &code, NULL);
+  sl_buf_free(&request);
+  sl_buf_free(&reply);
+  if (rc == 0 && code != 0)
+    rc = sl_error_set(err, EIO, "`%s` failed in the guest (exit code %lld)", command, (long long)code);
+  if (rc < 0) return sl_error_wrap_subject(err, "run in the guest", vm->id);
+  return 0;
+}
+
+int vm_boot_wait(sl_vm *vm, int timeout_ms, const char *hostname, sl_error *err) {
+  int rc = wait_agent_port(vm, timeout_ms > 0 ? timeout_ms : VM_BOOT_TIMEOUT_MS, err);
+  if (rc == 0) rc = vm_agent_hello(vm, err);
+  if (rc == 0 && hostname != NULL) rc = vm_set_hostname(vm, hostname, err);
+  return rc;
+}
+
+static int boot_files(const char *home, const char *agent, char *kernel, char *initrd,
+                      sl_error *err) {
   char cache[VM_PATH_MAX];
-  sl_vm_cache_dir(opt->home, cache, sizeof cache);
+  sl_vm_cache_dir(home, cache, sizeof cache);
   sl_vm_kernel k;
   int rc = sl_vm_kernel_ensure(cache, &k, err);
   if (rc < 0) return rc;
-  sl_vm_initrd_spec ispec = {.kernel = &k, .busybox = BUSYBOX_STATIC, .agent = opt->agent};
+  sl_vm_initrd_spec ispec = {.kernel = &k, .busybox = BUSYBOX_STATIC, .agent = agent};
   rc = sl_vm_initrd_ensure(cache, &ispec, initrd, VM_PATH_MAX, err);
   snprintf(kernel, VM_PATH_MAX, "%s", k.vmlinuz);
   return rc;
 }
 
-static json_t *new_conf(const sl_vm_options *opt, sl_vm_accel accel, const char *kernel,
-                        const char *initrd, const char *ram_path) {
-  unsigned ports = opt->agent_ports ? opt->agent_ports : SL_VM_DEFAULT_PORTS;
-  char cmdline[256];
-  /* panic=-1 reboots at once on a panic, which -no-reboot turns into QEMU's
-   * exit. pci=off: microvm has no PCI bus. */
-  int n = snprintf(cmdline, sizeof cmdline,
-                   "console=ttyS0 quiet panic=-1 pci=off rw sandlot.ports=%u", ports);
-  unsigned tsc_khz = accel == SL_VM_ACCEL_TCG ? sl_vm_host_tsc_khz() : 0;
-  /* Under TCG the guest can skip TSC calibration, which hangs the kernel
-   * when the loaded host delays the emulated PIT (seen with Debian's 6.1
-   * cloud kernel). */
-  if (tsc_khz > 0)
-    snprintf(cmdline + n, sizeof cmdline - (size_t)n,
-             " tsc_early_khz=%u tsc=reliable no_timer_check", tsc_khz);
-  return json_pack("{s:i, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:n}",
-                   "memory_mb", (json_int_t)(opt->memory_mb ? opt->memory_mb
-                                                            : SL_VM_DEFAULT_MEMORY_MB),
-                   "vcpus", (json_int_t)(opt->vcpus ? opt->vcpus : 1), "agent_ports",
-                   (json_int_t)ports, "accel", sl_vm_accel_name(accel), "kernel", kernel,
-                   "initrd", initrd, "cmdline", cmdline, "ram_mode", "shared", "ram_path",
-                   ram_path, "paused", 0, "uses");
+int sl_vm_prepare_boot(const char *home, const char *agent, sl_error *err) {
+  char kernel[VM_PATH_MAX], initrd[VM_PATH_MAX];
+  int rc = boot_files(home, agent, kernel, initrd, err);
+  if (rc < 0) return sl_error_wrap(err, "prepare the guest kernel and initramfs");
+  return 0;
 }
 
-/* Remove what a failed create or fork left: QEMU, the directory, the RAM. */
-static void discard_vm(sl_vm *vm) {
+static json_t *new_conf(const sl_vm_options *opt, sl_vm_accel accel, const char *kernel,
+                        const char *initrd, const char *ram_path, sl_error *err) {
+  unsigned ports = opt->agent_ports ? opt->agent_ports : SL_VM_DEFAULT_PORTS;
+  sl_vm_cmdline_spec cmd = {.agent_ports = ports, .env = opt->env, .cwd = opt->cwd,
+                            .tsc_khz = accel == SL_VM_ACCEL_TCG ? sl_vm_host_tsc_khz() : 0};
+  char cmdline[SL_VM_CMDLINE_MAX + 1];
+  if (sl_vm_cmdline_build(&cmd, cmdline, sizeof cmdline, err) < 0) return NULL;
+  json_t *conf = json_pack(
+      "{s:i, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:i}", "memory_mb",
+      (json_int_t)(opt->memory_mb ? opt->memory_mb : SL_VM_DEFAULT_MEMORY_MB), "vcpus",
+      (json_int_t)(opt->vcpus ? opt->vcpus : 1), "agent_ports", (json_int_t)ports, "accel",
+      sl_vm_accel_name(accel), "kernel", kernel, "initrd", initrd, "cmdline", cmdline,
+      "ram_mode", "shared", "ram_path", ram_path, "paused", 0, "disk", "disk-0.qcow2",
+      "disk_seq", (json_int_t)0);
+  if (conf == NULL) sl_error_set(err, ENOMEM, "out of memory");
+  else if (opt->hostname != NULL) json_object_set_new(conf, "hostname", json_string(opt->hostname));
+  return conf;
+}
+
+void vm_remove_pause_files(sl_vm *vm) {
+  char path[VM_PATH_MAX];
+  if (vm_path(path, vm->dir, "state", NULL) == 0) unlink(path);
+  if (vm_path(path, vm->dir, "ram", NULL) == 0) unlink(path);
+}
+
+void vm_remove_disks(sl_vm *vm) {
+  if (vm->conf == NULL) vm->conf = json_object();
+  json_object_set_new(vm->conf, "disk", json_null());
+  remove_stale_disks(vm);
+}
+
+static void unlink_in(const sl_vm *vm, const char *name) {
+  char path[VM_PATH_MAX];
+  if (vm_path(path, vm->dir, name, NULL) == 0) unlink(path);
+}
+
+/* Unlink the agent ports' files whose names end in `suffix`. */
+static void unlink_ports(const sl_vm *vm, const char *suffix) {
+  char name[32];
+  for (unsigned port = 0; port < SL_VM_AGENT_PORTS_MAX; port++) {
+    snprintf(name, sizeof name, "agent-%u.%s", port, suffix);
+    unlink_in(vm, name);
+  }
+}
+
+void vm_release_ended(sl_vm *vm) {
+  vm_release_files(vm);
+  vm_remove_disks(vm);
+  vm_remove_pause_files(vm);
+  static const char *const sockets[] = {"qmp.sock", "events.sock", SL_AGENT_SOCKET_HOST, NULL};
+  for (size_t i = 0; sockets[i]; i++) unlink_in(vm, sockets[i]);
+  /* Sockets before locks: a client counts the ports by their sockets, so
+   * once they are gone none creates a lock file again. */
+  unlink_ports(vm, "sock");
+  unlink_ports(vm, "lock");
+}
+
+void vm_remove_files(sl_vm *vm) {
   sl_vm_kill(vm, NULL);
-  char ram[VM_PATH_MAX];
-  vm_live_ram_path(vm->home, vm->id, ram, sizeof ram);
-  unlink(ram);
-  sl_remove_tree(vm->dir, NULL);
+  vm_release_ended(vm);
+  /* What vm_release_ended leaves for a look afterwards goes too. */
+  static const char *const records[] = {"vm.json", "disk.qcow2", "console.log", NULL};
+  for (size_t i = 0; records[i]; i++) unlink_in(vm, records[i]);
+  rmdir(vm->dir); /* when nothing else is in it */
 }
 
 static int create_files(const sl_vm_options *opt, sl_vm *vm, sl_error *err) {
   char kernel[VM_PATH_MAX], initrd[VM_PATH_MAX], ram[VM_PATH_MAX], disk[VM_PATH_MAX];
   sl_vm_accel accel;
   int rc = sl_vm_accel_choose(&accel, err);
-  if (rc == 0) rc = boot_files(opt, kernel, initrd, err);
+  if (rc == 0) rc = boot_files(opt->home, opt->agent, kernel, initrd, err);
   if (rc < 0) return rc;
   vm_live_ram_path(vm->home, vm->id, ram, sizeof ram);
-  vm->conf = new_conf(opt, accel, kernel, initrd, ram);
-  if (vm->conf == NULL) return sl_error_set(err, ENOMEM, "out of memory");
-  rc = vm_path(disk, vm->dir, "disk.qcow2", err);
+  vm->conf = new_conf(opt, accel, kernel, initrd, ram, err);
+  if (vm->conf == NULL) return -err->code;
+  rc = vm_disk_path(vm, disk, err);
   if (rc == 0) rc = sl_vm_disk_overlay(opt->base_disk, disk, err);
   if (rc == 0) rc = vm_conf_save(vm->dir, vm->conf, err);
   return rc;
@@ -498,7 +635,7 @@ static int validate_options(const sl_vm_options *opt, const char *id, sl_error *
 
 int sl_vm_create(const sl_vm_options *opt, const char *id, sl_vm **out, sl_error *err) {
   int rc = validate_options(opt, id, err);
-  if (rc < 0) return sl_error_wrap(err, "create %s", id ? id : "");
+  if (rc < 0) return sl_error_wrap_subject(err, "boot", id ? id : "");
   sl_vm *vm = vm_alloc(opt->home, id, err);
   if (vm == NULL) return -ENOMEM;
   char conf[VM_PATH_MAX];
@@ -510,13 +647,11 @@ int sl_vm_create(const sl_vm_options *opt, const char *id, sl_vm **out, sl_error
   rc = sl_mkdir_p(vm->dir, 0700, err);
   if (rc == 0) rc = create_files(opt, vm, err);
   if (rc == 0) rc = vm_launch(vm, false, err);
-  if (rc == 0)
-    rc = wait_agent_port(vm, opt->boot_timeout_ms > 0 ? opt->boot_timeout_ms : 120000, err);
-  if (rc == 0) rc = vm_agent_hello(vm, err);
+  if (rc == 0) rc = vm_boot_wait(vm, opt->boot_timeout_ms, opt->hostname, err);
   if (rc < 0) {
-    discard_vm(vm);
+    vm_remove_files(vm);
     sl_vm_close(vm);
-    return sl_error_wrap(err, "create %s", id);
+    return sl_error_wrap_subject(err, "boot", id);
   }
   SL_INFO("vm.created", "sandbox=%s pid=%d boot_ms=%.0f", id, (int)vm->pid, sl_clock_ms() - start);
   *out = vm;
@@ -540,33 +675,16 @@ static int connect_unix(const char *path, sl_error *err) {
   return fd;
 }
 
-static int lock_port(sl_vm *vm, unsigned port, bool wait, sl_error *err) {
-  char path[VM_PATH_MAX], name[32];
-  snprintf(name, sizeof name, "agent-%u.lock", port);
-  int rc = vm_path(path, vm->dir, name, err);
-  if (rc < 0) return rc;
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return sl_error_errno(err, errno, "open %s", path);
-  while ((rc = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB))) < 0 && errno == EINTR) {
-  }
-  if (rc < 0) {
-    int e = errno;
-    close(fd);
-    return e == EWOULDBLOCK ? -EWOULDBLOCK : sl_error_errno(err, e, "flock %s", path);
-  }
-  return fd;
-}
-
 int sl_vm_agent_open(sl_vm *vm, sl_agent_conn *conn, int *lock_fd, int timeout_ms,
                      sl_error *err) {
-  int fd = sl_vm_agent_connect(vm, lock_fd, err);
+  int fd = sl_vm_agent_connect(vm, timeout_ms, lock_fd, err);
   if (fd < 0) return fd;
   int rc = sl_agent_conn_attach_fd(conn, fd, timeout_ms, 1, err);
   if (rc < 0) {
     close(fd);
     close(*lock_fd);
     *lock_fd = -1;
-    return sl_error_wrap(err, "agent of %s", vm->id);
+    return rc;
   }
   return 0;
 }
@@ -576,26 +694,32 @@ void sl_vm_agent_close(sl_agent_conn *conn, int lock_fd) {
   if (lock_fd >= 0) close(lock_fd);
 }
 
-int sl_vm_agent_connect(sl_vm *vm, int *lock_fd, sl_error *err) {
+int sl_vm_agent_connect(sl_vm *vm, int timeout_ms, int *lock_fd, sl_error *err) {
   int rc = vm_require_running(vm, err);
   if (rc < 0) return rc;
-  unsigned ports = conf_uint(vm->conf, "agent_ports");
-  int lock = -EWOULDBLOCK;
   unsigned port = 0;
-  for (port = 0; port < ports && lock == -EWOULDBLOCK; port++) lock = lock_port(vm, port, false, err);
-  if (lock == -EWOULDBLOCK) {
-    port = (unsigned)getpid() % ports + 1;
-    lock = lock_port(vm, port - 1, true, err);
-  }
-  if (lock < 0) return lock;
-  char path[VM_PATH_MAX], name[32];
-  snprintf(name, sizeof name, "agent-%u.sock", port - 1);
-  int fd = vm_path(path, vm->dir, name, err);
+  int lock = sl_agent_port_take(vm->dir, conf_uint(vm->conf, "agent_ports"), timeout_ms, &port,
+                                err);
+  if (lock < 0) return lock; /* the message names the VM's folder */
+  char path[VM_PATH_MAX];
+  int fd = sl_agent_port_socket(vm->dir, port, path, sizeof path, err);
   if (fd == 0) fd = connect_unix(path, err);
   if (fd < 0) {
     close(lock);
-    return sl_error_wrap(err, "agent port of %s", vm->id);
+    return fd; /* the message names the port's socket */
   }
   *lock_fd = lock;
   return fd;
+}
+
+int sl_vm_delete(const char *home, const char *id, sl_error *err) {
+  sl_vm *vm = NULL;
+  int rc = sl_vm_open(home, id, &vm, err);
+  if (rc < 0) return rc;
+  rc = sl_vm_kill(vm, err);
+  vm_release_files(vm);
+  if (rc == 0) rc = sl_remove_tree(vm->dir, err);
+  sl_vm_close(vm);
+  if (rc < 0) return sl_error_wrap_subject(err, "delete", id);
+  return 0;
 }

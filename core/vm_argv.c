@@ -217,3 +217,107 @@ int sl_vm_argv_build(const sl_vm_spec *spec, sl_args *out, sl_error *err) {
   if (rc < 0) sl_args_free(out);
   return rc;
 }
+
+/* The kernel command line. */
+
+typedef struct line {
+  char *buf;
+  size_t size, len;
+  bool full;
+} line;
+
+static void line_put(line *l, const char *text, size_t n) {
+  if (l->full || l->len + n + 1 > l->size || l->len + n > SL_VM_CMDLINE_MAX) {
+    l->full = true;
+    return;
+  }
+  memcpy(l->buf + l->len, text, n);
+  l->len += n;
+  l->buf[l->len] = '\0';
+}
+
+static void line_puts(line *l, const char *text) { line_put(l, text, strlen(text)); }
+
+/* Append `data` in base64 (RFC 4648, with padding). */
+static void line_base64(line *l, const unsigned char *data, size_t n) {
+  static const char digits[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (size_t i = 0; i < n; i += 3) {
+    unsigned v = (unsigned)data[i] << 16;
+    if (i + 1 < n) v |= (unsigned)data[i + 1] << 8;
+    if (i + 2 < n) v |= data[i + 2];
+    char quad[4] = {digits[v >> 18 & 63], digits[v >> 12 & 63],
+                    i + 1 < n ? digits[v >> 6 & 63] : '=', i + 2 < n ? digits[v & 63] : '='};
+    line_put(l, quad, 4);
+  }
+}
+
+static int check_env(const char *const *env, size_t *bytes, sl_error *err) {
+  *bytes = 0;
+  for (const char *const *e = env; e != NULL && *e != NULL; e++) {
+    const char *eq = strchr(*e, '=');
+    if (eq == NULL || eq == *e)
+      return sl_error_set(err, EINVAL, "invalid env entry (expected NAME=value): %s", *e);
+    *bytes += strlen(*e) + 1;
+  }
+  return 0;
+}
+
+/* The entries, each ended by a NUL byte, as one buffer. */
+static unsigned char *join_env(const char *const *env, size_t bytes) {
+  unsigned char *joined = malloc(bytes ? bytes : 1), *p = joined;
+  for (const char *const *e = env; joined != NULL && e != NULL && *e != NULL; e++) {
+    size_t n = strlen(*e) + 1;
+    memcpy(p, *e, n);
+    p += n;
+  }
+  return joined;
+}
+
+static void put_machine_options(line *l, const sl_vm_cmdline_spec *spec) {
+  char part[96];
+  /* panic=-1 reboots at once on a panic, which -no-reboot turns into
+   * QEMU's exit. pci=off: microvm has no PCI bus. */
+  snprintf(part, sizeof part, "console=ttyS0 quiet panic=-1 pci=off rw sandlot.ports=%u",
+           spec->agent_ports);
+  line_puts(l, part);
+  /* Under TCG the guest can skip TSC calibration, which hangs the kernel
+   * when the loaded host delays the emulated PIT (seen with Debian's 6.1
+   * cloud kernel). */
+  if (spec->tsc_khz > 0) {
+    snprintf(part, sizeof part, " tsc_early_khz=%u tsc=reliable no_timer_check", spec->tsc_khz);
+    line_puts(l, part);
+  }
+}
+
+static int put_agent_defaults(line *l, const sl_vm_cmdline_spec *spec, size_t env_bytes,
+                              sl_error *err) {
+  if (env_bytes > 0) {
+    unsigned char *joined = join_env(spec->env, env_bytes);
+    if (joined == NULL) return sl_error_set(err, ENOMEM, "out of memory");
+    line_puts(l, " sandlot.env=");
+    line_base64(l, joined, env_bytes);
+    free(joined);
+  }
+  if (spec->cwd != NULL) {
+    line_puts(l, " sandlot.cwd=");
+    line_base64(l, (const unsigned char *)spec->cwd, strlen(spec->cwd));
+  }
+  return 0;
+}
+
+int sl_vm_cmdline_build(const sl_vm_cmdline_spec *spec, char *buf, size_t size, sl_error *err) {
+  size_t env_bytes = 0;
+  if (check_env(spec->env, &env_bytes, err) < 0) return -EINVAL;
+  if (spec->cwd != NULL && spec->cwd[0] != '/')
+    return sl_error_set(err, EINVAL, "invalid cwd: %s (expected an absolute path)", spec->cwd);
+  line l = {.buf = buf, .size = size};
+  put_machine_options(&l, spec);
+  if (put_agent_defaults(&l, spec, env_bytes, err) < 0) return -err->code;
+  if (l.full)
+    return sl_error_set(err, EINVAL,
+                        "env and cwd do not fit on the VM's kernel command line (at most %d "
+                        "bytes in all, about %d bytes of env)", SL_VM_CMDLINE_MAX,
+                        (SL_VM_CMDLINE_MAX - 200) * 3 / 4);
+  return 0;
+}

@@ -65,6 +65,25 @@ typedef struct sl_vm_spec {
  * spec->qemu. Returns 0, or -EINVAL with the offending field named. */
 int sl_vm_argv_build(const sl_vm_spec *spec, sl_args *out, sl_error *err);
 
+/* What goes on the guest kernel's command line. */
+typedef struct sl_vm_cmdline_spec {
+  unsigned agent_ports;    /* sandlot.ports= for /init */
+  unsigned tsc_khz;        /* > 0: skip TSC calibration (TCG) */
+  const char *const *env;  /* "NAME=value" entries for the agent, or NULL */
+  const char *cwd;         /* the agent's working directory, or NULL */
+} sl_vm_cmdline_spec;
+
+/* The maximum length of an x86_64 Linux kernel command line, without its
+ * NUL (COMMAND_LINE_SIZE is 2048). */
+#define SL_VM_CMDLINE_MAX 2047
+
+/* Write the kernel command line for `spec` into `buf`. env and cwd go in
+ * as sandlot.env= (the entries, each ended by a NUL byte) and
+ * sandlot.cwd=, base64-encoded, for /init to decode. EINVAL for an entry
+ * without "=", a relative cwd, or a line longer than
+ * SL_VM_CMDLINE_MAX or than `size` allows. */
+int sl_vm_cmdline_build(const sl_vm_cmdline_spec *spec, char *buf, size_t size, sl_error *err);
+
 /* Return a copy of `value` with every ',' doubled, as QEMU's option parser
  * requires inside "key=value,..." lists. NULL when out of memory. */
 char *sl_qemu_escape(const char *value);

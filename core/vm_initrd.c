@@ -17,8 +17,9 @@
  * sandlot.ports=N, the number of agent ports on the host side. /init loads
  * the virtio modules, mounts the root disk and puts the agent on a tmpfs
  * at /.sandlot, so the root disk needs no copy of it. Once the N ports
- * exist it hands PID 1 to the agent, which serves port sandlot.agent.0 in
- * stream mode. On any failure it prints the reason on the console and
+ * exist it hands PID 1 to the agent, which serves each of them in stream
+ * mode, with the process backend's default PATH, HOME and LANG and the
+ * sandlot.env and sandlot.cwd of the command line (vm_argv.h). On any failure it prints the reason on the console and
  * powers off, which ends QEMU (-no-reboot) so the host sees the failure
  * at once. */
 const char sl_vm_init_script[] =
@@ -30,9 +31,13 @@ const char sl_vm_init_script[] =
     "$bb mount -t devtmpfs devtmpfs /dev\n"
     "while read -r m; do $bb insmod /modules/$m.ko || fail \"insmod $m failed\"; done "
     "</modules/order\n"
-    "want=1\n"
+    "want=1; env=''; cwd=''\n"
     "for arg in $($bb cat /proc/cmdline); do\n"
-    "  case $arg in sandlot.ports=*) want=${arg#sandlot.ports=} ;; esac\n"
+    "  case $arg in\n"
+    "    sandlot.ports=*) want=${arg#sandlot.ports=} ;;\n"
+    "    sandlot.env=*) env=${arg#sandlot.env=} ;;\n"
+    "    sandlot.cwd=*) cwd=${arg#sandlot.cwd=} ;;\n"
+    "  esac\n"
     "done\n"
     "i=0\n"
     "while [ ! -b /dev/vda ]; do\n"
@@ -43,17 +48,25 @@ const char sl_vm_init_script[] =
     "for d in .sandlot proc sys dev tmp run; do $bb mkdir -p /newroot/$d; done\n"
     "$bb mount -t tmpfs -o mode=0755,size=64m sandlot /newroot/.sandlot\n"
     "$bb cp /sandlot/agent /newroot/.sandlot/agent || fail 'copy of the agent failed'\n"
+    "set --\n"
+    "if [ -n \"$env\" ]; then\n"
+    "  echo \"$env\" | $bb base64 -d >/newroot/.sandlot/env || fail 'invalid sandlot.env'\n"
+    "  set -- --env-file /.sandlot/env\n"
+    "fi\n"
+    "if [ -n \"$cwd\" ]; then\n"
+    "  cwd=$(echo \"$cwd\" | $bb base64 -d) || fail 'invalid sandlot.cwd'\n"
+    "  set -- \"$@\" --cwd \"$cwd\"\n"
+    "fi\n"
     "i=0\n"
     "while :; do\n"
-    "  port=''; n=0\n"
+    "  ports=''; n=0\n"
     "  for p in /sys/class/virtio-ports/*; do\n"
     "    [ -e \"$p/name\" ] && [ -c \"/dev/${p##*/}\" ] || continue\n"
     "    case $($bb cat \"$p/name\") in\n"
-    "      sandlot.agent.0) port=/dev/${p##*/}; n=$((n + 1)) ;;\n"
-    "      sandlot.agent.*) n=$((n + 1)) ;;\n"
+    "      sandlot.agent.*) ports=\"$ports --serial /dev/${p##*/}\"; n=$((n + 1)) ;;\n"
     "    esac\n"
     "  done\n"
-    "  [ -n \"$port\" ] && [ $n -ge $want ] && break\n"
+    "  [ $n -ge $want ] && break\n"
     "  i=$((i + 1)); [ $i -gt 1000 ] && fail \"found $n of $want agent ports\"\n"
     "  $bb sleep 0.01\n"
     "done\n"
@@ -65,7 +78,10 @@ const char sl_vm_init_script[] =
     "$bb mount -t tmpfs -o mode=1777 shm /newroot/dev/shm\n"
     "$bb mount -t tmpfs -o mode=1777 tmp /newroot/tmp\n"
     "$bb mount -t tmpfs -o mode=0755 run /newroot/run\n"
-    "exec $bb switch_root /newroot /.sandlot/agent --serial $port\n";
+    "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "
+    "LANG=C.UTF-8\n"
+    "unset TERM\n"
+    "exec $bb switch_root /newroot /.sandlot/agent \"$@\" $ports\n";
 
 /* Writing the archive. */
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -79,6 +80,20 @@ static void drain_pipes(int out_fd, int err_fd, capture *out, capture *errs) {
   }
 }
 
+/* Start children with no signal blocked and SIGPIPE at its default. The
+ * monitor blocks SIGCHLD and the termination signals for its signalfd,
+ * and a QEMU that inherited that mask would ignore SIGTERM. */
+static void reset_signals(posix_spawnattr_t *attr) {
+  sigset_t none, pipe;
+  sigemptyset(&none);
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  posix_spawnattr_init(attr);
+  posix_spawnattr_setsigmask(attr, &none);
+  posix_spawnattr_setsigdefault(attr, &pipe);
+  posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
 static int spawn_child(const char *cwd, const char *const argv[], int out_w, int err_w,
                        pid_t *pid, sl_error *err) {
   posix_spawn_file_actions_t fa;
@@ -87,14 +102,8 @@ static int spawn_child(const char *cwd, const char *const argv[], int out_w, int
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, out_w, 1);
   posix_spawn_file_actions_adddup2(&fa, err_w, 2);
-  /* The sandlot host ignores SIGPIPE; the child gets the default back. */
   posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t sigpipe;
-  sigemptyset(&sigpipe);
-  sigaddset(&sigpipe, SIGPIPE);
-  posix_spawnattr_setsigdefault(&attr, &sigpipe);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+  reset_signals(&attr);
   int rc = posix_spawnp(pid, argv[0], &fa, &attr, (char *const *)argv, environ);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
@@ -177,6 +186,25 @@ static int copy_range_buffered(int in, int out, off_t start, off_t end, sl_error
   return rc;
 }
 
+/* Copy with sendfile(2), which moves page cache pages into the target's
+ * page cache without a trip through user space. From tmpfs (guest RAM)
+ * to ext4 it took 60 to 75 ms for 168 MiB where pread/pwrite took 80 to
+ * 380 ms (Linux 6.18, 2 shared vCPUs). Falls back to the buffered copy
+ * when the file systems do not support it. */
+static int copy_range_sendfile(int in, int out, off_t start, off_t end, sl_error *err) {
+  off_t in_off = start;
+  while (in_off < end) {
+    if (lseek(out, in_off, SEEK_SET) < 0) return sl_error_errno(err, errno, "lseek");
+    ssize_t n = sendfile(out, in, &in_off, (size_t)(end - in_off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
+      return copy_range_buffered(in, out, in_off, end, err);
+    if (n < 0) return sl_error_errno(err, errno, "sendfile");
+    if (n == 0) break; /* the source shrank */
+  }
+  return 0;
+}
+
 /* `start` and `end` are multiples of the page size or `end` is the end of
  * the file, as SEEK_DATA and SEEK_HOLE return them. */
 static int copy_range(int in, int out, off_t start, off_t end, sl_error *err) {
@@ -185,7 +213,7 @@ static int copy_range(int in, int out, off_t start, off_t end, sl_error *err) {
     ssize_t n = copy_file_range(in, &in_off, out, &out_off, (size_t)(end - in_off), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL))
-      return copy_range_buffered(in, out, in_off, end, err);
+      return copy_range_sendfile(in, out, in_off, end, err);
     if (n < 0) return sl_error_errno(err, errno, "copy_file_range");
     if (n == 0) break; /* the source shrank */
   }

@@ -23,7 +23,6 @@ static struct {
   volatile sig_atomic_t sigint_chunk;  /* `interruptible` when SIGINT came */
   volatile sig_atomic_t sigint_pending; /* not yet handled on the loop */
   struct sigaction old_sigint;
-  struct sigaction old_sigpipe;
   sl_listener main_listener;
   int main_ref;              /* registry anchor of the main task, for its results */
   int exit_status;
@@ -237,17 +236,20 @@ static void install_sigint(void) {
   sigaction(SIGINT, &sa, &H.old_sigint);
 }
 
-/* libuv writes to sockets with write(2), which raises SIGPIPE when the
- * peer has closed its end: an agent closes every host connection when it
- * is quiesced for a dump. The write must fail with EPIPE instead of
- * ending the host. Children get the default action back (libuv's spawn
- * and the core's spawners reset it). */
-static void ignore_sigpipe(void) {
+static void on_sigpipe(int signo) { (void)signo; }
+
+/* A write to a socket whose peer is gone (an agent that ended, the port
+ * of a VM that was paused or killed) must fail with EPIPE, not kill the
+ * host: libuv leaves SIGPIPE to the program. A handler rather than
+ * SIG_IGN, because exec resets handled signals to their default, so the
+ * host's child processes get the usual SIGPIPE. */
+static void install_sigpipe(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = SIG_IGN;
+  sa.sa_handler = on_sigpipe;
+  sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGPIPE, &sa, &H.old_sigpipe);
+  sigaction(SIGPIPE, &sa, NULL);
 }
 
 /* ---- Setup ---- */
@@ -282,7 +284,7 @@ lua_State *sl_host_open(sl_host_mode mode) {
   check_log_level();
   install_log_sink();
   install_sigint();
-  ignore_sigpipe();
+  install_sigpipe();
   return L;
 }
 
@@ -435,7 +437,6 @@ void sl_host_close(lua_State *L) {
 
   sl_sched_close();
   sigaction(SIGINT, &H.old_sigint, NULL);
-  sigaction(SIGPIPE, &H.old_sigpipe, NULL);
   uv_close((uv_handle_t *)&H.sigint_async, NULL);
   sl_log_set_sink(NULL, NULL);
   flush_log_queue();

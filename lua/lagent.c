@@ -92,13 +92,15 @@ static int push_failure(lua_State *T, const sl_error *err, int connection) {
   return 4;
 }
 
-/* core.agent_open(path, sync): a connection to the agent socket at
- * `path`, made on first use. `sync` starts each connection with a sync
- * marker, for agents behind a byte stream (a VM's serial port). */
+/* core.agent_open(path, vm): a connection to the agent socket at `path`,
+ * made on first use. With `vm`, `path` is a VM sandbox's agent.sock: the
+ * client connects through a free one of the VM's agent ports, holding
+ * the port's lock while it uses it, with a sync marker at the start of
+ * each connection (agent_ports.h). */
 static int l_agent_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   sl_agent_options options = {0};
-  options.sync = lua_toboolean(L, 2);
+  options.vm_ports = lua_toboolean(L, 2);
   agent_ud *ud = lua_newuserdatauv(L, sizeof *ud, 0);
   ud->a = NULL;
   luaL_setmetatable(L, SL_AGENT_MT);

@@ -48,7 +48,7 @@ struct conn {
   sl_buf out;
   size_t out_pos;   /* bytes of `out` already written */
   uint32_t events;  /* current epoll interest */
-  int stream;       /* the --stream-fd / --serial connection: never closed */
+  int stream;       /* a --stream-fd or --serial connection: never closed */
   int down;         /* stream: the peer hung up; waiting for it to return */
   int64_t recheck_ms;
   int close_after_flush;
@@ -109,11 +109,19 @@ struct proc {
   proc *next;
 };
 
+/* Byte streams served at once: the agent ports of a VM (one per host
+ * process that talks to the guest at the same time). */
+#define AGENT_MAX_STREAMS 16
+
 typedef struct agent_options {
   const char *listen_path;
-  const char *serial_path;
-  int stream_fd;
+  const char *serial_paths[AGENT_MAX_STREAMS];
+  int nserial;
+  int stream_fds[AGENT_MAX_STREAMS];
+  int nstream_fds;
   const char *root;
+  const char *env_file; /* NUL-separated NAME=value entries to set, or NULL */
+  const char *cwd;      /* working directory to create and enter, or NULL */
   size_t buffer_size;
 } agent_options;
 

@@ -1,8 +1,9 @@
 /* sandlot-agent: PID 1 of a process sandbox, init of a microVM.
  *
- * Serves the agent protocol (core/proto.h) on a unix socket (--listen) or
- * on one byte-stream fd (--serial, --stream-fd), or both. It keeps the
- * state of the processes it starts, so clients may come and go. */
+ * Serves the agent protocol (core/proto.h) on a unix socket (--listen),
+ * on byte-stream fds (--serial, --stream-fd, each may repeat), or both.
+ * It keeps the state of the processes it starts, so clients may come and
+ * go. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -59,12 +60,17 @@ static void usage(FILE *out) {
           "  --listen PATH       serve the unix socket PATH (default %s\n"
           "                      when no --serial or --stream-fd is given)\n"
           "  --serial PATH       serve the byte stream of a virtio-serial port\n"
+          "                      (may repeat, up to %d streams in all)\n"
           "  --stream-fd N       serve the byte stream of the inherited fd N\n"
+          "                      (may repeat)\n"
           "  --root DIR          chroot into DIR first (tests; needs root)\n"
+          "  --env-file PATH     set the NAME=value entries of PATH (separated by\n"
+          "                      NUL bytes) in the environment of every command\n"
+          "  --cwd DIR           create DIR if missing and run commands there\n"
           "  --buffer-size BYTES output buffer per stream of each process\n"
           "                      (default %u)\n"
           "  --version           print the version and exit\n",
-          AGENT_DEFAULT_SOCKET, AGENT_DEFAULT_BUFFER);
+          AGENT_DEFAULT_SOCKET, AGENT_MAX_STREAMS, AGENT_DEFAULT_BUFFER);
 }
 
 static int parse_size(const char *s, long long min, long long max, long long *out) {
@@ -76,9 +82,31 @@ static int parse_size(const char *s, long long min, long long max, long long *ou
   return 0;
 }
 
+static int add_stream(agent_options *o) {
+  if (o->nserial + o->nstream_fds < AGENT_MAX_STREAMS) return 0;
+  fprintf(stderr, "sandlot-agent: too many --serial and --stream-fd options (at most %d)\n",
+          AGENT_MAX_STREAMS);
+  return -1;
+}
+
+static int add_stream_fd(agent_options *o, const char *value) {
+  long long n;
+  if (parse_size(value, 0, 1 << 20, &n) < 0) {
+    fprintf(stderr, "sandlot-agent: invalid --stream-fd: %s\n", value);
+    return -1;
+  }
+  if (add_stream(o) < 0) return -1;
+  for (int i = 0; i < o->nstream_fds; i++) {
+    if (o->stream_fds[i] != (int)n) continue;
+    fprintf(stderr, "sandlot-agent: --stream-fd %s given twice\n", value);
+    return -1;
+  }
+  o->stream_fds[o->nstream_fds++] = (int)n;
+  return 0;
+}
+
 static int parse_options(int argc, char **argv, agent_options *o) {
   memset(o, 0, sizeof *o);
-  o->stream_fd = -1;
   o->buffer_size = AGENT_DEFAULT_BUFFER;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -96,15 +124,16 @@ static int parse_options(int argc, char **argv, agent_options *o) {
     } else if (strcmp(a, "--listen") == 0) {
       o->listen_path = v;
     } else if (strcmp(a, "--serial") == 0) {
-      o->serial_path = v;
+      if (add_stream(o) < 0) return -1;
+      o->serial_paths[o->nserial++] = v;
     } else if (strcmp(a, "--stream-fd") == 0) {
-      if (parse_size(v, 0, 1 << 20, &n) < 0) {
-        fprintf(stderr, "sandlot-agent: invalid --stream-fd: %s\n", v);
-        return -1;
-      }
-      o->stream_fd = (int)n;
+      if (add_stream_fd(o, v) < 0) return -1;
     } else if (strcmp(a, "--root") == 0) {
       o->root = v;
+    } else if (strcmp(a, "--env-file") == 0) {
+      o->env_file = v;
+    } else if (strcmp(a, "--cwd") == 0) {
+      o->cwd = v;
     } else if (strcmp(a, "--buffer-size") == 0) {
       if (parse_size(v, AGENT_MIN_BUFFER, AGENT_MAX_BUFFER, &n) < 0) {
         fprintf(stderr, "sandlot-agent: invalid --buffer-size: %s (%u to %u bytes)\n", v,
@@ -119,24 +148,30 @@ static int parse_options(int argc, char **argv, agent_options *o) {
     }
     i++;
   }
-  if (o->serial_path != NULL && o->stream_fd >= 0) {
-    fprintf(stderr, "sandlot-agent: --serial and --stream-fd exclude each other\n");
-    return -1;
-  }
-  if (o->listen_path == NULL && o->serial_path == NULL && o->stream_fd < 0)
+  if (o->listen_path == NULL && o->nserial == 0 && o->nstream_fds == 0)
     o->listen_path = AGENT_DEFAULT_SOCKET;
   return 0;
 }
 
-/* Close every inherited fd above 2 except `keep`. The agent must hold no
- * fd that points outside the sandbox, because CRIU cannot dump those. */
-static void close_inherited_fds(int keep) {
-  if (keep < 3) {
-    syscall(SYS_close_range, 3u, ~0u, 0u);
-    return;
+static int compare_fds(const void *a, const void *b) {
+  return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+/* Close every inherited fd above 2 except the --stream-fd ones. The agent
+ * must hold no fd that points outside the sandbox, because CRIU cannot
+ * dump those. */
+static void close_inherited_fds(const agent_options *o) {
+  int keep[AGENT_MAX_STREAMS];
+  memcpy(keep, o->stream_fds, sizeof keep);
+  qsort(keep, (size_t)o->nstream_fds, sizeof keep[0], compare_fds);
+  unsigned from = 3;
+  for (int i = 0; i < o->nstream_fds; i++) {
+    unsigned fd = (unsigned)keep[i];
+    if (fd < from) continue; /* 0 to 2 stay open anyway */
+    if (fd > from) syscall(SYS_close_range, from, fd - 1, 0u);
+    from = fd + 1;
   }
-  if (keep > 3) syscall(SYS_close_range, 3u, (unsigned)keep - 1, 0u);
-  syscall(SYS_close_range, (unsigned)keep + 1, ~0u, 0u);
+  syscall(SYS_close_range, from, ~0u, 0u);
 }
 
 static int make_parent_dir(const char *path) {
@@ -193,12 +228,13 @@ static int open_signalfd(void) {
   return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-static int open_stream(const agent_options *o) {
-  int fd = o->stream_fd;
-  if (o->serial_path != NULL) {
-    fd = open(o->serial_path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+/* Prepare `fd` (inherited), or when `path` is not NULL the device at
+ * `path`, as a byte stream. */
+static int open_stream(const char *path, int fd) {
+  if (path != NULL) {
+    fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-      fprintf(stderr, "sandlot-agent: cannot open %s: %s\n", o->serial_path, strerror(errno));
+      fprintf(stderr, "sandlot-agent: cannot open %s: %s\n", path, strerror(errno));
       return -1;
     }
   }
@@ -216,6 +252,57 @@ static int open_stream(const agent_options *o) {
     return -1;
   }
   return fd;
+}
+
+/* Set the environment entries of `path`: "NAME=value" strings, each
+ * ended by a NUL byte. */
+static int load_env_file(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    fprintf(stderr, "sandlot-agent: cannot open %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  static char data[256 << 10];
+  ssize_t n = read(fd, data, sizeof data - 1);
+  close(fd);
+  if (n < 0 || n == (ssize_t)sizeof data - 1) {
+    fprintf(stderr, "sandlot-agent: cannot read %s (at most %zu bytes)\n", path, sizeof data - 2);
+    return -1;
+  }
+  data[n] = '\0';
+  for (char *entry = data; entry < data + n; entry += strlen(entry) + 1) {
+    char *eq = strchr(entry, '=');
+    if (eq == NULL || eq == entry) {
+      fprintf(stderr, "sandlot-agent: invalid entry in %s (expected NAME=value): %s\n", path,
+              entry);
+      return -1;
+    }
+    *eq = '\0';
+    setenv(entry, eq + 1, 1);
+    *eq = '=';
+  }
+  return 0;
+}
+
+/* Create `dir` and its missing parents (mode 0755), then enter it. */
+static int enter_cwd(const char *dir) {
+  char path[4096];
+  if (dir[0] != '/' || snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+    fprintf(stderr, "sandlot-agent: invalid --cwd: %s (expected an absolute path)\n", dir);
+    return -1;
+  }
+  for (char *p = path + 1; *p != '\0'; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    mkdir(path, 0755);
+    *p = '/';
+  }
+  mkdir(path, 0755);
+  if (chdir(path) < 0) {
+    fprintf(stderr, "sandlot-agent: cannot enter %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  return 0;
 }
 
 static int enter_root(const char *root) {
@@ -254,12 +341,19 @@ static int setup(const agent_options *o) {
     watch_add(g_agent.listen_fd, EPOLLIN, &g_agent.listen_w);
     g_agent.listen_watched = 1;
   }
-  if (o->serial_path != NULL || o->stream_fd >= 0) {
-    int fd = open_stream(o);
-    if (fd < 0 || conn_new(fd, 1) == NULL) return -1;
-  }
   /* The socket is bound first, so its path is a host path in tests. */
   if (o->root != NULL && enter_root(o->root) < 0) return -1;
+  if (o->env_file != NULL && load_env_file(o->env_file) < 0) return -1;
+  if (o->cwd != NULL && enter_cwd(o->cwd) < 0) return -1;
+  /* Streams open last: in a VM the host waits for the first port to
+   * open, so an agent that fails above exits before the host connects,
+   * and the host reports its message from the console. */
+  for (int i = 0; i < o->nserial + o->nstream_fds; i++) {
+    int serial = i < o->nserial;
+    int fd = open_stream(serial ? o->serial_paths[i] : NULL,
+                         serial ? -1 : o->stream_fds[i - o->nserial]);
+    if (fd < 0 || conn_new(fd, 1) == NULL) return -1;
+  }
   return 0;
 }
 
@@ -395,7 +489,7 @@ static void run_loop(void) {
 int main(int argc, char **argv) {
   agent_options o;
   if (parse_options(argc, argv, &o) < 0) return 2;
-  close_inherited_fds(o.stream_fd);
+  close_inherited_fds(&o);
   if (setup(&o) < 0) return 1;
   SL_INFO("agent.start", "pid=%d version=%s", (int)getpid(), SANDLOT_VERSION);
   run_loop();

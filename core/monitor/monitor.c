@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "layer_copy.h"
 #include "log.h"
 #include "oplock.h"
@@ -27,61 +28,6 @@
 
 /* How long the agent may take to listen after PID 1 starts. */
 #define AGENT_READY_TIMEOUT_MS 20000
-
-static FILE *log_file;
-
-static void file_sink(sl_log_level level, const char *line, void *data) {
-  (void)level;
-  (void)data;
-  if (log_file) {
-    fprintf(log_file, "%s\n", line);
-    fflush(log_file);
-  }
-}
-
-static void open_log(const sl_monitor *m) {
-  char dir[PATH_MAX + 8], path[PATH_MAX + 32];
-  snprintf(dir, sizeof dir, "%s/log", m->dir);
-  mkdir(dir, 0700);
-  snprintf(path, sizeof path, "%s/monitor.log", dir);
-  log_file = fopen(path, "ae");
-  /* Sanitizer reports and crashes go to stderr: keep them with the log. */
-  if (log_file) dup2(fileno(log_file), 2);
-  sl_log_set_sink(file_sink, NULL);
-  if (getenv("SANDLOT_LOG") == NULL) sl_log_set_level(SL_LOG_INFO);
-}
-
-static int parse_args(int argc, char **argv, const char **home, const char **id, int *ready_fd,
-                      int *pidfd) {
-  *home = *id = NULL;
-  *ready_fd = *pidfd = -1;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--home") == 0) *home = argv[i + 1];
-    else if (strcmp(argv[i], "--id") == 0) *id = argv[i + 1];
-    else if (strcmp(argv[i], "--ready-fd") == 0) *ready_fd = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--creator-pidfd") == 0) *pidfd = atoi(argv[i + 1]);
-    else return -1;
-  }
-  return *home && *id ? 0 : -1;
-}
-
-/* Signals arrive through the signalfd; PID 1 must not inherit the mask,
- * so the launcher unblocks them in its child. */
-static int setup_signals(sl_monitor *m, sl_error *err) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
-  if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) return sl_error_errno(err, errno, "sigprocmask");
-  signal(SIGPIPE, SIG_IGN);
-  m->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (m->signal_fd < 0) return sl_error_errno(err, errno, "signalfd");
-  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
-    return sl_error_errno(err, errno, "become child subreaper");
-  return 0;
-}
 
 /* Setup */
 
@@ -192,16 +138,7 @@ static int setup(sl_monitor *m, sl_error *err) {
 }
 
 static void answer_creator(sl_monitor *m, int rc, const sl_error *err) {
-  if (m->ready_fd < 0) return;
-  char line[SL_ERROR_MSG_MAX + 64];
-  if (rc == 0)
-    snprintf(line, sizeof line, "ok\n");
-  else
-    snprintf(line, sizeof line, "err %s %s\n", sl_errname(err->code), err->msg);
-  ssize_t ignored = write(m->ready_fd, line, strlen(line));
-  (void)ignored;
-  close(m->ready_fd);
-  m->ready_fd = -1;
+  sl_monitor_answer(&m->ready_fd, rc, err);
 }
 
 /* Lifetime */
@@ -238,13 +175,7 @@ void sl_monitor_kill(sl_monitor *m, const char *reason) {
 }
 
 int sl_monitor_set_deadline(sl_monitor *m, int64_t deadline_ms, sl_error *err) {
-  struct itimerspec spec = {{0, 0}, {0, 0}};
-  if (deadline_ms > 0) {
-    spec.it_value.tv_sec = deadline_ms / 1000;
-    spec.it_value.tv_nsec = (deadline_ms % 1000) * 1000000L;
-  }
-  if (timerfd_settime(m->timer_fd, TFD_TIMER_ABSTIME, &spec, NULL) < 0)
-    return sl_error_errno(err, errno, "arm the timeout");
+  if (sl_monitor_arm(m->timer_fd, deadline_ms, err) < 0) return -err->code;
   m->deadline_ms = deadline_ms;
   return 0;
 }
@@ -308,8 +239,8 @@ static void run_loop(sl_monitor *m) {
         {m->timer_fd, POLLIN, 0},
         {m->creator_pidfd, POLLIN, 0}, /* ignored by poll when -1 */
     };
-    int conns = sl_monitor_control_poll(m, fds + 4);
-    if (poll(fds, (nfds_t)(4 + conns), sl_monitor_control_timeout(m)) < 0) {
+    int conns = sl_monitor_requests_poll(&m->requests, fds + 4);
+    if (poll(fds, (nfds_t)(4 + conns), sl_monitor_requests_timeout(&m->requests)) < 0) {
       if (errno == EINTR) continue;
       SL_ERROR("monitor.poll", "sandbox=%s error=\"%s\"", m->cfg.id, strerror(errno));
       sl_monitor_kill(m, "killed");
@@ -317,20 +248,20 @@ static void run_loop(sl_monitor *m) {
       continue;
     }
     if (fds[0].revents) handle_signals(m);
-    if (fds[1].revents && !m->init_done) sl_monitor_accept(m);
+    if (fds[1].revents && !m->init_done) sl_monitor_requests_accept(&m->requests, m->listen_fd);
     if (fds[2].revents) {
       uint64_t expirations;
       if (read(m->timer_fd, &expirations, sizeof expirations) > 0 && m->deadline_ms > 0)
         sl_monitor_on_timeout(m);
     }
     if (fds[3].revents && m->end_reason == NULL) sl_monitor_kill(m, "creator_exited");
-    if (!m->init_done) sl_monitor_control_ready(m, fds + 4, conns);
+    if (!m->init_done) sl_monitor_requests_ready(&m->requests, fds + 4, conns);
   }
 }
 
 static void finish(sl_monitor *m) {
   sl_error err = {0};
-  sl_monitor_control_close(m);
+  sl_monitor_requests_close(&m->requests);
   if (m->listen_fd >= 0) close(m->listen_fd);
   unlink(m->socket_path);
   if (m->paused) {
@@ -382,9 +313,14 @@ static int init_monitor(sl_monitor *m, int argc, char **argv, sl_error *err) {
   const char *home, *id;
   memset(m, 0, sizeof *m);
   m->listen_fd = m->signal_fd = m->timer_fd = -1;
-  if (parse_args(argc, argv, &home, &id, &m->ready_fd, &m->creator_pidfd) < 0)
-    return sl_error_set(err, EINVAL, "usage: sandlot-monitor --home DIR --id ID --ready-fd N "
-                        "[--creator-pidfd N]");
+  sl_monitor_args args;
+  int parsed = sl_monitor_parse_args(argc, argv, &args);
+  home = args.home;
+  id = args.id;
+  m->ready_fd = args.ready_fd;
+  m->creator_pidfd = args.creator_pidfd;
+  if (parsed < 0)
+    return sl_error_set(err, EINVAL, "%s", SL_MONITOR_USAGE);
   /* CRIU and its lazy-pages daemon must not keep the creator's pipe
    * open: the creator reads it up to EOF. */
   if (m->ready_fd >= 0) fcntl(m->ready_fd, F_SETFD, FD_CLOEXEC);
@@ -392,14 +328,18 @@ static int init_monitor(sl_monitor *m, int argc, char **argv, sl_error *err) {
   if (sl_path_format(m->dir, sizeof m->dir, err, "%s/sandboxes/%s", home, id) < 0 ||
       sl_path_format(m->socket_path, sizeof m->socket_path, err, "%s/monitor.sock", m->dir) < 0)
     return -err->code;
-  open_log(m);
+  sl_monitor_open_log(m->dir);
+  m->requests = (sl_monitor_requests){.handle = sl_monitor_handle_request, .data = m, .id = id};
   SL_INFO("monitor.start", "sandbox=%s pid=%d", id, (int)getpid());
 
   char config[PATH_MAX + 16];
   snprintf(config, sizeof config, "%s/config", m->dir);
   if (sl_proc_config_read(config, &m->cfg, err) < 0) return -err->code;
   if (sl_sbstore_open(home, &m->store, err) < 0) return -err->code;
-  if (setup_signals(m, err) < 0) return -err->code;
+  /* Signals arrive through the signalfd; PID 1 must not inherit the
+   * mask, so the launcher unblocks them in its child. */
+  m->signal_fd = sl_monitor_signals(err);
+  if (m->signal_fd < 0) return m->signal_fd;
   m->timer_fd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
   if (m->timer_fd < 0) return sl_error_errno(err, errno, "timerfd_create");
   return 0;

@@ -21,22 +21,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common.h"
 #include "error.h"
 #include "proc_cgroup.h"
 #include "proc_config.h"
 #include "sandbox_store.h"
 
 #define SL_MONITOR_MAX_WAITERS 16
-#define SL_MONITOR_MAX_CONNS 16
-
-/* A control connection whose request line is still arriving. */
-typedef struct sl_monitor_conn {
-  int fd;              /* non-blocking */
-  size_t used;
-  int64_t deadline_ms; /* monotonic: closed unanswered after this */
-  char line[256];
-} sl_monitor_conn;
-
 typedef struct sl_monitor {
   sl_proc_config cfg;
   sl_sbstore *store;
@@ -56,8 +47,7 @@ typedef struct sl_monitor {
                                the record says paused */
   int waiters[SL_MONITOR_MAX_WAITERS]; /* kill requests, replied to at the end */
   int nwaiters;
-  sl_monitor_conn conns[SL_MONITOR_MAX_CONNS];
-  int nconns;
+  sl_monitor_requests requests; /* control connections (common.h) */
 } sl_monitor;
 
 /* How PID 1 comes to life, chosen by the config's launch key. The
@@ -109,21 +99,9 @@ void sl_monitor_reap_replaced(sl_monitor *m);
 /* Entry point of the binary; returns the exit code. */
 int sl_monitor_main(int argc, char **argv);
 
-/* Control socket (control.c). Connections are non-blocking and read in
- * the monitor's poll loop, so a client that connects and sends nothing
- * (or half a line) delays neither the timeout nor SIGCHLD handling. A
- * connection without a complete line after 1 s is closed. */
-void sl_monitor_accept(sl_monitor *m);
-/* Fill one pollfd per connection in `fds` (room for SL_MONITOR_MAX_CONNS)
- * and return the count. */
-int sl_monitor_control_poll(const sl_monitor *m, struct pollfd *fds);
-/* Read the connections that `fds` (from sl_monitor_control_poll) report
- * ready, handle complete lines and close expired connections. */
-void sl_monitor_control_ready(sl_monitor *m, const struct pollfd *fds, int count);
-/* Milliseconds until the next connection expires, or -1 when none. */
-int sl_monitor_control_timeout(const sl_monitor *m);
-/* Close every connection still waiting for its line. */
-void sl_monitor_control_close(sl_monitor *m);
+/* Handle one control request of monitor `monitor` (control.c); an
+ * sl_monitor_request_fn. */
+bool sl_monitor_handle_request(void *monitor, int fd, const char *line);
 
 /* Start ending the sandbox: kill its processes and remember why. The
  * monitor finishes once PID 1 has been reaped. */

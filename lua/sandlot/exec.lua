@@ -387,9 +387,9 @@ local function process_call(self, fname, request, fields)
       return nil, message, name
     end
   end
-  local reply, message, name = agent:call(request, fields)
+  local reply, message, name, kind = agent:call(request, fields)
   if not reply then
-    return nil, message, name
+    return forward(owner, nil, message, name, kind)
   end
   return true
 end

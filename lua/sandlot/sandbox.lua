@@ -78,10 +78,8 @@ function Sandbox:_open_agent()
   local agent = self:_agent_connection()
   local path = self._info.agent_socket
   if agent == nil and path ~= nil and path ~= "" then
-    -- A VM's agent sits behind a serial port, which needs sync markers.
-    -- NOTE: a VM port serves one connection at a time, and this client
-    -- does not take the port's lock (sl_vm_agent_connect), so another
-    -- sandlot process using the same VM at once competes for the port.
+    -- A VM's agent sits behind serial ports, one connection each: the
+    -- client takes a free port by its lock and speaks with sync markers.
     agent = core.agent_open(path, self.backend == "vm")
     agents[path] = agent
   end
@@ -134,7 +132,9 @@ local function close_agent(self)
 end
 
 --- Turn a failure into ESRCH when the connection failed because the
--- sandbox ended (killed by another process, its PID 1 died, timed out).
+-- sandbox ended (killed by another process, its PID 1 died, timed out),
+-- and into EBUSY when it failed because the sandbox was paused (by
+-- another process or its timeout).
 function Sandbox:_failed(message, name, kind)
   if kind == "connection" then
     local info = core.sandbox_get(self.id)
@@ -144,6 +144,8 @@ function Sandbox:_failed(message, name, kind)
     if self.state == "dead" then
       close_agent(self)
       return self:_ended()
+    elseif self.state == "paused" then
+      return fail("EBUSY", "sandbox is paused (resume it first): %s", self.id)
     end
   end
   return nil, message, name

@@ -58,8 +58,9 @@ static inline int harness_init(harness *h) {
 }
 
 /* Start the agent with --listen DIR/agent.sock and `extra` arguments.
- * `keep_fd`, when >= 0, is passed to the agent as fd 3. */
-static inline int harness_launch(harness *h, const char *const *extra, int keep_fd) {
+ * The `nfds` fds in `fds` are passed to the agent as fds 3, 4, ... */
+static inline int harness_launch_fds(harness *h, const char *const *extra, const int *fds,
+                                     int nfds) {
   const char *argv[32] = {agent_binary(), "--listen", h->sock};
   int argc = 3;
   for (; extra != NULL && *extra != NULL && argc < 31; extra++) argv[argc++] = *extra;
@@ -72,9 +73,13 @@ static inline int harness_launch(harness *h, const char *const *extra, int keep_
     /* The agent logs each malformed frame; the tests send many on purpose. */
     setenv("SANDLOT_LOG", getenv("SANDLOT_AGENT_LOG") ? getenv("SANDLOT_AGENT_LOG") : "error", 1);
     if (getppid() != parent) _exit(1);
-    if (keep_fd >= 0) {
-      if (keep_fd != 3) dup2(keep_fd, 3);
-      fcntl(3, F_SETFD, 0);
+    /* Move the fds above every target first, so no dup2 overwrites an
+     * fd that is still to be moved. */
+    int moved[8];
+    for (int i = 0; i < nfds && i < 8; i++) moved[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 100);
+    for (int i = 0; i < nfds && i < 8; i++) {
+      dup2(moved[i], 3 + i);
+      fcntl(3 + i, F_SETFD, 0);
     }
     execv(argv[0], (char **)argv);
     fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
@@ -92,6 +97,11 @@ static inline int harness_launch(harness *h, const char *const *extra, int keep_
   }
   fprintf(stderr, "agent socket did not appear: %s\n", h->sock);
   return -1;
+}
+
+/* harness_launch_fds() with at most one fd, `keep_fd` (-1 for none). */
+static inline int harness_launch(harness *h, const char *const *extra, int keep_fd) {
+  return harness_launch_fds(h, extra, &keep_fd, keep_fd >= 0 ? 1 : 0);
 }
 
 static inline int harness_start_with(harness *h, const char *const *extra, int keep_fd) {

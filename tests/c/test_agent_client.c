@@ -1,7 +1,9 @@
 /* The libuv agent client against the real agent: streaming exec, many
  * requests on one connection, 20 MB through backpressure, re-attaching
- * after dropped connections, stdin, file transfers, missing agents. */
+ * after dropped connections, stdin, file transfers, missing agents, and
+ * the port locks of a VM's agent ports. */
 #include "agent_harness.h"
+#include "agent_ports.h"
 #include "error.h"
 #include "test.h"
 
@@ -639,6 +641,90 @@ static void cancel_then_attach_again(void) {
   close_client(a);
 }
 
+/* Make a folder that looks like a VM's port set of `count` ports, each a
+ * link to the harness agent's socket, and write its agent.sock path. */
+static int make_port_set(unsigned count, char *agent_sock, size_t len) {
+  char dir[128], path[160];
+  snprintf(dir, sizeof dir, "%s/ports", H.dir);
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) return -1;
+  for (unsigned i = 0; i < count; i++) {
+    snprintf(path, sizeof path, "%s/agent-%u.sock", dir, i);
+    unlink(path);
+    if (symlink(H.sock, path) < 0) return -1;
+  }
+  snprintf(agent_sock, len, "%s/agent.sock", dir);
+  return 0;
+}
+
+/* Whether some port of the set is free, checked the way a client would
+ * take it (and released at once). */
+static int port_free(const char *agent_sock) {
+  char dir[160];
+  snprintf(dir, sizeof dir, "%s", agent_sock);
+  *strrchr(dir, '/') = '\0';
+  unsigned port;
+  sl_error err = {0};
+  int fd = sl_agent_port_try(dir, 2, &port, &err);
+  if (fd >= 0) close(fd);
+  return fd >= 0;
+}
+
+/* Two clients hold both ports of a set while their processes run. A third
+ * client with a short connect timeout fails with EBUSY. A fourth waits and
+ * gets a port once one of the first two has been idle for a second. Idle
+ * clients release their ports. */
+static void vm_ports_shared_between_clients(void) {
+  char sock[192];
+  CHECK_INT(make_port_set(2, sock, sizeof sock), ==, 0);
+  sl_agent_options wait_long = {.vm_ports = 1, .connect_timeout_ms = 10000};
+  sl_agent_options wait_short = {.vm_ports = 1, .connect_timeout_ms = 200};
+  sl_agent *a = sl_agent_new(&loop, sock, &wait_long);
+  sl_agent *b = sl_agent_new(&loop, sock, &wait_long);
+  sl_agent *c = sl_agent_new(&loop, sock, &wait_short);
+  sl_agent *d = sl_agent_new(&loop, sock, &wait_long);
+  CHECK(a != NULL);
+  CHECK(b != NULL);
+  CHECK(c != NULL);
+  CHECK(d != NULL);
+  result ra = {0}, rb = {0}, rc = {0}, rd = {0};
+  sl_error err = {0};
+  sl_exec_spec slow = {.command = "sleep 0.5; echo slow"};
+  sl_exec_spec quick = {.command = "echo quick"};
+  CHECK_OK(sl_agent_exec_start(a, &slow, &callbacks, &ra, NULL, &err), &err);
+  CHECK_OK(sl_agent_exec_start(b, &slow, &callbacks, &rb, NULL, &err), &err);
+  CHECK(run_until_started(&ra, 5000));
+  CHECK(run_until_started(&rb, 5000));
+  CHECK(!port_free(sock));
+
+  CHECK_OK(sl_agent_exec_start(c, &quick, &callbacks, &rc, NULL, &err), &err);
+  CHECK(run_until(&rc.done, 5000));
+  CHECK(rc.has_err);
+  CHECK_INT(rc.err.code, ==, EBUSY);
+  CHECK(strstr(rc.err.msg, "all 2 agent ports") != NULL);
+
+  CHECK_OK(sl_agent_exec_start(d, &quick, &callbacks, &rd, NULL, &err), &err);
+  CHECK(run_until(&rd.done, 8000));
+  CHECK(!rd.has_err);
+  CHECK_INT(rd.st.exit_code, ==, 0);
+  CHECK(bytes_equal(&rd.out[1], "quick\n", 6));
+  CHECK(run_until(&ra.done, 5000));
+  CHECK(run_until(&rb.done, 5000));
+  CHECK(!ra.has_err);
+  CHECK(!rb.has_err);
+
+  int never = 0;
+  run_until(&never, 1500); /* past the idle release of every client */
+  CHECK(port_free(sock));
+  close_client(a);
+  close_client(b);
+  close_client(c);
+  close_client(d);
+  result_free(&ra);
+  result_free(&rb);
+  result_free(&rc);
+  result_free(&rd);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&loop);
@@ -663,6 +749,7 @@ int main(void) {
   RUN(missing_agent_fails_cleanly);
   RUN(close_cancels_pending_requests);
   RUN(cancel_then_attach_again);
+  RUN(vm_ports_shared_between_clients);
   harness_stop(&H);
   uv_run(&loop, UV_RUN_NOWAIT);
   if (uv_loop_close(&loop) != 0) {

@@ -2,14 +2,17 @@
  * virtio-serial port. Sessions start with a sync marker, and a new session
  * may follow stale bytes of an old one. Malformed input resynchronises
  * instead of dropping the stream. After a hangup the agent keeps serving
- * its other socket, with no busy loop. */
+ * its other socket, with no busy loop. Several streams (a VM's agent
+ * ports) serve independent sessions at once. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
 #include "agent_harness.h"
 #include "error.h"
 #include "test.h"
+#include "vm_util.h"
 
 static harness H;
 static int host_end = -1;
@@ -172,6 +175,136 @@ static void serial_tty_passes_all_bytes(void) {
   harness_stop(&tty);
 }
 
+typedef struct waiting_call {
+  sl_agent_conn *conn;
+  int64_t proc;
+  int rc;
+  int64_t exit_code;
+  sl_error err;
+} waiting_call;
+
+static void *wait_on_stream(void *arg) {
+  waiting_call *w = arg;
+  sl_buf b = {0}, r = {0};
+  size_t start = sl_frame_begin(&b, SL_MSG_WAIT, 0);
+  sl_frame_put_i64(&b, SL_F_PROC, w->proc);
+  sl_frame_end(&b, start, NULL);
+  sl_frame f;
+  w->rc = sl_agent_conn_call(w->conn, &b, NULL, NULL, &r, &f, &w->err);
+  w->exit_code = w->rc == 0 ? field_i64(&f, SL_F_EXIT_CODE, -1) : -1;
+  sl_buf_free(&b);
+  sl_buf_free(&r);
+  return NULL;
+}
+
+/* Two streams, as two agent ports of a VM: a WAIT pending on one while
+ * the other starts a session (sync marker), writes the process's stdin
+ * and closes it. The pending WAIT survives the other stream's sync. */
+static void streams_serve_sessions_at_once(void) {
+  int a[2], b[2];
+  CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a), ==, 0);
+  CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), ==, 0);
+  harness two;
+  CHECK_INT(harness_init(&two), ==, 0);
+  int agent_ends[2] = {a[1], b[1]};
+  CHECK_INT(harness_launch_fds(&two, (const char *[]){"--stream-fd", "3", "--stream-fd", "4",
+                                                      NULL}, agent_ends, 2), ==, 0);
+  close(a[1]);
+  close(b[1]);
+  sl_agent_conn first, second;
+  CHECK_OK(sl_agent_conn_attach_fd(&first, a[0], 5000, 1, &E), &E);
+  CHECK_OK(sl_agent_conn_attach_fd(&second, b[0], 5000, 1, &E), &E);
+
+  sl_buf req = {0};
+  size_t start = sl_frame_begin(&req, SL_MSG_EXEC, 0);
+  sl_frame_put_str(&req, SL_F_COMMAND, "read line; test \"$line\" = ping");
+  sl_frame_put_i64(&req, SL_F_STDIN_OPEN, 1);
+  sl_frame_end(&req, start, NULL);
+  CHECK_OK(sl_agent_conn_call(&first, &req, NULL, NULL, &reply, &F, &E), &E);
+  sl_buf_free(&req);
+  waiting_call w = {.conn = &second, .proc = field_i64(&F, SL_F_PROC, -1)};
+  CHECK_INT(w.proc, >, 0);
+  pthread_t waiter;
+  CHECK_INT(pthread_create(&waiter, NULL, wait_on_stream, &w), ==, 0);
+  sleep_ms(100); /* let the WAIT reach the agent */
+
+  sl_parser_free(&first.in);
+  int rc = sl_agent_conn_attach_fd(&first, first.fd, 5000, 1, &E);
+  if (rc == 0) {
+    start = sl_frame_begin(&req, SL_MSG_WRITE_STDIN, 0);
+    sl_frame_put_i64(&req, SL_F_PROC, w.proc);
+    sl_frame_put_bytes(&req, SL_F_DATA, "ping\n", 5);
+    sl_frame_end(&req, start, NULL);
+    rc = sl_agent_conn_call(&first, &req, NULL, NULL, &reply, &F, &E);
+    sl_buf_free(&req);
+  }
+  if (rc == 0) rc = simple(&first, SL_MSG_CLOSE_STDIN, SL_F_PROC, w.proc);
+  pthread_join(waiter, NULL);
+  sl_agent_conn_close(&first);
+  sl_agent_conn_close(&second);
+  harness_stop(&two);
+  CHECK_OK(rc, &E);
+  CHECK_OK(w.rc, &w.err);
+  CHECK_INT(w.exit_code, ==, 0);
+}
+
+static void repeated_stream_fd_rejected(void) {
+  harness dup;
+  CHECK_INT(harness_init(&dup), ==, 0);
+  const char *argv[] = {agent_binary(), "--stream-fd", "3", "--stream-fd", "3", NULL};
+  char *out = NULL;
+  sl_error_clear(&E);
+  int rc = sl_run_output(argv, &out, &E);
+  free(out);
+  harness_stop(&dup);
+  CHECK_INT(rc, <, 0);
+  CHECK(strstr(E.msg, "given twice") != NULL);
+}
+
+/* The defaults a VM's /init passes: the environment from a file of
+ * NUL-separated entries (values may hold spaces and newlines) and a
+ * working directory that is created when missing. */
+static void env_file_and_cwd_apply(void) {
+  char dir[] = "/tmp/sandlot-agent-env-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char env[128], cwd[128];
+  snprintf(env, sizeof env, "%s/env", dir);
+  snprintf(cwd, sizeof cwd, "%s/work/here", dir);
+  static const char entries[] = "GREETING=hello world\0MULTI=a\nb\0PATH=/bin:/usr/bin";
+  sl_error err = {0};
+  CHECK_OK(sl_write_file_atomic(env, entries, sizeof entries - 1, 0600, &err), &err);
+  harness h;
+  CHECK_INT(harness_start_with(&h, (const char *[]){"--env-file", env, "--cwd", cwd, NULL}, -1),
+            ==, 0);
+  sl_agent_conn c;
+  CHECK_OK(sl_agent_conn_open(&c, h.sock, 5000, 0, &E), &E);
+  sl_buf b = {0};
+  size_t start = sl_frame_begin(&b, SL_MSG_EXEC, 0);
+  sl_frame_put_str(&b, SL_F_COMMAND, "pwd; echo \"$GREETING\"; echo \"$MULTI\"; echo $PATH");
+  sl_frame_put_i64(&b, SL_F_STREAM, 1);
+  sl_frame_end(&b, start, NULL);
+  collected out = {0};
+  int rc = sl_agent_conn_call(&c, &b, collect_event, &out, &reply, &F, &E);
+  sl_buf_free(&b);
+  sl_agent_conn_close(&c);
+  harness_stop(&h);
+  CHECK_OK(rc, &E);
+  char want[256];
+  snprintf(want, sizeof want, "%s\nhello world\na\nb\n/bin:/usr/bin\n", cwd);
+  CHECK(bytes_equal(&out.out[1], want, strlen(want)));
+  collected_free(&out);
+
+  /* A malformed entry stops the agent at start. */
+  static const char bad[] = "NO_EQUALS_SIGN";
+  CHECK_OK(sl_write_file_atomic(env, bad, sizeof bad - 1, 0600, &err), &err);
+  char sock[160];
+  snprintf(sock, sizeof sock, "%s/unused.sock", dir);
+  const char *argv[] = {agent_binary(), "--listen", sock, "--env-file", env, NULL};
+  CHECK_INT(sl_run_output(argv, NULL, &err), <, 0);
+  CHECK(strstr(err.msg, "invalid entry") != NULL);
+  sl_remove_tree(dir, NULL);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   int sp[2];
@@ -184,6 +317,9 @@ int main(void) {
   RUN(malformed_input_resynchronises);
   RUN(hangup_keeps_agent_serving);
   RUN(serial_tty_passes_all_bytes);
+  RUN(streams_serve_sessions_at_once);
+  RUN(repeated_stream_fd_rejected);
+  RUN(env_file_and_cwd_apply);
   if (S.fd >= 0) sl_agent_conn_close(&S);
   sl_buf_free(&reply);
   harness_stop(&H);

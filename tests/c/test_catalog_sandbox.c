@@ -252,6 +252,46 @@ static void delete_keeps_snapshots(void) {
   fixture_close(&fx);
 }
 
+/* A VM sandbox stacks on the layer of its last snapshot: the layer stays
+ * in use after the snapshot is deleted, until the sandbox is dead. */
+static void base_layer_follows_snapshot(void) {
+  fixture fx;
+  sl_error err = {0};
+  CHECK(fixture_open(&fx) == 0);
+  CHECK_OK(fixture_template(&fx, "base", 1, NULL, &err), &err);
+  char sb[SL_ID_SIZE], sn[SL_ID_SIZE];
+  CHECK_OK(fixture_sandbox(&fx, "base", NULL, sb, &err), &err);
+  CHECK_OK(fixture_snapshot(&fx, sb, "top", NULL, NULL, sn, &err), &err);
+  sl_snapshot snap;
+  CHECK_OK(sl_catalog_snapshot_get(fx.cat, sn, &snap, &err), &err);
+
+  CHECK_OK(sl_catalog_sandbox_set_base_layer(fx.cat, sb, snap.layer_id, &err), &err);
+  sl_sandbox row;
+  CHECK_OK(sl_catalog_sandbox_get(fx.cat, sb, &row, &err), &err);
+  CHECK_STR(row.base_layer_id, snap.layer_id);
+  CHECK_STR(row.source_snapshot_id, "");
+  sl_sandbox_clear(&row);
+
+  sl_layer_list removed = {0};
+  CHECK_OK(sl_catalog_snapshot_delete(fx.cat, sn, &removed, &err), &err);
+  CHECK_INT(removed.count, ==, 0);
+  sl_layer_list_free(&removed);
+  sl_layer_usage usage;
+  CHECK_OK(sl_catalog_layer_usage(fx.cat, snap.layer_id, &usage, &err), &err);
+  CHECK_INT(usage.live_sandboxes, ==, 1);
+
+  CHECK_INT(sl_catalog_sandbox_set_base_layer(fx.cat, sb, "ly-0123456789ab", &err), ==, -ENOENT);
+  CHECK_STR(err.msg, "layer not found: ly-0123456789ab");
+  CHECK_INT(sl_catalog_sandbox_set_base_layer(fx.cat, sb, "not-a-layer", &err), ==, -EINVAL);
+  CHECK_OK(sl_catalog_sandbox_set_exited(fx.cat, sb, 0, 0, &err), &err);
+  CHECK_INT(sl_catalog_sandbox_set_base_layer(fx.cat, sb, snap.layer_id, &err), ==, -ESRCH);
+  CHECK_OK(sl_catalog_layer_collect(fx.cat, &removed, &err), &err);
+  CHECK_INT(removed.count, ==, 1);
+  sl_layer_list_free(&removed);
+  sl_snapshot_clear(&snap);
+  fixture_close(&fx);
+}
+
 /* Walk every page of a sandbox listing; returns the number of rows seen
  * and checks order and has_next on the way. */
 static long walk_sandboxes(sl_catalog *cat, const char *state, int limit) {
@@ -398,6 +438,7 @@ int main(void) {
   RUN(exit_is_recorded_once);
   RUN(timeout_is_updated);
   RUN(delete_keeps_snapshots);
+  RUN(base_layer_follows_snapshot);
   RUN(list_pages_by_state);
   RUN(list_plan_uses_index);
   TEST_EXIT();

@@ -188,6 +188,44 @@ static void accel_override_is_parsed(void) {
   unsetenv("SANDLOT_VM_ACCEL");
 }
 
+static void cmdline_carries_env_and_cwd(void) {
+  char line[SL_VM_CMDLINE_MAX + 1];
+  sl_error err = {0};
+  sl_vm_cmdline_spec plain = {.agent_ports = 8};
+  CHECK_OK(sl_vm_cmdline_build(&plain, line, sizeof line, &err), &err);
+  CHECK_STR(line, "console=ttyS0 quiet panic=-1 pci=off rw sandlot.ports=8");
+
+  /* "A=1\0B=two words\0" and "/work dir" in base64. */
+  const char *env[] = {"A=1", "B=two words", NULL};
+  sl_vm_cmdline_spec full = {.agent_ports = 2, .tsc_khz = 2600000, .env = env, .cwd = "/work dir"};
+  CHECK_OK(sl_vm_cmdline_build(&full, line, sizeof line, &err), &err);
+  CHECK(strstr(line, " sandlot.ports=2 ") != NULL);
+  CHECK(strstr(line, " tsc_early_khz=2600000 tsc=reliable no_timer_check") != NULL);
+  CHECK(strstr(line, " sandlot.env=QT0xAEI9dHdvIHdvcmRzAA== ") != NULL);
+  CHECK(strstr(line, " sandlot.cwd=L3dvcmsgZGly") != NULL);
+  CHECK(strchr(line, '\n') == NULL);
+}
+
+static void cmdline_rejects_bad_input(void) {
+  char line[SL_VM_CMDLINE_MAX + 1];
+  sl_error err = {0};
+  const char *no_equals[] = {"NOEQUALS", NULL};
+  sl_vm_cmdline_spec spec = {.agent_ports = 1, .env = no_equals};
+  CHECK_INT(sl_vm_cmdline_build(&spec, line, sizeof line, &err), ==, -EINVAL);
+  CHECK(strstr(err.msg, "invalid env entry (expected NAME=value): NOEQUALS") != NULL);
+  spec = (sl_vm_cmdline_spec){.agent_ports = 1, .cwd = "relative"};
+  CHECK_INT(sl_vm_cmdline_build(&spec, line, sizeof line, &err), ==, -EINVAL);
+  CHECK(strstr(err.msg, "invalid cwd: relative") != NULL);
+
+  static char big[1600];
+  memset(big, 'x', sizeof big - 1);
+  memcpy(big, "BIG=", 4);
+  const char *huge[] = {big, NULL};
+  spec = (sl_vm_cmdline_spec){.agent_ports = 1, .env = huge};
+  CHECK_INT(sl_vm_cmdline_build(&spec, line, sizeof line, &err), ==, -EINVAL);
+  CHECK(strstr(err.msg, "do not fit on the VM's kernel command line") != NULL);
+}
+
 int main(void) {
   RUN(escape_doubles_commas);
   RUN(build_lists_every_device);
@@ -197,5 +235,7 @@ int main(void) {
   RUN(build_rejects_missing_fields);
   RUN(cpuinfo_flags_detect_virt);
   RUN(accel_override_is_parsed);
+  RUN(cmdline_carries_env_and_cwd);
+  RUN(cmdline_rejects_bad_input);
   TEST_EXIT();
 }

@@ -86,7 +86,9 @@ static void cpio_unpacks_with_busybox(void) {
 
 static void init_script_starts_agent(void) {
   CHECK(strncmp(sl_vm_init_script, "#!/bin/busybox sh\n", 18) == 0);
-  CHECK(strstr(sl_vm_init_script, "switch_root /newroot /.sandlot/agent --serial $port") != NULL);
+  CHECK(strstr(sl_vm_init_script, "switch_root /newroot /.sandlot/agent \"$@\" $ports") != NULL);
+  /* Every agent port becomes one --serial of the agent. */
+  CHECK(strstr(sl_vm_init_script, "--serial /dev/${p##*/}") != NULL);
   CHECK(strstr(sl_vm_init_script, "sandlot.ports=") != NULL);
 }
 
@@ -113,6 +115,43 @@ static void copy_sparse_keeps_holes(void) {
   close(fd);
   CHECK_STR(buf, "tail");
   CHECK_INT(sl_copy_sparse(src, dst, &err), ==, -EEXIST);
+  CHECK_OK(sl_remove_tree(dir, &err), &err);
+}
+
+/* From tmpfs to the store's file system, where copy_file_range(2) fails
+ * with EXDEV and the copy goes through sendfile(2): every data range lands
+ * at its offset and the holes stay holes. */
+static void copy_sparse_across_file_systems(void) {
+  char src[] = "/dev/shm/sandlot-sparse-XXXXXX", dir[] = "/tmp/sandlot-sparse-XXXXXX";
+  int fd = mkstemp(src);
+  if (fd < 0) {
+    fprintf(stderr, "no /dev/shm here, cross-file-system copy not checked\n");
+    return;
+  }
+  CHECK(mkdtemp(dir) != NULL);
+  static char pattern[5 << 20];
+  for (size_t i = 0; i < sizeof pattern; i++) pattern[i] = (char)(i * 7 + i / 4096);
+  CHECK_INT(pwrite(fd, pattern, sizeof pattern, 12 << 20), ==, (long)sizeof pattern);
+  CHECK_INT(pwrite(fd, "page", 4, 4096), ==, 4);
+  CHECK_INT(ftruncate(fd, 40 << 20), ==, 0);
+  close(fd);
+  char dst[256];
+  snprintf(dst, sizeof dst, "%s/dst", dir);
+  sl_error err = {0};
+  CHECK_OK(sl_copy_sparse(src, dst, &err), &err);
+  unlink(src);
+  struct stat st;
+  CHECK_INT(stat(dst, &st), ==, 0);
+  CHECK_INT(st.st_size, ==, 40 << 20);
+  CHECK_INT(st.st_blocks * 512, <, 6 << 20);
+  static char back[5 << 20];
+  fd = open(dst, O_RDONLY);
+  CHECK_INT(pread(fd, back, sizeof back, 12 << 20), ==, (long)sizeof back);
+  char page[5] = "";
+  CHECK_INT(pread(fd, page, 4, 4096), ==, 4);
+  close(fd);
+  CHECK(memcmp(back, pattern, sizeof pattern) == 0);
+  CHECK_STR(page, "page");
   CHECK_OK(sl_remove_tree(dir, &err), &err);
 }
 
@@ -222,6 +261,7 @@ int main(void) {
   RUN(cpio_unpacks_with_busybox);
   RUN(init_script_starts_agent);
   RUN(copy_sparse_keeps_holes);
+  RUN(copy_sparse_across_file_systems);
   RUN(overlay_passes_qemu_img_check);
   RUN(base_disk_built_once);
   RUN(run_reports_stderr);

@@ -144,4 +144,65 @@ function M.wait_clean(home, info)
   return left
 end
 
+--- Files an ended VM sandbox keeps in its folder for a look afterwards.
+-- Anything else (a socket, a lock, a disk, QEMU's pid file) is a leak.
+local vm_kept = {
+  ["vm.json"] = true, ["vm-monitor.json"] = true, ["console.log"] = true,
+  end_reason = true, ["op.lock"] = true, log = true,
+}
+
+--- What an ended VM sandbox left behind, or nil when it left nothing. It
+-- leaves nothing when no QEMU or monitor process runs for it, nothing is
+-- mounted below its folder, its live RAM file is gone and its folder
+-- has only the files of vm_kept.
+function M.vm_leftover(home, info)
+  local dir = home .. "/sandboxes/" .. info.id .. "/"
+  local mount = mounted_below(dir)
+  if mount then
+    return "mount: " .. mount
+  end
+  if #M.pids_with("qemu-system", dir) > 0 then
+    return "QEMU still runs"
+  end
+  if #M.pids_with("sandlot-monitor", info.id) > 0 then
+    return "the monitor still runs"
+  end
+  local ram_dir = uv.os_getenv "SANDLOT_VM_RAM_DIR" or "/dev/shm"
+  local scan = uv.fs_scandir(ram_dir)
+  while scan do
+    local name = uv.fs_scandir_next(scan)
+    if name == nil then
+      break
+    end
+    if name:sub(-#info.id - 5) == "-" .. info.id .. ".ram" then
+      return "live RAM file: " .. ram_dir .. "/" .. name
+    end
+  end
+  scan = uv.fs_scandir(dir)
+  while scan do
+    local name = uv.fs_scandir_next(scan)
+    if name == nil then
+      break
+    end
+    if not vm_kept[name] then
+      return "file: " .. dir .. name
+    end
+  end
+end
+
+--- Wait until an ended VM sandbox left nothing behind (vm_leftover);
+-- returns nil or what is still there after 10 s.
+function M.wait_vm_clean(home, info)
+  local left
+  local deadline = uv.hrtime() + 10e9
+  repeat
+    left = M.vm_leftover(home, info)
+    if left == nil then
+      return nil
+    end
+    sandlot.sleep(20)
+  until uv.hrtime() > deadline
+  return left
+end
+
 return M

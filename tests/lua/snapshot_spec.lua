@@ -6,6 +6,7 @@ local sandboxes = require "sandboxes"
 sandboxes.require_sandboxes()
 
 local sandlot = require "sandlot"
+local support = require "support"
 local uv = require "luv"
 local Sandbox = sandlot.Sandbox
 
@@ -285,6 +286,28 @@ describe("sandbox:pause", function()
     assert.are.equal(1, #list)
     assert.are.equal(process.id, list[1].id)
     assert.are.equal("running", list[1].state)
+    assert(sb:kill())
+  end)
+
+  it("fails calls with EBUSY when another process paused it", function()
+    local sb = create { auto_kill = true }
+    local process = assert(sb:spawn(adder))
+    assert.are.equal(1, add(process, 1))
+    local code, _, err = support.run_sandlot({ "-e", [[
+      assert(assert(require("sandlot").Sandbox.get(arg[1])):pause())
+    ]], sb.id }, { env = support.environment { SANDLOT_HOME = home } })
+    assert.are.equal(0, code, err)
+    -- This object still reads "running": the request fails on the
+    -- connection (without a SIGPIPE that ends this host), and the record
+    -- shows why.
+    local paused = "EBUSY: sandbox is paused (resume it first): " .. sb.id
+    local ok, message, name = process:write "2\n"
+    assert.is_nil(ok)
+    assert.are.equal("EBUSY", name)
+    assert.are.equal(paused, message)
+    assert.are.equal("paused", sb.state)
+    assert(sb:resume())
+    assert.are.equal(3, add(assert(sb:process(process.id)), 2))
     assert(sb:kill())
   end)
 
