@@ -346,8 +346,9 @@ static int socket_has_input(const conn *c) {
 /* Serve what a draining connection has sent (a request it was sending
  * when the quiesce arrived included), then close it once its replies are
  * out. The last message, CLOSING, carries the number of request frames
- * read, so the client sends the others again on its next connection. Processes it follows are detached by the close, and its
- * client re-attaches later at the offsets it has. */
+ * read, so the client sends the others again on its next connection.
+ * Processes it follows are detached by the close, and its client
+ * re-attaches later at the offsets it has. */
 static void conn_drain(conn *c) {
   if (c->dead || c->close_after_flush) return;
   read_input(c);
