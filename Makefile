@@ -29,5 +29,13 @@ test: deps
 demo: build
 	@$(BUILD)/sandlot run examples/demo.lua
 
+# Benchmarks (as root): sandlot against raw CRIU, side by side. Results go
+# to $(BUILD)/bench/results.json and results.md; see docs/BENCHMARKS.md.
+bench: build
+	@$(BUILD)/sandlot run bench/run.lua
+
+bench-quick: build
+	@$(BUILD)/sandlot run bench/run.lua --quick
+
 clean:
 	rm -rf $(BUILD)

@@ -7,7 +7,7 @@
  * serving pages on demand), and reports the time until the first exec
  * result: the agent's post-restore hooks and one command. Lazy restore is
  * not part of the sandbox API, so this runs the tree-level calls on the
- * test fixture's sandboxes (tests/c/fixture). bench_snapshot measures
+ * test fixture's sandboxes (tests/c/fixture). `make bench` measures
  * what the API does. Nothing is asserted; docs/BENCHMARKS.md records the
  * numbers. */
 #include <errno.h>

@@ -253,7 +253,8 @@ static int capture_stopped(sl_vm *vm, sl_qmp_sync *q, const capture *c,
  * 1.1 s for a 256 MiB guest whose snapshot file had 130 MiB of data. So
  * the file is read through before the guest stops, which puts its pages
  * in the page cache. That takes 0.4 to 0.5 s outside the pause, and the
- * pause drops to 60 to 75 ms (bench/vm_bench, ext4, Linux 6.18).
+ * pause drops to 60 to 75 ms (measured on ext4, Linux 6.18, with a
+ * timing program that bench/run.lua later replaced).
  * readahead(2) did not help, and sendfile(2) to /dev/null was slower.
  * Nothing to do for a VM whose RAM is its own shared file. Returns the
  * time taken in ms. */
