@@ -25,12 +25,21 @@ typedef struct pending {
   sl_agent_reply_cb cb;
   void *data;
   sl_agent_exec *exec; /* set for the request an exec follows */
+  /* Position among the request frames written on this connection, 0
+   * while the request waits in the queue. */
+  uint64_t seq;
+  /* A copy of the request until its first reply proves that the agent
+   * read it, so it can be sent again when the agent closed the
+   * connection before reading it (CLOSING). */
+  uint8_t *bytes;
+  size_t len;
   struct pending *next;
 } pending;
 
 typedef struct queued {
   uint8_t *bytes;
   size_t len;
+  uint32_t id; /* of its pending request, 0 for none (ACK) */
   struct queued *next;
 } queued;
 
@@ -65,6 +74,11 @@ struct sl_agent {
   uv_timer_t timer;
   enum conn_state state;
   int paused;
+  uint64_t written;     /* request frames written on this connection */
+  int peer_closing;     /* the agent sent CLOSING: it reads no more */
+  int write_failed;     /* EPIPE: the agent closed; the read side ends */
+  uint64_t peer_read;   /* request frames it read, from CLOSING */
+  int expect_return;    /* after CLOSING: retry refused connections */
   int closing;
   int open_handles;
   int attempts;
@@ -157,11 +171,17 @@ typedef struct write_req {
 static void on_written(uv_write_t *req, int status) {
   sl_agent *a = req->data;
   free(req);
-  if (status < 0 && status != UV_ECANCELED && a->pipe != NULL) {
-    sl_error err;
-    sl_error_set(&err, -status, "write to the agent failed: %s", uv_strerror(status));
-    drop_connection(a, &err);
+  if (status >= 0 || status == UV_ECANCELED || a->pipe == NULL) return;
+  /* The agent closed the connection, but its last messages (CLOSING
+   * among them) may still wait to be read. The read then ends in EOF,
+   * which drops the connection. Nothing more is written meanwhile. */
+  if ((status == UV_EPIPE || status == UV_ECONNRESET) && a->state == ST_READY) {
+    a->write_failed = 1;
+    return;
   }
+  sl_error err;
+  sl_error_set(&err, -status, "write to the agent failed: %s", uv_strerror(status));
+  drop_connection(a, &err);
 }
 
 static int write_bytes(sl_agent *a, const uint8_t *bytes, size_t len) {
@@ -175,16 +195,22 @@ static int write_bytes(sl_agent *a, const uint8_t *bytes, size_t len) {
   return rc;
 }
 
-static int enqueue(sl_agent *a, const uint8_t *bytes, size_t len) {
+static queued *queued_new(const uint8_t *bytes, size_t len, uint32_t id) {
   queued *q = malloc(sizeof *q);
   uint8_t *copy = malloc(len);
   if (q == NULL || copy == NULL) {
     free(q);
     free(copy);
-    return -ENOMEM;
+    return NULL;
   }
   memcpy(copy, bytes, len);
-  *q = (queued){.bytes = copy, .len = len};
+  *q = (queued){.bytes = copy, .len = len, .id = id};
+  return q;
+}
+
+static int enqueue(sl_agent *a, const uint8_t *bytes, size_t len, uint32_t id) {
+  queued *q = queued_new(bytes, len, id);
+  if (q == NULL) return -ENOMEM;
   queued **pp = &a->queue;
   while (*pp != NULL) pp = &(*pp)->next;
   *pp = q;
@@ -200,12 +226,41 @@ static void free_queue(sl_agent *a) {
   }
 }
 
-/* Send now when connected, otherwise queue and connect. */
-static int send_or_queue(sl_agent *a, const uint8_t *bytes, size_t len) {
-  if (a->state == ST_READY) return write_bytes(a, bytes, len);
-  int rc = enqueue(a, bytes, len);
+static pending *find_pending(sl_agent *a, uint32_t id);
+
+/* Write a request frame and note its position on the connection. */
+static int write_request(sl_agent *a, const uint8_t *bytes, size_t len, uint32_t id) {
+  int rc = write_bytes(a, bytes, len);
+  if (rc < 0) return rc;
+  a->written++;
+  pending *p = id != 0 ? find_pending(a, id) : NULL;
+  if (p != NULL) p->seq = a->written;
+  return 0;
+}
+
+/* Whether requests may go out now: connected, not held by
+ * sl_agent_pause(), and the agent still reads. */
+static int can_send(const sl_agent *a) {
+  return a->state == ST_READY && !a->paused && !a->peer_closing && !a->write_failed;
+}
+
+/* Send now when possible, otherwise queue (and connect when idle). */
+static int send_or_queue(sl_agent *a, const uint8_t *bytes, size_t len, uint32_t id) {
+  if (can_send(a)) return write_request(a, bytes, len, id);
+  int rc = enqueue(a, bytes, len, id);
   if (rc == 0 && a->state == ST_IDLE && !a->paused) start_connect(a);
   return rc;
+}
+
+/* Write the queued requests, in order, while requests may go out. */
+static void flush_queue(sl_agent *a) {
+  while (a->queue != NULL && can_send(a)) {
+    queued *q = a->queue;
+    a->queue = q->next;
+    write_request(a, q->bytes, q->len, q->id);
+    free(q->bytes);
+    free(q);
+  }
 }
 
 /* ---- Requests ----------------------------------------------------------- */
@@ -231,6 +286,11 @@ static void remove_pending(sl_agent *a, pending *target) {
     }
 }
 
+static void pending_free(pending *p) {
+  free(p->bytes);
+  free(p);
+}
+
 static int request(sl_agent *a, const sl_buf *frame, sl_agent_reply_cb cb, void *data,
                    sl_agent_exec *x, sl_error *err) {
   if (a->closing) return sl_error_set(err, EINVAL, "agent client is closed");
@@ -244,12 +304,16 @@ static int request(sl_agent *a, const sl_buf *frame, sl_agent_reply_cb cb, void 
   }
   memcpy(bytes, frame->data, frame->len);
   sl_frame_set_id(bytes, p != NULL ? p->id : 0);
-  int rc = send_or_queue(a, bytes, frame->len);
-  free(bytes);
+  if (p != NULL) {
+    p->bytes = bytes;
+    p->len = frame->len;
+  }
+  int rc = send_or_queue(a, bytes, frame->len, p != NULL ? p->id : 0);
+  if (p == NULL) free(bytes);
   if (rc < 0) {
     if (p != NULL) {
       remove_pending(a, p);
-      free(p);
+      pending_free(p);
     }
     return sl_error_set(err, -rc, "sending to the agent failed: %s", strerror(-rc));
   }
@@ -293,11 +357,14 @@ static void deliver_frame(sl_agent *a, const sl_frame *f) {
   }
   sl_agent_reply_cb cb = p->cb;
   void *data = p->data;
+  /* The agent read the request: it is never sent again. */
+  free(p->bytes);
+  p->bytes = NULL;
   /* A final reply unlinks the request before its callback, which may close
    * the client; a non-final one is not touched after the callback. */
   if (sl_msg_is_final(f->type)) {
     remove_pending(a, p);
-    free(p);
+    pending_free(p);
   }
   if (cb != NULL) cb(a, f, errp, data);
 }
@@ -313,6 +380,18 @@ static void handle_sync_frame(sl_agent *a, const sl_frame *f) {
   on_ready(a);
 }
 
+/* The agent closes the connection after this message, and read only the
+ * first `count` request frames written on it. */
+static void on_peer_closing(sl_agent *a, const sl_frame *f) {
+  int64_t count = 0;
+  sl_frame_get_i64(f, SL_F_COUNT, &count, NULL);
+  SL_DEBUG("agent_client.closing", "path=%s read=%lld written=%llu", a->path, (long long)count,
+           (unsigned long long)a->written);
+  a->peer_closing = 1;
+  a->peer_read = count > 0 ? (uint64_t)count : 0;
+  a->expect_return = 1;
+}
+
 static void process_frames(sl_agent *a) {
   sl_frame f;
   sl_error err = {0};
@@ -326,6 +405,8 @@ static void process_frames(sl_agent *a) {
     }
     if (f.type == SL_MSG_SYNC)
       handle_sync_frame(a, &f);
+    else if (f.type == SL_MSG_CLOSING && a->state == ST_READY)
+      on_peer_closing(a, &f);
     else if (a->state == ST_READY)
       deliver_frame(a, &f);
   }
@@ -372,6 +453,9 @@ static void notify_waiters(sl_agent *a, const sl_error *err) {
  * chardev gets the hangup before the next owner of the port connects. */
 static void close_pipe(sl_agent *a) {
   a->state = ST_IDLE;
+  a->written = 0;
+  a->peer_closing = 0;
+  a->write_failed = 0;
   if (a->pipe != NULL) {
     uv_close((uv_handle_t *)a->pipe, on_handle_closed);
     a->pipe = NULL;
@@ -405,14 +489,9 @@ static void on_ready(sl_agent *a) {
   uv_timer_stop(&a->timer);
   a->state = ST_READY;
   a->attempts = 0;
+  a->expect_return = 0;
   SL_DEBUG("agent_client.connected", "path=%s", a->path);
-  while (a->queue != NULL && a->state == ST_READY) {
-    queued *q = a->queue;
-    a->queue = q->next;
-    write_bytes(a, q->bytes, q->len);
-    free(q->bytes);
-    free(q);
-  }
+  flush_queue(a);
   for (sl_agent_exec *x = a->execs; x != NULL && a->state == ST_READY; x = x->next) {
     if (!x->detached) continue;
     sl_error err = {0};
@@ -577,15 +656,29 @@ static void fail_detached(sl_agent *a, const sl_error *err) {
   }
 }
 
-/* Fail every pending request except those of execs that can re-attach.
+/* Fail the pending requests (only those written on the lost connection
+ * when `written_only`), except those of execs that can re-attach.
  * NOTE: an exec whose connection drops before STARTED arrives fails with
- * ECONNRESET, although its process may be running; LIST can find it. */
-static void fail_pending(sl_agent *a, const sl_error *err) {
-  pending *list = a->pending;
-  a->pending = NULL;
-  while (list != NULL) {
-    pending *p = list;
-    list = p->next;
+ * ECONNRESET, although its process may be running; LIST can find it.
+ * The agent's quiesce avoids that: it writes STARTED before it closes. */
+static void fail_pending(sl_agent *a, const sl_error *err, int written_only) {
+  /* Unlink the requests to fail first: their callbacks may add requests
+   * or close the client. */
+  pending *failed = NULL, **tail = &failed, **pp = &a->pending;
+  while (*pp != NULL) {
+    pending *p = *pp;
+    if (written_only && p->seq == 0) {
+      pp = &p->next;
+      continue;
+    }
+    *pp = p->next;
+    p->next = NULL;
+    *tail = p;
+    tail = &p->next;
+  }
+  while (failed != NULL) {
+    pending *p = failed;
+    failed = p->next;
     if (p->exec != NULL && p->exec->proc != 0 && err->code != ECANCELED) {
       p->exec->detached = 1;
     } else if (p->exec != NULL) {
@@ -593,13 +686,36 @@ static void fail_pending(sl_agent *a, const sl_error *err) {
     } else if (p->cb != NULL) {
       p->cb(a, NULL, err, p->data);
     }
-    free(p);
+    pending_free(p);
   }
+}
+
+/* After CLOSING: put the requests the agent did not read back at the
+ * front of the queue, in the order they were written, for the next
+ * connection. An exec that already runs re-attaches instead. */
+static void requeue_unread(sl_agent *a) {
+  queued *head = NULL, **tail = &head;
+  for (uint64_t seq = a->peer_read + 1; seq <= a->written; seq++) {
+    pending *p = NULL;
+    for (pending *it = a->pending; it != NULL && p == NULL; it = it->next)
+      if (it->seq == seq) p = it;
+    if (p == NULL || p->bytes == NULL || (p->exec != NULL && p->exec->proc != 0)) continue;
+    queued *q = queued_new(p->bytes, p->len, p->id);
+    if (q == NULL) continue; /* out of memory: this request fails below */
+    p->seq = 0;
+    *tail = q;
+    tail = &q->next;
+  }
+  if (head == NULL) return;
+  *tail = a->queue;
+  a->queue = head;
+  SL_DEBUG("agent_client.requeued", "path=%s", a->path);
 }
 
 static void drop_connection(sl_agent *a, const sl_error *err) {
   int was_ready = a->state == ST_READY;
   uv_timer_stop(&a->timer);
+  if (was_ready && a->peer_closing) requeue_unread(a);
   close_pipe(a);
   SL_DEBUG("agent_client.disconnected", "path=%s error=%s", a->path, err->msg);
   sl_error reset = *err;
@@ -612,19 +728,24 @@ static void drop_connection(sl_agent *a, const sl_error *err) {
      * until sl_agent_resume(). */
     if (a->paused && !a->closing) return;
     a->attempts++;
-    if (has_detached(a) && a->attempts < a->opts.reconnect_attempts && !a->paused &&
-        !a->closing) {
+    /* Execs re-attach, and after a quiesce (CLOSING) queued requests and
+     * connect calls wait too: the agent may be restored or resumed
+     * meanwhile, and its socket refuses connections until then. */
+    int waiting = has_detached(a) ||
+                  (a->expect_return && (a->queue != NULL || a->waiters != NULL));
+    if (waiting && a->attempts < a->opts.reconnect_attempts && !a->closing) {
       uv_timer_start(&a->timer, on_timer, (uint64_t)a->opts.reconnect_delay_ms, 0);
       return;
     }
+    a->expect_return = 0;
     free_queue(a);
-    fail_pending(a, err);
+    fail_pending(a, err, 0);
     fail_detached(a, err);
     notify_waiters(a, err);
     return;
   }
-  fail_pending(a, &reset);
-  if (has_detached(a) && !a->paused && !a->closing) {
+  fail_pending(a, &reset, 1);
+  if ((has_detached(a) || a->queue != NULL) && !a->paused && !a->closing) {
     a->attempts = 0;
     uv_timer_start(&a->timer, on_timer, (uint64_t)a->opts.reconnect_delay_ms, 0);
   }
@@ -637,6 +758,9 @@ void sl_agent_pause(sl_agent *a) {
     uv_timer_stop(&a->timer);
     return;
   }
+  /* A ready connection stays open, so replies to requests already
+   * written still arrive; the agent's quiesce closes it. */
+  if (a->state == ST_READY) return;
   sl_error err;
   sl_error_set(&err, ECONNRESET, "agent client paused");
   drop_connection(a, &err);
@@ -646,19 +770,28 @@ void sl_agent_resume(sl_agent *a) {
   if (a->closing || !a->paused) return;
   a->paused = 0;
   a->attempts = 0;
+  if (a->state == ST_READY) {
+    flush_queue(a);
+    return;
+  }
   if (a->state == ST_IDLE && (a->queue != NULL || a->waiters != NULL || has_detached(a)))
     start_connect(a);
 }
 
-void sl_agent_close(sl_agent *a) {
+void sl_agent_close(sl_agent *a) { sl_agent_close_with(a, NULL); }
+
+void sl_agent_close_with(sl_agent *a, const sl_error *reason) {
   if (a == NULL || a->closing) return;
   a->closing = 1;
   sl_error err;
-  sl_error_set(&err, ECANCELED, "agent client closed");
+  if (reason != NULL)
+    err = *reason;
+  else
+    sl_error_set(&err, ECANCELED, "agent client closed");
   uv_timer_stop(&a->timer);
   close_pipe(a);
   free_queue(a);
-  fail_pending(a, &err);
+  fail_pending(a, &err, 0);
   fail_detached(a, &err);
   notify_waiters(a, &err);
   uv_close((uv_handle_t *)&a->timer, on_handle_closed);
@@ -879,7 +1012,7 @@ void sl_agent_exec_cancel(sl_agent_exec *x) {
       p->cb = detach_when_started;
     } else {
       remove_pending(a, p);
-      free(p);
+      pending_free(p);
       send_detach(a, x->proc);
     }
     break;

@@ -17,6 +17,7 @@
 #define SANDLOT_AGENT_CLIENT_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "error.h"
@@ -61,8 +62,13 @@ sl_agent *sl_agent_new(uv_loop_t *loop, const char *path, const sl_agent_options
  * and ETIMEDOUT when connecting or syncing takes longer than the timeout. */
 void sl_agent_connect(sl_agent *a, sl_agent_done_cb cb, void *data);
 
-/* Drop the connection and stop reconnecting until sl_agent_resume(); new
- * requests wait. Used around a dump, after the agent was quiesced. */
+/* Hold the client around a dump until sl_agent_resume(): new requests
+ * wait in its queue, and it neither connects nor reconnects. A ready
+ * connection stays open until the agent's quiesce closes it, so the
+ * replies to requests already written still arrive. A connection not
+ * ready yet is dropped. After the agent's CLOSING, requests it did not
+ * read wait in the queue too and go out on the next connection, also
+ * when the client was not held. */
 void sl_agent_pause(sl_agent *a);
 void sl_agent_resume(sl_agent *a);
 
@@ -70,6 +76,9 @@ void sl_agent_resume(sl_agent *a);
  * this returns), close the connection and free the client once libuv has
  * closed its handles. The pointer must not be used afterwards. */
 void sl_agent_close(sl_agent *a);
+/* sl_agent_close() that fails the pending requests with `reason` (the
+ * sandbox rolled back or ended, say) instead. */
+void sl_agent_close_with(sl_agent *a, const sl_error *reason);
 
 /* Send the frame in `frame` (built with sl_frame_begin ... sl_frame_end;
  * its request id is replaced). The client copies the bytes. `cb` may be
@@ -199,8 +208,30 @@ int sl_agent_conn_call(sl_agent_conn *c, const sl_buf *request,
                        sl_buf *reply, sl_frame *final, sl_error *err);
 
 /* Connect, send quiesce, and wait until the agent has closed the
- * connection, so no client socket is left when CRIU dumps the sandbox. */
+ * connection. The agent replies once it has closed every other
+ * connection, after their replies to the requests they had sent. */
 int sl_agent_quiesce(const char *path, int timeout_ms, sl_error *err);
+
+/* sl_agent_quiesce() before a CRIU dump: the agent also leaves new
+ * connections waiting (not accepted) for up to `hold_ms`, or until
+ * sl_agent_end_quiesce(), so that no host connection is open in the tree
+ * when CRIU dumps it. A tree restored from the dump starts quiesced too.
+ * NOTE: a client that closes its connection before the agent accepted
+ * it fails a dump that runs meanwhile ("closed in-flight socket"). */
+int sl_agent_quiesce_hold(const char *path, int timeout_ms, int hold_ms, sl_error *err);
+
+/* The hold of a quiesce before a dump. It must last from the quiesce
+ * until CRIU freezes the tree, which takes milliseconds (the frozen agent
+ * accepts nothing anyway), and the end signal cuts it short after the
+ * dump. A host that dies in between leaves new connections waiting at
+ * most this long. */
+#define SL_AGENT_DUMP_HOLD_MS 10000
+
+/* End the quiesce of the agent with host pid `agent_pid` (a signal, which
+ * a frozen agent takes at the thaw). `start_time` (sl_pid_start_time, 0
+ * to skip the check) guards against a reused pid. An agent that is gone
+ * is not an error. */
+int sl_agent_end_quiesce(pid_t agent_pid, uint64_t start_time, sl_error *err);
 
 /* Hooks after a fork starts: set the hostname (when not NULL), add the
  * random bytes (when len > 0), then run `on_fork` through /bin/sh -c (when

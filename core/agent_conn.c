@@ -7,11 +7,13 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent_client.h"
+#include "proc_util.h"
 
 static int64_t monotonic_ms(void) {
   struct timespec ts;
@@ -219,12 +221,18 @@ static int simple_call(sl_agent_conn *c, sl_buf *b, size_t start, sl_buf *reply,
 }
 
 int sl_agent_quiesce(const char *path, int timeout_ms, sl_error *err) {
+  return sl_agent_quiesce_hold(path, timeout_ms, 0, err);
+}
+
+int sl_agent_quiesce_hold(const char *path, int timeout_ms, int hold_ms, sl_error *err) {
   sl_agent_conn c;
   int rc = sl_agent_conn_open(&c, path, timeout_ms, 0, err);
   if (rc < 0) return sl_error_wrap(err, "quiesce");
   sl_buf b = {0}, reply = {0};
   sl_frame f;
-  rc = simple_call(&c, &b, sl_frame_begin(&b, SL_MSG_QUIESCE, 0), &reply, &f, err);
+  size_t start = sl_frame_begin(&b, SL_MSG_QUIESCE, 0);
+  if (hold_ms > 0) sl_frame_put_i64(&b, SL_F_TIMEOUT_MS, hold_ms);
+  rc = simple_call(&c, &b, start, &reply, &f, err);
   /* The agent closes the connection after its reply; wait for that. */
   int64_t deadline = monotonic_ms() + c.timeout_ms;
   while (rc == 0) {
@@ -239,6 +247,21 @@ int sl_agent_quiesce(const char *path, int timeout_ms, sl_error *err) {
   sl_buf_free(&reply);
   sl_agent_conn_close(&c);
   return rc < 0 ? sl_error_wrap(err, "quiesce") : 0;
+}
+
+int sl_agent_end_quiesce(pid_t agent_pid, uint64_t start_time, sl_error *err) {
+  int pidfd = (int)syscall(SYS_pidfd_open, agent_pid, 0);
+  if (pidfd < 0 && errno == ESRCH) return 0;
+  if (pidfd < 0) return sl_error_errno(err, errno, "pidfd_open of agent pid %d", (int)agent_pid);
+  /* The pidfd keeps naming this process, so a pid reused after the check
+   * never gets the signal. */
+  int rc = 0;
+  if (start_time == 0 || sl_pid_start_time(agent_pid) == start_time) {
+    if (syscall(SYS_pidfd_send_signal, pidfd, SL_QUIESCE_END_SIGNAL, NULL, 0) < 0 && errno != ESRCH)
+      rc = sl_error_errno(err, errno, "signal to agent pid %d", (int)agent_pid);
+  }
+  close(pidfd);
+  return rc;
 }
 
 static int run_on_fork(sl_agent_conn *c, const char *command, int64_t timeout_ms,

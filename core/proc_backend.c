@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent_client.h"
 #include "backend.h"
 #include "log.h"
 #include "oplock.h"
@@ -442,7 +443,8 @@ static int being_created(const char *dir) {
 /* A snapshot freezes the cgroup and thaws it when CRIU is done; a host
  * that died in between leaves a running sandbox frozen. With nobody
  * holding op.lock, a frozen cgroup of a sandbox recorded as running is
- * such a leftover. */
+ * such a leftover. Its agent may still hold new connections off after
+ * the quiesce (for up to SL_AGENT_DUMP_HOLD_MS), so that ends too. */
 static int thaw_leftover(const sl_sandbox_info *info, const char *dir, int *cleaned,
                          sl_error *err) {
   sl_cgroup cg;
@@ -453,6 +455,8 @@ static int thaw_leftover(const sl_sandbox_info *info, const char *dir, int *clea
   int lock = sl_op_lock(dir, 0, &busy);
   if (lock < 0) return 0; /* an operation is under way */
   int rc = 0;
+  sl_error ignored = {0};
+  sl_agent_end_quiesce(info->init_pid, info->init_start, &ignored);
   if (sl_cgroup_is_frozen(&cg)) {
     SL_WARN("sandbox.gc_thaw", "sandbox=%s op=gc note=\"running but frozen, thawing\"", info->id);
     rc = sl_cgroup_thaw(&cg, err);

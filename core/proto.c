@@ -39,6 +39,7 @@ static const struct {
     {SL_MSG_OUTPUT, "output"},
     {SL_MSG_ENTRY, "entry"},
     {SL_MSG_PROCESS, "process"},
+    {SL_MSG_CLOSING, "closing"},
 };
 
 const char *sl_msg_name(uint8_t type) {

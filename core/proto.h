@@ -13,6 +13,7 @@
 #ifndef SANDLOT_PROTO_H
 #define SANDLOT_PROTO_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,10 @@
 /* Maximum payload of one file read or write request; larger transfers are
  * split into chunks of at most this size. */
 #define SL_PROTO_CHUNK (1u << 20)
+/* The signal that ends an agent's quiesce: the host sends it to the
+ * agent's pid once the dump is over, and to a tree restored from a dump,
+ * whose agent is still quiesced. */
+#define SL_QUIESCE_END_SIGNAL SIGUSR1
 /* Bytes before the fields: length, type and request id. */
 #define SL_PROTO_HEADER 9u
 /* Sync marker: a zero length field followed by these 8 bytes and a 16-byte
@@ -75,6 +80,9 @@ enum sl_msg_type {
   SL_MSG_OUTPUT = 0x91,
   SL_MSG_ENTRY = 0x92,
   SL_MSG_PROCESS = 0x93,
+
+  /* Messages about the connection, with request id 0. */
+  SL_MSG_CLOSING = 0xa0, /* count: request frames read; no more are read */
 };
 
 /* Field keys. The type of each is fixed: i64, string (UTF-8 or any bytes

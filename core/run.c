@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -85,10 +86,14 @@ static int spawn_with_pipe(char *const argv[], int out_fd, pid_t *pid) {
   posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  sigset_t none;
+  sigset_t none, sigpipe;
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  /* The sandlot host ignores SIGPIPE; the child gets the default back. */
+  sigemptyset(&sigpipe);
+  sigaddset(&sigpipe, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &sigpipe);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   int rc = posix_spawnp(pid, argv[0], &actions, &attr, argv, environ);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);

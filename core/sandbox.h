@@ -189,11 +189,15 @@ typedef struct sl_snapshot_opts {
 
 /* Snapshot a running or frozen sandbox: its memory and files at one
  * instant (the processes stop for the dump, tens of milliseconds) or its
- * files only. The sandbox keeps running with the same id. `out` receives
- * the snapshot (release with sl_snapshot_clear); `timing` may be NULL.
- * Fails with ENOENT, ESRCH (ended), EBUSY (another operation, or a paused
- * sandbox), EINVAL (bad name, tag or labels) or EIO (CRIU failed).
- * On failure no snapshot is left and the sandbox keeps running. */
+ * files only. The sandbox keeps running with the same id. A frozen
+ * sandbox is thawed for a memory snapshot, because its agent must reply to
+ * the quiesce before the dump: its processes run from then until CRIU
+ * freezes them (milliseconds), and it is frozen again afterwards. `out`
+ * receives the snapshot (release with sl_snapshot_clear); `timing` may
+ * be NULL. Fails with ENOENT, ESRCH (ended), EBUSY (another operation, or
+ * a paused sandbox), EINVAL (bad name, tag or labels), ETIMEDOUT (the
+ * agent did not reply to the quiesce) or EIO (CRIU failed). On failure no
+ * snapshot is left and the sandbox keeps running, or stays frozen. */
 int sl_sandbox_snapshot(sl_sandboxes *h, const char *id, const sl_snapshot_opts *opts,
                         sl_snapshot *out, sl_snapshot_timing *timing, sl_error *err);
 
@@ -206,9 +210,11 @@ typedef struct sl_pause_opts {
 /* Dump the sandbox's memory to disk and stop it: state "paused", no
  * process, mounts and cgroups released, the id kept. Its files stay in
  * its upper layer. With files_only nothing of the processes is kept.
- * Pausing a paused sandbox succeeds and changes nothing. `opts` may be
- * NULL. Fails like sl_sandbox_snapshot(); when the dump fails the
- * sandbox keeps running. */
+ * A frozen sandbox runs briefly for the quiesce as in
+ * sl_sandbox_snapshot(), and resumes running. Pausing a paused sandbox
+ * succeeds and changes nothing. `opts` may be NULL. Fails like
+ * sl_sandbox_snapshot(); when the dump fails the sandbox keeps running,
+ * or stays frozen. */
 int sl_sandbox_pause(sl_sandboxes *h, const char *id, const sl_pause_opts *opts,
                      sl_error *err);
 

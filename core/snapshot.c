@@ -198,25 +198,55 @@ static int begin_snapshot(take_ctx *t, sl_error *err) {
   return rc;
 }
 
+/* Freeze a sandbox that was frozen before the take again, whatever
+ * became of the dump. A failure is logged and, after a successful dump,
+ * fails the take. */
+static void refreeze(take_ctx *t, int *rc, sl_error *err) {
+  sl_error local = {0};
+  if (sl_freezer_freeze(t->freezer, 10000, &local) == 0) return;
+  SL_ERROR("snapshot.refreeze_failed", "sandbox=%s error=\"%s\"", t->sandbox.id, local.msg);
+  if (*rc == 0) {
+    if (err != NULL) *err = local;
+    *rc = -local.code;
+  }
+}
+
+/* Quiesce the agent, dump, and end the quiesce. A frozen sandbox is
+ * thawed first, because its agent must reply to the quiesce. Its processes
+ * run until CRIU's pre-dump action freezes the tree again, and it stays
+ * frozen afterwards. */
 static int dump_full(take_ctx *t, sl_error *err) {
   char socket[PATH_MAX];
+  int timeout_ms = t->req->timeout_ms > 0 ? t->req->timeout_ms : DEFAULT_CRIU_TIMEOUT_MS;
+  bool was_frozen = t->sandbox.state == SL_SANDBOX_FROZEN;
   int rc = sl_store_sandbox_path(t->store, t->sandbox.id, AGENT_SOCKET_HOST, socket,
                                  sizeof socket, err);
-  if (rc == 0) rc = sl_agent_quiesce(socket, QUIESCE_TIMEOUT_MS, err);
   if (rc < 0) return rc;
-  sl_criu_dump_request dump = {
-      .init_pid = (pid_t)t->sandbox.init_pid,
-      .freezer_cgroup = t->freezer,
-      .images_dir = t->images,
-      .work_dir = t->work,
-      .upper_dir = t->upper,
-      .layer_dir = t->layer,
-      .leave_running = true,
-      .keep_frozen = t->sandbox.state == SL_SANDBOX_FROZEN,
-      .timeout_ms = t->req->timeout_ms > 0 ? t->req->timeout_ms : DEFAULT_CRIU_TIMEOUT_MS,
-  };
-  sl_criu_dump_result res;
-  rc = sl_criu_dump_tree(&dump, &res, err);
+  if (was_frozen) rc = sl_freezer_thaw(t->freezer, err);
+  /* A hold left by a host that died during a dump would keep the quiesce
+   * below waiting; with op.lock held, no other dump runs now. */
+  sl_error ignored = {0};
+  sl_agent_end_quiesce((pid_t)t->sandbox.init_pid, (uint64_t)t->sandbox.init_start_time, &ignored);
+  if (rc == 0) rc = sl_agent_quiesce_hold(socket, QUIESCE_TIMEOUT_MS, SL_AGENT_DUMP_HOLD_MS, err);
+  sl_criu_dump_result res = {0};
+  if (rc == 0) {
+    sl_criu_dump_request dump = {
+        .init_pid = (pid_t)t->sandbox.init_pid,
+        .freezer_cgroup = t->freezer,
+        .images_dir = t->images,
+        .work_dir = t->work,
+        .upper_dir = t->upper,
+        .layer_dir = t->layer,
+        .leave_running = true,
+        .keep_frozen = was_frozen,
+        .timeout_ms = timeout_ms,
+    };
+    rc = sl_criu_dump_tree(&dump, &res, err);
+  }
+  if (sl_agent_end_quiesce((pid_t)t->sandbox.init_pid, (uint64_t)t->sandbox.init_start_time,
+                           &ignored) < 0)
+    SL_WARN("snapshot.end_quiesce_failed", "sandbox=%s error=\"%s\"", t->sandbox.id, ignored.msg);
+  if (was_frozen) refreeze(t, &rc, err);
   t->dump_ms = res.elapsed_ms;
   t->frozen_ms = res.stats.frozen_time_us / 1000.0;
   return rc;
@@ -311,8 +341,9 @@ int sl_snapshot_take(sl_catalog *cat, const sl_store *store, const sl_snapshot_r
             t.sandbox.id, t.snapshot_id, req->memory ? "full" : "fs", now_ms() - start,
             t.frozen_ms);
   sl_sandbox_clear(&t.sandbox);
-  if (rc < 0) return sl_error_wrap(err, "snapshot of %s", req && req->sandbox_id ? req->sandbox_id : "?");
-  return 0;
+  /* The caller names the operation and the sandbox (sl_sandbox_snapshot
+   * adds "snapshot ID"), so the message gets nothing here. */
+  return rc;
 }
 
 int sl_snapshot_agent_layer(const sl_store *store, const char *snapshot_id, char *buf,

@@ -53,7 +53,8 @@ typedef struct sl_snapshot_timing {
  * ENOENT (unknown sandbox), ESRCH (sandbox dead or without processes),
  * EBUSY (another operation has its op.lock, it is still being created,
  * or it is paused), EINVAL (bad name, tag or labels), or EIO with CRIU's
- * error lines. On failure no snapshot, directory or layer is left and
+ * error lines. The message does not name the operation: the caller adds
+ * it. On failure no snapshot, directory or layer is left and
  * the sandbox keeps running. */
 int sl_snapshot_take(sl_catalog *cat, const sl_store *store, const sl_snapshot_request *req,
                      sl_snapshot *out, sl_snapshot_timing *timing, sl_error *err);

@@ -204,7 +204,10 @@ int sl_snapshot_launch_fork(const sl_fork_launch *launch, sl_fork_result *result
   if (rc < 0) return rc;
   res->init_pid = restored.init_pid;
   double start = now_ms();
-  rc = run_fork_hooks(launch, restored.init_pid, &res->on_fork_exit, err);
+  /* The agent was quiesced for the dump and leaves new connections
+   * waiting until it gets this signal. */
+  rc = sl_agent_end_quiesce(restored.init_pid, 0, err);
+  if (rc == 0) rc = run_fork_hooks(launch, restored.init_pid, &res->on_fork_exit, err);
   res->hooks_ms = now_ms() - start;
   if (rc < 0) {
     if (launch->cgroup_count > 0) sl_cgroup_kill_tasks(launch->cgroup_procs[0]);

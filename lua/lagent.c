@@ -41,11 +41,13 @@ static agent_node *open_agents;
 
 void lagent_retain(lagent *a) { a->refs++; }
 
+/* Pending requests fail with the reason agent:shutdown() gave, if any,
+ * else with ECANCELED; their callbacks run now. */
 static void close_client(lagent *a) {
   if (a->client == NULL) return;
   sl_agent *client = a->client;
   a->client = NULL;
-  sl_agent_close(client); /* fails pending requests: their callbacks run now */
+  sl_agent_close_with(client, a->ended.code != 0 ? &a->ended : NULL);
 }
 
 void lagent_release(lagent *a) {
@@ -543,8 +545,9 @@ static int l_close(lua_State *L) {
 }
 
 /* agent:shutdown(errname, message): close the client now, also for the
- * process handles that use it. They fail with this error (the sandbox
- * has ended, say) instead of ECANCELED. */
+ * process handles that use it. They and the requests still pending or
+ * queued fail with this error (the sandbox has ended, say) instead of
+ * ECANCELED. */
 static int l_shutdown(lua_State *L) {
   agent_ud *ud = luaL_checkudata(L, 1, SL_AGENT_MT);
   const char *name = luaL_checkstring(L, 2);

@@ -21,6 +21,12 @@
 #define CONN_OUTPUT_HIGH (1u << 20)
 #define CONN_PAUSE_INPUT (8u << 20)
 #define OUTPUT_EVENT_MAX (64u << 10)
+/* A quiesce waits this long for the other connections to take the replies
+ * to the requests they have sent, then closes them regardless. The host's
+ * quiesce call waits 5 s for its own reply. */
+#define AGENT_QUIESCE_DRAIN_MS 2000
+/* Maximum time a quiesce may keep new connections waiting. */
+#define AGENT_QUIESCE_HOLD_MAX_MS (60 * 60 * 1000)
 
 enum watch_kind { W_LISTEN, W_SIGNAL, W_CONN, W_PIPE };
 
@@ -46,6 +52,8 @@ struct conn {
   int down;         /* stream: the peer hung up; waiting for it to return */
   int64_t recheck_ms;
   int close_after_flush;
+  int draining;     /* quiesce: serve the requests sent so far, then close */
+  uint64_t frames_read; /* request frames read, for the CLOSING message */
   int dead;
   conn *next;
 };
@@ -128,6 +136,14 @@ typedef struct agent {
   int64_t next_proc_id;
   unsigned long next_conn_serial;
   int64_t listen_resume_ms; /* accept paused after EMFILE until then, or 0 */
+  int listen_watched;       /* the listener is in the epoll set */
+  /* A quiesce with a hold leaves new connections waiting in the listen
+   * backlog until then (monotonic), or until SL_QUIESCE_END_SIGNAL; 0
+   * when there is no hold. */
+  int64_t hold_until_ms;
+  conn *quiesce_conn;       /* the quiesce request waiting for the drain */
+  uint32_t quiesce_id;
+  int64_t drain_until_ms;
   int64_t started_ms;
   size_t buffer_size;
   int quit;
@@ -140,6 +156,11 @@ int64_t wall_ms(void);     /* CLOCK_REALTIME */
 void watch_add(int fd, uint32_t events, watch *w);
 void watch_mod(int fd, uint32_t events, watch *w);
 void watch_del(int fd);
+/* Stop accepting connections until `until_ms` (monotonic) or the end of
+ * the quiesce, whichever comes first. */
+void listener_hold(int64_t until_ms);
+/* Accept connections again; `reason` goes to the log. */
+void quiesce_end(const char *reason);
 
 /* conn.c */
 conn *conn_new(int fd, int stream);
@@ -149,7 +170,12 @@ void conn_flush(conn *c);
 void conn_update_events(conn *c);
 void conns_check_timers(int64_t now, int64_t *next);
 void conns_reap(void);
-void conns_quiesce(conn *requester);
+/* Close every connection except `requester`, each once the replies to
+ * the requests it sent are written, then reply OK to request `id` of
+ * `requester` and close that one too. */
+void conns_quiesce(conn *requester, uint32_t id);
+/* Finish a quiesce whose drain is over; sets *next to its deadline. */
+void quiesce_check(int64_t now, int64_t *next);
 /* A reply under construction: put fields into `b`, then reply_end(). A
  * reply to a connection that is gone is built and dropped. */
 typedef struct reply {

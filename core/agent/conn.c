@@ -78,6 +78,7 @@ void conn_kill(conn *c, const char *why) {
     return;
   }
   SL_DEBUG("agent.conn.close", "conn=%lu reason=%s", c->serial, why);
+  if (g_agent.quiesce_conn == c) g_agent.quiesce_conn = NULL;
   procs_forget_conn(c);
   watch_del(c->fd);
   close(c->fd);
@@ -218,6 +219,7 @@ static void handle_sync(conn *c, const sl_frame *f) {
 
 static void handle_frame(conn *c, const sl_frame *f) {
   SL_DEBUG("agent.request", "conn=%lu id=%u type=%s", c->serial, f->id, sl_msg_name(f->type));
+  if (f->type != SL_MSG_SYNC) c->frames_read++;
   if (f->type == SL_MSG_SYNC) {
     handle_sync(c, f);
   } else if (f->type >= SL_MSG_EXEC && f->type <= SL_MSG_DETACH) {
@@ -302,6 +304,8 @@ static void read_input(conn *c) {
   }
 }
 
+static void conn_drain(conn *c);
+
 void conn_on_event(conn *c, uint32_t events) {
   if (c->down) {
     stream_check_up(c);
@@ -314,6 +318,7 @@ void conn_on_event(conn *c, uint32_t events) {
     procs_pump(c);
     conn_flush(c);
   }
+  if (c->draining) conn_drain(c);
 }
 
 void conns_check_timers(int64_t now, int64_t *next) {
@@ -330,16 +335,76 @@ void conns_check_timers(int64_t now, int64_t *next) {
   }
 }
 
-void conns_quiesce(conn *requester) {
+/* ---- Quiesce ----------------------------------------------------------- */
+
+/* Whether bytes wait in the socket that have not been read yet. */
+static int socket_has_input(const conn *c) {
+  char byte;
+  return recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/* Serve what a draining connection has sent (a request it was sending
+ * when the quiesce arrived included), then close it once its replies are
+ * out. The last message, CLOSING, carries the number of request frames
+ * read, so the client sends the others again on its next connection.
+ * Processes it follows are detached by the close, and its client
+ * re-attaches later at the offsets it has. */
+static void conn_drain(conn *c) {
+  if (c->dead || c->close_after_flush) return;
+  read_input(c);
+  if (c->dead) return;
+  /* A partial frame, or input left while the output is too large. */
+  if (c->in.end > c->in.start || socket_has_input(c)) return;
+  reply r = reply_begin(c, SL_MSG_CLOSING, 0);
+  sl_frame_put_i64(r.b, SL_F_COUNT, (int64_t)c->frames_read);
+  reply_end(&r);
+  c->close_after_flush = 1;
+  conn_flush(c);
+}
+
+void conns_quiesce(conn *requester, uint32_t id) {
+  if (g_agent.quiesce_conn != NULL) {
+    /* An earlier quiesce still drains: this one takes over. */
+    conn *earlier = g_agent.quiesce_conn;
+    g_agent.quiesce_conn = NULL;
+    reply_ok(earlier, g_agent.quiesce_id);
+    earlier->close_after_flush = 1;
+    conn_flush(earlier);
+  }
   for (conn *c = g_agent.conns; c != NULL; c = c->next) {
     if (c->dead || c == requester) continue;
-    if (c->stream)
+    if (c->stream) {
       reset_session(c);
-    else
-      conn_kill(c, "quiesce");
+      continue;
+    }
+    c->draining = 1;
+    conn_drain(c);
   }
-  if (requester != NULL) {
-    requester->close_after_flush = 1;
-    conn_flush(requester);
+  g_agent.quiesce_conn = requester;
+  g_agent.quiesce_id = id;
+  g_agent.drain_until_ms = now_ms() + AGENT_QUIESCE_DRAIN_MS;
+  int64_t next = -1;
+  quiesce_check(now_ms(), &next);
+}
+
+void quiesce_check(int64_t now, int64_t *next) {
+  conn *requester = g_agent.quiesce_conn;
+  if (requester == NULL) return;
+  int draining = 0;
+  for (conn *c = g_agent.conns; c != NULL; c = c->next)
+    if (!c->dead && c->draining) draining++;
+  if (draining > 0 && now < g_agent.drain_until_ms) {
+    if (*next < 0 || g_agent.drain_until_ms < *next) *next = g_agent.drain_until_ms;
+    return;
   }
+  if (draining > 0) {
+    SL_WARN("agent.quiesce.drain", "conns=%d error=replies not taken within %d ms action=close",
+            draining, AGENT_QUIESCE_DRAIN_MS);
+    for (conn *c = g_agent.conns; c != NULL; c = c->next)
+      if (!c->dead && c->draining) conn_kill(c, "quiesce drain timed out");
+  }
+  g_agent.quiesce_conn = NULL;
+  reply_ok(requester, g_agent.quiesce_id);
+  requester->close_after_flush = 1;
+  conn_flush(requester);
 }

@@ -221,6 +221,7 @@ static int open_signalfd(void) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SL_QUIESCE_END_SIGNAL);
   sigprocmask(SIG_BLOCK, &set, NULL);
   /* Writes to a closed connection must fail with EPIPE, not kill PID 1. */
   signal(SIGPIPE, SIG_IGN);
@@ -338,6 +339,7 @@ static int setup(const agent_options *o) {
     if (g_agent.listen_fd < 0) return -1;
     g_agent.listen_w = (watch){.kind = W_LISTEN};
     watch_add(g_agent.listen_fd, EPOLLIN, &g_agent.listen_w);
+    g_agent.listen_watched = 1;
   }
   /* The socket is bound first, so its path is a host path in tests. */
   if (o->root != NULL && enter_root(o->root) < 0) return -1;
@@ -355,20 +357,62 @@ static int setup(const agent_options *o) {
   return 0;
 }
 
+/* ---- The listener ------------------------------------------------------ */
+
 /* Out of fds, a pending connection keeps the listener readable: stop
  * watching it for a while instead of spinning. */
 #define ACCEPT_PAUSE_MS 100
 
+/* Watch the listener unless accepting is paused (out of fds) or held by a
+ * quiesce, and end a hold whose time is up. Sets *next to the time the
+ * listener comes back, when that is later than `now`. */
+static void update_listener(int64_t now, int64_t *next) {
+  if (g_agent.listen_fd < 0) return;
+  if (g_agent.hold_until_ms != 0 && g_agent.hold_until_ms <= now) {
+    SL_WARN("agent.quiesce.end", "reason=hold timed out");
+    g_agent.hold_until_ms = 0;
+  }
+  if (g_agent.listen_resume_ms != 0 && g_agent.listen_resume_ms <= now)
+    g_agent.listen_resume_ms = 0;
+  int64_t back = g_agent.listen_resume_ms > g_agent.hold_until_ms ? g_agent.listen_resume_ms
+                                                                   : g_agent.hold_until_ms;
+  if (back == 0 && !g_agent.listen_watched) {
+    watch_add(g_agent.listen_fd, EPOLLIN, &g_agent.listen_w);
+    g_agent.listen_watched = 1;
+  } else if (back != 0 && g_agent.listen_watched) {
+    watch_del(g_agent.listen_fd);
+    g_agent.listen_watched = 0;
+  }
+  if (back != 0 && next != NULL && (*next < 0 || back < *next)) *next = back;
+}
+
+/* New connections wait in the listen backlog meanwhile: CRIU dumps a
+ * listener with connections waiting to be accepted (its "in-flight"
+ * connections), but not an accepted socket whose peer is outside the
+ * dumped tree. */
+void listener_hold(int64_t until_ms) {
+  g_agent.hold_until_ms = until_ms;
+  update_listener(now_ms(), NULL);
+}
+
+void quiesce_end(const char *reason) {
+  if (g_agent.hold_until_ms == 0) return;
+  SL_INFO("agent.quiesce.end", "reason=%s", reason);
+  g_agent.hold_until_ms = 0;
+  update_listener(now_ms(), NULL);
+}
+
 static void accept_clients(void) {
-  for (;;) {
+  /* The listener may have been held by an event earlier in this batch. */
+  while (g_agent.listen_watched) {
     int fd = accept4(g_agent.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
       static unsigned long pauses;
       if (pauses++ % 100 == 0)
         SL_WARN("agent.accept", "error=%s action=pause pause_ms=%d pauses=%lu", strerror(errno),
                 ACCEPT_PAUSE_MS, pauses);
-      watch_del(g_agent.listen_fd);
       g_agent.listen_resume_ms = now_ms() + ACCEPT_PAUSE_MS;
+      update_listener(now_ms(), NULL);
       return;
     }
     if (fd < 0) {
@@ -386,6 +430,8 @@ static void handle_signals(void) {
   while (read(g_agent.signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
     if (si.ssi_signo == SIGCHLD) {
       children = 1;
+    } else if (si.ssi_signo == SL_QUIESCE_END_SIGNAL) {
+      quiesce_end("signal");
     } else if (si.ssi_signo == SIGHUP) {
       /* A stray hangup must not end the sandbox; it is caught here rather
        * than ignored, because an ignored signal stays ignored in children. */
@@ -416,19 +462,10 @@ static void dispatch(struct epoll_event *ev) {
   }
 }
 
-static void check_listener(int64_t now, int64_t *next) {
-  if (g_agent.listen_resume_ms == 0) return;
-  if (g_agent.listen_resume_ms <= now) {
-    g_agent.listen_resume_ms = 0;
-    watch_add(g_agent.listen_fd, EPOLLIN, &g_agent.listen_w);
-    return;
-  }
-  if (*next < 0 || g_agent.listen_resume_ms < *next) *next = g_agent.listen_resume_ms;
-}
-
 static int next_timeout(void) {
   int64_t now = now_ms(), next = -1;
-  check_listener(now, &next);
+  update_listener(now, &next);
+  quiesce_check(now, &next);
   procs_check_timers(now, &next);
   conns_check_timers(now, &next);
   if (next < 0) return -1;

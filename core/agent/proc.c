@@ -144,7 +144,9 @@ static void send_output(conn *c, proc *p, int i) {
  * is out. */
 static void pump(proc *p) {
   conn *c = p->att;
-  if (c == NULL || c->dead || c->down) return;
+  /* A connection being closed (for a quiesce) gets no more output: its
+   * client re-attaches at the offsets it has. */
+  if (c == NULL || c->dead || c->down || c->close_after_flush || c->draining) return;
   send_output(c, p, 1);
   send_output(c, p, 2);
   if (output_done(p)) {

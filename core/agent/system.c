@@ -25,10 +25,25 @@ static void handle_hello(conn *c, const sl_frame *f) {
   reply_end(&r);
 }
 
+/* quiesce [timeout_ms]: the reply comes once every other connection is
+ * closed. With timeout_ms > 0, new connections also wait in the listen
+ * backlog that long, or until SL_QUIESCE_END_SIGNAL, so none is open when
+ * CRIU dumps the tree. */
 static void handle_quiesce(conn *c, const sl_frame *f) {
-  SL_INFO("agent.quiesce", "conn=%lu", c->serial);
-  reply_ok(c, f->id);
-  conns_quiesce(c);
+  int64_t hold_ms = 0;
+  sl_error err = {0};
+  if (sl_frame_get_i64(f, SL_F_TIMEOUT_MS, &hold_ms, &err) < 0) {
+    reply_sl_error(c, f->id, &err);
+    return;
+  }
+  if (hold_ms < 0 || hold_ms > AGENT_QUIESCE_HOLD_MAX_MS) {
+    reply_error(c, f->id, EINVAL, "invalid quiesce timeout: %lld ms (expected 0 to %d)",
+                (long long)hold_ms, AGENT_QUIESCE_HOLD_MAX_MS);
+    return;
+  }
+  SL_INFO("agent.quiesce", "conn=%lu hold_ms=%lld", c->serial, (long long)hold_ms);
+  if (hold_ms > 0) listener_hold(now_ms() + hold_ms);
+  conns_quiesce(c, f->id);
 }
 
 /* Keep /etc/hostname (mode 0644) in step with the host name, as PID 1 of

@@ -38,30 +38,60 @@ static void stop_tree(sl_monitor *m) {
   m->init_pid = 0;
 }
 
+/* Whether the sandbox's freezer cgroup is frozen (sandbox:freeze). */
+static bool tree_frozen(const sl_monitor *m) {
+  sl_freezer_state state = SL_FREEZER_THAWED;
+  sl_error ignored = {0};
+  return sl_freezer_get(freezer_dir(m), &state, &ignored) == 0 && state != SL_FREEZER_THAWED;
+}
+
+/* After a failed dump the tree runs on, quiesced: let new connections in
+ * again, and freeze it again when it was frozen before. */
+static void keep_after_failed_dump(sl_monitor *m, bool was_frozen) {
+  sl_error err = {0};
+  if (sl_agent_end_quiesce(m->init_pid, m->init_start, &err) < 0)
+    SL_WARN("monitor.end_quiesce_failed", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
+  if (was_frozen && sl_freezer_freeze(freezer_dir(m), 10000, &err) < 0)
+    SL_ERROR("monitor.refreeze_failed", "sandbox=%s error=\"%s\"", m->cfg.id, err.msg);
+}
+
 /* Quiesce the agent (CRIU cannot dump a socket connected to the host)
  * and dump the tree into `images`; CRIU kills the tree once the images
- * are written. On failure CRIU leaves the tree running and thawed. */
+ * are written. A frozen tree is thawed for the quiesce, because a frozen
+ * agent cannot reply to it. Its processes run until CRIU's pre-dump action
+ * freezes them again. On failure the tree keeps running, or stays frozen
+ * when it was. */
 static int dump_for_pause(sl_monitor *m, const char *images, sl_error *err) {
   char socket[PATH_MAX + 32], work[PATH_MAX + 64];
   snprintf(socket, sizeof socket, "%s/%s", m->dir, SL_AGENT_SOCKET_HOST);
   snprintf(work, sizeof work, "%s/log/pause-%lld", m->dir, (long long)sl_now_ms());
-  /* sl_agent_quiesce names the step in its errors. */
-  int rc = sl_agent_quiesce(socket, QUIESCE_TIMEOUT_MS, err);
-  if (rc < 0) return rc;
-  sl_criu_dump_request req = {
-      .init_pid = m->init_pid,
-      .freezer_cgroup = freezer_dir(m),
-      .images_dir = images,
-      .work_dir = work,
-      .leave_running = false,
-      .timeout_ms = CRIU_TIMEOUT_MS,
-  };
+  bool was_frozen = tree_frozen(m);
+  int rc = was_frozen ? sl_freezer_thaw(freezer_dir(m), err) : 0;
+  /* A hold left by a host that died during a snapshot would keep the
+   * quiesce below waiting; with op.lock held, no other dump runs now. */
+  sl_error ignored = {0};
+  sl_agent_end_quiesce(m->init_pid, m->init_start, &ignored);
+  if (rc == 0) rc = sl_agent_quiesce_hold(socket, QUIESCE_TIMEOUT_MS, SL_AGENT_DUMP_HOLD_MS, err);
   sl_criu_dump_result result;
-  rc = sl_criu_dump_tree(&req, &result, err);
-  if (rc == 0)
-    SL_INFO("monitor.dumped", "sandbox=%s ms=%.1f frozen_ms=%.1f", m->cfg.id, result.elapsed_ms,
-            result.stats.frozen_time_us / 1000.0);
-  return rc;
+  if (rc == 0) {
+    sl_criu_dump_request req = {
+        .init_pid = m->init_pid,
+        .freezer_cgroup = freezer_dir(m),
+        .images_dir = images,
+        .work_dir = work,
+        .leave_running = false,
+        .keep_frozen = was_frozen,
+        .timeout_ms = CRIU_TIMEOUT_MS,
+    };
+    rc = sl_criu_dump_tree(&req, &result, err);
+  }
+  if (rc < 0) {
+    keep_after_failed_dump(m, was_frozen);
+    return rc;
+  }
+  SL_INFO("monitor.dumped", "sandbox=%s ms=%.1f frozen_ms=%.1f", m->cfg.id, result.elapsed_ms,
+          result.stats.frozen_time_us / 1000.0);
+  return 0;
 }
 
 /* Unmount the root and the agent socket's bind and remove the cgroups:

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent_client.h"
 #include "criu_tree.h"
 #include "log.h"
 #include "monitor.h"
@@ -99,6 +100,12 @@ int sl_monitor_launch_resume(sl_monitor *m, pid_t *init_pid, sl_error *err) {
   };
   sl_criu_restore_result result;
   if (sl_criu_restore_tree(&req, &result, err) < 0) return -err->code;
+  /* The agent was quiesced for the dump and leaves new connections
+   * waiting until it gets this signal. */
+  if (sl_agent_end_quiesce(result.init_pid, 0, err) < 0) {
+    kill_restored(m, result.init_pid);
+    return -err->code;
+  }
   SL_INFO("monitor.resumed", "sandbox=%s init_pid=%d restore_ms=%.1f", m->cfg.id,
           (int)result.init_pid, result.elapsed_ms);
   *init_pid = result.init_pid;

@@ -72,6 +72,21 @@ function Sandbox:_agent_connection()
   return nil
 end
 
+--- This host's agent connection to the sandbox, made (not connected)
+-- when there is none, or nil when the record has no agent socket.
+function Sandbox:_open_agent()
+  local agent = self:_agent_connection()
+  local path = self._info.agent_socket
+  if agent == nil and path ~= nil and path ~= "" then
+    -- A VM's agent sits behind serial ports, one connection each: the
+    -- client takes a free port by its lock and speaks with sync markers.
+    agent = core.agent_open(path, self.backend == "vm")
+    agents[path] = agent
+  end
+  self._agent = agent
+  return agent
+end
+
 function Sandbox:__tostring()
   return ("sandlot.Sandbox (%s, %s)"):format(self.id, self.state)
 end
@@ -188,17 +203,9 @@ function Sandbox:_connect(fname)
   if not ok then
     return nil, message, name
   end
-  local agent = self._agent
-  if agent == nil or not agent:is_open() then
-    local path = self._info.agent_socket
-    agent = agents[path]
-    if agent == nil or not agent:is_open() then
-      -- A VM's agent sits behind serial ports, one connection each: the
-      -- client takes a free port by its lock and speaks with sync markers.
-      agent = core.agent_open(path, self.backend == "vm")
-      agents[path] = agent
-    end
-    self._agent = agent
+  local agent = self:_open_agent()
+  if agent == nil then
+    return fail("EIO", "sandbox has no agent socket in its record: %s", self.id)
   end
   local kind
   ok, message, name, kind = agent:connect()

@@ -93,12 +93,15 @@ local function check_texts(options, keys)
   end
 end
 
---- Keep this host's agent connection to the sandbox from reconnecting
--- while its tree is dumped, so that no connection from the host is open
--- at the dump. Returns a to-be-closed value that lets it reconnect again
--- (also when the task fails or is cancelled), unless `keep` was called.
+--- Keep this host's agent connection to the sandbox from sending new
+-- requests and from reconnecting while its tree is dumped, so that no
+-- connection from this host is opened meanwhile. The connection is made
+-- (not connected) when there is none yet, so that the requests other
+-- tasks start during the dump wait in it. Returns a to-be-closed value
+-- that lets it go on again (also when the task fails or is cancelled),
+-- unless `kept` was set, and the connection.
 local function hold_agent(sandbox)
-  local agent = sandbox:_agent_connection()
+  local agent = sandbox:_open_agent()
   if agent then
     Sandbox._hold_agent(agent, "dump")
   end

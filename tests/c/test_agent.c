@@ -1,5 +1,7 @@
 /* The agent binary over its unix socket, driven by the blocking client:
  * exec, output, stdin, timeouts, errors, quiesce and malformed input. */
+#include <poll.h>
+#include <pthread.h>
 #include <sys/resource.h>
 
 #include "agent_harness.h"
@@ -7,6 +9,9 @@
 #include "test.h"
 
 static harness H;
+
+/* The agent's maximum quiesce hold (AGENT_QUIESCE_HOLD_MAX_MS). */
+#define AGENT_HOLD_MAX_MS (60 * 60 * 1000)
 
 static int open_conn(sl_agent_conn *c, sl_error *err) {
   return sl_agent_conn_open(c, H.sock, 10000, 0, err);
@@ -667,6 +672,199 @@ static void quiesce_closes_every_connection(void) {
   sl_agent_conn_close(&c);
 }
 
+/* Append a frame of `type` with request id `id` (and an exec command
+ * when `command` is set) to `b`. */
+static void put_request(sl_buf *b, uint8_t type, uint32_t id, const char *command) {
+  size_t start = sl_frame_begin(b, type, id);
+  if (command != NULL) sl_frame_put_str(b, SL_F_COMMAND, command);
+  sl_frame_end(b, start, NULL);
+  sl_frame_set_id(b->data + start, id);
+}
+
+/* Read `fd` until the peer closes it and count the final replies, by
+ * type, of the requests with ids 1 to 9. */
+typedef struct replies {
+  int ok[10];
+  int errors;
+  int64_t closing_count; /* of the CLOSING message, -1 when none came */
+  int closed;
+} replies;
+
+static void read_until_closed(int fd, int timeout_ms, replies *out) {
+  struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sl_parser parser;
+  sl_parser_init(&parser, SL_PROTO_MAX_FRAME);
+  memset(out, 0, sizeof *out);
+  out->closing_count = -1;
+  for (;;) {
+    uint8_t *space = sl_parser_space(&parser, 65536);
+    ssize_t n = space ? recv(fd, space, 65536, 0) : -1;
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) out->closed = 1;
+    if (n <= 0) break;
+    sl_parser_commit(&parser, (size_t)n);
+    sl_frame f;
+    while (sl_parser_next(&parser, &f, NULL) == 1) {
+      if (f.type == SL_MSG_OK && f.id < 10) out->ok[f.id]++;
+      if (f.type == SL_MSG_ERROR) out->errors++;
+      if (f.type == SL_MSG_CLOSING) out->closing_count = field_i64(&f, SL_F_COUNT, -2);
+    }
+  }
+  sl_parser_free(&parser);
+}
+
+/* Requests that reached the agent before a quiesce get their replies
+ * before the agent closes their connection. */
+static void quiesce_replies_to_sent_requests(void) {
+  int other = raw_connect(H.sock);
+  CHECK(other >= 0);
+  sl_buf b = {0};
+  put_request(&b, SL_MSG_PING, 1, NULL);
+  put_request(&b, SL_MSG_EXEC, 2, "true");
+  put_request(&b, SL_MSG_PING, 3, NULL);
+  CHECK_INT(send(other, b.data, b.len, MSG_NOSIGNAL), ==, (long)b.len);
+  sl_buf_free(&b);
+  sl_error err = {0};
+  CHECK_OK(sl_agent_quiesce(H.sock, 5000, &err), &err);
+  replies r;
+  read_until_closed(other, 5000, &r);
+  close(other);
+  CHECK_INT(r.ok[1], ==, 1);
+  CHECK_INT(r.ok[2], ==, 1);
+  CHECK_INT(r.ok[3], ==, 1);
+  CHECK_INT(r.errors, ==, 0);
+  CHECK_INT(r.closing_count, ==, 3);
+  CHECK(r.closed);
+}
+
+typedef struct late_half {
+  int fd;
+  const uint8_t *bytes;
+  size_t len;
+} late_half;
+
+static void *send_late_half(void *arg) {
+  late_half *half = arg;
+  sleep_ms(200);
+  send(half->fd, half->bytes, half->len, MSG_NOSIGNAL);
+  return NULL;
+}
+
+/* A request the client was still sending when the quiesce arrived is
+ * read to its end and gets its reply. */
+static void quiesce_waits_for_partial_request(void) {
+  int other = raw_connect(H.sock);
+  CHECK(other >= 0);
+  sl_buf b = {0};
+  put_request(&b, SL_MSG_EXEC, 4, "echo partial");
+  size_t first = b.len / 2;
+  CHECK_INT(send(other, b.data, first, MSG_NOSIGNAL), ==, (long)first);
+  /* A ping on another connection lets the agent read the first half
+   * before the quiesce arrives. */
+  sl_agent_conn c;
+  sl_error err = {0};
+  CHECK_OK(open_conn(&c, &err), &err);
+  CHECK_OK(ping(&c, &err), &err);
+  sl_agent_conn_close(&c);
+  late_half half = {other, b.data + first, b.len - first};
+  pthread_t thread;
+  CHECK_INT(pthread_create(&thread, NULL, send_late_half, &half), ==, 0);
+  int rc = sl_agent_quiesce(H.sock, 5000, &err);
+  pthread_join(thread, NULL);
+  sl_buf_free(&b);
+  CHECK_OK(rc, &err);
+  replies r;
+  read_until_closed(other, 5000, &r);
+  close(other);
+  CHECK_INT(r.ok[4], ==, 1);
+  CHECK_INT(r.closing_count, ==, 1);
+  CHECK(r.closed);
+}
+
+/* 1 when a reply arrives on `fd` within `timeout_ms`. */
+static int reply_within(int fd, int timeout_ms) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  return poll(&p, 1, timeout_ms) == 1;
+}
+
+/* With a hold, a connection made after the quiesce waits unaccepted
+ * until the end signal. Without a hold, new connections are served at
+ * once. */
+static void quiesce_hold_waits_for_end_signal(void) {
+  sl_error err = {0};
+  CHECK_OK(sl_agent_quiesce_hold(H.sock, 5000, 60000, &err), &err);
+  int late = raw_connect(H.sock);
+  CHECK(late >= 0);
+  sl_buf b = {0};
+  put_request(&b, SL_MSG_PING, 5, NULL);
+  CHECK_INT(send(late, b.data, b.len, MSG_NOSIGNAL), ==, (long)b.len);
+  sl_buf_free(&b);
+  int early = reply_within(late, 300);
+  CHECK_OK(sl_agent_end_quiesce(H.pid, 0, &err), &err);
+  int answered = reply_within(late, 5000);
+  close(late);
+  CHECK(!early);
+  CHECK(answered);
+  /* Without a hold the agent accepts at once. */
+  CHECK_OK(sl_agent_quiesce(H.sock, 5000, &err), &err);
+  sl_agent_conn c;
+  CHECK_OK(open_conn(&c, &err), &err);
+  CHECK_OK(ping(&c, &err), &err);
+  sl_agent_conn_close(&c);
+}
+
+/* A hold ends by itself after its time, so an agent whose host died
+ * during a dump serves again. */
+static void quiesce_hold_ends_after_timeout(void) {
+  sl_error err = {0};
+  CHECK_OK(sl_agent_quiesce_hold(H.sock, 5000, 200, &err), &err);
+  sl_agent_conn c;
+  CHECK_OK(open_conn(&c, &err), &err);
+  CHECK_OK(ping(&c, &err), &err);
+  sl_agent_conn_close(&c);
+}
+
+static void quiesce_rejects_invalid_hold(void) {
+  sl_agent_conn c;
+  sl_error err = {0};
+  sl_buf b = {0}, reply = {0};
+  sl_frame f;
+  const int64_t bad[] = {-1, (int64_t)AGENT_HOLD_MAX_MS + 1};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CHECK_OK(open_conn(&c, &err), &err);
+    b.len = 0;
+    size_t start = sl_frame_begin(&b, SL_MSG_QUIESCE, 0);
+    sl_frame_put_i64(&b, SL_F_TIMEOUT_MS, bad[i]);
+    sl_frame_end(&b, start, NULL);
+    int rc = sl_agent_conn_call(&c, &b, NULL, NULL, &reply, &f, &err);
+    CHECK_INT(rc, ==, -EINVAL);
+    CHECK(strstr(err.msg, "invalid quiesce timeout") != NULL);
+    /* Nothing was quiesced: the connection still serves. */
+    CHECK_OK(ping(&c, &err), &err);
+    sl_agent_conn_close(&c);
+  }
+  sl_buf_free(&b);
+  sl_buf_free(&reply);
+}
+
+/* The end signal without a quiesce changes nothing. */
+static void end_signal_without_quiesce(void) {
+  sl_error err = {0};
+  CHECK_OK(sl_agent_end_quiesce(H.pid, 0, &err), &err);
+  sl_agent_conn c;
+  CHECK_OK(open_conn(&c, &err), &err);
+  CHECK_OK(ping(&c, &err), &err);
+  sl_agent_conn_close(&c);
+  /* Another start time than the agent's, or a pid that has ended, is
+   * not an error: there is no quiesce of that agent left to end. */
+  CHECK_OK(sl_agent_end_quiesce(H.pid, 1, &err), &err);
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  CHECK(child > 0);
+  waitpid(child, NULL, 0);
+  CHECK_OK(sl_agent_end_quiesce(child, 0, &err), &err);
+}
+
 static void two_connections_at_once(void) {
   sl_agent_conn a, b;
   sl_error err = {0};
@@ -804,6 +1002,12 @@ int main(void) {
   RUN(malformed_frame_drops_only_that_connection);
   RUN(random_bytes_never_stop_the_agent);
   RUN(quiesce_closes_every_connection);
+  RUN(quiesce_replies_to_sent_requests);
+  RUN(quiesce_waits_for_partial_request);
+  RUN(quiesce_hold_waits_for_end_signal);
+  RUN(quiesce_hold_ends_after_timeout);
+  RUN(quiesce_rejects_invalid_hold);
+  RUN(end_signal_without_quiesce);
   RUN(two_connections_at_once);
   RUN(fd_limit_pauses_accept);
   RUN(missing_agent_is_reported);

@@ -24,6 +24,7 @@ typedef struct result {
   const sl_buf *expected; /* compared as output arrives, when set */
   int mismatch;
   int pause_twice;        /* drop by pausing again while reconnecting */
+  uv_timer_t pause_timer;
 } result;
 
 static void on_start(sl_agent_exec *x, int64_t proc, int64_t pid, void *data) {
@@ -31,25 +32,26 @@ static void on_start(sl_agent_exec *x, int64_t proc, int64_t pid, void *data) {
   ((result *)data)->proc = proc;
 }
 
+/* Runs once the client has seen the connection close and waits to
+ * reconnect: the resume starts a new connection, which the pause right
+ * after catches before it is ready (a snapshot right after another one
+ * does this). */
+static void pause_twice(uv_timer_t *timer) {
+  result *r = timer->data;
+  sl_agent_pause(r->a);
+  sl_agent_resume(r->a);
+  sl_agent_pause(r->a);
+  sl_agent_resume(r->a);
+}
+
 static void drop_connection_now(result *r) {
   sl_error err = {0};
-  if (r->drops == 0) {
-    /* The agent closes every connection, the client's included. */
-    if (sl_agent_quiesce(H.sock, 5000, &err) < 0) {
-      fprintf(stderr, "quiesce failed: %s\n", err.msg);
-      r->mismatch = 1;
-    }
-  } else {
-    /* The client drops its own connection. */
-    sl_agent_pause(r->a);
-    sl_agent_resume(r->a);
+  /* The agent closes every connection, the client's included. */
+  if (sl_agent_quiesce(H.sock, 5000, &err) < 0) {
+    fprintf(stderr, "quiesce failed: %s\n", err.msg);
+    r->mismatch = 1;
   }
-  if (r->pause_twice) {
-    /* The resume started a new connection: a pause now catches it before
-     * it is ready (a snapshot right after another one does this). */
-    sl_agent_pause(r->a);
-    sl_agent_resume(r->a);
-  }
+  if (r->pause_twice && r->drops == 1) uv_timer_start(&r->pause_timer, pause_twice, 50, 0);
   r->drops++;
 }
 
@@ -215,11 +217,15 @@ static void pause_while_reconnecting_loses_nothing(void) {
   build_seq(&expected, 1, 400000);
   sl_agent *a = sl_agent_new(&loop, H.sock, NULL);
   result r = {.expected = &expected, .a = a, .drop_at = {100000, 1500000}, .pause_twice = 1};
+  uv_timer_init(&loop, &r.pause_timer);
+  r.pause_timer.data = &r;
   sl_error err = {0};
   sl_exec_spec spec = {.command = "seq 1 200000; sleep 0.3; seq 200001 400000",
                        .buffer_size = 65536};
   CHECK_OK(sl_agent_exec_start(a, &spec, &callbacks, &r, NULL, &err), &err);
-  CHECK(run_until(&r.done, 60000));
+  int done = run_until(&r.done, 60000);
+  uv_close((uv_handle_t *)&r.pause_timer, NULL);
+  CHECK(done);
   if (r.has_err) fprintf(stderr, "exec failed: %s\n", r.err.msg);
   CHECK(!r.has_err);
   CHECK_INT(r.drops, ==, 2);
@@ -245,6 +251,75 @@ static void on_reply(sl_agent *a, const sl_frame *msg, const sl_error *err, void
     s->failed = 1;
     s->err = *err;
   }
+}
+
+static void ping(sl_agent *a, reply_state *s) {
+  sl_buf b = {0};
+  sl_error err = {0};
+  sl_frame_end(&b, sl_frame_begin(&b, SL_MSG_PING, 0), NULL);
+  if (sl_agent_request(a, &b, on_reply, s, &err) < 0) {
+    s->done = 1;
+    s->failed = 1;
+    s->err = err;
+  }
+  sl_buf_free(&b);
+}
+
+/* A paused client keeps its ready connection: an exec started before
+ * the pause ends normally on it, and a request made while paused waits
+ * in the queue until the resume. */
+static void pause_keeps_ready_connection(void) {
+  sl_agent *a = sl_agent_new(&loop, H.sock, NULL);
+  reply_state first = {0}, held = {0};
+  ping(a, &first);
+  CHECK(run_until(&first.done, 10000));
+  CHECK(!first.failed);
+  result r = {0};
+  sl_error err = {0};
+  sl_exec_spec spec = {.command = "sleep 0.2; echo held"};
+  CHECK_OK(sl_agent_exec_start(a, &spec, &callbacks, &r, NULL, &err), &err);
+  sl_agent_pause(a);
+  ping(a, &held);
+  CHECK(run_until(&r.done, 10000));
+  int answered_while_paused = held.done;
+  sl_agent_resume(a);
+  CHECK(run_until(&held.done, 10000));
+  CHECK(!r.has_err);
+  CHECK_INT(r.st.exit_code, ==, 0);
+  CHECK(bytes_equal(&r.out[1], "held\n", 5));
+  CHECK(!answered_while_paused);
+  CHECK(!held.failed);
+  result_free(&r);
+  close_client(a);
+}
+
+/* Requests written after the agent closed the connection for a quiesce
+ * were never read (CLOSING carries the count it read). They go out again
+ * on the next connection once the quiesce ends, instead of failing. */
+static void unread_requests_are_sent_again(void) {
+  sl_agent *a = sl_agent_new(&loop, H.sock, NULL);
+  reply_state before = {0}, after = {0};
+  ping(a, &before);
+  CHECK(run_until(&before.done, 10000));
+  CHECK(!before.failed);
+  sl_error err = {0};
+  /* The loop does not run: the client has not seen the close yet. */
+  CHECK_OK(sl_agent_quiesce_hold(H.sock, 5000, 60000, &err), &err);
+  ping(a, &after);
+  result r = {0};
+  sl_exec_spec spec = {.command = "echo again"};
+  CHECK_OK(sl_agent_exec_start(a, &spec, &callbacks, &r, NULL, &err), &err);
+  CHECK_OK(sl_agent_end_quiesce(H.pid, 0, &err), &err);
+  CHECK(run_until(&after.done, 10000));
+  CHECK(run_until(&r.done, 10000));
+  if (after.failed) fprintf(stderr, "ping failed: %s\n", after.err.msg);
+  CHECK(!after.failed);
+  if (r.has_err) fprintf(stderr, "exec failed: %s\n", r.err.msg);
+  CHECK(!r.has_err);
+  CHECK_INT(r.st.exit_code, ==, 0);
+  CHECK(bytes_equal(&r.out[1], "again\n", 6));
+  result_free(&r);
+  close_client(a);
 }
 
 static void stdin_streams_to_process(void) {
@@ -662,6 +737,8 @@ int main(void) {
   RUN(twenty_megabytes_arrive_intact);
   RUN(reattach_after_drops_loses_nothing);
   RUN(pause_while_reconnecting_loses_nothing);
+  RUN(pause_keeps_ready_connection);
+  RUN(unread_requests_are_sent_again);
   RUN(stdin_streams_to_process);
   RUN(signal_ends_process);
   RUN(missing_program_fails_exec);

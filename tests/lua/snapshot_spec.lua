@@ -132,10 +132,10 @@ describe("sandbox:snapshot", function()
     assert.is_nil(ok)
     assert.are.equal("EEXIST", name)
     -- The operation comes once, with the sandbox.
-    assert.are.equal("EEXIST: snapshot of " .. sb.id .. ": snapshot name is taken: loaded:v1", message)
+    assert.are.equal("EEXIST: snapshot " .. sb.id .. ": snapshot name is taken: loaded:v1", message)
     ok, message = sb:snapshot { name = "" }
     assert.is_nil(ok)
-    assert.are.equal("EINVAL: snapshot of " .. sb.id .. ": invalid snapshot name: empty", message)
+    assert.are.equal("EINVAL: snapshot " .. sb.id .. ": invalid snapshot name: empty", message)
     ok, message, name = sb:snapshot { tag = "alone" }
     assert.is_nil(ok)
     assert.are.equal("EINVAL", name)
