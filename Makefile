@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 # print "Entering directory" and "Leaving directory" lines.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build test test-fast demo bench bench-quick clean
+.PHONY: all deps build test demo bench bench-quick clean
 
 all: build
 

@@ -122,9 +122,12 @@ static int command_gc(sl_sandboxes *h, int argc, char **argv) {
     killed++;
   }
   free(list);
-  int cleaned = 0;
+  sl_gc_counts cleaned = {0};
   if (sl_sandbox_gc(h, &cleaned, &err) < 0) rc = fail("gc", &err);
-  if (rc == 0) printf("{\"killed\": %d, \"cleaned\": %d}\n", killed, cleaned);
+  if (rc == 0)
+    printf("{\"killed\": %d, \"cleaned\": {\"sandboxes\": %d, \"mounts\": %d, "
+           "\"snapshots\": %d, \"layers\": %d}}\n",
+           killed, cleaned.sandboxes, cleaned.mounts, cleaned.snapshots, cleaned.layers);
   return rc;
 }
 

@@ -8,8 +8,8 @@
 
 int catalog_check_limit(int limit, sl_error *err) {
   if (limit < 1 || limit > SL_LIST_MAX_LIMIT)
-    return sl_error_set(err, EINVAL, "invalid limit %d (expected 1..%d)", limit,
-                        SL_LIST_MAX_LIMIT);
+    return sl_error_set(err, EINVAL, "invalid limit: %d (expected a whole number from 1 to %d)",
+                        limit, SL_LIST_MAX_LIMIT);
   return 0;
 }
 

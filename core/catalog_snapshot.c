@@ -74,7 +74,7 @@ static int check_spec(const sl_snapshot_spec *spec, sl_error *err) {
   if (rc == 0 && (unsigned)spec->kind > SL_SNAPSHOT_FS)
     rc = sl_error_set(err, EINVAL, "invalid snapshot kind: %d", (int)spec->kind);
   if (rc == 0) rc = catalog_check_abs_path("layer path", spec->layer_path, err);
-  if (rc == 0) rc = catalog_check_abs_path("image folder", spec->image_dir, err);
+  if (rc == 0) rc = catalog_check_abs_path("image directory", spec->image_dir, err);
   if (rc == 0 && spec->expires_at < 0)
     rc = sl_error_set(err, EINVAL, "invalid expiry time: %lld", (long long)spec->expires_at);
   return rc;

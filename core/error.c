@@ -57,8 +57,12 @@ int sl_error_wrap(sl_error *err, const char *fmt, ...) {
 
 int sl_error_wrap_subject(sl_error *err, const char *operation, const char *subject) {
   if (err == NULL) return -EIO;
-  if (subject == NULL || (subject[0] != '\0' && strstr(err->msg, subject) != NULL))
-    return sl_error_wrap(err, "%s", operation);
+  int has_subject = subject == NULL || (subject[0] != '\0' && strstr(err->msg, subject) != NULL);
+  size_t n = strlen(operation);
+  int has_operation = strncmp(err->msg, operation, n) == 0 &&
+                      (err->msg[n] == ' ' || err->msg[n] == ':');
+  if (has_subject && has_operation) return -err->code;
+  if (has_subject) return sl_error_wrap(err, "%s", operation);
   char quoted[SL_SUBJECT_MAX];
   return sl_error_wrap(err, "%s %s", operation, sl_subject(quoted, sizeof quoted, subject));
 }

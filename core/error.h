@@ -43,7 +43,9 @@ int sl_error_wrap(sl_error *err, const char *fmt, ...)
 
 /* Prepend "OPERATION: " when the message already contains `subject`, else
  * "OPERATION SUBJECT: " with the subject as sl_subject() writes it, so the subject
- * appears once. Returns -err->code like sl_error_wrap(). */
+ * appears once. A message that contains the subject and starts with the
+ * operation ("snapshot of sb-1: ...") stays as it is, so the operation
+ * appears once too. Returns -err->code like sl_error_wrap(). */
 int sl_error_wrap_subject(sl_error *err, const char *operation, const char *subject);
 
 void sl_error_clear(sl_error *err);

@@ -363,8 +363,13 @@ static int proc_kill(sl_sandboxes *h, const sl_sandbox_info *info, sl_error *err
     if (sl_sbstore_get(h->store, info->id, &now, err) == 0 && now.state == SL_SANDBOX_DEAD)
       return sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", now.end_reason, now.id);
   }
-  SL_WARN("sandbox.kill_orphan", "sandbox=%s op=kill note=\"monitor gone, releasing directly\"",
-          info->id);
+  /* A paused sandbox has no monitor by design; any other has lost it. */
+  if (info->state == SL_SANDBOX_PAUSED)
+    SL_DEBUG("sandbox.kill_paused", "sandbox=%s op=kill note=\"no monitor while paused, releasing "
+             "directly\"", info->id);
+  else
+    SL_WARN("sandbox.kill_orphan", "sandbox=%s op=kill note=\"monitor gone, releasing directly\"",
+            info->id);
   sl_sandbox_info copy = *info;
   return release_orphan(h, &copy, "killed", err);
 }
@@ -377,7 +382,7 @@ static int change_freezer(sl_sandboxes *h, const sl_sandbox_info *info, int free
   if (info->state == SL_SANDBOX_CREATING)
     return sl_error_set(err, EBUSY, "sandbox is still being created: %s", info->id);
   if (info->state == SL_SANDBOX_PAUSED)
-    return sl_error_set(err, EINVAL, "sandbox is paused (resume it first): %s", info->id);
+    return sl_error_set(err, EBUSY, "sandbox is paused (resume it first): %s", info->id);
   sl_cgroup cg;
   if (sl_cgroup_parse(info->cgroups, &cg, err) < 0) return -err->code;
   int rc = freeze ? sl_cgroup_freeze(&cg, err) : sl_cgroup_thaw(&cg, err);

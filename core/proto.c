@@ -153,8 +153,9 @@ int sl_frame_end(sl_buf *b, size_t start, sl_error *err) {
   size_t length = b->len - start - 4;
   if (length > SL_PROTO_MAX_FRAME) {
     b->len = start;
-    return sl_error_set(err, EMSGSIZE, "frame too large: %zu bytes (maximum %u)", length,
-                        SL_PROTO_MAX_FRAME);
+    return sl_error_set(err, EMSGSIZE,
+                        "message too large for the agent protocol: %zu bytes (at most %u)",
+                        length, SL_PROTO_MAX_FRAME);
   }
   put_u32(b->data + start, (uint32_t)length);
   return 0;

@@ -135,16 +135,17 @@ static int check_limits(const sl_create_spec *spec, sl_error *err) {
   if (spec->memory && bytes < 16ULL << 20)
     return sl_error_set(err, EINVAL, "invalid memory limit: \"%s\" (minimum 16M)", spec->memory);
   if (spec->memory && bytes > INT64_MAX)
-    return sl_error_set(err, EINVAL, "invalid memory limit: \"%s\" (at most %lld bytes)",
+    return sl_error_set(err, EINVAL, "invalid memory limit: \"%s\" (too large: at most %lld bytes)",
                         spec->memory, (long long)INT64_MAX);
-  if (spec->pids < 0 || spec->pids > 4194304)
-    return sl_error_set(err, EINVAL, "invalid pids limit: %lld (expected 1..4194304)",
-                        (long long)spec->pids);
-  if (spec->cpu_shares != 0 && (spec->cpu_shares < 2 || spec->cpu_shares > 262144))
-    return sl_error_set(err, EINVAL, "invalid cpu_shares: %lld (expected 2..262144)",
-                        (long long)spec->cpu_shares);
+  if (spec->pids < 0 || spec->pids > SL_PIDS_MAX)
+    return sl_error_set(err, EINVAL, "invalid pids limit: %lld (expected a whole number from 1 to %d)",
+                        (long long)spec->pids, SL_PIDS_MAX);
+  if (spec->cpu_shares != 0 && (spec->cpu_shares < 2 || spec->cpu_shares > SL_CPU_SHARES_MAX))
+    return sl_error_set(err, EINVAL,
+                        "invalid cpu_shares: %lld (expected a whole number from 2 to %d)",
+                        (long long)spec->cpu_shares, SL_CPU_SHARES_MAX);
   if (!(spec->cpus >= 0 && spec->cpus <= 1024) || (spec->cpus > 0 && spec->cpus < 0.01))
-    return sl_error_set(err, EINVAL, "invalid cpus: %g (expected 0.01..1024, or 0 for no quota)",
+    return sl_error_set(err, EINVAL, "invalid cpus: %g (expected 0.01 to 1024, or 0 for no quota)",
                         spec->cpus);
   if (spec->timeout_sec < 0 || spec->timeout_sec > SL_TIMEOUT_MAX_SEC)
     return sl_error_set(err, EINVAL, "invalid timeout: %lld (expected whole seconds from 0 to %lld)",
@@ -172,6 +173,30 @@ int sl_sandbox_spec_check(const sl_create_spec *spec, sl_error *err) {
   return 0;
 }
 
+/* Reject the options a sandbox made from `sn` cannot honour. A fork of a
+ * full snapshot restores the agent from memory, with the environment and
+ * working directory it had at the snapshot. A filesystem-only snapshot
+ * boots a fresh agent, which takes both. */
+static int check_fork_options(const sl_create_spec *spec, const sl_snapshot *sn, sl_error *err) {
+  /* SL_BACKEND_PROCESS is also the value of an unset backend, which
+   * takes the snapshot's. */
+  if (spec->backend != SL_BACKEND_PROCESS && spec->backend != sn->backend)
+    return sl_error_set(err, EINVAL,
+                        "invalid backend: %s (snapshot %s is a %s snapshot, and a sandbox made "
+                        "from a snapshot runs on the snapshot's backend)",
+                        sl_backend_name(spec->backend), sn->id, sl_backend_name(sn->backend));
+  if (sn->kind != SL_SNAPSHOT_FULL) return 0;
+  if (spec->env != NULL && spec->env[0] != NULL)
+    return sl_error_set(err, EINVAL,
+                        "env does not apply to a fork of %s: forks keep the snapshot's "
+                        "environment (pass env to each exec instead)", sn->id);
+  if (spec->cwd != NULL)
+    return sl_error_set(err, EINVAL,
+                        "cwd does not apply to a fork of %s: forks keep the snapshot's working "
+                        "directory (pass cwd to each exec instead)", sn->id);
+  return 0;
+}
+
 /* Calls */
 
 int sl_sandbox_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_info *out,
@@ -183,9 +208,11 @@ int sl_sandbox_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_in
   sl_snapshot sn = {0};
   if (sl_catalog_snapshot_resolve(sl_sbstore_catalog(h->store), spec->snapshot, &sn, err) < 0)
     return sl_error_wrap(err, "create sandbox");
+  int rc = check_fork_options(spec, &sn, err);
   sl_create_spec copy = *spec;
   copy.backend = sn.backend;
   sl_snapshot_clear(&sn);
+  if (rc < 0) return sl_error_wrap(err, "create sandbox");
   const sl_backend_ops *ops = sl_backend_ops_for(copy.backend, err);
   if (ops == NULL) return sl_error_wrap(err, "create sandbox");
   /* A backend without snapshots cannot start from one either. */
@@ -203,6 +230,16 @@ int sl_sandbox_list(sl_sandboxes *h, sl_sandbox_info **out, size_t *count, sl_er
   return sl_sbstore_list(h->store, out, count, err);
 }
 
+/* Whether `err` is about the sandbox itself ("sandbox is paused (resume
+ * it first): ID"), which the error contract leaves without an operation
+ * in front, as it does "sandbox has ended". */
+static int about_sandbox(const sl_error *err, const char *id) {
+  size_t length = strlen(err->msg), id_length = strlen(id);
+  return strncmp(err->msg, "sandbox ", 8) == 0 && length > id_length + 2 &&
+         strncmp(err->msg + length - id_length - 2, ": ", 2) == 0 &&
+         strcmp(err->msg + length - id_length, id) == 0;
+}
+
 int sl_sandbox_locked(sl_sandboxes *h, const char *id, const char *what, int wait_ms,
                       sl_op_fn fn, void *arg, sl_error *err) {
   sl_sandbox_info info;
@@ -218,6 +255,7 @@ int sl_sandbox_locked(sl_sandboxes *h, const char *id, const char *what, int wai
   }
   if (rc == 0) rc = fn(h, &info, arg, err);
   sl_op_unlock(lock);
+  if (rc < 0 && about_sandbox(err, id)) return rc;
   if (rc < 0) return sl_error_wrap_subject(err, what, id);
   SL_INFO("sandbox.op", "sandbox=%s op=%s", id, what);
   return 0;
@@ -300,10 +338,11 @@ static int collect_layers(sl_sandboxes *h, int *count, sl_error *err) {
   return rc;
 }
 
-int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
+int sl_sandbox_gc(sl_sandboxes *h, sl_gc_counts *counts, sl_error *err) {
+  sl_gc_counts found = {0};
   sl_sandbox_info *items;
   size_t count;
-  if (cleaned) *cleaned = 0;
+  if (counts) *counts = found;
   if (sl_sbstore_list(h->store, &items, &count, err) < 0) return sl_error_wrap(err, "gc");
   int rc = 0;
   for (size_t i = 0; i < count; i++) {
@@ -313,20 +352,15 @@ int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err) {
       SL_WARN("sandbox.gc_failed", "sandbox=%s error=\"%s\"", items[i].id, err->msg);
       if (rc == 0) rc = -err->code;
     }
-    if (cleaned) *cleaned += one;
+    found.sandboxes += one;
   }
   free(items);
-  int orphans = 0;
-  if (sl_proc_gc_orphans(h, &orphans, err) < 0 && rc == 0) rc = -err->code;
-  if (cleaned) *cleaned += orphans;
-  int snapshots = 0;
+  if (sl_proc_gc_orphans(h, &found.mounts, err) < 0 && rc == 0) rc = -err->code;
   if (sl_snapshot_gc(sl_sbstore_catalog(h->store), sl_sbstore_store(h->store),
-                     GC_PENDING_AGE_MS, &snapshots, err) < 0 && rc == 0)
+                     GC_PENDING_AGE_MS, &found.snapshots, err) < 0 && rc == 0)
     rc = -err->code;
-  if (cleaned) *cleaned += snapshots;
-  int layers = 0;
-  if (collect_layers(h, &layers, err) < 0 && rc == 0) rc = -err->code;
-  if (cleaned) *cleaned += layers;
+  if (collect_layers(h, &found.layers, err) < 0 && rc == 0) rc = -err->code;
+  if (counts) *counts = found;
   return rc < 0 ? sl_error_wrap(err, "gc") : 0;
 }
 

@@ -38,10 +38,15 @@
 /* The maximum timeout, in seconds (100 years of 365 days). Create,
  * set_timeout and the monitor accept 0 (none) to this. */
 #define SL_TIMEOUT_MAX_SEC (100LL * 365 * 24 * 3600)
+/* The maximum pids limit: Linux's PID_MAX_LIMIT on 64-bit systems. */
+#define SL_PIDS_MAX 4194304
+/* The maximum of cpu.shares on cgroup v1 (MAX_SHARES of the scheduler). */
+#define SL_CPU_SHARES_MAX 262144
 
 /* What to create. Zero or NULL fields take the documented default. */
 typedef struct sl_create_spec {
-  sl_backend backend;        /* SL_BACKEND_PROCESS (0) */
+  sl_backend backend;        /* SL_BACKEND_PROCESS (0); with `snapshot`, 0
+                                means the snapshot's backend */
   const char *template_name; /* default "base" */
   int64_t timeout_sec;       /* 0: no timeout; counted from creation; at
                                 most SL_TIMEOUT_MAX_SEC */
@@ -50,14 +55,15 @@ typedef struct sl_create_spec {
                                 the files only, a resume boots a fresh agent
                                 on them */
   const char *memory;        /* memory limit, "512M", "1G"; default "1G";
-                                16M to INT64_MAX bytes. For a VM its guest
-                                RAM, whole MiB, default 256M */
-  int64_t pids;              /* max processes and threads; default 1024. This
-                                and the next two: process sandboxes only
-                                (EINVAL for a VM) */
+                                16M to INT64_MAX bytes. A limit above the
+                                host's memory limits nothing. For a VM its
+                                guest RAM, whole MiB, default 256M */
+  int64_t pids;              /* max processes and threads, 1 to SL_PIDS_MAX;
+                                0: the default, 1024. This and the next two:
+                                process sandboxes only (EINVAL for a VM) */
   int64_t cpu_shares;        /* relative CPU weight on the cpu.shares scale,
-                                2..262144 (1024 is a v1 default); 0 leaves
-                                the kernel's default */
+                                2 to SL_CPU_SHARES_MAX (1024 is a v1
+                                default); 0 leaves the kernel's default */
   double cpus;               /* CPU time quota in CPUs (0.5 = half of one);
                                 0: no quota */
   const char *const *env;    /* "NAME=value" entries, NULL-terminated: the
@@ -74,8 +80,12 @@ typedef struct sl_create_spec {
    * snapshot's memory in a new sandbox with its own id, cgroups, network
    * namespace and hostname (default: the new id), and 32 fresh random
    * bytes in the kernel's pool. A filesystem-only snapshot boots a fresh
-   * agent on its files. The template is the snapshot's (a different
-   * template_name is EINVAL). */
+   * agent on its files. The backend and template are the snapshot's: a
+   * different template_name, or a backend other than 0 that differs, is
+   * EINVAL. A fork keeps the
+   * environment and working directory of the snapshot's agent, so env
+   * and cwd are EINVAL with a full snapshot. The limits, timeout,
+   * on_timeout, hostname, labels and auto_kill apply as for any sandbox. */
   const char *snapshot;
   /* With a full snapshot: a command run by /bin/sh -c in the fork before
    * create returns; a non-zero exit fails the create (EIO). */
@@ -184,8 +194,8 @@ typedef struct sl_snapshot_opts {
  * the quiesce before the dump: its processes run from then until CRIU
  * freezes them (milliseconds), and it is frozen again afterwards. `out`
  * receives the snapshot (release with sl_snapshot_clear); `timing` may
- * be NULL. Fails with ENOENT, ESRCH (ended), EBUSY (another operation),
- * EINVAL (bad name, tag or labels, or a paused sandbox), ETIMEDOUT (the
+ * be NULL. Fails with ENOENT, ESRCH (ended), EBUSY (another operation, or
+ * a paused sandbox), EINVAL (bad name, tag or labels), ETIMEDOUT (the
  * agent did not reply to the quiesce) or EIO (CRIU failed). On failure no
  * snapshot is left and the sandbox keeps running, or stays frozen. */
 int sl_sandbox_snapshot(sl_sandboxes *h, const char *id, const sl_snapshot_opts *opts,
@@ -245,6 +255,15 @@ int sl_snapshots_list(sl_sandboxes *h, const sl_snapshot_query *query, sl_snapsh
  * unknown or already deleted snapshot. */
 int sl_snapshots_delete(sl_sandboxes *h, const char *ref, sl_error *err);
 
+/* What sl_sandbox_gc() cleaned, counted by kind. */
+typedef struct sl_gc_counts {
+  int sandboxes; /* sandboxes released, dropped, thawed or marked dead */
+  int mounts;    /* mounts below sandboxes/ of ids without a record */
+  int snapshots; /* snapshots a crashed take or delete left: pending rows
+                    and directories without a row */
+  int layers;    /* layers that nothing used any more */
+} sl_gc_counts;
+
 /* Clean up what a crashed host or monitor left. For every sandbox whose
  * monitor is gone, kill its processes, unmount what is mounted below its
  * directory, remove its cgroups and mark it dead ("monitor_lost"). Rows
@@ -253,10 +272,10 @@ int sl_snapshots_delete(sl_sandboxes *h, const char *ref, sl_error *err);
  * sandbox keeps its files; only mounts and cgroups a crashed pause left
  * are released. Running sandboxes left frozen by a crashed snapshot are
  * thawed. Snapshots a crashed take or delete left (pending rows older
- * than 60 s, folders without a row) are removed, and so are layers that
- * nothing uses any more. Writes the number of sandboxes, snapshots and
- * layers cleaned to `cleaned` (may be NULL). */
-int sl_sandbox_gc(sl_sandboxes *h, int *cleaned, sl_error *err);
+ * than 60 s, directories without a row) are removed, and so are layers
+ * that nothing uses any more. Writes what was cleaned, by kind, to
+ * `counts` (may be NULL). */
+int sl_sandbox_gc(sl_sandboxes *h, sl_gc_counts *counts, sl_error *err);
 
 /* Remove the records and folders of sandboxes that ended at least
  * `age_ms` milliseconds ago (0: every ended one), as sl_sandbox_remove()

@@ -28,7 +28,7 @@ static int check_live(const sl_sandbox_info *info, sl_error *err) {
   if (info->state == SL_SANDBOX_CREATING)
     return sl_error_set(err, EBUSY, "sandbox is still being created: %s", info->id);
   if (info->state == SL_SANDBOX_PAUSED)
-    return sl_error_set(err, EINVAL, "sandbox is paused (resume it first): %s", info->id);
+    return sl_error_set(err, EBUSY, "sandbox is paused (resume it first): %s", info->id);
   return sl_error_set(err, ESRCH, "sandbox has ended (%s): %s", info->end_reason, info->id);
 }
 
@@ -196,7 +196,7 @@ static void undo_created(sl_sandboxes *h, create_job *jobs, size_t count) {
 int sl_sandbox_create_many(sl_sandboxes *h, const sl_create_spec *spec, size_t count,
                            sl_sandbox_info *out, sl_error *err) {
   if (count < 1 || count > CREATE_MANY_MAX)
-    return sl_error_set(err, EINVAL, "invalid count: %zu (expected 1..%d)", count,
+    return sl_error_set(err, EINVAL, "invalid count: %zu (expected 1 to %d)", count,
                         CREATE_MANY_MAX);
   create_job jobs[CREATE_MANY_MAX];
   pthread_t threads[CREATE_MANY_MAX];

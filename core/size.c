@@ -23,6 +23,11 @@ static int unit_shift(const char *suffix) {
   return -1;
 }
 
+static int too_large(const char *text, sl_error *err) {
+  return sl_error_set(err, EINVAL, "invalid size: \"%s\" (too large: at most %llu bytes)", text,
+                      (unsigned long long)UINT64_MAX);
+}
+
 int sl_parse_size(const char *text, uint64_t *out, sl_error *err) {
   if (text == NULL) return sl_error_set(err, EINVAL, "invalid size: (null)");
 
@@ -34,8 +39,7 @@ int sl_parse_size(const char *text, uint64_t *out, sl_error *err) {
   uint64_t value = 0;
   for (; isdigit((unsigned char)*p); p++) {
     uint64_t digit = (uint64_t)(*p - '0');
-    if (value > (UINT64_MAX - digit) / 10)
-      return sl_error_set(err, EINVAL, "invalid size: \"%s\" (too large)", text);
+    if (value > (UINT64_MAX - digit) / 10) return too_large(text, err);
     value = value * 10 + digit;
   }
 
@@ -50,8 +54,7 @@ int sl_parse_size(const char *text, uint64_t *out, sl_error *err) {
                         "invalid size: \"%s\" (unknown unit \"%s\"; use K, M, G or T)",
                         text, p);
   if (value == 0) return sl_error_set(err, EINVAL, "invalid size: \"%s\" (must be > 0)", text);
-  if (shift > 0 && value > (UINT64_MAX >> shift))
-    return sl_error_set(err, EINVAL, "invalid size: \"%s\" (too large)", text);
+  if (shift > 0 && value > (UINT64_MAX >> shift)) return too_large(text, err);
 
   *out = value << shift;
   return 0;

@@ -123,7 +123,7 @@ static int check_sandbox_state(const sl_sandbox *sb, sl_error *err) {
     case SL_SANDBOX_CREATING:
       return sl_error_set(err, EBUSY, "sandbox is still being created: %s", sb->id);
     case SL_SANDBOX_PAUSED:
-      return sl_error_set(err, EINVAL, "sandbox is paused (resume it first): %s", sb->id);
+      return sl_error_set(err, EBUSY, "sandbox is paused (resume it first): %s", sb->id);
     case SL_SANDBOX_DEAD: return sl_error_set(err, ESRCH, "sandbox is dead: %s", sb->id);
   }
   uint64_t start = sb->init_pid > 0 ? sl_pid_start_time((pid_t)sb->init_pid) : 0;

@@ -51,10 +51,10 @@ typedef struct sl_snapshot_timing {
 /* Take a snapshot of a running (or frozen) sandbox. `out` (may be NULL)
  * receives the ready row; release it with sl_snapshot_clear(). Fails with
  * ENOENT (unknown sandbox), ESRCH (sandbox dead or without processes),
- * EBUSY (another operation has its op.lock, or it is still being created),
- * EINVAL (bad name, tag or labels, or a paused sandbox), or EIO with
- * CRIU's error lines. The message does not name the operation: the
- * caller adds it. On failure no snapshot, folder or layer is left and
+ * EBUSY (another operation has its op.lock, it is still being created,
+ * or it is paused), EINVAL (bad name, tag or labels), or EIO with CRIU's
+ * error lines. The message does not name the operation: the caller adds
+ * it. On failure no snapshot, directory or layer is left and
  * the sandbox keeps running. */
 int sl_snapshot_take(sl_catalog *cat, const sl_store *store, const sl_snapshot_request *req,
                      sl_snapshot *out, sl_snapshot_timing *timing, sl_error *err);

@@ -83,11 +83,11 @@ static int check_folder(int fd, const char *path, sl_error *err) {
   if (fstat(fd, &st) < 0) return sl_error_errno(err, errno, "cannot stat %s", path);
   if (!S_ISDIR(st.st_mode)) return sl_error_set(err, ENOTDIR, "not a directory: %s", path);
   if (st.st_uid != geteuid())
-    return sl_error_set(err, EPERM, "store folder %s is owned by uid %u, not by uid %u", path,
+    return sl_error_set(err, EPERM, "store directory %s is owned by uid %u, not by uid %u", path,
                         (unsigned)st.st_uid, (unsigned)geteuid());
   if (st.st_mode & (S_IWGRP | S_IWOTH))
     return sl_error_set(err, EPERM,
-                        "store folder %s is writable by group or others (mode %04o); run "
+                        "store directory %s is writable by group or others (mode %04o); run "
                         "chmod go-w on it",
                         path, (unsigned)(st.st_mode & 07777));
   return 0;
@@ -103,7 +103,7 @@ static int ensure_subfolder(int root_fd, const char *root, const char *name, sl_
 
   int fd = openat(root_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
-    return sl_error_set(err, EPERM, "store folder %s is not a plain directory", path);
+    return sl_error_set(err, EPERM, "store directory %s is not a plain directory", path);
   if (fd < 0) return sl_error_errno(err, errno, "cannot open %s", path);
   int rc = check_folder(fd, path, err);
   close(fd);
@@ -157,7 +157,7 @@ int sl_store_exists(const char *root, sl_error *err) {
     if (errno == ENOENT) return 0;
     return sl_error_errno(err, errno, "cannot stat store root %s", root);
   }
-  if (!S_ISDIR(st.st_mode)) return sl_error_set(err, ENOTDIR, "store root is not a folder: %s", root);
+  if (!S_ISDIR(st.st_mode)) return sl_error_set(err, ENOTDIR, "store root is not a directory: %s", root);
   int n = snprintf(catalog, sizeof catalog, "%s/catalog.db", root);
   if (n < 0 || (size_t)n >= sizeof catalog)
     return sl_error_set(err, ENAMETOOLONG, "store root too long: %s", root);

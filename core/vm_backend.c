@@ -287,7 +287,7 @@ static int with_running_vm(sl_sandboxes *h, const sl_sandbox_info *info,
   if (info->state == SL_SANDBOX_CREATING)
     return sl_error_set(err, EBUSY, "sandbox is still being created: %s", info->id);
   if (info->state == SL_SANDBOX_PAUSED)
-    return sl_error_set(err, EINVAL, "sandbox is paused (resume it first): %s", info->id);
+    return sl_error_set(err, EBUSY, "sandbox is paused (resume it first): %s", info->id);
   sl_vm *vm = NULL;
   int rc = sl_vm_open(h->home, info->id, &vm, err);
   if (rc == 0) rc = fn(vm, err);

@@ -623,6 +623,10 @@ void sl_open_agent(lua_State *L) {
 
   lua_pushcfunction(L, l_agent_open);
   lua_setfield(L, -2, "agent_open");
+  /* The maximum of data bytes one request should carry, so that a
+   * request with other fields still fits SL_PROTO_MAX_FRAME. */
+  lua_pushinteger(L, SL_PROTO_CHUNK);
+  lua_setfield(L, -2, "agent_chunk_size");
 
   /* The SL_FILE_* bits of core/proto.h. */
   static const struct {

@@ -848,6 +848,15 @@ static int l_agent(lua_State *L) {
   return 1;
 }
 
+/* process:_failure(): the fail tuple of a failed handle, the one its
+ * reads return, with a fourth value "connection" when the connection
+ * failed. Returns nothing for a handle that has not failed. */
+static int l_failure(lua_State *L) {
+  lproc *p = check_proc(L, "process:_failure");
+  if (p->state != P_FAILED) return 0;
+  return push_failure(L, p);
+}
+
 static int l_tostring(lua_State *L) {
   process_ud *ud = luaL_checkudata(L, 1, SL_PROCESS_MT);
   lproc *p = ud->p;
@@ -897,6 +906,7 @@ void sl_open_process(lua_State *L) {
       {"_set_pump", l_set_pump},
       {"_take", l_take},
       {"_agent", l_agent},
+      {"_failure", l_failure},
       {NULL, NULL},
   };
   luaL_newmetatable(L, SL_PROCESS_MT);

@@ -194,7 +194,7 @@ typedef struct {
   sl_sandbox_info info;
   sl_sandbox_info *list;
   size_t count;
-  int cleaned;
+  sl_gc_counts cleaned;  /* OP_GC: what the core's gc cleaned */
   int removed;           /* OP_GC: records of ended sandboxes removed */
   int rc;
   int pushed;
@@ -334,9 +334,13 @@ static int work_push(lua_State *T, void *data) {
     }
     return 1;
   case OP_GC:
-    lua_pushinteger(T, w->cleaned);
-    lua_pushinteger(T, w->removed);
-    return 2;
+    lua_createtable(T, 0, 5);
+    set_integer(T, "sandboxes", w->cleaned.sandboxes);
+    set_integer(T, "mounts", w->cleaned.mounts);
+    set_integer(T, "snapshots", w->cleaned.snapshots);
+    set_integer(T, "layers", w->cleaned.layers);
+    set_integer(T, "records", w->removed);
+    return 1;
   default:
     lua_pushboolean(T, 1);
     return 1;
@@ -504,7 +508,7 @@ static int l_create(lua_State *L) {
   /* Check here too, so that a bad value fails without a trip to the pool. */
   if (rc == 0) rc = sl_sandbox_spec_check(spec, &err);
   if (rc == 0 && count > 64)
-    rc = sl_error_set(&err, EINVAL, "invalid count: %lld (expected 1..64)", (long long)count);
+    rc = sl_error_set(&err, EINVAL, "invalid count: %lld (expected 1 to 64)", (long long)count);
   if (rc < 0) {
     work_free(w);
     sl_error_wrap(&err, "create sandbox");
@@ -556,8 +560,9 @@ static int l_list(lua_State *L) {
 }
 
 /* core.sandbox_gc([keep_seconds]): gc, then with `keep_seconds` remove
- * the records of sandboxes that ended at least that long ago. Returns
- * how many sandboxes were cleaned and how many records removed. */
+ * the records of sandboxes that ended at least that long ago. Returns a
+ * table of counts: sandboxes, mounts, snapshots and layers cleaned (as
+ * in sl_gc_counts) and records removed. */
 static int l_gc(lua_State *L) {
   lua_Integer keep = luaL_optinteger(L, 1, -1);
   sl_async_check(L, "sandlot.gc");
@@ -666,6 +671,10 @@ void sl_open_sandbox(lua_State *L) {
   luaL_setfuncs(L, functions, 0);
   lua_pushinteger(L, SL_TIMEOUT_MAX_SEC);
   lua_setfield(L, -2, "timeout_max");
+  lua_pushinteger(L, SL_PIDS_MAX);
+  lua_setfield(L, -2, "pids_max");
+  lua_pushinteger(L, SL_CPU_SHARES_MAX);
+  lua_setfield(L, -2, "cpu_shares_max");
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   S.main = lua_tothread(L, -1);

@@ -12,8 +12,16 @@ static int task_ended(const sl_task *t) { return sl_task_status_of(t) >= SL_TASK
 
 /* ---- sandlot.spawn(fn, ...) ---- */
 
+/* Raise unless argument 1 of the public function `fname` has type `type`,
+ * naming `fname` (the same function is also reachable as sandlot.core.X,
+ * which Lua's own messages might name). */
+static void check_arg_type(lua_State *L, const char *fname, int type, const char *expected) {
+  if (lua_type(L, 1) != type)
+    sl_arg_error(L, fname, 1, lua_pushfstring(L, "expected %s, got %s", expected, luaL_typename(L, 1)));
+}
+
 static int l_spawn(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  check_arg_type(L, "sandlot.spawn", LUA_TFUNCTION, "a function");
   sl_task_spawn(L, lua_gettop(L) - 1);
   return 1;
 }
@@ -46,8 +54,12 @@ static void sleep_cancel(sl_waiter *w, void *data) {
 }
 
 static int l_sleep(lua_State *L) {
-  lua_Number ms = luaL_checknumber(L, 1);
-  luaL_argcheck(L, ms >= 0 && ms <= 1e12, 1, "expected milliseconds between 0 and 1e12");
+  check_arg_type(L, "sandlot.sleep", LUA_TNUMBER, "milliseconds");
+  lua_Number ms = lua_tonumber(L, 1);
+  if (!(ms >= 0 && ms <= 1e12))
+    sl_arg_error(L, "sandlot.sleep", 1,
+                 lua_pushfstring(L, "expected milliseconds from 0 to 1e12, got %s",
+                                 luaL_tolstring(L, 1, NULL)));
   sl_async_check(L, "sandlot.sleep");
   sleep_op *op = calloc(1, sizeof *op);
   if (op == NULL) return luaL_error(L, "not enough memory");
@@ -137,7 +149,7 @@ static int wait_any_after(lua_State *L, int status, lua_KContext ctx) { return 2
 /* sandlot.wait_any{t1, t2, ...} returns the first task to end and its
  * index; when several have ended already, the one with the lowest index. */
 static int l_wait_any(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  check_arg_type(L, "sandlot.wait_any", LUA_TTABLE, "a list of tasks");
   lua_settop(L, 1);
   int count = (int)luaL_len(L, 1);
   luaL_argcheck(L, count > 0, 1, "expected a non-empty list of tasks");
@@ -214,7 +226,7 @@ static int await_results(lua_State *L, int status, lua_KContext ctx) {
  * The op stays on this frame's stack while the task waits, so it stays
  * valid even when `done` is never called. */
 static int l_await(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  check_arg_type(L, "sandlot.await", LUA_TFUNCTION, "a function");
   sl_async_check(L, "sandlot.await");
   lua_settop(L, 1);
   await_op *op = lua_newuserdatauv(L, sizeof *op, 1);

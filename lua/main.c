@@ -1,10 +1,14 @@
 /* The sandlot program: parses the command line and runs one command.
  * A command is one entry in `commands`; its function parses its own
  * arguments (argv[0] is the command name) and returns the exit status. */
+#include <ctype.h>
+#include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "error.h"
 #include "host.h"
 #include "repl.h"
 #include "sandlot_config.h"
@@ -59,7 +63,7 @@ static void print_usage(FILE *out) {
           "                         /var/cache/sandlot).\n"
           "  SANDLOT_VM_CACHE       Guest kernel, initramfs and disk images of VM\n"
           "                         sandboxes (default: $SANDLOT_HOME/vm).\n"
-          "  SANDLOT_VM_RAM_DIR     Folder of the live RAM files of VMs (default: /dev/shm).\n"
+          "  SANDLOT_VM_RAM_DIR     Directory of the live RAM files of VMs (default: /dev/shm).\n"
           "  SANDLOT_VM_ACCEL       VM accelerator, kvm or tcg (default: kvm when usable).\n"
           "  SANDLOT_LOG            Log level: debug, info, warn (default), error, off.\n"
           "  SANDLOT_HISTORY        REPL history file (default: ~/.sandlot_history; empty\n"
@@ -119,9 +123,32 @@ static int run_loaded(lua_State *L, int load_status, char **before, int nbefore,
 
 static char *program_name = "sandlot";
 
+/* Print why the script `file` cannot be read, in the error contract's
+ * form ("ENOENT: cannot open script (no such file or directory): FILE"),
+ * and return -1; return 0 when it can be opened. */
+static int check_script(const char *file) {
+  struct stat st;
+  int code = 0;
+  if (stat(file, &st) < 0) code = errno;
+  else if (S_ISDIR(st.st_mode)) code = EISDIR;
+  else {
+    FILE *f = fopen(file, "r");
+    if (f == NULL) code = errno;
+    else fclose(f);
+  }
+  if (code == 0) return 0;
+  char reason[128], quoted[SL_SUBJECT_MAX];
+  snprintf(reason, sizeof reason, "%s", strerror(code));
+  reason[0] = (char)tolower((unsigned char)reason[0]);
+  fprintf(stderr, "sandlot: %s: cannot open script (%s): %s\n", sl_errname(code), reason,
+          sl_subject(quoted, sizeof quoted, file));
+  return -1;
+}
+
 static int cmd_run(int argc, char **argv) {
   if (argc < 2) return usage_error("%s: missing FILE", "run");
   const char *file = argv[1];
+  if (strcmp(file, "-") != 0 && check_script(file) < 0) return SL_EXIT_FAILED;
   lua_State *L = sl_host_open(SL_HOST_SCRIPT);
   if (L == NULL) return SL_EXIT_FAILED;
   int rc = luaL_loadfile(L, strcmp(file, "-") == 0 ? NULL : file);
@@ -170,11 +197,18 @@ int main(int argc, char **argv) {
   if (argc < 2) return cmd_repl(1, (char *[]){"repl", NULL});
 
   const char *first = argv[1];
-  if (strcmp(first, "-h") == 0 || strcmp(first, "--help") == 0) {
+  int help = strcmp(first, "-h") == 0 || strcmp(first, "--help") == 0;
+  int version = strcmp(first, "-V") == 0 || strcmp(first, "--version") == 0;
+  if ((help || version) && argc > 2) {
+    fprintf(stderr, "sandlot: %s: unexpected argument '%s'\n", first, argv[2]);
+    fprintf(stderr, "Run 'sandlot --help' for usage.\n");
+    return SL_EXIT_USAGE;
+  }
+  if (help) {
     print_usage(stdout);
     return SL_EXIT_OK;
   }
-  if (strcmp(first, "-V") == 0 || strcmp(first, "--version") == 0) {
+  if (version) {
     printf("sandlot %s\n", SANDLOT_VERSION);
     return SL_EXIT_OK;
   }

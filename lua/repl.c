@@ -351,7 +351,16 @@ static int load_repl_module(lua_State *L) {
     return -1;
   }
   R.module_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  return 0;
+  return call_repl("set_globals", 0, 0);
+}
+
+/* Print the module's one-line hint about the predefined globals. */
+static void print_hint(void) {
+  lua_rawgeti(R.L, LUA_REGISTRYINDEX, R.module_ref);
+  lua_getfield(R.L, -1, "hint");
+  const char *hint = lua_tostring(R.L, -1);
+  if (hint != NULL) printf("%s\n", hint);
+  lua_pop(R.L, 2);
 }
 
 static void start_terminal(void) {
@@ -366,6 +375,7 @@ static void start_terminal(void) {
   static const sl_host_repl_hooks hooks = {hide_prompt, show_prompt, on_interrupt};
   sl_host_set_repl_hooks(&hooks);
   printf("sandlot %s on %s; Ctrl-C cancels, Ctrl-D exits.\n", SANDLOT_VERSION, LUA_RELEASE);
+  print_hint();
   start_reading(PROMPT);
 }
 

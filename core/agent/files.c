@@ -21,15 +21,34 @@ static void reply_file_error(conn *c, uint32_t id, int code, const char *op, con
   const char *subject = sl_subject(quoted, sizeof quoted, path);
   switch (code) {
   case ENOENT: reply_error(c, id, code, "no such file: %s", subject); break;
-  case EISDIR: reply_error(c, id, code, "is a folder: %s", subject); break;
-  case ENOTDIR: reply_error(c, id, code, "not a folder: %s", subject); break;
+  case EISDIR: reply_error(c, id, code, "is a directory: %s", subject); break;
+  case ENOTDIR: reply_error(c, id, code, "not a directory: %s", subject); break;
   case EEXIST: reply_error(c, id, code, "already exists: %s", subject); break;
-  case ENOTEMPTY: reply_error(c, id, code, "folder not empty: %s", subject); break;
+  case ENOTEMPTY: reply_error(c, id, code, "directory not empty: %s", subject); break;
   case EACCES:
   case EPERM: reply_error(c, id, code, "permission denied: %s", subject); break;
   case EINVAL: reply_error(c, id, code, "not a regular file: %s", subject); break;
   default: reply_error(c, id, code, "%s %s failed: %s", op, subject, strerror(code));
   }
+}
+
+static void parent_of(const char *path, char *out, size_t len);
+
+/* Reply to ENOENT from creating `path` (a file, or a directory without
+ * `parents`): name the missing parent directory when that is the cause. */
+static void reply_create_error(conn *c, uint32_t id, int code, const char *op, const char *path) {
+  char parent[PATH_MAX];
+  struct stat st;
+  parent_of(path, parent, sizeof parent);
+  if (code != ENOENT || stat(parent, &st) == 0 || errno != ENOENT) {
+    reply_file_error(c, id, code, op, path);
+    return;
+  }
+  char quoted[SL_SUBJECT_MAX];
+  reply_error(c, id, ENOENT,
+              "no such file or directory: %s (a parent directory is missing: pass parents = true "
+              "to create it)",
+              sl_subject(quoted, sizeof quoted, path));
 }
 
 static int64_t mtime_ms(const struct stat *st) {
@@ -78,7 +97,7 @@ static int64_t get_i64_or(const sl_frame *f, uint8_t key, int64_t def) {
   return v;
 }
 
-/* mkdir -p: create every missing folder of `path` (the last one too). */
+/* mkdir -p: create every missing directory of `path` (the last one too). */
 static int make_dirs(char *path, mode_t mode) {
   for (char *p = path + 1; *p != '\0'; p++) {
     if (*p != '/') continue;
@@ -186,6 +205,10 @@ static int open_for_write(conn *c, uint32_t id, const char *path, int64_t flags,
   if (flags & SL_FILE_EXCL) oflags |= O_EXCL | O_CREAT;
   int fd = open(path, oflags, mode);
   struct stat st;
+  if (fd < 0 && (flags & SL_FILE_CREATE)) {
+    reply_create_error(c, id, errno, "write", path);
+    return -1;
+  }
   if (fd < 0 || fstat(fd, &st) < 0) {
     reply_file_error(c, id, errno, "write", path);
     if (fd >= 0) close(fd);
@@ -271,6 +294,10 @@ static void handle_mkdir(conn *c, const sl_frame *f, char *path) {
   int64_t mode = get_i64_or(f, SL_F_MODE, 0755);
   int parents = (get_i64_or(f, SL_F_FLAGS, 0) & SL_FILE_PARENTS) != 0;
   int rc = parents ? make_dirs(path, (mode_t)mode) : mkdir(path, (mode_t)mode);
+  if (rc < 0 && !parents) {
+    reply_create_error(c, f->id, errno, "mkdir", path);
+    return;
+  }
   if (rc < 0) {
     reply_file_error(c, f->id, errno, "mkdir", path);
     return;
@@ -356,7 +383,7 @@ static int check_removable(conn *c, uint32_t id, const char *path, const struct 
   if (S_ISLNK(st->st_mode) || realpath(path, real) == NULL) return 0;
   sl_subject(quoted, sizeof quoted, path);
   if (strcmp(real, "/") == 0) {
-    reply_error(c, id, EINVAL, "cannot remove the root folder: %s", quoted);
+    reply_error(c, id, EINVAL, "cannot remove the root directory: %s", quoted);
     return -1;
   }
   int below = recursive && S_ISDIR(st->st_mode);
@@ -369,7 +396,7 @@ static int check_removable(conn *c, uint32_t id, const char *path, const struct 
   if (strcmp(found, real) == 0)
     reply_error(c, id, EBUSY, "is a mount point: %s", quoted);
   else
-    reply_error(c, id, EBUSY, "folder contains the mount point %s: %s", found, quoted);
+    reply_error(c, id, EBUSY, "directory contains the mount point %s: %s", found, quoted);
   return -1;
 }
 
@@ -410,13 +437,13 @@ static void reply_rename_error(conn *c, uint32_t id, int code, const char *from,
   case EISDIR: reply_file_error(c, id, code, "rename", to); break;
   case ENOENT:
   case ENOTDIR:
-    if (parent_missing == ENOENT) reply_error(c, id, ENOENT, "no such folder: %s", qparent);
-    else if (parent_missing == ENOTDIR) reply_error(c, id, ENOTDIR, "not a folder: %s", qparent);
+    if (parent_missing == ENOENT) reply_error(c, id, ENOENT, "no such directory: %s", qparent);
+    else if (parent_missing == ENOTDIR) reply_error(c, id, ENOTDIR, "not a directory: %s", qparent);
     else if (code == ENOTDIR) reply_file_error(c, id, code, "rename", to);
     else reply_file_error(c, id, code, "rename", from);
     break;
   case EINVAL:
-    reply_error(c, id, code, "cannot move a folder into itself: %s to %s", qfrom, qto);
+    reply_error(c, id, code, "cannot move a directory into itself: %s to %s", qfrom, qto);
     break;
   case EBUSY: reply_error(c, id, code, "is a mount point: %s", qfrom); break;
   default: reply_error(c, id, code, "rename %s to %s failed: %s", qfrom, qto, strerror(code));

@@ -198,7 +198,7 @@ static int open_listener(const char *path) {
   }
   strcpy(addr.sun_path, path);
   if (make_parent_dir(path) < 0) {
-    fprintf(stderr, "sandlot-agent: cannot create the folder of %s: %s\n", path,
+    fprintf(stderr, "sandlot-agent: cannot create the directory of %s: %s\n", path,
             strerror(errno));
     return -1;
   }

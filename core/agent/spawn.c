@@ -112,9 +112,9 @@ static int exec_error(int stage, int code, const char *path, const char *cwd, sl
   char quoted[SL_SUBJECT_MAX];
   if (stage == STAGE_CHDIR) {
     sl_subject(quoted, sizeof quoted, cwd);
-    if (code == ENOENT) return sl_error_set(err, ENOENT, "no such folder: %s", quoted);
-    if (code == ENOTDIR) return sl_error_set(err, ENOTDIR, "not a folder: %s", quoted);
-    return sl_error_errno(err, code, "cannot change to folder %s", quoted);
+    if (code == ENOENT) return sl_error_set(err, ENOENT, "no such directory: %s", quoted);
+    if (code == ENOTDIR) return sl_error_set(err, ENOTDIR, "not a directory: %s", quoted);
+    return sl_error_errno(err, code, "cannot change to directory %s", quoted);
   }
   sl_subject(quoted, sizeof quoted, path);
   if (code == ENOENT) return sl_error_set(err, ENOENT, "program not found: %s", quoted);

@@ -19,17 +19,35 @@ end
 local escapes = { ["\0"] = "\\0", ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"',
   ["\\"] = "\\\\" }
 
+--- Format the string `value` for a message in double quotes, with C
+-- escapes (\0, \n, \xHH) for control bytes, quotes and backslashes.
+function M.quote(value)
+  return '"' .. value:gsub('[%c%z"\\]', function(byte)
+    return escapes[byte] or ("\\x%02x"):format(byte:byte())
+  end) .. '"'
+end
+
 --- Format the string `value` for a message as sl_subject() in
 -- core/error.h does. A value that is not empty and has only printable
 -- characters other than space, quote and backslash stays as it is.
--- Others go in double quotes with C escapes (\0, \n, \xHH).
+-- Others are quoted as M.quote does.
 function M.subject(value)
   if value ~= "" and not value:find '[%c %z"\\]' then
     return value
   end
-  return '"' .. value:gsub('[%c%z"\\]', function(byte)
-    return escapes[byte] or ("\\x%02x"):format(byte:byte())
-  end) .. '"'
+  return M.quote(value)
+end
+
+--- Check that the string `value` is in the list `names`. Returns nil when
+-- it is, else the EINVAL fail tuple that names `what` and lists `names`.
+function M.one_of(what, value, names)
+  for _, name in ipairs(names) do
+    if value == name then
+      return nil
+    end
+  end
+  return M.fail("EINVAL", "invalid %s: %s (expected one of: %s)", what, M.quote(value),
+    table.concat(names, ", "))
 end
 
 --- nil when the string `value` can pass through C (it has no NUL byte),

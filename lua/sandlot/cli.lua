@@ -101,6 +101,12 @@ function M.kill(...)
   core.set_exit_status(status)
 end
 
+--- "1 layer", "2 layers": `count` and the noun, with `many` (default
+-- `one` .. "s") for any count but 1.
+local function plural(count, one, many)
+  return ("%d %s"):format(count, count == 1 and one or many or one .. "s")
+end
+
 --- What gc did to one sandbox, from its records before and after; nil
 -- when nothing changed.
 local function gc_change(before, after, now)
@@ -119,7 +125,7 @@ end
 
 --- sandlot gc [-a]: run the core's gc, delete the records of sandboxes
 -- that ended more than a day ago (-a: all ended ones), and print what
--- changed.
+-- changed and how much of each kind was cleaned.
 function M.gc(...)
   local keep = 86400
   for _, word in ipairs { ... } do
@@ -130,14 +136,11 @@ function M.gc(...)
     end
   end
   local before, message = Sandbox.list()
-  local cleaned, removed
+  local counts
   if before then
-    cleaned, removed, message = require("sandlot").gc { keep_ended = keep }
-    if not cleaned then
-      message = removed
-    end
+    counts, message = require("sandlot").gc { keep_ended = keep }
   end
-  local after = cleaned and Sandbox.list()
+  local after = counts and Sandbox.list()
   if not after then
     report("gc: %s", message)
     return core.set_exit_status(1)
@@ -153,14 +156,24 @@ function M.gc(...)
       io.stdout:write(("%s  %s\n"):format(sb.id, change))
     end
   end
-  if removed > 0 then
-    io.stdout:write(("gc: removed %d record%s of ended sandboxes\n"):format(removed,
-      removed == 1 and "" or "s"))
+  if counts.records > 0 then
+    io.stdout:write(("gc: removed %s of ended sandboxes\n"):format(plural(counts.records, "record")))
   end
-  io.stdout:write(("gc: cleaned %d sandbox%s\n"):format(cleaned, cleaned == 1 and "" or "es"))
+  local cleaned = { plural(counts.sandboxes, "sandbox", "sandboxes") }
+  if counts.snapshots > 0 then
+    cleaned[#cleaned + 1] = plural(counts.snapshots, "leftover snapshot")
+  end
+  if counts.layers > 0 then
+    cleaned[#cleaned + 1] = plural(counts.layers, "unused layer")
+  end
+  if counts.mounts > 0 then
+    cleaned[#cleaned + 1] = plural(counts.mounts, "mount of a deleted sandbox",
+      "mounts of deleted sandboxes")
+  end
+  io.stdout:write("gc: cleaned ", table.concat(cleaned, ", "), "\n")
 end
 
---- sandlot rm [-f] ID...: delete the records and folders of ended
+--- sandlot rm [-f] ID...: delete the records and directories of ended
 -- sandboxes (-f: kill live ones first); prints "removed ID" for each.
 function M.rm(...)
   local force, ids = false, {}
@@ -178,13 +191,16 @@ function M.rm(...)
   end
   local status = 0
   for _, id in ipairs(ids) do
-    local sb, message = Sandbox.get(id)
+    local sb, message, name = Sandbox.get(id)
     local ok = sb ~= nil
     if ok and force and sb.state ~= "dead" then
       ok, message = sb:kill()
     end
     if ok then
-      ok, message = sb:delete()
+      ok, message, name = sb:delete()
+    end
+    if not ok and name == "EBUSY" and not force and sb and sb.state ~= "dead" then
+      message = ("EBUSY: sandbox is %s (kill it first, or use rm -f)"):format(sb.state)
     end
     if ok then
       io.stdout:write("removed ", id, "\n")

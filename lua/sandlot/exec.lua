@@ -26,6 +26,9 @@ local MAX_OUTPUT = 16 * 1024 * 1024
 -- the agent's kill to arrive, before it gives up with ETIMEDOUT.
 local EXEC_GRACE = 3
 
+--- The maximum exec timeout in seconds, about 31 years.
+local EXEC_TIMEOUT_MAX = 1000000000
+
 --- The fail tuple when the command, an argument or the cwd has a NUL
 -- byte, which a C string cannot carry.
 local function check_texts(spec, merged)
@@ -82,8 +85,10 @@ local function exec_spec(fname, command, options, allowed)
     return nil, message, name
   end
   if merged.timeout ~= nil then
-    if merged.timeout <= 0 or merged.timeout > 1e9 then
-      return fail("EINVAL", "invalid timeout: %s (expected seconds > 0)", tostring(merged.timeout))
+    -- Written so that NaN fails too.
+    if not (merged.timeout > 0 and merged.timeout <= EXEC_TIMEOUT_MAX) then
+      return fail("EINVAL", "invalid timeout: %s (expected seconds > 0, at most %d)",
+        tostring(merged.timeout), EXEC_TIMEOUT_MAX)
     end
     spec.timeout_ms = math.ceil(merged.timeout * 1000)
   end
@@ -91,7 +96,7 @@ local function exec_spec(fname, command, options, allowed)
     spec.env = {}
     for key, value in pairs(merged.env) do
       if type(key) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
-        check.raise(("%s: env must map names to strings"):format(fname))
+        check.raise(("%s: env must map names to strings or numbers"):format(fname))
       end
       _, message, name = check.pair_name("environment variable name", key)
       if not message then
@@ -133,6 +138,52 @@ local function capture_spec(spec, merged)
   return true
 end
 
+--- Bytes of stdin sent in one request to the agent: with its other
+-- fields, a request must fit the protocol's maximum of 4 MiB.
+local STDIN_CHUNK = core.agent_chunk_size
+
+--- Start a task that writes the rest of a process's stdin; defined with
+-- the process handles below.
+local start_stdin_writer
+
+--- Keep the first STDIN_CHUNK bytes of the spec's stdin for the start
+-- request and return the rest, or nil when all of it fits. With a rest,
+-- the start leaves stdin open for it.
+local function split_stdin(spec)
+  if spec.stdin == nil or #spec.stdin <= STDIN_CHUNK then
+    return nil
+  end
+  local rest = spec.stdin:sub(STDIN_CHUNK + 1)
+  spec.stdin = spec.stdin:sub(1, STDIN_CHUNK)
+  spec.stdin_open = true
+  return rest
+end
+
+--- A to-be-closed value that cancels `task` (if any) when it goes out of
+-- scope; cancelling a task that has ended does nothing.
+local function cancel_on_close(task)
+  return setmetatable({}, {
+    __close = function()
+      if task then
+        task:cancel()
+      end
+    end,
+  })
+end
+
+--- The fail tuple of a stdin writer that ended without success, or nil
+-- while it runs or after it wrote everything.
+local function writer_failure(writer)
+  if writer == nil or (writer.status ~= "done" and writer.status ~= "failed") then
+    return nil
+  end
+  local ok, message, name = writer:wait()
+  if ok then
+    return nil
+  end
+  return message, name
+end
+
 --- Run a command and wait for it to end.
 --
 -- `command` is a string, run by /bin/sh -c, or a list {program, args...},
@@ -140,7 +191,9 @@ end
 -- fields of the list: timeout (seconds; the agent kills the process
 -- group when it expires, and without an exit EXEC_GRACE seconds later the
 -- call fails with ETIMEDOUT), env (table NAME = value, added to the
--- sandbox's), cwd, stdin (bytes), on_stdout and on_stderr
+-- sandbox's), cwd, stdin (bytes of any length, written while the output
+-- is read; a process that exits before it read them all is no failure),
+-- on_stdout and on_stderr
 -- (function(chunk), called in this task as output arrives, in order; they
 -- may suspend, and one that raises fails this task after the process is
 -- killed), max_output (bytes kept of each stream, default MAX_OUTPUT,
@@ -165,6 +218,7 @@ function Sandbox:exec(command, options)
   if message then
     return nil, message, name
   end
+  local stdin_rest = split_stdin(spec)
   local agent
   agent, message, name = self:_connect("sandbox:exec")
   if not agent then
@@ -176,6 +230,11 @@ function Sandbox:exec(command, options)
     return self:_failed(message, name, kind)
   end
   local handle <close> = process
+  -- The rest of stdin goes in from another task, so that this one reads
+  -- the output meanwhile: a process that writes as it reads would
+  -- otherwise stop on a full output buffer.
+  local writer = stdin_rest and start_stdin_writer(handle, stdin_rest, { close = true })
+  local _ <close> = cancel_on_close(writer)
   local on_stdout, on_stderr = merged.on_stdout, merged.on_stderr
   if on_stdout or on_stderr then
     while true do
@@ -200,6 +259,10 @@ function Sandbox:exec(command, options)
   result, message, name, kind = handle:wait()
   if not result then
     return self:_failed(message, name, kind)
+  end
+  message, name = writer_failure(writer)
+  if message then
+    return nil, message, name
   end
   return result
 end
@@ -262,10 +325,11 @@ local function set_callbacks(process, on_stdout, on_stderr)
 end
 
 --- Start a process in the background with stdin open and return its
--- handle. Takes the command and options of sandbox:exec. With on_stdout
--- or on_stderr, that output goes to the callback instead of the read
--- methods; callbacks run in order, as a task while output waits.
--- Suspends until the process runs.
+-- handle. Takes the command and options of sandbox:exec. stdin is
+-- written before what process:write sends, by a task of its own when it
+-- is larger than STDIN_CHUNK. With on_stdout or on_stderr, that output
+-- goes to the callback instead of the read methods; callbacks run in
+-- order, as a task while output waits. Suspends until the process runs.
 function Sandbox:spawn(command, options)
   check.self("sandbox:spawn", self, Sandbox)
   local spec, merged, name = exec_spec("sandbox:spawn", command, options, spawn_options)
@@ -273,6 +337,7 @@ function Sandbox:spawn(command, options)
     return nil, merged, name
   end
   spec.stdin_open = true
+  local stdin_rest = split_stdin(spec)
   local agent, message
   agent, message, name = self:_connect("sandbox:spawn")
   if not agent then
@@ -283,12 +348,15 @@ function Sandbox:spawn(command, options)
   if not process then
     return self:_failed(message, name, kind)
   end
+  owners[process] = self
+  if stdin_rest then
+    start_stdin_writer(process, stdin_rest, { log = true })
+  end
   if merged.on_stdout or merged.on_stderr then
     callbacks[process] = { merged.on_stdout, merged.on_stderr }
     set_callbacks(process, merged.on_stdout, merged.on_stderr)
   end
   handles[handle_key(self, process.id)] = process
-  owners[process] = self
   return process
 end
 
@@ -363,10 +431,13 @@ function Sandbox:process(id)
   return fail("ENOENT", "no such process: %s in %s", tostring(id), self.id)
 end
 
---- The agent drops a process once this host received its exit, so the
--- handle itself replies to requests about an ended process.
-local function ended(self)
-  return self.state == "exited" or self.state == "failed"
+--- The fail tuple of a failed handle, the one its reads return: ECANCELED
+-- after a rollback, ESRCH once its sandbox ended. nil for a handle that
+-- has not failed.
+local function failure(self)
+  if self.state == "failed" then
+    return forward(owners[self], self:_failure())
+  end
 end
 
 --- Raise unless the handle is open (the message of liolib's closed files).
@@ -394,21 +465,112 @@ local function process_call(self, fname, request, fields)
   return true
 end
 
---- Write bytes to the process's stdin; returns once the agent wrote them
--- to the pipe. EPIPE after close_stdin. Suspends.
+--- Writers of each handle's stdin that wait for their turn: handle ->
+-- list of functions that wake them. A handle is absent while no task
+-- writes to it. Weak keys.
+local stdin_turns = setmetatable({}, { __mode = "k" })
+
+--- Wait until no other task writes to the stdin of `process`, then make
+-- the calling task its writer, so that chunks of two writes never mix.
+-- Returns a to-be-closed value that ends the turn and wakes the waiting
+-- tasks, also when the writer fails or is cancelled. Suspends while
+-- another task writes.
+local function take_stdin_turn(process)
+  while stdin_turns[process] do
+    local waiting = stdin_turns[process]
+    core.await(function(wake)
+      waiting[#waiting + 1] = wake
+    end)
+  end
+  local waiting = {}
+  stdin_turns[process] = waiting
+  return setmetatable({}, {
+    __close = function()
+      if stdin_turns[process] == waiting then
+        stdin_turns[process] = nil
+      end
+      for _, wake in ipairs(waiting) do
+        wake()
+      end
+    end,
+  })
+end
+
+--- Write `data` to the stdin of `process` in requests of at most
+-- STDIN_CHUNK bytes, in order, while holding the stdin turn. Returns
+-- true or the fail tuple of the first request that failed.
+local function write_chunks(process, data)
+  local first = 1
+  repeat
+    local chunk = data:sub(first, first + STDIN_CHUNK - 1)
+    local ok, message, name = process_call(process, "process:write", "write_stdin",
+      { proc = process.id, data = chunk })
+    if not ok then
+      return nil, message, name
+    end
+    first = first + STDIN_CHUNK
+  until first > #data
+  return true
+end
+
+--- Start a task that writes `data` to the stdin of the new process
+-- `process` ahead of any process:write, and with options.close closes
+-- stdin after it. A process that stops reading (EPIPE) is no failure, as
+-- with a shell pipe. On another failure the task kills the process,
+-- which would otherwise wait for the rest, logs the failure with
+-- options.log, and returns its fail tuple.
+-- NOTE: for a spawned process that neither reads its stdin nor exits,
+-- the task waits, and like any waiting task keeps the host running.
+function start_stdin_writer(process, data, options)
+  -- Taken now, before the task first runs, so that no write comes first.
+  local turn = take_stdin_turn(process)
+  return core.spawn(function()
+    local _ <close> = turn
+    local ok, message, name = write_chunks(process, data)
+    if ok and options.close then
+      ok, message, name = process_call(process, "process:close_stdin", "close_stdin",
+        { proc = process.id })
+    end
+    if ok or name == "EPIPE" then
+      return true
+    end
+    if process.state ~= "closed" then
+      process:kill()
+    end
+    if options.log then
+      core.log("warn", "process.stdin_failed", ("proc=%s pid=%s error=%q"):format(process.id,
+        process.pid, message))
+    end
+    return nil, message, name
+  end)
+end
+
+--- Write bytes to the process's stdin, any amount; returns once the agent
+-- wrote them to the pipe. Data over STDIN_CHUNK bytes goes in several
+-- requests, and writes of other tasks to this process wait meanwhile.
+-- EPIPE after close_stdin or the exit; a handle from before a rollback
+-- fails with ECANCELED, as its reads do. Suspends.
 function Process:write(data)
   check.arg("process:write", 1, data, "string")
-  if ended(self) then
+  check_open(self)
+  if self.state == "failed" then
+    return failure(self)
+  elseif self.state == "exited" then
     return fail("EPIPE", "process %d has ended: stdin is closed", self.id)
   end
-  return process_call(self, "process:write", "write_stdin", { proc = self.id, data = data })
+  local _ <close> = take_stdin_turn(self)
+  return write_chunks(self, data)
 end
 
 --- Close the process's stdin once what was written reached it. Suspends.
 function Process:close_stdin()
-  if ended(self) then
+  check_open(self)
+  if self.state == "failed" then
+    return failure(self)
+  elseif self.state == "exited" then
     return true
   end
+  local _ <close> = take_stdin_turn(self)
   return process_call(self, "process:close_stdin", "close_stdin", { proc = self.id })
 end
 
@@ -419,7 +581,7 @@ local signals = {
 
 --- Send a signal (a number, or a name such as "TERM" or "SIGTERM";
 -- default KILL) to the process group of the process. ESRCH once it has
--- exited. Suspends.
+-- exited; ECANCELED for a handle from before a rollback. Suspends.
 function Process:kill(signal)
   local number = signal or 9
   if type(signal) == "string" then
@@ -436,7 +598,10 @@ function Process:kill(signal)
         tostring(signal))
     end
   end
-  if ended(self) then
+  check_open(self)
+  if self.state == "failed" then
+    return failure(self)
+  elseif self.state == "exited" then
     return fail("ESRCH", "process %d has exited", self.id)
   end
   return process_call(self, "process:kill", "signal", { proc = self.id, signal = number })

@@ -64,8 +64,11 @@ local KEEP_ENDED = 86400
 --- Clean up what crashed hosts and monitors left (see sl_sandbox_gc in
 -- core/sandbox.h), then delete the records of sandboxes that ended at
 -- least `keep_ended` seconds ago (option, default one day, 0 for every
--- ended sandbox, false to keep them all). Returns how many sandboxes were
--- cleaned and how many records were deleted. Suspends.
+-- ended sandbox, false to keep them all). Returns a table of counts:
+-- sandboxes (released or marked dead), mounts (of sandboxes without a
+-- record), snapshots (left by a crashed take or delete), layers (that
+-- nothing used any more) and records (of ended sandboxes, deleted).
+-- Suspends.
 function sandlot.gc(options)
   options = options or {}
   check.arg("sandlot.gc", 1, options, "table")

@@ -4,6 +4,17 @@ local inspect = require "sandlot.inspect"
 
 local M = {}
 
+--- The line the REPL prints under its version on a terminal.
+M.hint = 'sandlot and Sandbox are predefined; try: sb = Sandbox.create { auto_kill = true }'
+
+--- Set the globals `sandlot` (the module) and `Sandbox` (sandlot.Sandbox)
+-- that REPL chunks start with.
+function M.set_globals()
+  local sandlot = require "sandlot"
+  _G.sandlot = sandlot
+  _G.Sandbox = sandlot.Sandbox
+end
+
 --- Compile one chunk of input. "=expr" and bare expressions return their
 -- values. Returns the function, or nil and "incomplete" when more lines
 -- could complete it, or nil and the syntax error.

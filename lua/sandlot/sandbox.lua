@@ -273,7 +273,8 @@ local function pairs_to_list(fname, what, noun, map)
       check.raise(("%s: %s keys must be strings, got %s"):format(fname, what, type(key)))
     end
     if type(value) ~= "string" and type(value) ~= "number" then
-      check.raise(("%s: %s.%s must be a string, got %s"):format(fname, what, key, type(value)))
+      check.raise(("%s: %s.%s must be a string or number, got %s"):format(fname, what, key,
+        type(value)))
     end
     local _, message, name = check.pair_name(noun .. " name", key)
     if not message then
@@ -320,6 +321,13 @@ local function timeout_seconds(value)
   return seconds
 end
 
+--- The create options that are whole numbers in a range. The core takes
+-- 0 for "the default" as well; here 0 is out of range.
+local whole_limits = {
+  { key = "pids", what = "pids limit", min = 1, max = core.pids_max },
+  { key = "cpu_shares", what = "cpu_shares", min = 2, max = core.cpu_shares_max },
+}
+
 --- Check and normalize create options: types raise, values fail.
 local function create_spec(fname, options)
   check.options(fname, options, create_options)
@@ -334,14 +342,15 @@ local function create_spec(fname, options)
     end
     spec.timeout = seconds
   end
-  for _, key in ipairs { "pids", "cpu_shares" } do
-    local value = options[key]
+  for _, limit in ipairs(whole_limits) do
+    local value = options[limit.key]
     if value ~= nil then
-      local integer, why = to_integer(value)
-      if not integer then
-        return fail("EINVAL", "invalid %s: %s (%s)", key, number_text(value), why)
+      local integer = math.tointeger(value)
+      if integer == nil or integer < limit.min or integer > limit.max then
+        return fail("EINVAL", "invalid %s: %s (expected a whole number from %d to %d)", limit.what,
+          number_text(value), limit.min, limit.max)
       end
-      spec[key] = integer
+      spec[limit.key] = integer
     end
   end
   if type(options.memory) == "number" then
@@ -355,6 +364,11 @@ local function create_spec(fname, options)
       return fail("EINVAL", "invalid memory limit: %s (%s)", number_text(options.memory), why)
     end
     spec.memory = tostring(bytes)
+  end
+  local cpus = options.cpus
+  if cpus ~= nil and (not (cpus >= 0 and cpus <= 1024) or (cpus > 0 and cpus < 0.01)) then
+    return fail("EINVAL", "invalid cpus: %s (expected 0.01 to 1024, or 0 for no quota)",
+      number_text(cpus))
   end
   if type(options.snapshot) == "table" then
     if type(options.snapshot.id) ~= "string" then
@@ -385,11 +399,32 @@ local function create_spec(fname, options)
 end
 
 --- Create one sandbox, or `count` in parallel (a list of objects).
+--- The EINVAL fail tuple when `backend` is given and differs from the
+-- backend of the snapshot `ref`, or nil. The core cannot tell "process"
+-- from no backend (both are 0 in sl_create_spec), so this check is here.
+-- Suspends.
+local function check_fork_backend(backend, ref)
+  local record = core.snapshot_get(ref)
+  if record == nil or record.backend == backend then
+    return nil -- an unknown snapshot fails in the create
+  end
+  return fail("EINVAL", "create sandbox: invalid backend: %s (snapshot %s is a %s snapshot, and a "
+    .. "sandbox made from a snapshot runs on the snapshot's backend)", backend, record.id,
+    record.backend)
+end
+
 local function create(fname, options, count)
   core.async_check(fname)
   local spec, message, name = create_spec(fname, options)
   if not spec then
     return nil, message, name
+  end
+  if spec.backend ~= nil and spec.snapshot ~= nil then
+    local _
+    _, message, name = check_fork_backend(spec.backend, spec.snapshot)
+    if message then
+      return nil, message, name
+    end
   end
   local callback = options.on_progress
   if callback then
@@ -420,21 +455,29 @@ end
 --- Sandbox.create{...}: create a sandbox and wait until its agent accepts
 -- requests. Options (all optional): template ("base"), backend
 -- ("process"), timeout (seconds from now, 0 none), on_timeout ("kill",
--- "pause" or "pause_fs"), memory ("512M" or bytes, default 1G), pids
--- (1024), cpu_shares, cpus, env (table NAME = value), cwd ("/"), hostname
--- ("sandlot"), labels (table key = value), auto_kill (kill it when this
--- sandlot process exits), on_progress (function(line) for template build
--- output, called on the loop outside any task, so it cannot suspend;
--- without it the lines go to stderr).
+-- "pause" or "pause_fs"), memory ("512M" or bytes, 16M to 2^63-1, default
+-- 1G; a limit above the host's memory limits nothing), pids (1 to
+-- 4194304, default 1024), cpu_shares (2 to 262144), cpus (0.01 to 1024;
+-- 0, the default, sets no quota), env (table NAME = value), cwd ("/"),
+-- hostname ("sandlot"), labels (table key = value), auto_kill (kill it
+-- when this sandlot process exits), on_progress (function(line) for
+-- template build output, called on the loop outside any task, so it
+-- cannot suspend; without it the lines go to stderr). Values of env and
+-- labels are strings; a number is stored as tostring() writes it.
 --
 -- snapshot (a snapshot object, id, "name:tag" or "name") starts from a
 -- snapshot instead of the template. A full snapshot is forked: its
 -- processes continue from the snapshot's memory in a new sandbox with its
 -- own id, hostname (default: the id), cgroups and network namespace. A
--- filesystem-only one boots a fresh agent on its files. on_fork is a
--- command run by /bin/sh -c in a fork before create returns; a non-zero
--- exit fails the create. on_timeout "pause" dumps memory and files to
--- disk (state paused), "pause_fs" keeps the files only. Suspends.
+-- filesystem-only one boots a fresh agent on its files. A fork keeps the
+-- environment and working directory of the snapshot's agent, so env and
+-- cwd are EINVAL with a full snapshot (pass them to exec instead). A
+-- backend or template other than the snapshot's is EINVAL too. The
+-- limits, timeout, on_timeout, hostname, labels and auto_kill apply to a
+-- fork as to any sandbox. on_fork is a command run by /bin/sh -c in a
+-- fork before create returns; a non-zero exit fails the create.
+-- on_timeout "pause" dumps memory and files to disk (state paused),
+-- "pause_fs" keeps the files only. Suspends.
 function Sandbox.create(options)
   options = options or {}
   check.arg("Sandbox.create", 1, options, "table")
@@ -482,6 +525,11 @@ end
 
 local list_options = { state = "string", label = { "string", "table" }, backend = "string" }
 
+--- The values the state and backend filters of Sandbox.list accept, in
+-- the order of the catalog's enumerations.
+local sandbox_states = { "creating", "running", "frozen", "paused", "dead" }
+local backends = { "process", "vm" }
+
 local function has_labels(info, wanted)
   for key, value in pairs(wanted) do
     if info.labels[key] ~= tostring(value) then
@@ -504,7 +552,8 @@ end
 
 --- Sandbox.list{state=, label=, backend=}: sandboxes of the store, oldest
 -- first, dead ones included unless a state is given. label is "key=value"
--- or a table of labels that must all match. Suspends.
+-- or a table of labels that must all match. A state or backend that does
+-- not exist is EINVAL, naming the valid ones. Suspends.
 local function list_sandboxes(filter)
   filter = filter or {}
   check.arg("Sandbox.list", 1, filter, "table")
@@ -513,7 +562,18 @@ local function list_sandboxes(filter)
   if filter.label and labels == nil then
     return fail("EINVAL", "invalid label filter: %q (expected key=value)", filter.label)
   end
-  local infos, message, name = core.sandbox_list()
+  local _, message, name
+  if filter.state ~= nil then
+    _, message, name = check.one_of("state", filter.state, sandbox_states)
+  end
+  if message == nil and filter.backend ~= nil then
+    _, message, name = check.one_of("backend", filter.backend, backends)
+  end
+  if message then
+    return nil, message, name
+  end
+  local infos
+  infos, message, name = core.sandbox_list()
   if not infos then
     return nil, message, name
   end

@@ -35,7 +35,10 @@ local function reference(fname, position, value)
   if getmetatable(value) == Snapshot then
     return value.id
   end
-  check.arg(fname, position, value, "string")
+  if type(value) ~= "string" then
+    check.raise(("%s: argument %d must be a snapshot object or a string (id, \"name:tag\" or "
+      .. "\"name\"), got %s"):format(fname, position, type(value)))
+  end
   local _, message, name = check.text("snapshot reference", value)
   if message then
     return nil, message, name
@@ -62,7 +65,7 @@ local function label_list(fname, labels)
   local list = {}
   for key, value in pairs(labels or {}) do
     if type(key) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
-      check.raise(fname .. ": labels must map names to strings")
+      check.raise(fname .. ": labels must map names to strings or numbers")
     end
     local _, message, name = check.pair_name("label name", key)
     if not message then
@@ -344,7 +347,7 @@ function list(filter)
     return nil, message, name
   end
   if filter.limit ~= nil and math.type(filter.limit) ~= "integer" then
-    return fail("EINVAL", "invalid limit: %s (expected a whole number 1 to 1000)",
+    return fail("EINVAL", "invalid limit: %s (expected a whole number from 1 to 1000)",
       tostring(filter.limit))
   end
   local page, message, name = core.snapshot_list(query)

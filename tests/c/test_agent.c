@@ -238,7 +238,7 @@ static void missing_cwd_is_enoent(void) {
   sl_frame_put_str(&b, SL_F_CWD, "/no/such/folder");
   sl_frame_end(&b, start, NULL);
   CHECK_INT(sl_agent_conn_call(&c, &b, NULL, NULL, &reply, &f, &err), ==, -ENOENT);
-  CHECK_STR(err.msg, "no such folder: /no/such/folder");
+  CHECK_STR(err.msg, "no such directory: /no/such/folder");
   sl_buf_free(&b);
   sl_buf_free(&reply);
   sl_agent_conn_close(&c);

@@ -119,7 +119,7 @@ static void read_errors(void) {
   request *r = begin(SL_MSG_FILE_READ, H.dir);
   CHECK_INT(call(r, NULL, NULL), ==, -EISDIR);
   char expected[200];
-  snprintf(expected, sizeof expected, "is a folder: %s", H.dir);
+  snprintf(expected, sizeof expected, "is a directory: %s", H.dir);
   CHECK_STR(E.msg, expected);
   r = begin(SL_MSG_FILE_READ, in_dir("missing.txt"));
   CHECK_INT(call(r, NULL, NULL), ==, -ENOENT);
@@ -292,14 +292,14 @@ static void rename_names_the_missing_folder(void) {
   CHECK_OK(write_file(in_dir("source.txt"), "s", -1), &E);
   CHECK_INT(rename_path(in_dir("source.txt"), in_dir("nodir/x"), 0), ==, -ENOENT);
   char expected[200];
-  snprintf(expected, sizeof expected, "no such folder: %s", in_dir("nodir"));
+  snprintf(expected, sizeof expected, "no such directory: %s", in_dir("nodir"));
   CHECK_STR(E.msg, expected);
   CHECK_INT(rename_path(in_dir("source.txt"), in_dir("source.txt/x"), 0), ==, -ENOTDIR);
-  snprintf(expected, sizeof expected, "not a folder: %s", in_dir("source.txt"));
+  snprintf(expected, sizeof expected, "not a directory: %s", in_dir("source.txt"));
   CHECK_STR(E.msg, expected);
   CHECK_OK(make_dir(in_dir("outer"), 0), &E);
   CHECK_INT(rename_path(in_dir("outer"), in_dir("outer/inner"), 0), ==, -EINVAL);
-  CHECK(strstr(E.msg, "cannot move a folder into itself") != NULL);
+  CHECK(strstr(E.msg, "cannot move a directory into itself") != NULL);
   CHECK_INT(access(in_dir("source.txt"), F_OK), ==, 0);
 }
 
@@ -340,7 +340,7 @@ static void remove_rejects_mount_points(void) {
   snprintf(expected, sizeof expected, "is a mount point: %s", in_dir("mounts/mnt"));
   CHECK_STR(E.msg, expected);
   CHECK_INT(remove_path(in_dir("mounts"), 1), ==, -EBUSY);
-  CHECK(strstr(E.msg, "folder contains the mount point") != NULL);
+  CHECK(strstr(E.msg, "directory contains the mount point") != NULL);
   /* Nothing was deleted, on either side of the mount. */
   CHECK_INT(access(in_dir("mounts/mnt/inside"), F_OK), ==, 0);
   CHECK_INT(access(in_dir("mounts/beside"), F_OK), ==, 0);

@@ -187,7 +187,7 @@ static void sandbox_calls_reject_bad_input(void) {
   const int bad_limits[] = {0, -1, 1001};
   for (size_t i = 0; i < 3; i++) {
     q.limit = bad_limits[i];
-    EXPECT_EINVAL(sl_catalog_sandbox_list(cat, &q, &page, &err), "expected 1..1000");
+    EXPECT_EINVAL(sl_catalog_sandbox_list(cat, &q, &page, &err), "expected a whole number from 1 to 1000");
   }
   q.limit = 10;
   q.state = "zombie";
@@ -236,7 +236,7 @@ static void snapshot_calls_reject_bad_input(void) {
   EXPECT_EINVAL(sl_catalog_snapshot_begin(cat, &spec, &err), "\"relative/layer\"");
   spec = good;
   spec.image_dir = NULL;
-  EXPECT_EINVAL(sl_catalog_snapshot_begin(cat, &spec, &err), "invalid image folder");
+  EXPECT_EINVAL(sl_catalog_snapshot_begin(cat, &spec, &err), "invalid image directory");
   spec = good;
   spec.image_dir = "/a\nb";
   EXPECT_EINVAL(sl_catalog_snapshot_begin(cat, &spec, &err), "control character");
@@ -266,20 +266,20 @@ static void snapshot_calls_reject_bad_input(void) {
                 "invalid snapshot id");
 
   sl_id_list ids;
-  EXPECT_EINVAL(sl_catalog_snapshot_expired(cat, 0, 0, &ids, &err), "invalid limit 0");
-  EXPECT_EINVAL(sl_catalog_snapshot_expired(cat, 0, 1001, &ids, &err), "invalid limit 1001");
+  EXPECT_EINVAL(sl_catalog_snapshot_expired(cat, 0, 0, &ids, &err), "invalid limit: 0 (expected a whole number from 1 to 1000)");
+  EXPECT_EINVAL(sl_catalog_snapshot_expired(cat, 0, 1001, &ids, &err), "invalid limit: 1001 (expected a whole number from 1 to 1000)");
   EXPECT_EINVAL(sl_catalog_snapshot_expired(cat, 0, 1, NULL, &err), "no output");
-  EXPECT_EINVAL(sl_catalog_snapshot_pending(cat, 0, 0, &ids, &err), "invalid limit 0");
-  EXPECT_EINVAL(sl_catalog_snapshot_pending(cat, 0, 1001, &ids, &err), "invalid limit 1001");
+  EXPECT_EINVAL(sl_catalog_snapshot_pending(cat, 0, 0, &ids, &err), "invalid limit: 0 (expected a whole number from 1 to 1000)");
+  EXPECT_EINVAL(sl_catalog_snapshot_pending(cat, 0, 1001, &ids, &err), "invalid limit: 1001 (expected a whole number from 1 to 1000)");
 
   sl_snapshot_page page;
   sl_snapshot_query q = SL_SNAPSHOT_QUERY_INIT;
   EXPECT_EINVAL(sl_catalog_snapshot_list(cat, NULL, &page, &err), "no catalog or query");
   EXPECT_EINVAL(sl_catalog_snapshot_list(NULL, &q, &page, &err), "no catalog or query");
   q.limit = 0;
-  EXPECT_EINVAL(sl_catalog_snapshot_list(cat, &q, &page, &err), "invalid limit 0");
+  EXPECT_EINVAL(sl_catalog_snapshot_list(cat, &q, &page, &err), "invalid limit: 0 (expected a whole number from 1 to 1000)");
   q.limit = 1001;
-  EXPECT_EINVAL(sl_catalog_snapshot_list(cat, &q, &page, &err), "invalid limit 1001");
+  EXPECT_EINVAL(sl_catalog_snapshot_list(cat, &q, &page, &err), "invalid limit: 1001 (expected a whole number from 1 to 1000)");
   q.limit = 50;
   q.ref = "snap:v1:x";
   EXPECT_EINVAL(sl_catalog_snapshot_list(cat, &q, &page, &err), "invalid snapshot tag");

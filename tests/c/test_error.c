@@ -44,6 +44,23 @@ static void wrap_subject_names_it_once(void) {
   CHECK_STR(err.msg, "open store \"\": no such file");
 }
 
+static void wrap_subject_names_operation_once(void) {
+  sl_error err = {0};
+  sl_error_set(&err, EINVAL, "snapshot of sb-1: invalid snapshot name: empty");
+  CHECK_INT(sl_error_wrap_subject(&err, "snapshot", "sb-1"), ==, -EINVAL);
+  CHECK_STR(err.msg, "snapshot of sb-1: invalid snapshot name: empty");
+  /* Another operation, or one that only starts the same word, is added. */
+  sl_error_wrap_subject(&err, "pause", "sb-1");
+  CHECK_STR(err.msg, "pause: snapshot of sb-1: invalid snapshot name: empty");
+  sl_error_set(&err, EINVAL, "snapshots of sb-1 are locked");
+  sl_error_wrap_subject(&err, "snapshot", "sb-1");
+  CHECK_STR(err.msg, "snapshot: snapshots of sb-1 are locked");
+  /* Without the subject, the operation still comes with the subject. */
+  sl_error_set(&err, EIO, "snapshot failed");
+  sl_error_wrap_subject(&err, "snapshot", "sb-1");
+  CHECK_STR(err.msg, "snapshot sb-1: snapshot failed");
+}
+
 static void quote_leaves_plain_words(void) {
   char buf[SL_SUBJECT_MAX];
   CHECK_STR(sl_subject(buf, sizeof buf, "/etc/hostname"), "/etc/hostname");
@@ -82,6 +99,7 @@ int main(void) {
   RUN(errno_appends_strerror);
   RUN(invalid_code_becomes_eio);
   RUN(wrap_subject_names_it_once);
+  RUN(wrap_subject_names_operation_once);
   RUN(quote_leaves_plain_words);
   RUN(quote_escapes_odd_bytes);
   RUN(quote_cuts_long_values);

@@ -415,9 +415,10 @@ static void gc_cleans_after_monitor_crash(void) {
   CHECK(sl_pid_alive(info.init_pid, info.init_start)); /* orphaned, still running */
   CHECK(mounted_below(info.root));
 
-  int cleaned = -1;
+  sl_gc_counts cleaned;
   CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
-  CHECK_INT(cleaned, ==, 1);
+  CHECK_INT(cleaned.sandboxes, ==, 1);
+  CHECK_INT(cleaned.mounts, ==, 0);
   sl_sandbox_info collected;
   CHECK_OK(sl_sandbox_get(h, info.id, &collected, &err), &err);
   CHECK_INT(collected.state, ==, SL_SANDBOX_DEAD);
@@ -429,7 +430,7 @@ static void gc_cleans_after_monitor_crash(void) {
   CHECK_OK(sl_cgroup_parse(alive_cgroups(h, after.id), &cg, &err), &err);
   CHECK_OK(sl_cgroup_freeze(&cg, &err), &err);
   CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
-  CHECK_INT(cleaned, ==, 1);
+  CHECK_INT(cleaned.sandboxes, ==, 1);
   CHECK(!sl_cgroup_is_frozen(&cg));
 
   /* A mount below sandboxes/ that no row owns goes too. */
@@ -438,14 +439,15 @@ static void gc_cleans_after_monitor_crash(void) {
   CHECK_OK(sl_mkdir_p(orphan, 0700, &err), &err);
   CHECK_INT(mount("tmpfs", orphan, "tmpfs", 0, "size=1m"), ==, 0);
   CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
-  CHECK_INT(cleaned, ==, 1);
+  CHECK_INT(cleaned.mounts, ==, 1);
+  CHECK_INT(cleaned.sandboxes, ==, 0);
   CHECK(!mounted_below(orphan));
 
   sl_sandbox_info alive;
   CHECK_OK(sl_sandbox_get(h, after.id, &alive, &err), &err);
   CHECK_INT(alive.state, ==, SL_SANDBOX_RUNNING);
   CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
-  CHECK_INT(cleaned, ==, 0);
+  CHECK_INT(cleaned.sandboxes + cleaned.mounts + cleaned.snapshots + cleaned.layers, ==, 0);
   CHECK_OK(sl_sandbox_kill(h, after.id, &err), &err);
   close_store(h, home);
 }
@@ -476,13 +478,13 @@ static void gc_drops_stuck_creating_row(void) {
   snprintf(dir, sizeof dir, "%s/sandboxes/%s", sl_sandboxes_home(h), stuck.id);
   int lock = sl_op_lock(dir, 0, &err);
   CHECK(lock >= 0);
-  int cleaned = -1;
+  sl_gc_counts cleaned;
   CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
-  CHECK_INT(cleaned, ==, 0);
+  CHECK_INT(cleaned.sandboxes, ==, 0);
   sl_op_unlock(lock);
 
   CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
-  CHECK_INT(cleaned, ==, 1);
+  CHECK_INT(cleaned.sandboxes, ==, 1);
   CHECK_INT(sl_sandbox_get(h, stuck.id, &stuck, &err), ==, -ENOENT);
   CHECK_INT(access(dir, F_OK), ==, -1);
   sl_sbstore_close(store);

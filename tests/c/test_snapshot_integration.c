@@ -646,7 +646,7 @@ static void test_delete_while_forks_run(void) {
   sl_sandbox_info *all[] = {&forks[0], &forks[1], &forks[2], &forks[3], &grandchild, &orphan};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++)
     CHECK_OK(sl_sandbox_kill(h, all[i]->id, &err), &err);
-  int cleaned = 0;
+  sl_gc_counts cleaned;
   CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
   CHECK_INT(access(layer_path, F_OK), ==, 0);
   sl_snapshot_query everything = SL_SNAPSHOT_QUERY_INIT;
@@ -715,7 +715,7 @@ static void test_host_killed_mid_snapshot(void) {
     CHECK_OK(sl_snapshot_gc(sl_sbstore_catalog(h->store), sl_sbstore_store(h->store), 0, &cleaned,
                             &err),
              &err);
-    CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
+    CHECK_OK(sl_sandbox_gc(h, NULL, &err), &err);
     sl_cgroup cg;
     CHECK_OK(sl_cgroup_parse(sb.cgroups, &cg, &err), &err);
     CHECK(!sl_cgroup_is_frozen(&cg));
@@ -733,7 +733,8 @@ static void test_host_killed_mid_snapshot(void) {
 static void test_gc_after_crashed_take(void) {
   sl_error err = {0};
   int cleaned = -1;
-  CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err); /* leftovers of the cases before */
+  sl_gc_counts counts;
+  CHECK_OK(sl_sandbox_gc(h, &counts, &err), &err); /* leftovers of the cases before */
   sl_create_spec spec = test_spec();
   sl_sandbox_info sb;
   CHECK_OK(sl_sandbox_create(h, &spec, &sb, &err), &err);
@@ -781,7 +782,8 @@ static void test_gc_after_crashed_take(void) {
   close(ready[1]);
   CHECK_OK(sl_snapshot_gc(cat, store, 0, &cleaned, &err), &err);
   CHECK_INT(cleaned, ==, 0);
-  CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
+  CHECK_OK(sl_sandbox_gc(h, &counts, &err), &err);
+  CHECK_INT(counts.sandboxes + counts.snapshots, ==, 0);
   CHECK_INT(access(dir, F_OK), ==, 0);
   CHECK_INT(access(orphan_dir, F_OK), ==, 0);
   sl_cgroup cg;
@@ -795,11 +797,12 @@ static void test_gc_after_crashed_take(void) {
   CHECK_INT(access(dir, F_OK), ==, -1);
   CHECK_INT(access(layer_path, F_OK), ==, -1);
   CHECK_INT(access(orphan_dir, F_OK), ==, -1);
-  CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
-  CHECK_INT(cleaned, ==, 1);
+  CHECK_OK(sl_sandbox_gc(h, &counts, &err), &err);
+  CHECK_INT(counts.sandboxes, ==, 1); /* thawed */
+  CHECK_INT(counts.snapshots, ==, 0);
   CHECK(!sl_cgroup_is_frozen(&cg));
-  CHECK_OK(sl_sandbox_gc(h, &cleaned, &err), &err);
-  CHECK_INT(cleaned, ==, 0);
+  CHECK_OK(sl_sandbox_gc(h, &counts, &err), &err);
+  CHECK_INT(counts.sandboxes + counts.mounts + counts.snapshots + counts.layers, ==, 0);
   CHECK_OK(sl_sandbox_kill(h, sb.id, &err), &err);
 }
 

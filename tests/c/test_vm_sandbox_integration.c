@@ -355,9 +355,9 @@ static void gc_after_monitor_dies(void) {
   CHECK(!process_alive(info.monitor_pid));
   CHECK(process_alive(info.init_pid));
 
-  int cleaned = 0;
+  sl_gc_counts cleaned;
   CHECK_OK(sl_sandbox_gc(H, &cleaned, &err), &err);
-  CHECK(cleaned > 0);
+  CHECK(cleaned.sandboxes >= 1);
   sl_sandbox_info now;
   CHECK_OK(sl_sandbox_get(H, info.id, &now, &err), &err);
   CHECK_INT(now.state, ==, SL_SANDBOX_DEAD);

@@ -222,9 +222,12 @@ static void pause_and_resume_keep_memory(void) {
   CHECK_INT(now.state, ==, SL_SANDBOX_PAUSED);
   CHECK(!process_alive(src.init_pid));
   CHECK(!process_alive(src.monitor_pid));
-  /* Pausing again changes nothing; a snapshot of a paused VM is EINVAL. */
+  /* Pausing again changes nothing; a snapshot of a paused VM is EBUSY. */
   CHECK_OK(sl_sandbox_pause(H, src.id, NULL, &err), &err);
-  CHECK_INT(sl_sandbox_snapshot(H, src.id, NULL, NULL, NULL, &err), ==, -EINVAL);
+  CHECK_INT(sl_sandbox_snapshot(H, src.id, NULL, NULL, NULL, &err), ==, -EBUSY);
+  char paused[128];
+  snprintf(paused, sizeof paused, "sandbox is paused (resume it first): %s", src.id);
+  CHECK_STR(err.msg, paused);
   /* connect resumes a paused sandbox. */
   CHECK_OK(sl_sandbox_connect(H, src.id, &now, &err), &err);
   CHECK_INT(now.state, ==, SL_SANDBOX_RUNNING);
@@ -362,7 +365,7 @@ static void delete_under_forks(void) {
   }
   CHECK_OK(sl_sandbox_kill(H, src.id, &err), &err);
   CHECK_OK(sl_sandbox_remove(H, src.id, &err), &err);
-  int cleaned = 0;
+  sl_gc_counts cleaned;
   CHECK_OK(sl_sandbox_gc(H, &cleaned, &err), &err);
   CHECK(sl_path_exists(layer)); /* vm-rb, vm-sibling and vm-files stack on it */
   static const char *const rest[] = {"vm-rb", "vm-sibling", "vm-files", NULL};

@@ -1,4 +1,5 @@
 -- The sandlot program's command line, run as a child process.
+local sandlot = require "sandlot"
 local support = require "support"
 local run = support.run_sandlot
 
@@ -70,7 +71,14 @@ describe("sandlot run", function()
   it("exits 1 when the file is missing", function()
     local code, _, err = run { "run", dir .. "/missing.lua" }
     assert.are.equal(1, code)
-    assert.matches("cannot open .*missing%.lua", err)
+    assert.are.equal("sandlot: ENOENT: cannot open script (no such file or directory): " .. dir
+      .. "/missing.lua\n", err)
+  end)
+
+  it("exits 1 when the file is a directory", function()
+    local code, _, err = run { "run", dir }
+    assert.are.equal(1, code)
+    assert.are.equal("sandlot: EISDIR: cannot open script (is a directory): " .. dir .. "\n", err)
   end)
 
   it("needs a file", function()
@@ -241,6 +249,10 @@ describe("sandlot options", function()
     { { "script.lua" }, "use 'sandlot run FILE'" },
     { { "--bogus" }, "unknown option '%-%-bogus'" },
     { { "repl", "extra" }, "repl: unexpected argument 'extra'" },
+    { { "-h", "extra" }, "%-h: unexpected argument 'extra'" },
+    { { "--help", "extra" }, "%-%-help: unexpected argument 'extra'" },
+    { { "--version", "extra" }, "%-%-version: unexpected argument 'extra'" },
+    { { "-V", "extra" }, "%-V: unexpected argument 'extra'" },
   } do
     it("exits 2 for " .. table.concat(case[1], " "), function()
       local code, out, err = run(case[1])
@@ -290,6 +302,12 @@ describe("the REPL on a pipe", function()
     local code, out = run({ "repl" }, { input = input })
     assert.are.equal(0, code)
     assert.are.equal("2\n{ a = { 1 }, b = 2 }\nmulti\n", out)
+  end)
+
+  it("predefines sandlot and Sandbox without a hint", function()
+    local code, out, err = run({ "repl" }, { input = "=Sandbox == sandlot.Sandbox, sandlot.version\n" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("true\t" .. sandlot.version .. "\n", out)
   end)
 
   it("prints errors and goes on", function()
@@ -420,7 +438,7 @@ print((select(2, sandlot.Sandbox.connect "sb-000000000000")))
     assert(io.open(file, "w")):close()
     local code, _, err = run_with_home(file, { "ls" })
     assert.are.equal(1, code)
-    assert.are.equal("sandlot: ls: ENOTDIR: store root is not a folder: " .. file .. "\n", err)
+    assert.are.equal("sandlot: ls: ENOTDIR: store root is not a directory: " .. file .. "\n", err)
     local out
     code, out, err = run_with_home(file, { "-e", "print((select(2, require('sandlot').Sandbox.create {})))" })
     assert.are.equal(0, code, err)

@@ -103,6 +103,21 @@ describe("files", function()
     assert.are.equal("EISDIR", dir_name)
   end)
 
+  it("name a missing parent directory and the fix", function()
+    local hint = " (a parent directory is missing: pass parents = true to create it)"
+    local ok, message, name = sb:write_file("/work/d1/d2/f", "x")
+    assert.is_nil(ok)
+    assert.are.equal("ENOENT", name)
+    assert.are.equal("ENOENT: no such file or directory: /work/d1/d2/f" .. hint, message)
+    ok, message = sb:mkdir "/work/d1/d2"
+    assert.is_nil(ok)
+    assert.are.equal("ENOENT: no such file or directory: /work/d1/d2" .. hint, message)
+    assert(sb:write_file("/work/d1/d2/f", "x", { parents = true }))
+    -- Appending to a missing file in an existing directory creates it.
+    assert(sb:write_file("/work/d1/d2/g", "y", { append = true }))
+    assert.are.equal("y", sb:read_file "/work/d1/d2/g")
+  end)
+
   it("list, stat, mkdir, remove and rename", function()
     assert(sb:mkdir "/work/tree")
     local _, _, name = sb:mkdir "/work/tree"
@@ -186,7 +201,7 @@ describe("files", function()
     end
   end)
 
-  it("rename: name the missing source or target folder", function()
+  it("rename: name the missing source or target directory", function()
     assert(sb:write_file("/work/rename-me", "r"))
     local ok, message, name = sb:rename("/nosuch", "/tmp/x")
     assert.is_nil(ok)
@@ -194,7 +209,7 @@ describe("files", function()
     assert.are.equal("ENOENT: no such file: /nosuch", message)
     ok, message, name = sb:rename("/work/rename-me", "/nodir/x")
     assert.is_nil(ok)
-    assert.are.equal("ENOENT: no such folder: /nodir", message)
+    assert.are.equal("ENOENT: no such directory: /nodir", message)
     assert.are.equal("ENOENT", name)
     -- / is the overlay and /tmp a tmpfs: rename(2) cannot move between them.
     ok, message, name = sb:rename("/work/rename-me", "/tmp/moved")
@@ -209,7 +224,7 @@ describe("files", function()
     local ok, message, name = sb:remove("/", { recursive = true })
     assert.is_nil(ok)
     assert.are.equal("EINVAL", name)
-    assert.are.equal("EINVAL: cannot remove the root folder: /", message)
+    assert.are.equal("EINVAL: cannot remove the root directory: /", message)
     ok, message, name = sb:remove("/work/../", { recursive = true })
     assert.is_nil(ok)
     assert.are.equal("EINVAL", name, message)

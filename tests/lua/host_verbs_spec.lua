@@ -107,6 +107,31 @@ describe("auto_kill", function()
   end)
 end)
 
+describe("sandlot kill", function()
+  it("kills a paused sandbox without a warning", function()
+    local sb = assert(Sandbox.create {})
+    assert(sb:pause { memory = false })
+    local code, out, err = sandlot_command { "kill", sb.id }
+    assert.are.equal(0, code, err)
+    assert.are.equal("killed " .. sb.id .. "\n", out)
+    assert.are.equal("", err)
+    assert.are.equal("dead", assert(sb:refresh()).state)
+  end)
+
+  it("warns when a running sandbox lost its monitor", function()
+    local sb = assert(Sandbox.create {})
+    local info = assert(sb:info())
+    assert(uv.kill(info.monitor_pid, "sigkill") == 0)
+    sandboxes.eventually(function() return #sandboxes.pids_with("sandlot-monitor", sb.id) == 0 end,
+      "the monitor is gone")
+    local code, out, err = sandlot_command { "kill", sb.id }
+    assert.are.equal(0, code, err)
+    assert.are.equal("killed " .. sb.id .. "\n", out)
+    assert.matches("level=warn event=sandbox.kill_orphan sandbox=" .. literal(sb.id), err)
+    assert.is_nil(sandboxes.wait_clean(home, info))
+  end)
+end)
+
 describe("sandlot gc", function()
   it("cleans a sandbox whose monitor died", function()
     local sb = assert(Sandbox.create {})
@@ -123,7 +148,23 @@ describe("sandlot gc", function()
     code, out = sandlot_command { "gc" }
     assert.are.equal(0, code)
     assert.are.equal("gc: cleaned 0 sandboxes\n", out)
-    assert.are.equal(0, sandlot.gc())
+    assert.are.same({ sandboxes = 0, mounts = 0, snapshots = 0, layers = 0, records = 0 },
+      sandlot.gc())
+  end)
+
+  it("counts the layers it deletes apart from sandboxes", function()
+    local sb = assert(Sandbox.create {})
+    local files = assert(sb:snapshot { memory = false })
+    local fork = assert(Sandbox.create { snapshot = files })
+    assert(sandlot.snapshots.delete(files)) -- the fork keeps its layer
+    assert(fork:kill())
+    assert(sb:kill())
+    local code, out, err = sandlot_command { "gc" }
+    assert.are.equal(0, code, err)
+    assert.are.equal("gc: cleaned 0 sandboxes, 1 unused layer\n", out)
+    code, out, err = sandlot_command { "gc" }
+    assert.are.equal(0, code, err)
+    assert.are.equal("gc: cleaned 0 sandboxes\n", out)
   end)
 end)
 
@@ -133,7 +174,8 @@ describe("sandlot rm and gc -a", function()
     local code, out, err = sandlot_command { "rm", sb.id }
     assert.are.equal(1, code)
     assert.are.equal("", out)
-    assert.are.equal("sandlot: rm " .. sb.id .. ": EBUSY: sandbox is running (kill it first)\n", err)
+    assert.are.equal("sandlot: rm " .. sb.id .. ": EBUSY: sandbox is running (kill it first, or use rm -f)\n",
+      err)
     assert.are.equal("running", assert(sb:refresh()).state)
     code, out, err = sandlot_command { "rm", "-f", sb.id }
     assert.are.equal(0, code, err)
@@ -156,9 +198,9 @@ describe("sandlot rm and gc -a", function()
     assert.are.equal("ENOENT", select(3, Sandbox.get(sb.id)))
     local other = assert(Sandbox.create {})
     assert(other:kill())
-    local cleaned, removed = sandlot.gc { keep_ended = 0 }
-    assert.are.equal(0, cleaned)
-    assert.are.equal(1, removed)
+    local counts = assert(sandlot.gc { keep_ended = 0 })
+    assert.are.equal(0, counts.sandboxes)
+    assert.are.equal(1, counts.records)
     assert.are.equal("ENOENT", select(3, Sandbox.get(other.id)))
     assert.has_error(function() sandlot.gc { keep = 1 } end)
     assert.are.equal("EINVAL", select(3, sandlot.gc { keep_ended = -1 }))

@@ -192,6 +192,88 @@ describe("sandbox:spawn", function()
   end)
 end)
 
+describe("stdin larger than one request", function()
+  -- The agent takes at most 4 MiB per request, so these go in parts.
+  local MiB = 1024 * 1024
+
+  it("reaches exec in full", function()
+    local result = assert(sb:exec("wc -c", { stdin = ("z"):rep(10 * MiB) }))
+    assert.are.equal(0, result.exit_code)
+    assert.are.equal("10485760\n", result.stdout)
+  end)
+
+  it("is written while exec streams the output", function()
+    -- cat writes back what it reads, so the callback gets all of it in
+    -- order while the input is still written.
+    local input = ("0123456789abcdef"):rep(MiB // 2) -- 8 MiB
+    local parts = {}
+    local result = assert(sb:exec("cat", {
+      stdin = input,
+      on_stdout = function(chunk)
+        parts[#parts + 1] = chunk
+      end,
+    }))
+    assert.are.equal(0, result.exit_code)
+    local output = table.concat(parts)
+    assert.are.equal(#input, #output)
+    assert.is_true(output == input)
+  end)
+
+  it("is no failure when the process stops reading", function()
+    local result = assert(sb:exec("head -c 10", { stdin = ("y"):rep(6 * MiB) }))
+    assert.are.equal(0, result.exit_code)
+    assert.are.equal(("y"):rep(10), result.stdout)
+  end)
+
+  it("goes through process:write in full", function()
+    local p = assert(sb:spawn "wc -c")
+    assert(p:write(("z"):rep(10 * MiB)))
+    assert(p:close_stdin())
+    assert.are.equal("10485760\n", p:read_all())
+    assert.are.equal(0, assert(p:wait()).exit_code)
+  end)
+
+  it("leaves a command over 4 MiB to fail with EMSGSIZE", function()
+    local none, message, name = sb:exec("true " .. ("x"):rep(5 * MiB))
+    assert.is_nil(none)
+    assert.are.equal("EMSGSIZE", name)
+    assert.matches("^EMSGSIZE: message too large for the agent protocol: %d+ bytes %(at most 4194304%)$",
+      message)
+  end)
+
+  -- Reads all stdin, then prints its runs of equal bytes ("a3 b2" for
+  -- "aaabb"). Its output stays small, so nothing waits for a reader.
+  local runs = [[python3 -c "
+import itertools, sys
+data = sys.stdin.buffer.read().decode()
+print(' '.join('%s%d' % (k, len(list(g))) for k, g in itertools.groupby(data)))
+"]]
+
+  it("of spawn comes before later writes", function()
+    local p = assert(sb:spawn(runs, { stdin = ("s"):rep(6 * MiB) }))
+    assert(p:write "TT")
+    assert(p:close_stdin())
+    assert.are.equal(("s%d T2"):format(6 * MiB), p:read_line())
+    assert.are.equal(0, assert(p:wait()).exit_code)
+  end)
+
+  it("of two tasks does not mix", function()
+    local p = assert(sb:spawn(runs))
+    local writers = {}
+    for i, byte in ipairs { "a", "b" } do
+      writers[i] = sandlot.spawn(function()
+        return p:write(byte:rep(3 * MiB))
+      end)
+    end
+    assert(sandlot.wait_all(writers))
+    assert(p:close_stdin())
+    local line = p:read_line()
+    assert.is_true(line == ("a%d b%d"):format(3 * MiB, 3 * MiB)
+      or line == ("b%d a%d"):format(3 * MiB, 3 * MiB), line)
+    assert.are.equal(0, assert(p:wait()).exit_code)
+  end)
+end)
+
 describe("process handles", function()
   it("keep working after the agent drops the connection", function()
     local p = assert(sb:spawn { "python3", "-u", "-i" })

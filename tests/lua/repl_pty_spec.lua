@@ -2,6 +2,7 @@
 -- socket: keys go in with send-keys, the screen comes back from
 -- capture-pane.
 local sandlot = require "sandlot"
+local sandboxes = require "sandboxes"
 local support = require "support"
 local uv = require "luv"
 
@@ -51,27 +52,60 @@ local function press(key)
   tmux("send-keys", "-t", "repl", key)
 end
 
-local dir, history
+local dir, history, store
 
 local function start_repl()
   sessions = sessions + 1
   socket = ("sandlot-spec-%d-%d"):format(uv.os_getpid(), sessions)
   dir = support.temp_dir()
   history = dir .. "/history"
-  local command = ("env SANDLOT_HISTORY=%s %s; echo EXIT=$?; sleep 600"):format(history,
-    support.sandlot)
+  store = dir .. "/store"
+  local command = ("env SANDLOT_HISTORY=%s SANDLOT_HOME=%s %s; echo EXIT=$?; sleep 600"):format(
+    history, store, support.sandlot)
   tmux("-f", "/dev/null", "new-session", "-d", "-s", "repl", "-x", "100", "-y", "40", command)
   wait_for "\n>$"
 end
 
+--- Kill what a test left running in its store, from a second sandlot.
+local kill_leftovers = [[
+for _, sb in ipairs(assert(require("sandlot").Sandbox.list { state = "running" })) do
+  sb:kill()
+end]]
+
 local function stop_repl()
   support.run { "tmux", "-L", socket, "kill-server" }
+  if uv.fs_stat(store) then
+    support.run_sandlot({ "-e", kill_leftovers }, { env = support.environment { SANDLOT_HOME = store } })
+  end
   support.remove_tree(dir)
 end
 
 describe("the REPL on a terminal", function()
   before_each(start_repl)
   after_each(stop_repl)
+
+  it("prints a hint about the predefined globals", function()
+    local text = screen()
+    assert.matches("^sandlot [%d.]+ on Lua 5%.4%.%d+; Ctrl%-C cancels, Ctrl%-D exits%.\n", text)
+    assert.matches("\nsandlot and Sandbox are predefined; try: sb = Sandbox%.create { auto_kill = true }\n>$",
+      text)
+    type_line "=sandlot.Sandbox == Sandbox, type(sandlot.spawn)"
+    wait_for "\ntrue%s+function\n>$"
+  end)
+
+  local missing = sandboxes.missing_capability()
+  if missing then
+    io.stderr:write("SKIPPED: creating a sandbox at the prompt: ", missing, "\n")
+  else
+    it("creates a sandbox on the first line", function()
+      type_line "sb = Sandbox.create{}"
+      wait_for "sb = Sandbox%.create{}\n>$"
+      type_line "=sb:exec('echo made at the prompt').stdout"
+      wait_for "\nmade at the prompt\n\n>$"
+      type_line "=sb:kill()"
+      wait_for "\ntrue\n>$"
+    end)
+  end
 
   it("prints expression values", function()
     type_line "1 + 1"

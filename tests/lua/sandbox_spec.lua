@@ -84,11 +84,13 @@ describe("Sandbox.create", function()
 
   it("applies limits, env, a new cwd, hostname and labels", function()
     local sb = create {
-      memory = "256M", pids = 128, env = { GREETING = "hi there", LANG = "C.UTF-8" }, cwd = "/work/deep",
-      hostname = "box1", labels = { team = "a", run = 7 },
+      memory = "256M", pids = 128, env = { GREETING = "hi there", LANG = "C.UTF-8", COUNT = 3 },
+      cwd = "/work/deep", hostname = "box1", labels = { team = "a", run = 7 },
     }
-    local r = assert(sb:exec 'hostname; echo "$GREETING"; echo "$LANG"; pwd')
-    assert.are.equal("box1\nhi there\nC.UTF-8\n/work/deep\n", r.stdout)
+    local r = assert(sb:exec('hostname; echo "$GREETING"; echo "$LANG"; pwd; echo "$COUNT $RATIO"',
+      { env = { RATIO = 1.5 } }))
+    -- Numbers in env and labels become their text, as tostring() writes it.
+    assert.are.equal("box1\nhi there\nC.UTF-8\n/work/deep\n3 1.5\n", r.stdout)
     local info = assert(sb:info())
     assert.are.equal(256 * 1024 * 1024, info.memory)
     assert.are.equal(128, info.pids)
@@ -539,7 +541,33 @@ describe("failures", function()
       Sandbox.create { timeout = 10 ^ 13 })
     expect('EINVAL: create sandbox: invalid size: "1.5G" (expected a whole number and a unit, such as 1536M '
       .. "for 1.5G)", Sandbox.create { memory = "1.5G" })
+    expect('EINVAL: create sandbox: invalid size: "100000000T" (too large: at most 18446744073709551615 '
+      .. "bytes)", Sandbox.create { memory = "100000000T" })
+    expect('EINVAL: create sandbox: invalid memory limit: "9000000T" (too large: at most '
+      .. "9223372036854775807 bytes)", Sandbox.create { memory = "9000000T" })
+    for _, pids in ipairs { 0, -3, 4194305 } do
+      expect(("EINVAL: invalid pids limit: %d (expected a whole number from 1 to 4194304)"):format(pids),
+        Sandbox.create { pids = pids })
+    end
+    expect("EINVAL: invalid pids limit: 1.5 (expected a whole number from 1 to 4194304)",
+      Sandbox.create { pids = 1.5 })
+    expect("EINVAL: invalid cpu_shares: 0 (expected a whole number from 2 to 262144)",
+      Sandbox.create { cpu_shares = 0 })
+    expect("EINVAL: invalid cpus: 2000 (expected 0.01 to 1024, or 0 for no quota)",
+      Sandbox.create { cpus = 2000 })
+    local none, message, name = Sandbox.create { cpus = 0 / 0 }
+    assert.is_nil(none)
+    assert.are.equal("EINVAL", name)
+    assert.matches("^EINVAL: invalid cpus: %-?nan %(expected 0%.01 to 1024, or 0 for no quota%)$", message)
     local sb = create {}
+    expect("EINVAL: invalid timeout: 1e+300 (expected seconds > 0, at most 1000000000)",
+      sb:exec("true", { timeout = 1e300 }))
+    expect("EINVAL: invalid timeout: 0 (expected seconds > 0, at most 1000000000)",
+      sb:exec("true", { timeout = 0 }))
+    none, message, name = sb:exec("true", { timeout = 0 / 0 })
+    assert.is_nil(none)
+    assert.are.equal("EINVAL", name)
+    assert.matches("^EINVAL: invalid timeout: %-?nan %(expected seconds > 0, at most 1000000000%)$", message)
     expect("EINVAL: invalid timeout: 10000000000000 (expected whole seconds from 0 to 3153600000)",
       sb:set_timeout(10 ^ 13))
     -- The maximum is the same for create, set_timeout and the monitor.
@@ -707,5 +735,22 @@ describe("Sandbox.list", function()
     assert(b:kill())
     assert.is_nil(ids(assert(Sandbox.list { state = "running" }))[a.id])
     assert.are.equal("dead", ids(assert(Sandbox.list()))[a.id])
+  end)
+
+  it("rejects a state or backend that does not exist", function()
+    local none, message, name = Sandbox.list { state = "bogus" }
+    assert.is_nil(none)
+    assert.are.equal("EINVAL", name)
+    assert.are.equal('EINVAL: invalid state: "bogus" (expected one of: creating, running, frozen, '
+      .. "paused, dead)", message)
+    none, message, name = Sandbox.list { backend = "bogus" }
+    assert.is_nil(none)
+    assert.are.equal("EINVAL", name)
+    assert.are.equal('EINVAL: invalid backend: "bogus" (expected one of: process, vm)', message)
+    none, message = Sandbox.list { state = "runing\0" }
+    assert.is_nil(none)
+    assert.are.equal('EINVAL: invalid state: "runing\\0" (expected one of: creating, running, '
+      .. "frozen, paused, dead)", message)
+    assert(Sandbox.list { state = "dead", backend = "vm" })
   end)
 end)

@@ -18,19 +18,23 @@ local function read(path)
 end
 M.read = read
 
---- Exit 77 (skipped) unless this process can run process sandboxes:
--- root, overlayfs and the v1 freezer, memory and pids cgroups or cgroup
--- v2. Call it at the top of a spec file.
-function M.require_sandboxes()
-  local missing
+--- What this process lacks to run process sandboxes (root, overlayfs,
+-- and the v1 freezer, memory and pids cgroups or cgroup v2), or nil.
+function M.missing_capability()
   if uv.getuid() ~= 0 then
-    missing = "process sandboxes need root"
+    return "process sandboxes need root"
   elseif not (read "/proc/filesystems" or ""):find "overlay" then
-    missing = "the kernel has no overlayfs"
+    return "the kernel has no overlayfs"
   elseif not uv.fs_stat "/sys/fs/cgroup/freezer" and not uv.fs_stat "/sys/fs/cgroup/cgroup.controllers"
     and not uv.fs_stat "/sys/fs/cgroup/unified/cgroup.controllers" then
-    missing = "no freezer cgroup (v1) and no cgroup v2"
+    return "no freezer cgroup (v1) and no cgroup v2"
   end
+end
+
+--- Exit 77 (skipped) unless this process can run process sandboxes.
+-- Call it at the top of a spec file.
+function M.require_sandboxes()
+  local missing = M.missing_capability()
   if missing then
     io.stderr:write("SKIPPED: ", missing, "\n")
     os.exit(77)

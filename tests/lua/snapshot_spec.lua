@@ -131,6 +131,11 @@ describe("sandbox:snapshot", function()
     ok, message, name = sb:snapshot { name = "loaded", tag = "v1" }
     assert.is_nil(ok)
     assert.are.equal("EEXIST", name)
+    -- The operation comes once, with the sandbox.
+    assert.are.equal("EEXIST: snapshot " .. sb.id .. ": snapshot name is taken: loaded:v1", message)
+    ok, message = sb:snapshot { name = "" }
+    assert.is_nil(ok)
+    assert.are.equal("EINVAL: snapshot " .. sb.id .. ": invalid snapshot name: empty", message)
     ok, message, name = sb:snapshot { tag = "alone" }
     assert.is_nil(ok)
     assert.are.equal("EINVAL", name)
@@ -150,13 +155,14 @@ describe("sandbox:snapshot", function()
     local here = "^snapshot_spec%.lua:%d+: "
     assert.matches(here .. 'sandbox:snapshot: unknown option "nme"$',
       error_of(function() sb:snapshot { nme = "x" } end))
-    assert.matches(here .. "sandbox:snapshot: labels must map names to strings$",
+    assert.matches(here .. "sandbox:snapshot: labels must map names to strings or numbers$",
       error_of(function() sb:snapshot { labels = { true } } end))
     assert.matches(here .. "sandbox:pause: option memory must be a boolean, got string$",
       error_of(function() sb:pause { memory = "no" } end))
-    assert.matches(here .. "sandbox:rollback: argument 1 must be a string, got number$",
+    local expected = 'argument 1 must be a snapshot object or a string %(id, "name:tag" or "name"%)'
+    assert.matches(here .. "sandbox:rollback: " .. expected .. ", got number$",
       error_of(function() sb:rollback(42) end))
-    assert.matches(here .. "sandlot.snapshots.get: argument 1 must be a string, got nil$",
+    assert.matches(here .. "sandlot.snapshots.get: " .. expected .. ", got nil$",
       error_of(function() sandlot.snapshots.get() end))
     assert.matches(here .. "sandlot.snapshots.list: option sandbox must be a string or table, got number$",
       error_of(function() sandlot.snapshots.list { sandbox = 3 } end))
@@ -199,6 +205,54 @@ describe("sandbox:snapshot", function()
     check_einval("EINVAL: invalid count: 1.5 (expected 1 to 64)", none, message, name)
   end)
 
+  it("rejects fork options it cannot honour", function()
+    local function check_einval(start, ok, message, name)
+      assert.is_nil(ok)
+      assert.are.equal("EINVAL", name)
+      assert.are.equal(start, message:sub(1, #start))
+    end
+    check_einval("EINVAL: create sandbox: invalid backend: vm (snapshot " .. snap.id
+      .. " is a process snapshot, ", Sandbox.create { snapshot = snap, backend = "vm" })
+    check_einval("EINVAL: create sandbox: env does not apply to a fork of " .. snap.id
+      .. ": forks keep the snapshot's environment (pass env to each exec instead)",
+      Sandbox.create { snapshot = snap, env = { NEW = "1" } })
+    check_einval("EINVAL: create sandbox: cwd does not apply to a fork of " .. snap.id
+      .. ": forks keep the snapshot's working directory (pass cwd to each exec instead)",
+      Sandbox.create { snapshot = snap, cwd = "/work" })
+    check_einval("EINVAL: create 1 of 2: create sandbox: env does not apply to a fork",
+      Sandbox.create_many { snapshot = snap, count = 2, env = { NEW = "1" } })
+    local none, _, name = Sandbox.create { snapshot = snap, template = "other" }
+    assert.is_nil(none)
+    assert.are.equal("ENOENT", name)
+    assert.are.same({}, assert(Sandbox.list { state = "creating" }))
+  end)
+
+  it("applies limits, timeout, hostname and labels to a fork", function()
+    local child = assert(Sandbox.create {
+      snapshot = snap, memory = "256M", pids = 99, timeout = 600, hostname = "kid",
+      labels = { role = "fork" }, auto_kill = true,
+    })
+    local info = assert(child:info())
+    assert.are.equal(256 * 1024 * 1024, info.memory)
+    assert.are.equal(99, info.pids)
+    assert.are.equal(600, info.timeout)
+    assert.is_true(info.auto_kill)
+    assert.are.same({ role = "fork" }, child.labels)
+    local memory_dir = info.cgroups.memory or info.cgroups.unified
+    local limit_file = info.cgroups.memory and "/memory.limit_in_bytes" or "/memory.max"
+    assert.are.equal(tostring(256 * 1024 * 1024), sandboxes.read(memory_dir .. limit_file):match "%d+")
+    assert.are.equal("kid\n", assert(child:exec "hostname").stdout)
+    assert(child:kill())
+  end)
+
+  it("applies env and cwd to a sandbox from files only", function()
+    local fs = assert(sb:snapshot { memory = false })
+    local fresh = assert(Sandbox.create { snapshot = fs, env = { NEW = "1" }, cwd = "/work" })
+    assert.are.equal("1 /work\n", assert(fresh:exec 'echo "$NEW" "$PWD"').stdout)
+    assert(fresh:kill())
+    assert(sandlot.snapshots.delete(fs))
+  end)
+
   it("takes the files only with memory = false", function()
     assert(sb:write_file("/kept", "files"))
     local fs = assert(sb:snapshot { memory = false })
@@ -237,6 +291,16 @@ describe("sandbox:snapshot", function()
     assert.are.equal("ECANCELED", name, message)
     assert.matches("rolled back", message)
     assert.are.equal("failed", process.state)
+    -- Writes and signals fail the same way: the process still runs.
+    local write_message, write_name = select(2, process:write "1\n")
+    assert.are.equal("ECANCELED", write_name)
+    assert.are.equal(message, write_message)
+    local kill_message, kill_name = select(2, process:kill())
+    assert.are.equal("ECANCELED", kill_name)
+    assert.are.equal(message, kill_message)
+    local close_message, close_name = select(2, process:close_stdin())
+    assert.are.equal("ECANCELED", close_name)
+    assert.are.equal(message, close_message)
     process = assert(sb:process(process.id))
     assert.are.equal(6, add(process, 1))
     local none
@@ -265,12 +329,27 @@ describe("sandbox:pause", function()
     local process = assert(sb:spawn(adder))
     assert.are.equal(4, add(process, 4))
     assert(sb:write_file("/kept", "yes"))
+    local files = assert(sb:snapshot { memory = false })
     assert(sb:pause())
     assert.are.equal("paused", sb.state)
     local paused = "EBUSY: sandbox is paused (resume it first): " .. sb.id
     local _, message, name = sb:exec "true"
     assert.are.equal("EBUSY", name)
     assert.are.equal(paused, message)
+    -- Every operation that needs its processes fails the same way.
+    for what, call in pairs {
+      snapshot = function() return sb:snapshot() end,
+      freeze = function() return sb:freeze() end,
+      thaw = function() return sb:thaw() end,
+      rollback = function() return sb:rollback(files) end,
+    } do
+      local none
+      none, message, name = call()
+      assert.is_nil(none, what)
+      assert.are.equal("EBUSY", name, what)
+      assert.are.equal(paused, message, what)
+    end
+    assert.are.equal("paused", assert(sb:refresh()).state)
     -- A process handle's request fails at once too, and the handle works
     -- again after the resume.
     _, message, name = process:write "100\n"
@@ -287,6 +366,7 @@ describe("sandbox:pause", function()
     assert.are.equal(process.id, list[1].id)
     assert.are.equal("running", list[1].state)
     assert(sb:kill())
+    assert(files:delete())
   end)
 
   it("fails calls with EBUSY when another process paused it", function()

@@ -83,6 +83,25 @@ describe("timers", function()
       sandlot.sleep(-1)
     end)
   end)
+
+  it("names sandlot.sleep in argument errors", function()
+    local function error_of(call)
+      local ok, err = pcall(call)
+      assert.is_false(ok)
+      return err
+    end
+    local here = "^task_spec%.lua:%d+: "
+    assert.matches(here .. "sandlot%.sleep: bad argument #1 %(expected milliseconds from 0 to 1e12, got %-1%)$",
+      error_of(function() sandlot.sleep(-1) end))
+    assert.matches(here .. "sandlot%.sleep: bad argument #1 %(expected milliseconds, got string%)$",
+      error_of(function() sandlot.sleep "10" end))
+    assert.matches(here .. "sandlot%.spawn: bad argument #1 %(expected a function, got no value%)$",
+      error_of(function() sandlot.spawn() end))
+    assert.matches(here .. "sandlot%.wait_any: expected a list of tasks, got number$",
+      error_of(function() sandlot.wait_any(3) end))
+    assert.matches(here .. "sandlot%.await: bad argument #1 %(expected a function, got no value%)$",
+      error_of(function() sandlot.await() end))
+  end)
 end)
 
 describe("a failing task", function()

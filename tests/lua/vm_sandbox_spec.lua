@@ -260,3 +260,25 @@ describe("a VM that fails to start", function()
     assert.are.equal(rows, row_count())
   end)
 end)
+
+describe("a fork of a VM snapshot", function()
+  it("rejects the options it cannot honour", function()
+    local vm = create { auto_kill = true }
+    local snap = assert(vm:snapshot())
+    local none, message, name = Sandbox.create { snapshot = snap, backend = "process" }
+    assert.is_nil(none)
+    assert.are.equal("EINVAL", name)
+    assert.are.equal("EINVAL: create sandbox: invalid backend: process (snapshot " .. snap.id
+      .. " is a vm snapshot, and a sandbox made from a snapshot runs on the snapshot's backend)",
+      message)
+    none, message, name = Sandbox.create { snapshot = snap, env = { NEW = "1" } }
+    assert.is_nil(none)
+    assert.are.equal("EINVAL", name)
+    assert.matches("env does not apply to a fork of " .. snap.id, message, 1, true)
+    local fork = assert(Sandbox.create { snapshot = snap, backend = "vm", auto_kill = true })
+    assert.are.equal("vm", fork.backend)
+    assert(fork:kill())
+    assert(vm:kill())
+    assert(snap:delete())
+  end)
+end)
