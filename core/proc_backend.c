@@ -70,11 +70,28 @@ static void fill_record(const sl_create_spec *spec, const char *id, sl_sandbox_i
   info->exit_status = -1;
 }
 
+/* Give a sandbox made from a snapshot the limits of the sandbox the
+ * snapshot was taken of, where `spec` sets none: a fork holds its source's
+ * memory, and the default limit can be too small for it. */
+static void inherit_limits(sl_sandboxes *h, const sl_create_spec *spec, const char *source_id,
+                           sl_sandbox_info *info) {
+  sl_sandbox_info source;
+  sl_error ignored = {0};
+  /* NOTE: once the source's record is removed (sandlot rm), a fork gets
+   * the default limits. */
+  if (source_id[0] == '\0' || sl_sbstore_get(h->store, source_id, &source, &ignored) < 0) return;
+  if (spec->memory == NULL) info->memory_bytes = source.memory_bytes;
+  if (spec->pids == 0) info->pids_max = source.pids_max;
+  if (spec->cpu_shares == 0) info->cpu_shares = source.cpu_shares;
+  if (spec->cpus == 0) info->cpus = source.cpus;
+}
+
 /* How the monitor of a new sandbox starts PID 1. */
 typedef struct launch_plan {
   const char *mode;                        /* "fresh" or "fork" */
   char images[SL_SANDBOX_PATH_MAX];        /* fork: the snapshot's images */
   char snapshot_id[SL_ID_SIZE];            /* "" unless made from a snapshot */
+  char source_id[SL_ID_SIZE];              /* the sandbox that snapshot was taken of */
   char agent_layer[SL_SANDBOX_PATH_MAX];
 } launch_plan;
 
@@ -221,6 +238,7 @@ static int plan_from_snapshot(sl_sandboxes *h, const sl_create_spec *spec, launc
   int rc = sl_catalog_snapshot_resolve(sl_sbstore_catalog(h->store), spec->snapshot, &sn, err);
   if (rc < 0) return rc;
   snprintf(plan->snapshot_id, sizeof plan->snapshot_id, "%s", sn.id);
+  snprintf(plan->source_id, sizeof plan->source_id, "%s", sn.source_sandbox_id);
   if (sn.kind == SL_SNAPSHOT_FULL) {
     plan->mode = "fork";
     snprintf(plan->images, sizeof plan->images, "%s", sn.image_dir);
@@ -295,6 +313,7 @@ static int proc_create(sl_sandboxes *h, const sl_create_spec *spec, sl_sandbox_i
 
   sl_sandbox_info info;
   fill_record(spec, id, &info);
+  inherit_limits(h, spec, plan.source_id, &info);
   snprintf(info.source_snapshot_id, sizeof info.source_snapshot_id, "%s", plan.snapshot_id);
   if (sl_sbstore_insert(h->store, &info, err) < 0) return sl_error_wrap(err, "create sandbox");
   sl_sandbox_dir(h, id, dir, sizeof dir);

@@ -85,7 +85,9 @@ typedef struct sl_create_spec {
    * EINVAL. A fork keeps the
    * environment and working directory of the snapshot's agent, so env
    * and cwd are EINVAL with a full snapshot. The limits, timeout,
-   * on_timeout, hostname, labels and auto_kill apply as for any sandbox. */
+   * on_timeout, hostname, labels and auto_kill apply as for any sandbox.
+   * A limit left at 0 or NULL is the one of the sandbox the snapshot was
+   * taken of, while that sandbox's record exists, else the default. */
   const char *snapshot;
   /* With a full snapshot: a command run by /bin/sh -c in the fork before
    * create returns; a non-zero exit fails the create (EIO). */

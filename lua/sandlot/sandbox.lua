@@ -474,7 +474,8 @@ end
 -- cwd are EINVAL with a full snapshot (pass them to exec instead). A
 -- backend or template other than the snapshot's is EINVAL too. The
 -- limits, timeout, on_timeout, hostname, labels and auto_kill apply to a
--- fork as to any sandbox. on_fork is a command run by /bin/sh -c in a
+-- fork as to any sandbox, and a limit not given is the one of the
+-- sandbox the snapshot was taken of (while its record exists). on_fork is a command run by /bin/sh -c in a
 -- fork before create returns; a non-zero exit fails the create.
 -- on_timeout "pause" dumps memory and files to disk (state paused),
 -- "pause_fs" keeps the files only. Suspends.
