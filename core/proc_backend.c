@@ -71,8 +71,8 @@ static void fill_record(const sl_create_spec *spec, const char *id, sl_sandbox_i
 }
 
 /* Give a sandbox made from a snapshot the limits of the sandbox the
- * snapshot was taken of, where `spec` sets none: a fork holds its source's
- * memory, and the default limit can be too small for it. */
+ * snapshot was taken of, where `spec` sets none. A fork restores its
+ * source's memory, which the default limit can be too small for. */
 static void inherit_limits(sl_sandboxes *h, const sl_create_spec *spec, const char *source_id,
                            sl_sandbox_info *info) {
   sl_sandbox_info source;
