@@ -481,6 +481,15 @@ static void failed_create_leaves_no_row(void) {
     CHECK(strstr(err.msg, *size) != NULL);
     CHECK_INT(sandbox_count(), ==, before);
   }
+  /* Within QEMU's bounds but more than this host has: rejected at once. */
+  uint64_t host_mb = ((uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE)) >> 20;
+  char larger[32];
+  snprintf(larger, sizeof larger, "%lluM", (unsigned long long)(host_mb + 1024));
+  sl_create_spec beyond_host = {.backend = SL_BACKEND_VM, .memory = larger};
+  sl_error huge_err = {0};
+  CHECK_INT(sl_sandbox_create(H, &beyond_host, &none, &huge_err), ==, -EINVAL);
+  if (host_mb + 1024 <= SL_VM_MEMORY_MAX_MB) CHECK(strstr(huge_err.msg, "more than the host's") != NULL);
+  CHECK_INT(sandbox_count(), ==, before);
 }
 
 int main(void) {
