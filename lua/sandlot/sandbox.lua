@@ -701,9 +701,14 @@ end
 
 --- Kill the sandbox `seconds` from now (or apply its on_timeout action);
 -- 0 removes the timeout. Suspends.
-function Sandbox:set_timeout(seconds)
+function Sandbox:set_timeout(seconds, ...)
   check.self("sandbox:set_timeout", self, Sandbox)
   check.arg("sandbox:set_timeout", 1, seconds, "number")
+  if select("#", ...) > 0 then
+    -- on_timeout is fixed at create; a dropped second argument would
+    -- leave the sandbox to be killed where the caller expected a pause.
+    check.raise("sandbox:set_timeout: takes one argument (seconds); on_timeout is set by Sandbox.create")
+  end
   local whole, message, name = timeout_seconds(seconds)
   if not whole then
     return nil, message, name

@@ -573,6 +573,10 @@ describe("failures", function()
     -- The maximum is the same for create, set_timeout and the monitor.
     assert.is_true(sb:set_timeout(3153600000))
     assert.is_true(sb:set_timeout(0))
+    -- on_timeout belongs to create: a second argument is not dropped.
+    local ok, raised = pcall(sb.set_timeout, sb, 1, "pause")
+    assert.is_false(ok)
+    assert.matches("takes one argument", raised)
     local p = assert(sb:spawn { "sleep", "30" })
     expect('EINVAL: invalid signal number: 999 (expected 1 to 64, or a name such as "TERM")', p:kill(999))
     expect('EINVAL: unknown signal name: FOO (expected a name such as "TERM" or a number)', p:kill "FOO")
