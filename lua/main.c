@@ -17,7 +17,7 @@ typedef struct {
   const char *name;
   const char *args;
   const char *summary;
-  int (*run)(int argc, char **argv);
+  int (*run)(int argc, char **argv); /* NULL: a help line of the verb above */
 } command;
 
 static int cmd_run(int argc, char **argv);
@@ -34,6 +34,10 @@ static const command commands[] = {
      cmd_sandbox_verb},
     {"gc", "[-a]", "Clean up after crashes; delete records ended over a day ago (-a: all).",
      cmd_sandbox_verb},
+    {"snapshots", "[-s ID] [-n NAME]", "List snapshots, newest first, by sandbox or name.",
+     cmd_sandbox_verb},
+    {"snapshots rm", "REF...", "Delete snapshots by id, NAME:TAG or NAME; their forks keep running.",
+     NULL},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
@@ -46,7 +50,7 @@ static void print_usage(FILE *out) {
   for (size_t i = 0; i < COMMAND_COUNT; i++) {
     char head[64];
     snprintf(head, sizeof head, "%s %s", commands[i].name, commands[i].args);
-    fprintf(out, "  %-22s %s\n", head, commands[i].summary);
+    fprintf(out, "  %-28s %s\n", head, commands[i].summary);
   }
   fprintf(out,
           "\nOptions:\n"
@@ -165,7 +169,7 @@ static int run_chunk(int argc, char **argv) {
   return run_loaded(L, rc, before, 1, argv[0], argv + 2, argc - 2);
 }
 
-/* ls, kill, rm and gc: argv[0] names a function of the sandlot.cli module,
+/* ls, kill, rm, gc and snapshots: argv[0] names a function of the sandlot.cli module,
  * which runs as the main task with the other words as arguments. */
 static int cmd_sandbox_verb(int argc, char **argv) {
   lua_State *L = sl_host_open(SL_HOST_SCRIPT);
@@ -188,7 +192,7 @@ static int cmd_repl(int argc, char **argv) {
 
 static const command *find_command(const char *name) {
   for (size_t i = 0; i < COMMAND_COUNT; i++)
-    if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    if (commands[i].run != NULL && strcmp(commands[i].name, name) == 0) return &commands[i];
   return NULL;
 }
 

@@ -1,10 +1,12 @@
---- The host commands that manage sandboxes: sandlot ls, kill, rm and gc
+--- The host commands that manage sandboxes: sandlot ls, kill, rm, gc and
+-- snapshots
 -- (entries of the command table in lua/main.c). Each runs as the main
 -- task and sets the exit status: 0, 1 when an operation failed, 2 on a
 -- usage error.
 local core = require "sandlot.core"
 local check = require "sandlot.check"
-local Sandbox = require("sandlot").Sandbox
+local sandlot = require "sandlot"
+local Sandbox = sandlot.Sandbox
 
 local M = {}
 
@@ -210,6 +212,97 @@ function M.rm(...)
     end
   end
   core.set_exit_status(status)
+end
+
+--- Print `rows` (lists of strings) in aligned columns, the last one
+-- unpadded.
+local function print_table(rows)
+  local widths = {}
+  for _, row in ipairs(rows) do
+    for i = 1, #row - 1 do
+      widths[i] = math.max(widths[i] or 0, #row[i])
+    end
+  end
+  for _, row in ipairs(rows) do
+    local cells = {}
+    for i = 1, #row - 1 do
+      cells[i] = row[i] .. (" "):rep(widths[i] - #row[i])
+    end
+    cells[#row] = row[#row]
+    io.stdout:write(table.concat(cells, "  "), "\n")
+  end
+end
+
+--- "512B", "13.0M", "1.2G".
+local function size_text(bytes)
+  if bytes < 1024 then
+    return ("%dB"):format(bytes)
+  end
+  local units = { "K", "M", "G", "T" }
+  local value, unit = bytes / 1024, 1
+  while value >= 1024 and unit < #units do
+    value, unit = value / 1024, unit + 1
+  end
+  return ("%.1f%s"):format(value, units[unit])
+end
+
+--- sandlot snapshots rm REF...: delete snapshots by id, "name:tag" or
+-- "name"; sandboxes started from them keep running.
+local function remove_snapshots(refs)
+  if #refs == 0 then
+    return usage("snapshots rm: missing ID")
+  end
+  local status = 0
+  for _, ref in ipairs(refs) do
+    local ok, message = sandlot.snapshots.delete(ref)
+    if ok then
+      io.stdout:write("removed ", ref, "\n")
+    else
+      report("snapshots rm %s: %s", check.subject(ref), without_subject(message, ref))
+      status = 1
+    end
+  end
+  core.set_exit_status(status)
+end
+
+--- sandlot snapshots [--sandbox ID] [--name NAME[:TAG]]: the snapshots of
+-- the store, newest first; sandlot snapshots rm REF... deletes.
+function M.snapshots(...)
+  local words = { ... }
+  if words[1] == "rm" then
+    return remove_snapshots({ table.unpack(words, 2) })
+  end
+  local filter, i = {}, 1
+  while i <= #words do
+    local word, value = words[i], words[i + 1]
+    local key = (word == "--sandbox" or word == "-s") and "sandbox"
+      or (word == "--name" or word == "-n") and "name" or nil
+    if key == nil then
+      return usage("snapshots: unexpected argument '%s'", word)
+    elseif value == nil then
+      return usage("snapshots: %s needs a value", word)
+    end
+    filter[key] = value
+    i = i + 2
+  end
+  local rows = { { "ID", "NAME", "SANDBOX", "KIND", "SIZE", "AGE" } }
+  local now = os.time()
+  local ok, message = pcall(function()
+    for snap in sandlot.snapshots.each(filter) do
+      local name = snap.name or "-"
+      if snap.tag then
+        name = name .. ":" .. snap.tag
+      end
+      rows[#rows + 1] = { snap.id, name, snap.sandbox_id, snap.kind, size_text(snap.size),
+        age(now - snap.created_at) }
+    end
+  end)
+  if not ok then
+    -- each raises with the position of this function in front.
+    report("snapshots: %s", (tostring(message):gsub("^[^:]+:%d+: ", "")))
+    return core.set_exit_status(1)
+  end
+  print_table(rows)
 end
 
 return M

@@ -71,6 +71,43 @@ describe("another sandlot process", function()
     assert.matches(literal(sb.id) .. "  dead", out)
   end)
 
+  it("lists and deletes snapshots from the command line", function()
+    local sb = assert(Sandbox.create { auto_kill = true })
+    local named = assert(sb:snapshot { name = "cli", tag = "v1" })
+    local unnamed = assert(sb:snapshot { memory = false })
+    local code, out, err = sandlot_command { "snapshots" }
+    assert.are.equal(0, code, err)
+    assert.matches("^ID +NAME +SANDBOX +KIND +SIZE +AGE\n", out)
+    assert.matches(literal(named.id) .. " +cli:v1 +" .. literal(sb.id) .. " +full +[%d.]+[BKMG]", out)
+    assert.matches(literal(unnamed.id) .. " +%- +" .. literal(sb.id) .. " +fs ", out)
+    -- Newest first.
+    assert.is_true(out:find(unnamed.id, 1, true) < out:find(named.id, 1, true))
+
+    code, out = sandlot_command { "snapshots", "-n", "cli:v1" }
+    assert.are.equal(0, code)
+    assert.is_nil(out:find(unnamed.id, 1, true))
+    assert.truthy(out:find(named.id, 1, true))
+
+    code, out, err = sandlot_command { "snapshots", "-s", "nope" }
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.matches('^sandlot: snapshots: EINVAL: invalid sandbox id: "nope"', err)
+    code, _, err = sandlot_command { "snapshots", "-n" }
+    assert.are.equal(2, code)
+    assert.matches("snapshots: %-n needs a value", err)
+    code, _, err = sandlot_command { "snapshots", "rm" }
+    assert.are.equal(2, code)
+    assert.matches("snapshots rm: missing ID", err)
+
+    code, out, err = sandlot_command { "snapshots", "rm", "cli:v1", "sn-000000000000" }
+    assert.are.equal(1, code)
+    assert.are.equal("removed cli:v1\n", out)
+    assert.matches("snapshots rm sn%-000000000000: ENOENT: snapshot not found", err)
+    assert.is_nil(sandlot.snapshots.get(named.id))
+    assert(sandlot.snapshots.delete(unnamed))
+    assert(sb:kill())
+  end)
+
   it("reports kill failures with their error names", function()
     local code, out, err = sandlot_command { "kill", "sb-000000000000", "nonsense" }
     assert.are.equal(1, code)
