@@ -45,6 +45,25 @@ local function age(seconds)
   return ("%dd%02dh"):format(seconds // 86400, seconds % 86400 // 3600)
 end
 
+--- Print `rows` (lists of strings) in aligned columns, the last one
+-- unpadded.
+local function print_table(rows)
+  local widths = {}
+  for _, row in ipairs(rows) do
+    for i = 1, #row - 1 do
+      widths[i] = math.max(widths[i] or 0, #row[i])
+    end
+  end
+  for _, row in ipairs(rows) do
+    local cells = {}
+    for i = 1, #row - 1 do
+      cells[i] = row[i] .. (" "):rep(widths[i] - #row[i])
+    end
+    cells[#row] = row[#row]
+    io.stdout:write(table.concat(cells, "  "), "\n")
+  end
+end
+
 --- sandlot ls [-a]: the sandboxes of the store that have not ended (all
 -- of them with -a), oldest first.
 function M.ls(...)
@@ -68,16 +87,7 @@ function M.ls(...)
       rows[#rows + 1] = { sb.id, sb.state, sb.template, age(now - sb.created_at) }
     end
   end
-  local widths = { 0, 0, 0 }
-  for _, row in ipairs(rows) do
-    for i = 1, 3 do
-      widths[i] = math.max(widths[i], #row[i])
-    end
-  end
-  local format = ("%%-%ds  %%-%ds  %%-%ds  %%s\n"):format(widths[1], widths[2], widths[3])
-  for _, row in ipairs(rows) do
-    io.stdout:write(format:format(table.unpack(row)))
-  end
+  print_table(rows)
 end
 
 --- sandlot kill ID...: kill each sandbox; prints "killed ID" for each.
@@ -212,25 +222,6 @@ function M.rm(...)
     end
   end
   core.set_exit_status(status)
-end
-
---- Print `rows` (lists of strings) in aligned columns, the last one
--- unpadded.
-local function print_table(rows)
-  local widths = {}
-  for _, row in ipairs(rows) do
-    for i = 1, #row - 1 do
-      widths[i] = math.max(widths[i] or 0, #row[i])
-    end
-  end
-  for _, row in ipairs(rows) do
-    local cells = {}
-    for i = 1, #row - 1 do
-      cells[i] = row[i] .. (" "):rep(widths[i] - #row[i])
-    end
-    cells[#row] = row[#row]
-    io.stdout:write(table.concat(cells, "  "), "\n")
-  end
 end
 
 --- "512B", "13.0M", "1.2G".

@@ -247,8 +247,8 @@ describe("sandbox:snapshot", function()
 
   it("gives a fork its source's limits when it sets none", function()
     local source = create { memory = "300M", pids = 150, cpu_shares = 512 }
-    local taken = assert(source:snapshot {})
-    local child = assert(Sandbox.create { snapshot = taken, auto_kill = true })
+    local limited = assert(source:snapshot {})
+    local child = assert(Sandbox.create { snapshot = limited, auto_kill = true })
     local info = assert(child:info())
     assert.are.equal(300 * 1024 * 1024, info.memory)
     assert.are.equal(150, info.pids)
@@ -256,13 +256,13 @@ describe("sandbox:snapshot", function()
     local memory_dir = info.cgroups.memory or info.cgroups.unified
     local limit_file = info.cgroups.memory and "/memory.limit_in_bytes" or "/memory.max"
     assert.are.equal(tostring(300 * 1024 * 1024), sandboxes.read(memory_dir .. limit_file):match "%d+")
-    local other = assert(Sandbox.create { snapshot = taken, memory = "200M", auto_kill = true })
+    local other = assert(Sandbox.create { snapshot = limited, memory = "200M", auto_kill = true })
     assert.are.equal(200 * 1024 * 1024, assert(other:info()).memory)
     assert.are.equal(150, assert(other:info()).pids)
     assert(child:kill())
     assert(other:kill())
     assert(source:kill())
-    assert(sandlot.snapshots.delete(taken))
+    assert(sandlot.snapshots.delete(limited))
   end)
 
   it("applies env and cwd to a sandbox from files only", function()
