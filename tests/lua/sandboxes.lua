@@ -209,4 +209,22 @@ function M.wait_vm_clean(home, info)
   return left
 end
 
+--- The command of a process that keeps a running total in memory only:
+-- it reads a number per line on stdin and prints the new total.
+M.adder = [[python3 -u -c "
+import sys
+total = 0
+for line in sys.stdin:
+    total += int(line)
+    print(total)
+"]]
+
+--- Send `n` to an adder process and return the total it prints.
+function M.add(process, n)
+  assert(process:write(n .. "\n"))
+  local line, message = process:read_line()
+  assert(line, message)
+  return tonumber(line)
+end
+
 return M

@@ -37,22 +37,7 @@ local function create(options)
   return sb
 end
 
--- A process that keeps a running total in memory only: it reads a number
--- per line on stdin and prints the new total.
-local adder = [[python3 -u -c "
-import sys
-total = 0
-for line in sys.stdin:
-    total += int(line)
-    print(total)
-"]]
-
-local function add(process, n)
-  assert(process:write(n .. "\n"))
-  local line, message = process:read_line()
-  assert(line, message)
-  return tonumber(line)
-end
+local adder, add = sandboxes.adder, sandboxes.add
 
 -- The QEMU processes of this spec's store.
 local function qemu_count()
