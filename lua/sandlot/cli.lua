@@ -90,27 +90,36 @@ function M.ls(...)
   print_table(rows)
 end
 
+--- Run `action(subject)` (returning true, or nil and a message) for each
+-- subject: print "<done> SUBJECT" on success, else report the failure
+-- under `command`. The exit status is 1 when any failed.
+local function for_each_subject(command, subjects, done, action)
+  local status = 0
+  for _, subject in ipairs(subjects) do
+    local ok, message = action(subject)
+    if ok then
+      io.stdout:write(done, " ", subject, "\n")
+    else
+      report("%s %s: %s", command, check.subject(subject), without_subject(message, subject))
+      status = 1
+    end
+  end
+  core.set_exit_status(status)
+end
+
 --- sandlot kill ID...: kill each sandbox; prints "killed ID" for each.
 function M.kill(...)
   local ids = { ... }
   if #ids == 0 then
     return usage("kill: missing ID")
   end
-  local status = 0
-  for _, id in ipairs(ids) do
+  for_each_subject("kill", ids, "killed", function(id)
     local sb, message = Sandbox.get(id)
-    local ok = sb ~= nil
-    if sb then
-      ok, message = sb:kill()
+    if not sb then
+      return nil, message
     end
-    if ok then
-      io.stdout:write("killed ", id, "\n")
-    else
-      report("kill %s: %s", check.subject(id), without_subject(message, id))
-      status = 1
-    end
-  end
-  core.set_exit_status(status)
+    return sb:kill()
+  end)
 end
 
 --- "1 layer", "2 layers": `count` and the noun, with `many` (default
@@ -201,8 +210,7 @@ function M.rm(...)
   if #ids == 0 then
     return usage("rm: missing ID")
   end
-  local status = 0
-  for _, id in ipairs(ids) do
+  for_each_subject("rm", ids, "removed", function(id)
     local sb, message, name = Sandbox.get(id)
     local ok = sb ~= nil
     if ok and force and sb.state ~= "dead" then
@@ -214,14 +222,8 @@ function M.rm(...)
     if not ok and name == "EBUSY" and not force and sb and sb.state ~= "dead" then
       message = ("EBUSY: sandbox is %s (kill it first, or use rm -f)"):format(sb.state)
     end
-    if ok then
-      io.stdout:write("removed ", id, "\n")
-    else
-      report("rm %s: %s", check.subject(id), without_subject(message, id))
-      status = 1
-    end
-  end
-  core.set_exit_status(status)
+    return ok, message
+  end)
 end
 
 --- "512B", "13.0M", "1.2G".
@@ -243,21 +245,11 @@ local function remove_snapshots(refs)
   if #refs == 0 then
     return usage("snapshots rm: missing ID")
   end
-  local status = 0
-  for _, ref in ipairs(refs) do
-    local ok, message = sandlot.snapshots.delete(ref)
-    if ok then
-      io.stdout:write("removed ", ref, "\n")
-    else
-      report("snapshots rm %s: %s", check.subject(ref), without_subject(message, ref))
-      status = 1
-    end
-  end
-  core.set_exit_status(status)
+  for_each_subject("snapshots rm", refs, "removed", sandlot.snapshots.delete)
 end
 
---- sandlot snapshots [--sandbox ID] [--name NAME[:TAG]]: the snapshots of
--- the store, newest first; sandlot snapshots rm REF... deletes.
+--- sandlot snapshots [-s ID] [-n NAME[:TAG]]: list the snapshots of the
+-- store, newest first. sandlot snapshots rm REF... deletes them.
 function M.snapshots(...)
   local words = { ... }
   if words[1] == "rm" then
