@@ -49,8 +49,9 @@ static int memory_mb_of(const sl_create_spec *spec, unsigned *out, sl_error *err
     return sl_error_set(err, EINVAL,
                         "invalid memory size for a VM: %s (expected whole MiB from %uM to %uM)",
                         spec->memory, SL_VM_MEMORY_MIN_MB, SL_VM_MEMORY_MAX_MB);
-  /* QEMU maps the whole RAM file at start, and a guest larger than the
-   * host never boots: it waits for the boot timeout instead. */
+  /* The guest RAM is a file in tmpfs, so the host cannot back more than
+   * its own RAM. A 1 TiB guest did not boot here, and create waited for
+   * the boot timeout, so such sizes fail at once. */
   long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
   uint64_t host_mb = pages > 0 && page_size > 0 ? ((uint64_t)pages * (uint64_t)page_size) >> 20 : 0;
   if (host_mb > 0 && mb > host_mb)
